@@ -1,0 +1,58 @@
+//! The compact binary encoding: [`BINARY_MARKER`], [`BINARY_PROTOCOL_VERSION`], postcard body.
+//!
+//! The marker byte is never valid UTF-8, so the master tells binary from text by one byte; the
+//! version byte lets a future master refuse (or translate) an older client clearly.
+
+use super::{ControlReply, ControlRequest, DecodeError, EncodeError, BINARY_MARKER};
+use crate::limits::BINARY_PROTOCOL_VERSION;
+
+const HEADER_LEN: usize = 2;
+
+fn encode<T: serde::Serialize>(value: &T, buf: &mut [u8]) -> Result<usize, EncodeError> {
+    let (header, body) = match buf.split_first_chunk_mut::<HEADER_LEN>() {
+        Some(split) => split,
+        None => return Err(EncodeError::BufferTooSmall),
+    };
+    *header = [BINARY_MARKER, BINARY_PROTOCOL_VERSION];
+    let used = postcard::to_slice(value, body).map_err(|_| EncodeError::BufferTooSmall)?;
+    Ok(HEADER_LEN + used.len())
+}
+
+fn decode<'a, T: serde::Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, DecodeError> {
+    let ([marker, version], body) = match bytes.split_first_chunk::<HEADER_LEN>() {
+        Some((header, body)) => (*header, body),
+        None if bytes.is_empty() => return Err(DecodeError::Empty),
+        None => return Err(DecodeError::Malformed),
+    };
+    if marker != BINARY_MARKER {
+        return Err(DecodeError::Malformed);
+    }
+    if version != BINARY_PROTOCOL_VERSION {
+        return Err(DecodeError::UnsupportedVersion(version));
+    }
+    match postcard::take_from_bytes::<T>(body) {
+        Ok((value, [])) => Ok(value),
+        // Trailing bytes mean the peer and we disagree on the layout: refuse rather than guess.
+        Ok(_) | Err(_) => Err(DecodeError::Malformed),
+    }
+}
+
+/// Writes a binary request into `buf`; returns its length.
+pub fn encode_request(req: &ControlRequest, buf: &mut [u8]) -> Result<usize, EncodeError> {
+    encode(req, buf)
+}
+
+/// Parses a binary request. Never panics.
+pub fn decode_request(bytes: &[u8]) -> Result<ControlRequest, DecodeError> {
+    decode(bytes)
+}
+
+/// Writes a binary reply into `buf`; returns its length.
+pub fn encode_reply(reply: &ControlReply<'_>, buf: &mut [u8]) -> Result<usize, EncodeError> {
+    encode(reply, buf)
+}
+
+/// Parses a binary reply. Never panics.
+pub fn decode_reply(bytes: &[u8]) -> Result<ControlReply<'_>, DecodeError> {
+    decode(bytes)
+}

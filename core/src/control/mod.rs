@@ -1,0 +1,406 @@
+//! Control requests and replies: the conversation between a node and the master's REP socket.
+//!
+//! Two encodings parse into the same types:
+//! - the original's text protocol ([`text`]), byte for byte, so original nodes work unchanged;
+//! - a compact binary encoding ([`binary`]): [`BINARY_MARKER`], a version byte, then postcard.
+//!
+//! [`decode_request`] tells the two apart by the first byte; the master answers in the encoding
+//! it was asked in ([`Encoding`]).
+
+pub mod binary;
+pub mod text;
+
+use core::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::name::{NameError, NodeName, Topic};
+
+/// First byte of every binary control message. It can never start (or appear in) UTF-8 text, so no
+/// text request can be mistaken for a binary one.
+pub const BINARY_MARKER: u8 = 0xFF;
+
+/// How a control message is encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    /// The original's UTF-8 text protocol.
+    Text,
+    /// [`BINARY_MARKER`], version, postcard body.
+    Binary,
+}
+
+impl Encoding {
+    /// The encoding a message uses, judged by its first byte.
+    pub fn of(bytes: &[u8]) -> Encoding {
+        match bytes.first() {
+            Some(&BINARY_MARKER) => Encoding::Binary,
+            _ => Encoding::Text,
+        }
+    }
+}
+
+/// A request from a node to the master.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ControlRequest {
+    /// `REQUEST_PUB node topic` -> [`ControlReply::Granted`] with the port publishers connect to.
+    Publish { node: NodeName, topic: Topic },
+    /// `REQUEST_SUB node topic` -> [`ControlReply::Granted`] with the port subscribers connect to.
+    Subscribe { node: NodeName, topic: Topic },
+    /// `REQUEST_STOP_PUB node topic` -> [`ControlReply::Done`].
+    StopPublish { node: NodeName, topic: Topic },
+    /// `REQUEST_STOP_SUB node topic` -> [`ControlReply::Done`].
+    StopSubscribe { node: NodeName, topic: Topic },
+    /// `LIST_ALL_TOPICS node null` -> [`ControlReply::Topics`]. The node word is informational.
+    ListTopics { node: Option<NodeName> },
+    /// `REQUEST_MAP null null` -> [`ControlReply::Graph`].
+    Graph,
+    /// `LIST_NODES null null` (ours) -> [`ControlReply::Nodes`].
+    ListNodes,
+    /// `TOPIC_INFO null topic` (ours) -> [`ControlReply::TopicInfo`].
+    TopicInfo { topic: Topic },
+    /// `NODE_INFO node null` (ours) -> [`ControlReply::NodeInfo`].
+    NodeInfo { node: NodeName },
+}
+
+impl ControlRequest {
+    /// What a successful reply to this request looks like; needed to read text replies, whose
+    /// meaning depends on the question (as in the original).
+    pub fn reply_kind(&self) -> ReplyKind {
+        match self {
+            ControlRequest::Publish { .. } | ControlRequest::Subscribe { .. } => ReplyKind::Granted,
+            ControlRequest::StopPublish { .. } | ControlRequest::StopSubscribe { .. } => {
+                ReplyKind::Done
+            }
+            ControlRequest::ListTopics { .. } => ReplyKind::Topics,
+            ControlRequest::Graph => ReplyKind::Graph,
+            ControlRequest::ListNodes => ReplyKind::Nodes,
+            ControlRequest::TopicInfo { .. } => ReplyKind::TopicInfo,
+            ControlRequest::NodeInfo { .. } => ReplyKind::NodeInfo,
+        }
+    }
+
+    /// Encodes into `buf` and returns the used part.
+    pub fn encode<'b>(
+        &self,
+        encoding: Encoding,
+        buf: &'b mut [u8],
+    ) -> Result<&'b [u8], EncodeError> {
+        let n = match encoding {
+            Encoding::Text => text::encode_request(self, buf)?,
+            Encoding::Binary => binary::encode_request(self, buf)?,
+        };
+        Ok(&buf[..n])
+    }
+}
+
+/// Decodes a request in either encoding. Never panics, whatever `bytes` holds.
+pub fn decode_request(bytes: &[u8]) -> Result<ControlRequest, DecodeError> {
+    if bytes.len() > crate::limits::MAX_CONTROL_REQUEST_LEN {
+        return Err(DecodeError::TooLong {
+            len: bytes.len(),
+            max: crate::limits::MAX_CONTROL_REQUEST_LEN,
+        });
+    }
+    match Encoding::of(bytes) {
+        Encoding::Text => text::decode_request(bytes),
+        Encoding::Binary => binary::decode_request(bytes),
+    }
+}
+
+/// Decodes the reply to a request of kind `kind`, in whichever encoding it came.
+pub fn decode_reply(kind: ReplyKind, bytes: &[u8]) -> Result<ControlReply<'_>, DecodeError> {
+    match Encoding::of(bytes) {
+        Encoding::Text => text::decode_reply(kind, bytes),
+        Encoding::Binary => binary::decode_reply(bytes),
+    }
+}
+
+/// The kinds of successful reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplyKind {
+    Granted,
+    Done,
+    Topics,
+    Graph,
+    Nodes,
+    TopicInfo,
+    NodeInfo,
+}
+
+/// A reply from the master. Text bodies borrow from the buffer they were decoded from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ControlReply<'a> {
+    /// `REQUEST GRANT <port>`: connect to this port on the master's host.
+    Granted { port: u16 },
+    /// `REQUEST GRANT`: a stop request was carried out.
+    Done,
+    /// Topics that have a publisher, joined by `,` (empty when none), as the original.
+    Topics(&'a str),
+    /// The topic graph as Graphviz DOT source.
+    Graph(&'a str),
+    /// Node names joined by `,` (empty when none).
+    Nodes(&'a str),
+    /// Who uses a topic and how much it carried.
+    #[serde(borrow)]
+    TopicInfo(TopicInfo<'a>),
+    /// What a node publishes and subscribes.
+    #[serde(borrow)]
+    NodeInfo(NodeInfo<'a>),
+    /// The request was refused; `detail` says why, for humans.
+    #[serde(borrow)]
+    Error(ErrorReply<'a>),
+}
+
+impl ControlReply<'_> {
+    /// Encodes into `buf` and returns the used part.
+    pub fn encode<'b>(
+        &self,
+        encoding: Encoding,
+        buf: &'b mut [u8],
+    ) -> Result<&'b [u8], EncodeError> {
+        let n = match encoding {
+            Encoding::Text => text::encode_reply(self, buf)?,
+            Encoding::Binary => binary::encode_reply(self, buf)?,
+        };
+        Ok(&buf[..n])
+    }
+}
+
+/// Who uses a topic and what it carried, as the master's counters say.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicInfo<'a> {
+    pub topic: &'a str,
+    /// Port publishers connect to (the master's SUB socket).
+    pub publish_port: u16,
+    /// Port subscribers connect to (the master's PUB socket).
+    pub subscribe_port: u16,
+    /// Publishing node names joined by `,`.
+    pub publishers: &'a str,
+    /// Subscribing node names joined by `,`.
+    pub subscribers: &'a str,
+    /// Messages forwarded so far.
+    pub messages: u64,
+    /// Payload bytes forwarded so far (all frames).
+    pub bytes: u64,
+    /// Milliseconds since the last forwarded message; `None` when nothing was forwarded yet.
+    pub idle_ms: Option<u64>,
+}
+
+/// What a node publishes and subscribes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeInfo<'a> {
+    pub node: &'a str,
+    /// Topics joined by `,`.
+    pub publishes: &'a str,
+    /// Topics joined by `,`.
+    pub subscribes: &'a str,
+}
+
+/// An error reply: a machine-readable code and a human-readable detail.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorReply<'a> {
+    pub code: ErrorCode,
+    pub detail: &'a str,
+}
+
+impl fmt::Display for ErrorReply<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.code.as_str(), self.detail)
+    }
+}
+
+/// Why the master refused a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ErrorCode {
+    /// The request could not be parsed (garbage, wrong word count, invalid UTF-8, multipart...).
+    BadRequest,
+    /// The command word is not one the master knows.
+    UnknownCommand,
+    /// A topic or node name breaks the name rules.
+    InvalidName,
+    /// The request is larger than [`crate::limits::MAX_CONTROL_REQUEST_LEN`].
+    TooLarge,
+    /// The binary encoding's version is not supported.
+    UnsupportedVersion,
+    /// No such topic.
+    UnknownTopic,
+    /// No such node.
+    UnknownNode,
+    /// A configured limit (topics, ports, sockets) is reached.
+    LimitReached,
+    /// Not allowed for this node.
+    Refused,
+    /// The master failed internally (for example a socket could not be bound).
+    Internal,
+}
+
+impl ErrorCode {
+    /// The code as it appears in text replies (`ERROR <code>: <detail>`).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::BadRequest => "bad-request",
+            ErrorCode::UnknownCommand => "unknown-command",
+            ErrorCode::InvalidName => "invalid-name",
+            ErrorCode::TooLarge => "too-large",
+            ErrorCode::UnsupportedVersion => "unsupported-version",
+            ErrorCode::UnknownTopic => "unknown-topic",
+            ErrorCode::UnknownNode => "unknown-node",
+            ErrorCode::LimitReached => "limit-reached",
+            ErrorCode::Refused => "refused",
+            ErrorCode::Internal => "internal",
+        }
+    }
+
+    /// Inverse of [`ErrorCode::as_str`].
+    pub fn parse(s: &str) -> Option<ErrorCode> {
+        const ALL: [ErrorCode; 10] = [
+            ErrorCode::BadRequest,
+            ErrorCode::UnknownCommand,
+            ErrorCode::InvalidName,
+            ErrorCode::TooLarge,
+            ErrorCode::UnsupportedVersion,
+            ErrorCode::UnknownTopic,
+            ErrorCode::UnknownNode,
+            ErrorCode::LimitReached,
+            ErrorCode::Refused,
+            ErrorCode::Internal,
+        ];
+        ALL.into_iter().find(|c| c.as_str() == s)
+    }
+}
+
+/// Which word of a text request was wrong.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Word {
+    Node,
+    Topic,
+}
+
+/// Why bytes are not a valid control message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DecodeError {
+    /// Zero bytes.
+    Empty,
+    /// More bytes than a control message may have.
+    TooLong { len: usize, max: usize },
+    /// A text message that is not UTF-8.
+    InvalidUtf8 { valid_up_to: usize },
+    /// A text request that is not three words separated by single spaces.
+    WordCount { found: usize },
+    /// A command word the protocol does not have (cut to 32 bytes).
+    UnknownCommand(heapless::String<32>),
+    /// A node or topic word that breaks the name rules.
+    InvalidName { word: Word, error: NameError },
+    /// A binary message of a version this build does not speak.
+    UnsupportedVersion(u8),
+    /// A binary message whose body is not a valid postcard value, or has trailing bytes.
+    Malformed,
+    /// A text reply that does not have the form the request expects.
+    UnexpectedReply,
+}
+
+impl DecodeError {
+    /// The error code an error reply carries for this failure.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            DecodeError::TooLong { .. } => ErrorCode::TooLarge,
+            DecodeError::UnknownCommand(_) => ErrorCode::UnknownCommand,
+            DecodeError::InvalidName { .. } => ErrorCode::InvalidName,
+            DecodeError::UnsupportedVersion(_) => ErrorCode::UnsupportedVersion,
+            DecodeError::Empty
+            | DecodeError::InvalidUtf8 { .. }
+            | DecodeError::WordCount { .. }
+            | DecodeError::Malformed
+            | DecodeError::UnexpectedReply => ErrorCode::BadRequest,
+        }
+    }
+}
+
+impl fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DecodeError::Empty => f.write_str("empty message"),
+            DecodeError::TooLong { len, max } => {
+                write!(f, "message is {len} bytes, the limit is {max}")
+            }
+            DecodeError::InvalidUtf8 { valid_up_to } => {
+                write!(f, "text is not valid UTF-8 (from byte {valid_up_to})")
+            }
+            DecodeError::WordCount { found } => write!(
+                f,
+                "expected 3 words separated by single spaces (COMMAND NODE TOPIC), found {found}"
+            ),
+            DecodeError::UnknownCommand(c) => write!(f, "unknown command '{c}'"),
+            DecodeError::InvalidName { word, error } => {
+                let w = match word {
+                    Word::Node => "node",
+                    Word::Topic => "topic",
+                };
+                write!(f, "invalid {w} name: {error}")
+            }
+            DecodeError::UnsupportedVersion(v) => write!(
+                f,
+                "binary protocol version {v} is not supported (this master speaks {})",
+                crate::limits::BINARY_PROTOCOL_VERSION
+            ),
+            DecodeError::Malformed => f.write_str("malformed binary message"),
+            DecodeError::UnexpectedReply => f.write_str("reply does not match the request"),
+        }
+    }
+}
+
+impl core::error::Error for DecodeError {}
+
+/// Why a message could not be encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EncodeError {
+    /// The caller's buffer is too small for the message.
+    BufferTooSmall,
+}
+
+impl fmt::Display for EncodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("buffer too small for the encoded message")
+    }
+}
+
+impl core::error::Error for EncodeError {}
+
+/// A `fmt::Write` over a caller's slice; fails instead of growing.
+pub(crate) struct SliceWriter<'b> {
+    buf: &'b mut [u8],
+    pos: usize,
+}
+
+impl<'b> SliceWriter<'b> {
+    pub(crate) fn new(buf: &'b mut [u8]) -> Self {
+        SliceWriter { buf, pos: 0 }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.pos
+    }
+
+    pub(crate) fn put(&mut self, bytes: &[u8]) -> Result<(), EncodeError> {
+        let end = self
+            .pos
+            .checked_add(bytes.len())
+            .ok_or(EncodeError::BufferTooSmall)?;
+        let dst = self
+            .buf
+            .get_mut(self.pos..end)
+            .ok_or(EncodeError::BufferTooSmall)?;
+        dst.copy_from_slice(bytes);
+        self.pos = end;
+        Ok(())
+    }
+}
+
+impl fmt::Write for SliceWriter<'_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        self.put(s.as_bytes()).map_err(|_| fmt::Error)
+    }
+}
+
+#[cfg(test)]
+mod tests;

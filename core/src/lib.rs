@@ -1,0 +1,29 @@
+//! # zerosmq-core
+//!
+//! The wire formats of [zerosmq](https://github.com/zerosmq/zerosmq), shared by the master, the
+//! std client and the embedded client: `#![no_std]`, no `alloc`, every buffer the caller's.
+//!
+//! - [`name`]: validated [`Topic`] and [`NodeName`] (one word of printable ASCII, at most
+//!   [`limits::MAX_TOPIC_LEN`] bytes).
+//! - [`control`]: [`ControlRequest`] / [`ControlReply`] in the original's text protocol and in a
+//!   compact binary encoding.
+//! - [`message`]: the data frame `TOPIC SP PAYLOAD`.
+//! - [`zmtp`]: the ZeroMQ wire protocol subset used by the embedded client.
+//!
+//! Decoders never panic, whatever bytes they are given; they are fuzzed.
+#![no_std]
+#![forbid(unsafe_code)]
+#![warn(missing_debug_implementations)]
+
+pub mod control;
+pub mod limits;
+pub mod message;
+pub mod name;
+pub mod zmtp;
+
+pub use control::{
+    decode_reply, decode_request, ControlReply, ControlRequest, DecodeError, EncodeError, Encoding,
+    ErrorCode, ErrorReply, NodeInfo, ReplyKind, TopicInfo,
+};
+pub use message::{build_frame, DataFrame, FrameError};
+pub use name::{NameError, NodeName, Topic};
