@@ -25,5 +25,5 @@ pub use control::{
     decode_reply, decode_request, ControlReply, ControlRequest, DecodeError, EncodeError, Encoding,
     ErrorCode, ErrorReply, NodeInfo, ReplyKind, TopicInfo,
 };
-pub use message::{build_frame, DataFrame, FrameError};
+pub use message::{build_frame, DataFrame, FrameError, READY_PROBE_PREFIX};
 pub use name::{NameError, NodeName, Topic};

@@ -8,6 +8,25 @@ use core::fmt;
 /// Byte between topic and payload.
 pub const SEPARATOR: u8 = b' ';
 
+/// First bytes of a *ready probe*: the slow-joiner fix.
+///
+/// A subscriber that wants to know when its path through the master is live subscribes (on its
+/// SUB socket to the master's per-topic PUB socket) to `READY_PROBE_PREFIX` followed by a nonce of
+/// its choice (at most [`MAX_READY_PROBE_LEN`] bytes in all). The master's per-topic socket is an
+/// XPUB: when it reads that subscription it sends one message whose bytes are exactly the
+/// subscription's bytes, which only this subscriber matches. Subscriptions travel in order on one
+/// connection, so when the probe message arrives, the master has processed the topic subscription
+/// too, and every later message on the topic is delivered. The subscriber then unsubscribes the
+/// probe. Original nodes never subscribe to a prefix starting with a NUL byte and see nothing.
+///
+/// A publisher knows its path is live when the master's per-topic SUB socket has subscribed to it:
+/// the std client publishes through an XPUB socket and waits for that subscription; the embedded
+/// client sees the SUBSCRIBE command in ZMTP.
+pub const READY_PROBE_PREFIX: &[u8] = b"\x00zerosmq-ready ";
+
+/// Longest ready probe (prefix and nonce) the master answers.
+pub const MAX_READY_PROBE_LEN: usize = 64;
+
 /// Why a frame could not be built or split.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FrameError {
