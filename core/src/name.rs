@@ -1,7 +1,9 @@
 //! Validated, fixed-capacity names: [`Topic`] and [`NodeName`].
 //!
-//! A name is one word of printable ASCII (`0x21..=0x7E`) without `,`: the original joins topic
-//! lists with commas and separates request words with spaces, so neither may appear inside a name.
+//! A name is one word of printable ASCII (`0x21..=0x7E`) without `,`, `"` or `\`: the original
+//! joins topic lists with commas and separates request words with spaces, so neither may appear
+//! inside a name; quotes and backslashes are refused so that a name can always be quoted in the
+//! Graphviz graph, a shell or a CSV file (Graphviz cannot quote a string ending in `\`).
 
 use core::fmt;
 use core::ops::Deref;
@@ -30,7 +32,7 @@ impl fmt::Display for NameError {
             }
             NameError::InvalidByte { index, byte } => write!(
                 f,
-                "byte 0x{byte:02x} at position {index} is not allowed (one word of printable ASCII without ',')"
+                "byte 0x{byte:02x} at position {index} is not allowed (one word of printable ASCII without , \" or \\)"
             ),
         }
     }
@@ -63,7 +65,7 @@ pub fn validate_name(bytes: &[u8], max: usize) -> Result<&str, NameError> {
 }
 
 const fn is_name_byte(b: u8) -> bool {
-    b >= 0x21 && b <= 0x7e && b != b','
+    b >= 0x21 && b <= 0x7e && b != b',' && b != b'"' && b != b'\\'
 }
 
 macro_rules! name_type {
@@ -150,13 +152,13 @@ macro_rules! name_type {
 }
 
 name_type!(
-    /// A topic: one word of printable ASCII, at most [`MAX_TOPIC_LEN`] bytes, no `,`.
+    /// A topic: one word of printable ASCII, at most [`MAX_TOPIC_LEN`] bytes, no `,` `"` `\\`.
     Topic,
     MAX_TOPIC_LEN
 );
 
 name_type!(
-    /// A node name: one word of printable ASCII, at most [`MAX_NODE_NAME_LEN`] bytes, no `,`.
+    /// A node name: one word of printable ASCII, at most [`MAX_NODE_NAME_LEN`] bytes, no `,` `"` `\\`.
     ///
     /// The original used a script's file name (`pub1.py`); the graph shows the part before the
     /// first `.`, see [`NodeName::short`].
