@@ -194,6 +194,10 @@ mod tests {
 
     #[test]
     fn refuses_bad_names() {
+        for (bad, index) in [("a\"b", 1), ("ab\\", 2), ("a,", 1), ("x y", 1)] {
+            let byte = bad.as_bytes()[index];
+            assert_eq!(Topic::new(bad), Err(NameError::InvalidByte { index, byte }));
+        }
         assert_eq!(Topic::new(""), Err(NameError::Empty));
         assert_eq!(
             Topic::new(&"x".repeat(65)),
