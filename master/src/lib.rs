@@ -1,1 +1,196 @@
+//! # zerosmq-master
+//!
+//! The zerosmq master: a control service (ZeroMQ REP, the original's text protocol and our binary
+//! one) that hands out one SUB and one XPUB socket per topic, and a forwarder that copies every
+//! message from a topic's SUB socket to its XPUB socket. It also keeps the node/topic graph and
+//! serves it as Graphviz DOT.
+//!
+//! Run it as a binary (`zerosmq-master --port 5555`) or in-process:
+//!
+//! ```no_run
+//! let master = zerosmq_master::Master::spawn(zerosmq_master::MasterConfig {
+//!     port: 0, // any free port
+//!     ..Default::default()
+//! })?;
+//! println!("control service on {}", master.control_endpoint());
+//! master.shutdown()?;
+//! # Ok::<(), zerosmq_master::MasterError>(())
+//! ```
 
+mod broker;
+mod control;
+pub mod graph;
+pub mod registry;
+mod sockets;
+
+use std::io::Write as _;
+use std::os::unix::net::UnixStream;
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+
+/// How the master binds and behaves.
+#[derive(Debug, Clone)]
+pub struct MasterConfig {
+    /// Address the control and data sockets bind to (`0.0.0.0`: every interface, as the original).
+    pub bind: String,
+    /// Control port; 0 picks a free one (see [`MasterHandle::control_port`]).
+    pub port: u16,
+    /// Inclusive port range for per-topic sockets; `None` lets the OS pick free ports.
+    pub data_ports: Option<(u16, u16)>,
+    /// High-water mark per connection, in messages, on the per-topic sockets. A subscriber that
+    /// falls this far behind misses new messages instead of stalling the others.
+    pub hwm: i32,
+    /// Most topics at once; past it, publish and subscribe requests get a `limit-reached` error.
+    pub max_topics: usize,
+    /// libzmq I/O threads.
+    pub io_threads: i32,
+}
+
+impl Default for MasterConfig {
+    fn default() -> Self {
+        MasterConfig {
+            bind: "0.0.0.0".into(),
+            port: zerosmq_core::limits::DEFAULT_CONTROL_PORT,
+            data_ports: None,
+            hwm: 10_000,
+            max_topics: 4_000,
+            io_threads: 1,
+        }
+    }
+}
+
+/// Why the master could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum MasterError {
+    #[error("{what}: {source}")]
+    Zmq { what: String, source: zmq::Error },
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    #[error("the master thread panicked")]
+    Panicked,
+}
+
+impl MasterError {
+    pub(crate) fn zmq(what: impl Into<String>, source: zmq::Error) -> Self {
+        MasterError::Zmq {
+            what: what.into(),
+            source,
+        }
+    }
+}
+
+/// A master running in its own thread.
+pub struct Master;
+
+impl Master {
+    /// Binds the control socket, starts serving in a new thread and returns once the control
+    /// port is bound, so a client can connect right away.
+    pub fn spawn(config: MasterConfig) -> Result<MasterHandle, MasterError> {
+        if let Some((low, high)) = config.data_ports {
+            if low > high || low == 0 {
+                return Err(MasterError::Config(format!(
+                    "data port range {low}-{high} is empty"
+                )));
+            }
+        }
+        let (wake_tx, wake_rx) = UnixStream::pair()?;
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let bind = config.bind.clone();
+        let thread = std::thread::Builder::new()
+            .name("zerosmq-master".into())
+            .spawn(move || {
+                let mut broker = match broker::Broker::new(&config) {
+                    Ok(b) => b,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                        return Ok(());
+                    }
+                };
+                let _ = ready_tx.send(Ok(broker.control_port()));
+                broker.run(&wake_rx)
+            })?;
+        match ready_rx.recv() {
+            Ok(Ok(control_port)) => Ok(MasterHandle {
+                control_port,
+                bind,
+                stop: wake_tx,
+                thread: Some(thread),
+            }),
+            Ok(Err(e)) => {
+                let _ = thread.join();
+                Err(e)
+            }
+            Err(_) => Err(thread.join().map_or(MasterError::Panicked, |r| {
+                r.err().unwrap_or(MasterError::Panicked)
+            })),
+        }
+    }
+}
+
+/// Controls a running master; dropping it shuts the master down.
+pub struct MasterHandle {
+    control_port: u16,
+    bind: String,
+    stop: UnixStream,
+    thread: Option<JoinHandle<Result<(), MasterError>>>,
+}
+
+impl MasterHandle {
+    /// The control port the master bound.
+    pub fn control_port(&self) -> u16 {
+        self.control_port
+    }
+
+    /// An endpoint a client on this host connects to (`tcp://127.0.0.1:PORT` when bound to all
+    /// interfaces).
+    pub fn control_endpoint(&self) -> String {
+        let host = match self.bind.as_str() {
+            "0.0.0.0" | "*" => "127.0.0.1",
+            other => other,
+        };
+        format!("tcp://{host}:{}", self.control_port)
+    }
+
+    /// Something another thread (a signal handler thread) can use to stop the master.
+    pub fn stopper(&self) -> std::io::Result<MasterStopper> {
+        Ok(MasterStopper(self.stop.try_clone()?))
+    }
+
+    /// Stops the master and waits for its thread; sockets are closed without lingering.
+    pub fn shutdown(mut self) -> Result<(), MasterError> {
+        self.stop_and_join()
+    }
+
+    /// Waits until the master stops (by a [`MasterStopper`] or an error).
+    pub fn wait(mut self) -> Result<(), MasterError> {
+        match self.thread.take() {
+            Some(t) => t.join().map_err(|_| MasterError::Panicked)?,
+            None => Ok(()),
+        }
+    }
+
+    fn stop_and_join(&mut self) -> Result<(), MasterError> {
+        let _ = (&self.stop).write_all(&[1]);
+        match self.thread.take() {
+            Some(t) => t.join().map_err(|_| MasterError::Panicked)?,
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for MasterHandle {
+    fn drop(&mut self) {
+        let _ = self.stop_and_join();
+    }
+}
+
+/// Stops a master from another thread.
+pub struct MasterStopper(UnixStream);
+
+impl MasterStopper {
+    pub fn stop(&self) {
+        let _ = (&self.0).write_all(&[1]);
+    }
+}

@@ -1,1 +1,86 @@
-fn main() {}
+//! `zerosmq-master`: the master as a command.
+
+use clap::Parser;
+use signal_hook::consts::{SIGINT, SIGTERM};
+use tracing_subscriber::EnvFilter;
+use zerosmq_master::{Master, MasterConfig};
+
+/// The zerosmq master: brokers one socket pair per topic and forwards every message.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// Address to bind the control and data sockets to. The default exposes the master on every
+    /// interface, as the original; use 127.0.0.1 to keep it to this host.
+    #[arg(long, default_value = "0.0.0.0")]
+    bind: String,
+    /// Control port (0 picks a free one and logs it).
+    #[arg(long, default_value_t = zerosmq_core::limits::DEFAULT_CONTROL_PORT)]
+    port: u16,
+    /// Port range for per-topic sockets, e.g. 40000-40999 (default: any free port).
+    #[arg(long, value_name = "LOW-HIGH", value_parser = parse_range)]
+    data_ports: Option<(u16, u16)>,
+    /// High-water mark per connection, in messages: a subscriber this far behind misses new messages.
+    #[arg(long, default_value_t = MasterConfig::default().hwm)]
+    hwm: i32,
+    /// Most topics served at once.
+    #[arg(long, default_value_t = MasterConfig::default().max_topics)]
+    max_topics: usize,
+}
+
+fn parse_range(s: &str) -> Result<(u16, u16), String> {
+    let (low, high) = s
+        .split_once('-')
+        .ok_or("expected LOW-HIGH, e.g. 40000-40999")?;
+    let low: u16 = low.trim().parse().map_err(|e| format!("low port: {e}"))?;
+    let high: u16 = high.trim().parse().map_err(|e| format!("high port: {e}"))?;
+    if low == 0 || low > high {
+        return Err(format!("{low}-{high} is not a port range"));
+    }
+    Ok((low, high))
+}
+
+fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .init();
+    let args = Args::parse();
+    let config = MasterConfig {
+        bind: args.bind,
+        port: args.port,
+        data_ports: args.data_ports,
+        hwm: args.hwm,
+        max_topics: args.max_topics,
+        ..Default::default()
+    };
+    let master = match Master::spawn(config) {
+        Ok(m) => m,
+        Err(e) => {
+            tracing::error!("{e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match (
+        master.stopper(),
+        signal_hook::iterator::Signals::new([SIGINT, SIGTERM]),
+    ) {
+        (Ok(stopper), Ok(mut signals)) => {
+            std::thread::spawn(move || {
+                if let Some(sig) = signals.forever().next() {
+                    tracing::info!(signal = sig, "signal received");
+                    stopper.stop();
+                }
+            });
+        }
+        (Err(e), _) => tracing::warn!("no signal handling: {e}"),
+        (_, Err(e)) => tracing::warn!("no signal handling: {e}"),
+    }
+    match master.wait() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

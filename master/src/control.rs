@@ -1,0 +1,225 @@
+//! The control service: every request gets exactly one reply, in the encoding it came in.
+
+use tracing::{debug, info, warn};
+use zerosmq_core::control::{ControlReply, ControlRequest, Encoding, ErrorCode, ErrorReply};
+use zerosmq_core::limits::MAX_ERROR_DETAIL_LEN;
+use zerosmq_core::{decode_request, NodeInfo, NodeName, Topic, TopicInfo};
+
+use crate::broker::{Broker, TopicState};
+use crate::graph;
+use crate::registry::{join, Role};
+use crate::sockets::TopicSockets;
+
+impl Broker {
+    /// Answers up to `batch` pending requests.
+    pub(crate) fn serve_control(&mut self, batch: usize) {
+        for _ in 0..batch {
+            let request = match self.control.recv_msg(zmq::DONTWAIT) {
+                Ok(m) => m,
+                Err(zmq::Error::EAGAIN) => return,
+                Err(e) => {
+                    warn!(error = %e, "control receive failed");
+                    return;
+                }
+            };
+            // A REP socket must read every frame before it may reply.
+            let mut frames = 1usize;
+            let mut more = request.get_more();
+            while more {
+                match self.control.recv_msg(0) {
+                    Ok(m) => {
+                        frames += 1;
+                        more = m.get_more();
+                    }
+                    Err(e) => {
+                        warn!(error = %e, "control receive failed mid-message");
+                        more = false;
+                    }
+                }
+            }
+            let reply = self.answer(&request, frames);
+            if let Err(e) = self.control.send(reply, 0) {
+                // The requester vanished; REP drops the reply and is ready for the next request.
+                warn!(error = %e, "control reply failed");
+            }
+        }
+    }
+
+    fn answer(&mut self, request: &[u8], frames: usize) -> Vec<u8> {
+        let encoding = Encoding::of(request);
+        if frames > 1 {
+            let detail = format!("a control request is one frame, this one had {frames}");
+            return refuse(encoding, ErrorCode::BadRequest, &detail);
+        }
+        match decode_request(request) {
+            Ok(req) => {
+                debug!(?req, "control request");
+                self.execute(req, encoding)
+            }
+            Err(e) => {
+                warn!(error = %e, len = request.len(), "refused control request");
+                refuse(encoding, e.code(), &e.to_string())
+            }
+        }
+    }
+
+    fn execute(&mut self, req: ControlRequest, enc: Encoding) -> Vec<u8> {
+        match req {
+            ControlRequest::Publish { node, topic } => {
+                self.register(&node, &topic, Role::Publisher, enc)
+            }
+            ControlRequest::Subscribe { node, topic } => {
+                self.register(&node, &topic, Role::Subscriber, enc)
+            }
+            ControlRequest::StopPublish { node, topic } => {
+                self.unregister(&node, &topic, Role::Publisher, enc)
+            }
+            ControlRequest::StopSubscribe { node, topic } => {
+                self.unregister(&node, &topic, Role::Subscriber, enc)
+            }
+            ControlRequest::ListTopics { .. } => encode(
+                &ControlReply::Topics(&self.registry.published_topics()),
+                enc,
+            ),
+            ControlRequest::ListNodes => {
+                encode(&ControlReply::Nodes(&self.registry.node_names()), enc)
+            }
+            ControlRequest::Graph => {
+                encode(&ControlReply::Graph(&graph::to_dot(&self.registry)), enc)
+            }
+            ControlRequest::TopicInfo { topic } => self.topic_info(&topic, enc),
+            ControlRequest::NodeInfo { node } => self.node_info(&node, enc),
+        }
+    }
+
+    fn register(&mut self, node: &NodeName, topic: &Topic, role: Role, enc: Encoding) -> Vec<u8> {
+        if !self.topics.contains_key(topic) {
+            if self.topics.len() >= self.max_topics {
+                let detail = format!("the master serves at most {} topics", self.max_topics);
+                warn!(%topic, "{detail}");
+                return refuse(enc, ErrorCode::LimitReached, &detail);
+            }
+            match TopicSockets::open(&self.ctx, &mut self.ports, topic, self.tuning) {
+                Ok(sockets) => {
+                    info!(%topic, publish_port = sockets.publish_port, subscribe_port = sockets.subscribe_port, "topic opened");
+                    self.topics.insert(
+                        topic.clone(),
+                        TopicState {
+                            sockets,
+                            counters: Default::default(),
+                        },
+                    );
+                }
+                Err(e) => {
+                    let (code, detail) = match e {
+                        zmq::Error::EADDRINUSE | zmq::Error::EMFILE => (
+                            ErrorCode::LimitReached,
+                            format!("no free data port or socket: {e}"),
+                        ),
+                        _ => (
+                            ErrorCode::Internal,
+                            format!("could not open sockets for the topic: {e}"),
+                        ),
+                    };
+                    warn!(%topic, "{detail}");
+                    return refuse(enc, code, &detail);
+                }
+            }
+        }
+        let Some(state) = self.topics.get(topic) else {
+            return refuse(enc, ErrorCode::Internal, "topic vanished");
+        };
+        self.registry.add(node, topic, role);
+        let port = match role {
+            Role::Publisher => state.sockets.publish_port,
+            Role::Subscriber => state.sockets.subscribe_port,
+        };
+        info!(%node, %topic, ?role, port, "granted");
+        encode(&ControlReply::Granted { port }, enc)
+    }
+
+    /// Idempotent, as MQTT's unsubscribe: stopping what is not registered is granted too.
+    fn unregister(&mut self, node: &NodeName, topic: &Topic, role: Role, enc: Encoding) -> Vec<u8> {
+        if self.registry.remove(node, topic, role) {
+            self.topics.remove(topic);
+            info!(%topic, "topic closed: no publisher and no subscriber left");
+        }
+        info!(%node, %topic, ?role, "stopped");
+        encode(&ControlReply::Done, enc)
+    }
+
+    fn topic_info(&self, topic: &Topic, enc: Encoding) -> Vec<u8> {
+        let (Some(entry), Some(state)) = (self.registry.topic(topic), self.topics.get(topic))
+        else {
+            return refuse(enc, ErrorCode::UnknownTopic, &format!("no topic '{topic}'"));
+        };
+        let publishers = join(entry.publishers.iter().map(|n| n.as_str()));
+        let subscribers = join(entry.subscribers.iter().map(|n| n.as_str()));
+        let c = &state.counters;
+        encode(
+            &ControlReply::TopicInfo(TopicInfo {
+                topic: topic.as_str(),
+                publish_port: state.sockets.publish_port,
+                subscribe_port: state.sockets.subscribe_port,
+                publishers: &publishers,
+                subscribers: &subscribers,
+                messages: c.messages,
+                bytes: c.bytes,
+                idle_ms: c.last_activity.map(|t| t.elapsed().as_millis() as u64),
+            }),
+            enc,
+        )
+    }
+
+    fn node_info(&self, node: &NodeName, enc: Encoding) -> Vec<u8> {
+        let Some(entry) = self.registry.node(node) else {
+            return refuse(enc, ErrorCode::UnknownNode, &format!("no node '{node}'"));
+        };
+        let publishes = join(entry.publishes.iter().map(|t| t.as_str()));
+        let subscribes = join(entry.subscribes.iter().map(|t| t.as_str()));
+        encode(
+            &ControlReply::NodeInfo(NodeInfo {
+                node: node.as_str(),
+                publishes: &publishes,
+                subscribes: &subscribes,
+            }),
+            enc,
+        )
+    }
+}
+
+fn refuse(enc: Encoding, code: ErrorCode, detail: &str) -> Vec<u8> {
+    let mut cut = MAX_ERROR_DETAIL_LEN.min(detail.len());
+    while !detail.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    encode(
+        &ControlReply::Error(ErrorReply {
+            code,
+            detail: &detail[..cut],
+        }),
+        enc,
+    )
+}
+
+/// Encodes a reply of any size (the graph can be large) into a fresh buffer.
+fn encode(reply: &ControlReply<'_>, enc: Encoding) -> Vec<u8> {
+    let body = match reply {
+        ControlReply::Topics(s) | ControlReply::Graph(s) | ControlReply::Nodes(s) => s.len(),
+        _ => 0,
+    };
+    let mut buf = vec![0u8; body + 512];
+    loop {
+        match reply.encode(enc, &mut buf) {
+            Ok(bytes) => {
+                let n = bytes.len();
+                buf.truncate(n);
+                return buf;
+            }
+            Err(_) => {
+                let len = buf.len() * 2;
+                buf.resize(len, 0);
+            }
+        }
+    }
+}
