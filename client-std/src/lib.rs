@@ -1,1 +1,31 @@
+//! # zerosmq
+//!
+//! The std node library of zerosmq: connect to a master, publish and subscribe to topics, list
+//! topics and nodes, fetch the topic graph.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//!
+//! let node = zerosmq::Node::connect("talker")?; // ZEROSMQ_MASTER or tcp://127.0.0.1:5555
+//! let mut chatter = node.advertise("chatter")?;
+//! let mut echo = node.subscribe("chatter")?;
+//! chatter.wait_ready(Duration::from_secs(2))?; // the slow-joiner fix: nothing below is lost
+//! echo.wait_ready(Duration::from_secs(2))?;
+//! chatter.publish(b"hello")?;
+//! let msg = echo.recv()?;
+//! assert_eq!(msg.payload(), b"hello");
+//! # Ok::<(), zerosmq::Error>(())
+//! ```
 
+mod error;
+mod node;
+mod publisher;
+mod subscriber;
+
+pub use error::{Error, Result};
+pub use node::{
+    Node, NodeBuilder, NodeInfo, TopicInfo, DEFAULT_MASTER, DEFAULT_TIMEOUT, MASTER_ENV,
+};
+pub use publisher::Publisher;
+pub use subscriber::{Message, Subscriber};
+pub use zerosmq_core::ErrorCode;

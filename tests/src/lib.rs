@@ -1,1 +1,47 @@
+//! Shared helpers for the end-to-end tests: a real master on a free port, nodes bound to it.
 
+use std::time::Duration;
+
+pub use zerosmq_master::{Master, MasterConfig, MasterHandle};
+
+/// How long tests wait for anything that should happen at once; generous for loaded CI machines.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// A master on 127.0.0.1 and a free control port, in this process.
+pub fn start_master() -> MasterHandle {
+    start_master_with(MasterConfig::default())
+}
+
+/// A master on 127.0.0.1 and a free control port, with other settings from `config`.
+pub fn start_master_with(config: MasterConfig) -> MasterHandle {
+    Master::spawn(MasterConfig {
+        bind: "127.0.0.1".into(),
+        port: 0,
+        ..config
+    })
+    .expect("master starts")
+}
+
+/// A std node talking to `master`.
+pub fn node(master: &MasterHandle, name: &str) -> zerosmq::Node {
+    zerosmq::Node::builder(name)
+        .master(master.control_endpoint())
+        .timeout(WAIT)
+        .connect()
+        .expect("node")
+}
+
+/// A raw libzmq REQ socket on the master's control port, as an original node has.
+pub fn raw_control(ctx: &zmq::Context, master: &MasterHandle) -> zmq::Socket {
+    let req = ctx.socket(zmq::REQ).expect("req socket");
+    req.set_linger(0).expect("linger");
+    req.set_rcvtimeo(WAIT.as_millis() as i32).expect("rcvtimeo");
+    req.connect(&master.control_endpoint()).expect("connect");
+    req
+}
+
+/// Sends one raw request and returns the reply as bytes.
+pub fn raw_request(req: &zmq::Socket, bytes: &[u8]) -> Vec<u8> {
+    req.send(bytes, 0).expect("send request");
+    req.recv_bytes(0).expect("the master replies")
+}

@@ -1,0 +1,43 @@
+//! The one error type of the std client.
+
+use std::time::Duration;
+
+use zerosmq_core::{DecodeError, EncodeError, ErrorCode, FrameError, NameError};
+
+/// What went wrong talking to the master or to a topic.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A topic or node name breaks the name rules.
+    #[error("invalid name: {0}")]
+    InvalidName(#[from] NameError),
+    /// The master address cannot be used.
+    #[error("invalid master address '{0}' (expected tcp://HOST:PORT)")]
+    InvalidMaster(String),
+    /// The master did not answer in time (not running, unreachable, or busy).
+    #[error("the master at {master} did not answer within {after:?}")]
+    Timeout { master: String, after: Duration },
+    /// A wait for a live path timed out.
+    #[error("{what} not ready within {after:?}")]
+    NotReady { what: String, after: Duration },
+    /// The master refused the request.
+    #[error("the master refused: {code}: {detail}", code = code.as_str())]
+    Refused { code: ErrorCode, detail: String },
+    /// The master's reply does not fit the protocol.
+    #[error("bad reply from the master: {0}")]
+    Protocol(#[from] DecodeError),
+    /// A request did not fit its buffer.
+    #[error("request encoding failed: {0}")]
+    Encode(#[from] EncodeError),
+    /// A received data frame does not have the expected shape.
+    #[error("bad data frame: {0}")]
+    Frame(#[from] FrameError),
+    /// A payload could not be encoded or decoded with postcard.
+    #[error("payload (de)serialization failed: {0}")]
+    Serde(#[from] postcard::Error),
+    /// libzmq failed.
+    #[error("zmq: {0}")]
+    Zmq(#[from] zmq::Error),
+}
+
+/// Result with [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
