@@ -20,6 +20,7 @@
 mod error;
 mod node;
 mod publisher;
+pub mod recording;
 mod subscriber;
 
 pub use error::{Error, Result};

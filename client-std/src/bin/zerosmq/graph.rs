@@ -4,7 +4,10 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use crate::{cli_node, Cli};
+use std::time::Instant;
+
+use crate::topic::POLL;
+use crate::{cli_node, parse_seconds, stop_flag, stopped, Cli};
 
 #[derive(Debug, clap::Args)]
 pub struct GraphArgs {
@@ -14,15 +17,53 @@ pub struct GraphArgs {
     /// Do not print the DOT source.
     #[arg(short, long)]
     quiet: bool,
+    /// Keep watching: print the DOT (and rewrite the picture) again whenever the graph changes,
+    /// until Ctrl-C.
+    #[arg(short, long)]
+    watch: bool,
+    /// With --watch: seconds between looks at the graph.
+    #[arg(long, default_value = "0.5", value_parser = parse_seconds)]
+    interval: std::time::Duration,
 }
 
 pub fn run(cli: &Cli, args: &GraphArgs) -> Result<(), Box<dyn std::error::Error>> {
-    let dot = cli_node(cli)?.graph()?;
+    let node = cli_node(cli)?;
+    let mut dot = node.graph()?;
+    show(&dot, args)?;
+    if !args.watch {
+        return Ok(());
+    }
+    let stop = stop_flag()?;
+    // The master has no change notification, so poll: one small request per interval.
+    while !stopped(&stop) {
+        let due = Instant::now() + args.interval;
+        while !stopped(&stop) && Instant::now() < due {
+            std::thread::sleep(due.saturating_duration_since(Instant::now()).min(POLL));
+        }
+        if stopped(&stop) {
+            break;
+        }
+        let now = node.graph()?;
+        if now != dot {
+            dot = now;
+            show(&dot, args)?;
+        }
+    }
+    Ok(())
+}
+
+/// Prints the DOT (a blank line after it separates versions when watching) and renders it.
+fn show(dot: &str, args: &GraphArgs) -> Result<(), Box<dyn std::error::Error>> {
     if !args.quiet {
-        print!("{dot}");
+        let mut out = std::io::stdout().lock();
+        write!(out, "{dot}")?;
+        if args.watch {
+            writeln!(out)?;
+        }
+        out.flush()?;
     }
     if let Some(path) = &args.output {
-        render(&dot, path)?;
+        render(dot, path)?;
         eprintln!("wrote {}", path.display());
     }
     Ok(())

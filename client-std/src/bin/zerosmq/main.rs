@@ -1,8 +1,16 @@
 //! `zerosmq`: the command-line tool for a running zerosmq system.
 
 mod graph;
+mod node;
+mod plot;
+mod record;
+mod replay;
+mod topic;
 
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
@@ -13,33 +21,122 @@ struct Cli {
     /// Master address (tcp://HOST:PORT).
     #[arg(long, global = true, env = zerosmq::MASTER_ENV, default_value = zerosmq::DEFAULT_MASTER)]
     master: String,
-    /// Seconds to wait for the master before giving up.
-    #[arg(long, global = true, default_value_t = 3.0)]
-    timeout: f64,
+    /// Seconds to wait for the master (and for a topic's path to be ready) before giving up.
+    #[arg(long, global = true, default_value = "3", value_parser = parse_seconds)]
+    timeout: Duration,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Topics: list, info, echo, pub, hz, bw.
+    #[command(subcommand)]
+    Topic(topic::TopicCommand),
+    /// Nodes: list, info.
+    #[command(subcommand)]
+    Node(node::NodeCommand),
     /// Print the topic graph as Graphviz DOT and optionally render it to a picture.
     Graph(graph::GraphArgs),
+    /// Record topics to a file (MCAP, or the original's text format).
+    Record(record::RecordArgs),
+    /// Replay a recording (MCAP or text) with its original timing.
+    Replay(replay::ReplayArgs),
+    /// Plot numeric topics live in the terminal, or save a PNG.
+    Plot(plot::PlotArgs),
 }
 
-/// A node for the CLI's own requests; listing does not register it with the master.
-fn cli_node(cli: &Cli) -> zerosmq::Result<zerosmq::Node> {
-    let timeout =
-        std::time::Duration::try_from_secs_f64(cli.timeout).unwrap_or(zerosmq::DEFAULT_TIMEOUT);
-    zerosmq::Node::builder(&format!("zerosmq-cli-{}", std::process::id()))
+type CliResult = Result<(), Box<dyn std::error::Error>>;
+
+/// A node for the CLI's requests, named `zerosmq-ROLE-PID` (like rostopic's `/rostopic_PID`), so
+/// what the CLI subscribes or publishes is easy to spot in the graph. Listing registers nothing.
+fn cli_node_as(cli: &Cli, role: &str) -> zerosmq::Result<zerosmq::Node> {
+    zerosmq::Node::builder(&format!("zerosmq-{role}-{}", std::process::id()))
         .master(&cli.master)
-        .timeout(timeout)
+        .timeout(cli.timeout)
         .connect()
+}
+
+fn cli_node(cli: &Cli) -> zerosmq::Result<zerosmq::Node> {
+    cli_node_as(cli, "cli")
+}
+
+/// Seconds as a decimal number, positive and finite.
+fn parse_seconds(s: &str) -> Result<Duration, String> {
+    let secs: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{s}' is not a number of seconds"))?;
+    if !secs.is_finite() || secs <= 0.0 {
+        return Err(format!("'{s}': the number of seconds must be above 0"));
+    }
+    Duration::try_from_secs_f64(secs).map_err(|e| format!("'{s}': {e}"))
+}
+
+/// A rate in Hz, positive and finite.
+fn parse_rate(s: &str) -> Result<f64, String> {
+    let hz: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{s}' is not a rate in Hz"))?;
+    if !hz.is_finite() || hz <= 0.0 {
+        return Err(format!("'{s}': the rate must be above 0 Hz"));
+    }
+    Ok(hz)
+}
+
+/// Set by Ctrl-C (SIGINT) or SIGTERM; long-running commands poll it and stop cleanly (a
+/// recording gets its footer, a plot restores the terminal).
+fn stop_flag() -> Result<Arc<AtomicBool>, std::io::Error> {
+    let flag = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, Arc::clone(&flag))?;
+    }
+    Ok(flag)
+}
+
+fn stopped(flag: &AtomicBool) -> bool {
+    flag.load(Ordering::Relaxed)
+}
+
+/// Fails with a clear message when the master knows nothing of `topic` (no publisher, no
+/// subscriber), unless `wait` asks to go on and wait for it.
+fn require_topic(node: &zerosmq::Node, topic: &str, wait: bool) -> CliResult {
+    match node.topic_info(topic) {
+        Ok(_) => Ok(()),
+        Err(zerosmq::Error::Refused {
+            code: zerosmq::ErrorCode::UnknownTopic,
+            ..
+        }) => {
+            if wait {
+                eprintln!("topic '{topic}' is not known to the master yet; waiting for it");
+                return Ok(());
+            }
+            let known = node.topics().unwrap_or_default();
+            let known = if known.is_empty() {
+                "none".to_owned()
+            } else {
+                known.join(", ")
+            };
+            Err(format!(
+                "unknown topic '{topic}' (topics with a publisher: {known}); \
+                 pass --wait to wait for it to appear"
+            )
+            .into())
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
+        Command::Topic(cmd) => topic::run(&cli, cmd),
+        Command::Node(cmd) => node::run(&cli, cmd),
         Command::Graph(args) => graph::run(&cli, args),
+        Command::Record(args) => record::run(&cli, args),
+        Command::Replay(args) => replay::run(&cli, args),
+        Command::Plot(args) => plot::run(&cli, args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -47,5 +144,20 @@ fn main() -> ExitCode {
             eprintln!("zerosmq: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seconds_and_rates_refuse_nonsense() {
+        assert_eq!(parse_seconds("1.5"), Ok(Duration::from_millis(1500)));
+        for bad in ["0", "-1", "x", "inf", "NaN", ""] {
+            assert!(parse_seconds(bad).is_err(), "{bad}");
+            assert!(parse_rate(bad).is_err(), "{bad}");
+        }
+        assert_eq!(parse_rate("100"), Ok(100.0));
     }
 }
