@@ -1,1 +1,123 @@
-//! ZMTP 3.0/3.1 (RFC 23, RFC 37) subset, sans-IO. Built for the embedded client.
+//! ZMTP 3.0 / 3.1 (RFC 23 and 37) as libzmq 4.3 speaks it: the subset a zerosmq node needs.
+//!
+//! - [`greeting`]: the 64-byte greeting (sent whole, received in any fragments).
+//! - [`frame`]: frame headers (short and long, MORE, COMMAND).
+//! - [`command`]: READY (with `Socket-Type`, `Identity`), ERROR, SUBSCRIBE, CANCEL, PING, PONG.
+//! - [`decoder`]: [`FrameDecoder`], which says which bytes it needs next and decodes in place.
+//! - [`connection`]: [`Connection`], the NULL-mechanism handshake and per-connection state
+//!   (negotiated version, pending PONG), turning frames into [`Event`]s.
+//!
+//! Everything is sans-IO over caller-owned slices, allocation-free and panic-free on any input
+//! (fuzzed). Security mechanisms other than NULL are not implemented.
+
+pub mod command;
+pub mod connection;
+pub mod decoder;
+pub mod frame;
+pub mod greeting;
+
+use core::fmt;
+
+pub use command::{Command, CommandError, Properties, SocketType};
+pub use connection::{Connection, Event};
+pub use decoder::{Decoded, FrameDecoder, MIN_RX_LEN};
+pub use frame::{FrameHeader, FrameKind, HeaderError};
+pub use greeting::{Greeting, GreetingError, GREETING_LEN};
+
+/// An encoder's output did not fit the caller's buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EncodeError {
+    BufferTooSmall,
+}
+
+impl fmt::Display for EncodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("buffer too small for the ZMTP frame")
+    }
+}
+
+impl core::error::Error for EncodeError {}
+
+/// Why decoding a peer's bytes failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ZmtpError {
+    /// The greeting was refused.
+    Greeting(GreetingError),
+    /// A frame header is invalid.
+    Header(HeaderError),
+    /// A command body is malformed.
+    Command(CommandError),
+    /// A frame is longer than the receive buffer; it was skipped (not fatal once open).
+    FrameTooLarge {
+        header: FrameHeader,
+        capacity: usize,
+    },
+    /// A frame that cannot come at this point (a message before READY, a command in the
+    /// handshake other than READY).
+    UnexpectedFrame,
+    /// READY without a `Socket-Type`.
+    MissingSocketType,
+    /// The peer's socket type cannot talk to ours.
+    IncompatiblePeer(SocketType),
+    /// The peer sent an ERROR command.
+    PeerError,
+    /// The driver committed more bytes than it was asked to read.
+    InvalidCommit,
+    /// The connection already failed.
+    Closed,
+}
+
+impl ZmtpError {
+    /// Whether the connection must be dropped.
+    pub fn is_fatal(&self) -> bool {
+        !matches!(self, ZmtpError::FrameTooLarge { .. })
+    }
+}
+
+impl fmt::Display for ZmtpError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ZmtpError::Greeting(GreetingError::Incomplete) => f.write_str("greeting incomplete"),
+            ZmtpError::Greeting(GreetingError::BadSignature) => {
+                f.write_str("peer is not a ZMTP 3 peer (bad greeting signature)")
+            }
+            ZmtpError::Greeting(GreetingError::UnsupportedVersion { major, minor }) => {
+                write!(
+                    f,
+                    "peer speaks ZMTP {major}.{minor}, at least 3.0 is needed"
+                )
+            }
+            ZmtpError::Greeting(GreetingError::UnsupportedMechanism) => {
+                f.write_str("peer wants a security mechanism other than NULL")
+            }
+            ZmtpError::Header(HeaderError::ReservedFlags(b)) => {
+                write!(f, "frame flags {b:#04x} set reserved bits")
+            }
+            ZmtpError::Header(HeaderError::CommandWithMore) => {
+                f.write_str("command frame with MORE set")
+            }
+            ZmtpError::Header(HeaderError::Incomplete { .. }) => {
+                f.write_str("frame header incomplete")
+            }
+            ZmtpError::Command(CommandError::Truncated) => f.write_str("command body truncated"),
+            ZmtpError::Command(CommandError::PingContextTooLong) => {
+                f.write_str("PING context longer than 16 bytes")
+            }
+            ZmtpError::FrameTooLarge { header, capacity } => write!(
+                f,
+                "frame of {} bytes skipped: receive buffer holds {capacity}",
+                header.len
+            ),
+            ZmtpError::UnexpectedFrame => f.write_str("frame not allowed at this point"),
+            ZmtpError::MissingSocketType => f.write_str("READY has no Socket-Type"),
+            ZmtpError::IncompatiblePeer(t) => {
+                write!(f, "peer socket type {} does not match ours", t.as_str())
+            }
+            ZmtpError::PeerError => f.write_str("peer sent ERROR"),
+            ZmtpError::InvalidCommit => f.write_str("driver committed more bytes than asked"),
+            ZmtpError::Closed => f.write_str("connection already failed"),
+        }
+    }
+}
+
+impl core::error::Error for ZmtpError {}
