@@ -45,3 +45,28 @@ pub fn raw_request(req: &zmq::Socket, bytes: &[u8]) -> Vec<u8> {
     req.send(bytes, 0).expect("send request");
     req.recv_bytes(0).expect("the master replies")
 }
+
+/// Path of a workspace binary, built first when missing (so that a test run of this package
+/// alone finds the binaries of the other packages).
+pub fn cargo_bin(package: &str, bin: &str) -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test> -> target/<profile>/<bin>
+    let profile_dir = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .expect("target profile dir");
+    let path = profile_dir.join(bin);
+    static BUILD: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = BUILD.lock().unwrap_or_else(|e| e.into_inner());
+    if !path.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut cmd = std::process::Command::new(cargo);
+        cmd.args(["build", "-p", package, "--bin", bin]);
+        if profile_dir.file_name().is_some_and(|p| p == "release") {
+            cmd.arg("--release");
+        }
+        let status = cmd.status().expect("cargo runs");
+        assert!(status.success(), "building {bin} failed");
+    }
+    path
+}
