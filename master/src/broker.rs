@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::io::Read as _;
 use std::os::fd::AsRawFd as _;
 use std::os::unix::net::UnixStream;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tracing::{debug, info, warn};
 use zerosmq_core::message::{MAX_READY_PROBE_LEN, READY_PROBE_PREFIX};
@@ -34,6 +34,10 @@ pub(crate) struct Broker {
     pub(crate) ports: PortPlan,
     pub(crate) tuning: SocketTuning,
     pub(crate) max_topics: usize,
+    /// Silence after which a node that sends heartbeats is dropped.
+    pub(crate) node_timeout: Duration,
+    /// Identifies this run of the master in heartbeat replies.
+    pub(crate) epoch: u64,
     control_port: u16,
     /// Topic indices (in map order) that polled readable: (index, inbound, outbound).
     ready: Vec<(usize, bool, bool)>,
@@ -67,6 +71,8 @@ impl Broker {
             ports: PortPlan::new(&config.bind, config.data_ports),
             tuning: SocketTuning { hwm: config.hwm },
             max_topics: config.max_topics,
+            node_timeout: config.node_timeout,
+            epoch: random_epoch(),
             control_port,
             ready: Vec::new(),
             ctx,
@@ -94,6 +100,7 @@ impl Broker {
             if control_ready {
                 self.serve_control(CONTROL_BATCH);
             }
+            self.expire_nodes();
         }
     }
 
@@ -106,7 +113,12 @@ impl Broker {
             items.push(t.sockets.inbound.as_poll_item(zmq::POLLIN));
             items.push(t.sockets.outbound.as_poll_item(zmq::POLLIN));
         }
-        zmq::poll(&mut items, -1)?;
+        // Sleep until something is readable or the next node's heartbeat deadline.
+        let timeout = match self.registry.next_expiry(self.node_timeout) {
+            None => -1,
+            Some(at) => at.saturating_duration_since(Instant::now()).as_millis() as i64 + 1,
+        };
+        zmq::poll(&mut items, timeout)?;
         self.ready.clear();
         for (i, pair) in items[2..].chunks_exact(2).enumerate() {
             let (inbound, outbound) = (pair[0].is_readable(), pair[1].is_readable());
@@ -196,6 +208,19 @@ fn answer_probes(topic: &Topic, outbound: &zmq::Socket) {
             }
         }
     }
+}
+
+/// A number that differs between runs of the master (std's random hasher keys, no extra crate).
+fn random_epoch() -> u64 {
+    use std::hash::{BuildHasher as _, Hasher as _};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.write_u32(std::process::id());
+    h.finish()
 }
 
 /// Per-topic sockets and client connections are file descriptors; the default soft limit (often

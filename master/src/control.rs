@@ -1,5 +1,7 @@
 //! The control service: every request gets exactly one reply, in the encoding it came in.
 
+use std::time::Instant;
+
 use tracing::{debug, info, warn};
 use zerosmq_core::control::{ControlReply, ControlRequest, Encoding, ErrorCode, ErrorReply};
 use zerosmq_core::limits::MAX_ERROR_DETAIL_LEN;
@@ -7,7 +9,7 @@ use zerosmq_core::{decode_request, NodeInfo, NodeName, Topic, TopicInfo};
 
 use crate::broker::{Broker, TopicState};
 use crate::graph;
-use crate::registry::{join, Role};
+use crate::registry::{join, Heartbeat, Role};
 use crate::sockets::TopicSockets;
 
 impl Broker {
@@ -89,6 +91,7 @@ impl Broker {
             }
             ControlRequest::TopicInfo { topic } => self.topic_info(&topic, enc),
             ControlRequest::NodeInfo { node } => self.node_info(&node, enc),
+            ControlRequest::Heartbeat { node, session } => self.heartbeat(&node, session, enc),
         }
     }
 
@@ -141,11 +144,53 @@ impl Broker {
     /// Idempotent, as MQTT's unsubscribe: stopping what is not registered is granted too.
     fn unregister(&mut self, node: &NodeName, topic: &Topic, role: Role, enc: Encoding) -> Vec<u8> {
         if self.registry.remove(node, topic, role) {
-            self.topics.remove(topic);
-            info!(%topic, "topic closed: no publisher and no subscriber left");
+            self.close_topics(vec![topic.clone()]);
         }
         info!(%node, %topic, ?role, "stopped");
         encode(&ControlReply::Done, enc)
+    }
+
+    fn heartbeat(&mut self, node: &NodeName, session: u64, enc: Encoding) -> Vec<u8> {
+        match self
+            .registry
+            .heartbeat(node, session, Instant::now(), self.node_timeout)
+        {
+            Ok(Heartbeat::Claimed) => {
+                info!(%node, session = format_args!("{session:016x}"), "node alive")
+            }
+            Ok(Heartbeat::Refreshed) => {}
+            Ok(Heartbeat::Replaced { closed }) => {
+                info!(%node, "node restarted under the same name: its previous instance was silent and is replaced");
+                self.close_topics(closed);
+            }
+            Err(e) => {
+                let detail = format!(
+                    "node name '{node}' is used by another live node (heard from {} ms ago); \
+                     pick another name or wait {} s for it to time out",
+                    e.last_seen_ago.as_millis(),
+                    self.node_timeout.as_secs_f32()
+                );
+                warn!(%node, "{detail}");
+                return refuse(enc, ErrorCode::NameInUse, &detail);
+            }
+        }
+        encode(&ControlReply::Alive { epoch: self.epoch }, enc)
+    }
+
+    /// Drops nodes whose heartbeats stopped, with their roles.
+    pub(crate) fn expire_nodes(&mut self) {
+        for (node, closed) in self.registry.expire(Instant::now(), self.node_timeout) {
+            warn!(%node, timeout_s = self.node_timeout.as_secs_f32(), "node stopped sending heartbeats: dropped");
+            self.close_topics(closed);
+        }
+    }
+
+    /// Closes the sockets of topics that lost their last user.
+    pub(crate) fn close_topics(&mut self, topics: Vec<Topic>) {
+        for topic in topics {
+            self.topics.remove(&topic);
+            info!(%topic, "topic closed: no publisher and no subscriber left");
+        }
     }
 
     fn topic_info(&self, topic: &Topic, enc: Encoding) -> Vec<u8> {

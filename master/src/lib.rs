@@ -44,6 +44,9 @@ pub struct MasterConfig {
     pub max_topics: usize,
     /// libzmq I/O threads.
     pub io_threads: i32,
+    /// A node that sends heartbeats (every std and embedded node) and stays silent this long is
+    /// dropped from node lists, topics and the graph; its name is then free for a new instance.
+    pub node_timeout: std::time::Duration,
 }
 
 impl Default for MasterConfig {
@@ -55,6 +58,7 @@ impl Default for MasterConfig {
             hwm: 10_000,
             max_topics: 4_000,
             io_threads: 1,
+            node_timeout: std::time::Duration::from_secs(5),
         }
     }
 }

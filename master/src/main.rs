@@ -22,6 +22,9 @@ struct Args {
     /// High-water mark per connection, in messages: a subscriber this far behind misses new messages.
     #[arg(long, default_value_t = MasterConfig::default().hwm)]
     hwm: i32,
+    /// Seconds of silence after which a node that sends heartbeats is dropped.
+    #[arg(long, default_value = "5", value_parser = parse_seconds)]
+    node_timeout: std::time::Duration,
     /// Most topics served at once.
     #[arg(long, default_value_t = MasterConfig::default().max_topics)]
     max_topics: usize,
@@ -39,6 +42,14 @@ fn parse_range(s: &str) -> Result<(u16, u16), String> {
     Ok((low, high))
 }
 
+fn parse_seconds(s: &str) -> Result<std::time::Duration, String> {
+    let secs: f64 = s.parse().map_err(|e| format!("{e}"))?;
+    match std::time::Duration::try_from_secs_f64(secs) {
+        Ok(d) if d >= std::time::Duration::from_millis(100) => Ok(d),
+        _ => Err(format!("{s} is not a duration of at least 0.1 seconds")),
+    }
+}
+
 fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -52,6 +63,7 @@ fn main() -> std::process::ExitCode {
         data_ports: args.data_ports,
         hwm: args.hwm,
         max_topics: args.max_topics,
+        node_timeout: args.node_timeout,
         ..Default::default()
     };
     let master = match Master::spawn(config) {

@@ -44,11 +44,39 @@ pub enum Role {
     Subscriber,
 }
 
+/// A node instance that sends heartbeats.
+#[derive(Debug, Clone, Copy)]
+pub struct Liveness {
+    pub session: u64,
+    pub last_seen: Instant,
+}
+
+/// What a heartbeat did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Heartbeat {
+    /// First heartbeat of this session for a free name.
+    Claimed,
+    /// A later heartbeat of the same session.
+    Refreshed,
+    /// The name's previous session had gone silent; its roles were dropped and these topics
+    /// lost their last user.
+    Replaced { closed: Vec<Topic> },
+}
+
+/// The name is held by another session that is still alive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NameInUse {
+    /// How long ago the holder was last heard from.
+    pub last_seen_ago: std::time::Duration,
+}
+
 /// The graph of nodes and topics. Sorted maps keep every listing stable.
 #[derive(Debug, Default)]
 pub struct Registry {
     topics: BTreeMap<Topic, TopicEntry>,
     nodes: BTreeMap<NodeName, NodeEntry>,
+    /// Nodes that send heartbeats; the others (original nodes) are never expired.
+    liveness: BTreeMap<NodeName, Liveness>,
 }
 
 impl Registry {
@@ -92,6 +120,89 @@ impl Registry {
             return true;
         }
         false
+    }
+
+    /// Records a heartbeat of `node` from `session` at `now`. Another session may take the name
+    /// only when the holder has been silent for `timeout` (it crashed), and then replaces it.
+    pub fn heartbeat(
+        &mut self,
+        node: &NodeName,
+        session: u64,
+        now: Instant,
+        timeout: std::time::Duration,
+    ) -> Result<Heartbeat, NameInUse> {
+        let outcome = match self.liveness.get(node) {
+            None => Heartbeat::Claimed,
+            Some(l) if l.session == session => Heartbeat::Refreshed,
+            Some(l) => {
+                let ago = now.saturating_duration_since(l.last_seen);
+                if ago < timeout {
+                    return Err(NameInUse { last_seen_ago: ago });
+                }
+                Heartbeat::Replaced {
+                    closed: self.remove_node(node),
+                }
+            }
+        };
+        self.liveness.insert(
+            node.clone(),
+            Liveness {
+                session,
+                last_seen: now,
+            },
+        );
+        Ok(outcome)
+    }
+
+    /// Drops nodes whose last heartbeat is `timeout` or more before `now`, with all their roles.
+    /// Returns each dropped node and the topics that lost their last user.
+    pub fn expire(
+        &mut self,
+        now: Instant,
+        timeout: std::time::Duration,
+    ) -> Vec<(NodeName, Vec<Topic>)> {
+        let dead: Vec<NodeName> = self
+            .liveness
+            .iter()
+            .filter(|(_, l)| now.saturating_duration_since(l.last_seen) >= timeout)
+            .map(|(n, _)| n.clone())
+            .collect();
+        dead.into_iter()
+            .map(|n| {
+                self.liveness.remove(&n);
+                let closed = self.remove_node(&n);
+                (n, closed)
+            })
+            .collect()
+    }
+
+    /// When the next node expires, if any sends heartbeats.
+    pub fn next_expiry(&self, timeout: std::time::Duration) -> Option<Instant> {
+        self.liveness.values().map(|l| l.last_seen + timeout).min()
+    }
+
+    /// Removes every role of `node`; returns the topics that lost their last user.
+    pub fn remove_node(&mut self, node: &NodeName) -> Vec<Topic> {
+        let Some(entry) = self.nodes.get(node).cloned() else {
+            return Vec::new();
+        };
+        let mut closed = Vec::new();
+        for (topics, role) in [
+            (entry.publishes, Role::Publisher),
+            (entry.subscribes, Role::Subscriber),
+        ] {
+            for t in topics {
+                if self.remove(node, &t, role) {
+                    closed.push(t);
+                }
+            }
+        }
+        closed
+    }
+
+    /// Whether `node` sends heartbeats.
+    pub fn liveness(&self, node: &NodeName) -> Option<&Liveness> {
+        self.liveness.get(node)
     }
 
     pub fn topic(&self, topic: &Topic) -> Option<&TopicEntry> {
@@ -167,5 +278,46 @@ mod tests {
         assert!(!r.remove(&n("zz"), &t("nope"), Role::Publisher));
         assert!(r.remove(&n("b"), &t("y"), Role::Subscriber));
         assert_eq!(r.node_names(), "");
+    }
+
+    #[test]
+    fn heartbeats_claim_names_expire_silent_nodes_and_let_them_be_replaced() {
+        use std::time::Duration;
+        let timeout = Duration::from_secs(3);
+        let t0 = Instant::now();
+        let mut r = Registry::default();
+        assert_eq!(r.heartbeat(&n("a"), 1, t0, timeout), Ok(Heartbeat::Claimed));
+        r.add(&n("a"), &t("x"), Role::Publisher);
+        assert_eq!(
+            r.heartbeat(&n("a"), 1, t0 + Duration::from_secs(1), timeout),
+            Ok(Heartbeat::Refreshed)
+        );
+        // A second live instance under the same name is refused.
+        assert!(r
+            .heartbeat(&n("a"), 2, t0 + Duration::from_secs(2), timeout)
+            .is_err());
+        assert_eq!(r.next_expiry(timeout), Some(t0 + Duration::from_secs(4)));
+        // Once the first is silent for the timeout, a new instance replaces it and its roles.
+        assert_eq!(
+            r.heartbeat(&n("a"), 2, t0 + Duration::from_secs(4), timeout),
+            Ok(Heartbeat::Replaced {
+                closed: vec![t("x")]
+            })
+        );
+        assert!(r.node(&n("a")).is_none());
+        // A node that stops sending heartbeats is dropped with its roles.
+        r.add(&n("a"), &t("y"), Role::Subscriber);
+        r.add(&n("legacy"), &t("y"), Role::Subscriber);
+        assert!(r.expire(t0 + Duration::from_secs(5), timeout).is_empty());
+        assert_eq!(
+            r.expire(t0 + Duration::from_secs(7), timeout),
+            vec![(n("a"), vec![])]
+        );
+        assert_eq!(
+            r.node_names(),
+            "legacy",
+            "nodes without heartbeats are never expired"
+        );
+        assert_eq!(r.next_expiry(timeout), None);
     }
 }

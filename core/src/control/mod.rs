@@ -60,6 +60,11 @@ pub enum ControlRequest {
     TopicInfo { topic: Topic },
     /// `NODE_INFO node null` (ours) -> [`ControlReply::NodeInfo`].
     NodeInfo { node: NodeName },
+    /// `HEARTBEAT node <session>` (ours) -> [`ControlReply::Alive`]. Claims the node name for the
+    /// session (a random number per node instance, 16 hex digits in text) and keeps it alive; the
+    /// master drops a claimed node that stops sending these, and refuses the name to another
+    /// session while the claim is live. Nodes that never send one are never expired.
+    Heartbeat { node: NodeName, session: u64 },
 }
 
 impl ControlRequest {
@@ -76,6 +81,7 @@ impl ControlRequest {
             ControlRequest::ListNodes => ReplyKind::Nodes,
             ControlRequest::TopicInfo { .. } => ReplyKind::TopicInfo,
             ControlRequest::NodeInfo { .. } => ReplyKind::NodeInfo,
+            ControlRequest::Heartbeat { .. } => ReplyKind::Alive,
         }
     }
 
@@ -125,6 +131,7 @@ pub enum ReplyKind {
     Nodes,
     TopicInfo,
     NodeInfo,
+    Alive,
 }
 
 /// A reply from the master. Text bodies borrow from the buffer they were decoded from.
@@ -149,6 +156,9 @@ pub enum ControlReply<'a> {
     /// The request was refused; `detail` says why, for humans.
     #[serde(borrow)]
     Error(ErrorReply<'a>),
+    /// `ALIVE <epoch>`: the heartbeat was accepted. `epoch` identifies this run of the master
+    /// (16 hex digits in text); a node that sees it change knows the master restarted.
+    Alive { epoch: u64 },
 }
 
 impl ControlReply<'_> {
@@ -222,6 +232,8 @@ pub enum ErrorCode {
     TooLarge,
     /// The binary encoding's version is not supported.
     UnsupportedVersion,
+    /// The node name is claimed by another live node.
+    NameInUse,
     /// No such topic.
     UnknownTopic,
     /// No such node.
@@ -243,6 +255,7 @@ impl ErrorCode {
             ErrorCode::InvalidName => "invalid-name",
             ErrorCode::TooLarge => "too-large",
             ErrorCode::UnsupportedVersion => "unsupported-version",
+            ErrorCode::NameInUse => "name-in-use",
             ErrorCode::UnknownTopic => "unknown-topic",
             ErrorCode::UnknownNode => "unknown-node",
             ErrorCode::LimitReached => "limit-reached",
@@ -253,7 +266,8 @@ impl ErrorCode {
 
     /// Inverse of [`ErrorCode::as_str`].
     pub fn parse(s: &str) -> Option<ErrorCode> {
-        const ALL: [ErrorCode; 10] = [
+        const ALL: [ErrorCode; 11] = [
+            ErrorCode::NameInUse,
             ErrorCode::BadRequest,
             ErrorCode::UnknownCommand,
             ErrorCode::InvalidName,
@@ -291,6 +305,8 @@ pub enum DecodeError {
     UnknownCommand(heapless::String<32>),
     /// A node or topic word that breaks the name rules.
     InvalidName { word: Word, error: NameError },
+    /// A session word that is not 1 to 16 hex digits.
+    InvalidSession,
     /// A binary message of a version this build does not speak.
     UnsupportedVersion(u8),
     /// A binary message whose body is not a valid postcard value, or has trailing bytes.
@@ -310,6 +326,7 @@ impl DecodeError {
             DecodeError::Empty
             | DecodeError::InvalidUtf8 { .. }
             | DecodeError::WordCount { .. }
+            | DecodeError::InvalidSession
             | DecodeError::Malformed
             | DecodeError::UnexpectedReply => ErrorCode::BadRequest,
         }
@@ -338,6 +355,7 @@ impl fmt::Display for DecodeError {
                 };
                 write!(f, "invalid {w} name: {error}")
             }
+            DecodeError::InvalidSession => f.write_str("session must be 1 to 16 hex digits"),
             DecodeError::UnsupportedVersion(v) => write!(
                 f,
                 "binary protocol version {v} is not supported (this master speaks {})",

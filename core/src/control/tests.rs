@@ -8,7 +8,7 @@ fn topic(s: &str) -> Topic {
     Topic::new(s).unwrap()
 }
 
-fn all_requests() -> [ControlRequest; 10] {
+fn all_requests() -> [ControlRequest; 11] {
     let n = || node("pub1.py");
     let t = || topic("temperature");
     [
@@ -34,12 +34,16 @@ fn all_requests() -> [ControlRequest; 10] {
         ControlRequest::ListNodes,
         ControlRequest::TopicInfo { topic: t() },
         ControlRequest::NodeInfo { node: n() },
+        ControlRequest::Heartbeat {
+            node: n(),
+            session: 0x00c0_ffee_0000_0001,
+        },
     ]
 }
 
 #[test]
 fn text_requests_are_the_originals_bytes() {
-    let expected: [&[u8]; 10] = [
+    let expected: [&[u8]; 11] = [
         b"REQUEST_PUB pub1.py temperature",
         b"REQUEST_SUB pub1.py temperature",
         b"REQUEST_STOP_PUB pub1.py temperature",
@@ -50,6 +54,7 @@ fn text_requests_are_the_originals_bytes() {
         b"LIST_NODES null null",
         b"TOPIC_INFO null temperature",
         b"NODE_INFO pub1.py null",
+        b"HEARTBEAT pub1.py 00c0ffee00000001",
     ];
     for (req, bytes) in all_requests().iter().zip(expected) {
         let mut buf = [0u8; CONTROL_REQUEST_BUF_LEN];
@@ -91,7 +96,9 @@ fn longest_request_fits_the_request_buffer() {
 
 #[test]
 fn bad_text_requests_are_errors_with_reasons() {
-    let cases: [(&[u8], ErrorCode); 10] = [
+    let cases: [(&[u8], ErrorCode); 12] = [
+        (b"HEARTBEAT n 12345678901234567", ErrorCode::BadRequest),
+        (b"HEARTBEAT n -1", ErrorCode::BadRequest),
         (b"", ErrorCode::BadRequest),
         (b"REQUEST_PUB a", ErrorCode::BadRequest),
         (b"REQUEST_PUB a b c", ErrorCode::BadRequest),
@@ -151,6 +158,7 @@ fn replies_round_trip_in_both_encodings() {
             ControlReply::NodeInfo(NodeInfo { node: "n", publishes: "", subscribes: "x" }),
             b"NODE_INFO node=n publishes= subscribes=x",
         ),
+        (ReplyKind::Alive, ControlReply::Alive { epoch: 0xabc }, b"ALIVE 0000000000000abc"),
         (
             ReplyKind::Granted,
             ControlReply::Error(ErrorReply { code: ErrorCode::UnknownCommand, detail: "no: such" }),

@@ -15,6 +15,7 @@ use crate::name::{NodeName, Topic};
 const NULL: &str = "null";
 const GRANT: &str = "REQUEST GRANT";
 const ERROR_PREFIX: &str = "ERROR ";
+const ALIVE: &str = "ALIVE";
 
 /// Parses a text request. Never panics.
 pub fn decode_request(bytes: &[u8]) -> Result<ControlRequest, DecodeError> {
@@ -74,6 +75,10 @@ pub fn decode_request(bytes: &[u8]) -> Result<ControlRequest, DecodeError> {
             topic: topic_name()?,
         },
         "NODE_INFO" => ControlRequest::NodeInfo { node: node_name()? },
+        "HEARTBEAT" => ControlRequest::Heartbeat {
+            node: node_name()?,
+            session: parse_hex(topic)?,
+        },
         other => {
             let mut cut = heapless::String::new();
             for c in other.chars() {
@@ -107,6 +112,7 @@ pub fn encode_request(req: &ControlRequest, buf: &mut [u8]) -> Result<usize, Enc
         ControlRequest::ListNodes => write!(w, "LIST_NODES {NULL} {NULL}"),
         ControlRequest::TopicInfo { topic } => write!(w, "TOPIC_INFO {NULL} {topic}"),
         ControlRequest::NodeInfo { node } => write!(w, "NODE_INFO {node} {NULL}"),
+        ControlRequest::Heartbeat { node, session } => write!(w, "HEARTBEAT {node} {session:016x}"),
     };
     r.map_err(|_| EncodeError::BufferTooSmall)?;
     Ok(w.len())
@@ -143,6 +149,7 @@ pub fn encode_reply(reply: &ControlReply<'_>, buf: &mut [u8]) -> Result<usize, E
             n.node, n.publishes, n.subscribes
         ),
         ControlReply::Error(e) => write!(w, "{ERROR_PREFIX}{}: {}", e.code.as_str(), e.detail),
+        ControlReply::Alive { epoch } => write!(w, "{ALIVE} {epoch:016x}"),
     };
     r.map_err(|_| EncodeError::BufferTooSmall)?;
     Ok(w.len())
@@ -176,6 +183,15 @@ pub fn decode_reply(kind: ReplyKind, bytes: &[u8]) -> Result<ControlReply<'_>, D
         }
         ReplyKind::Done if text == GRANT => ControlReply::Done,
         ReplyKind::Done => return Err(bad),
+        ReplyKind::Alive => {
+            let epoch = text
+                .strip_prefix(ALIVE)
+                .and_then(|r| r.strip_prefix(' '))
+                .ok_or(bad)?;
+            ControlReply::Alive {
+                epoch: parse_hex(epoch).map_err(|_| DecodeError::UnexpectedReply)?,
+            }
+        }
         ReplyKind::Topics => ControlReply::Topics(text),
         ReplyKind::Graph => ControlReply::Graph(text),
         ReplyKind::Nodes => ControlReply::Nodes(text),
@@ -253,6 +269,14 @@ impl<'a> Fields<'a> {
             Some(_) => Err(DecodeError::UnexpectedReply),
         }
     }
+}
+
+/// 1 to 16 hex digits (no sign, no prefix).
+fn parse_hex(s: &str) -> Result<u64, DecodeError> {
+    if s.is_empty() || s.len() > 16 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(DecodeError::InvalidSession);
+    }
+    u64::from_str_radix(s, 16).map_err(|_| DecodeError::InvalidSession)
 }
 
 fn parse_number<T: core::str::FromStr>(s: &str) -> Result<T, DecodeError> {
