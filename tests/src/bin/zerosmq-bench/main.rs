@@ -129,7 +129,11 @@ fn main() -> std::process::ExitCode {
     };
     let systems: Vec<System> = System::ALL
         .into_iter()
-        .filter(|s| opts.only.as_ref().is_none_or(|o| o.iter().any(|k| k == s.key())))
+        .filter(|s| {
+            opts.only
+                .as_ref()
+                .is_none_or(|o| o.iter().any(|k| k == s.key()))
+        })
         .collect();
     let mut report = Report::new(opts.quick);
     if opts.zenoh {
@@ -146,7 +150,13 @@ fn main() -> std::process::ExitCode {
         (Duration::from_millis(1500), 10_000, Duration::from_secs(5))
     };
     let loads: Vec<(usize, usize, usize)> = if opts.quick {
-        vec![(8, 1, 1), (1024, 1, 1), (65536, 1, 1), (8, 100, 1), (8, 1, 10)]
+        vec![
+            (8, 1, 1),
+            (1024, 1, 1),
+            (65536, 1, 1),
+            (8, 100, 1),
+            (8, 1, 10),
+        ]
     } else {
         vec![
             (8, 1, 1),
@@ -180,7 +190,10 @@ fn main() -> std::process::ExitCode {
         row.print_progress();
         report.rows.push(row);
     }
-    for (system, which) in [(System::MasterZmq, "master"), (System::Reference, "reference")] {
+    for (system, which) in [
+        (System::MasterZmq, "master"),
+        (System::Reference, "reference"),
+    ] {
         if !systems.contains(&system) && !systems.contains(&System::MasterStd) {
             continue;
         }
@@ -238,7 +251,9 @@ fn throughput(system: System, load: Load) -> Result<Throughput, String> {
             let publisher = zmq_clients::publisher(&topics, std::slice::from_ref(&ep), true)?;
             let mut subs: Vec<Box<dyn harness::Receive>> = Vec::new();
             for _ in 0..load.subscribers {
-                subs.push(Box::new(zmq_clients::subscriber(std::slice::from_ref(&ep))?));
+                subs.push(Box::new(zmq_clients::subscriber(std::slice::from_ref(
+                    &ep,
+                ))?));
             }
             harness::throughput(load, Box::new(publisher), subs)
         }
@@ -282,7 +297,12 @@ fn throughput(system: System, load: Load) -> Result<Throughput, String> {
     }
 }
 
-fn ping_pair_zmq(ping_out: &str, ping_in: &str, echo_in: &str, echo_out: &str) -> Result<(Duplex, Duplex), String> {
+fn ping_pair_zmq(
+    ping_out: &str,
+    ping_in: &str,
+    echo_in: &str,
+    echo_out: &str,
+) -> Result<(Duplex, Duplex), String> {
     let one = |s: &str| vec![s.to_owned()];
     let ping = Duplex {
         tx: Box::new(zmq_clients::publisher(&one("ping"), &one(ping_out), false)?),
@@ -308,10 +328,17 @@ fn latency(system: System, samples: usize) -> Result<Latency, String> {
     let via_control = |control: &str| -> Result<Latency, String> {
         let ctl = Control::connect(control)?;
         let ep = |publish: bool, t: &str| -> Result<String, String> {
-            Ok(format!("tcp://127.0.0.1:{}", ctl.grant(publish, "bench", t)?))
+            Ok(format!(
+                "tcp://127.0.0.1:{}",
+                ctl.grant(publish, "bench", t)?
+            ))
         };
-        let (ping, echo) =
-            ping_pair_zmq(&ep(true, "ping")?, &ep(false, "pong")?, &ep(false, "ping")?, &ep(true, "pong")?)?;
+        let (ping, echo) = ping_pair_zmq(
+            &ep(true, "ping")?,
+            &ep(false, "pong")?,
+            &ep(false, "ping")?,
+            &ep(true, "pong")?,
+        )?;
         run(Box::new(ping), Box::new(echo))
     };
     match system {

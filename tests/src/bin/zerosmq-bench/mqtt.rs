@@ -29,18 +29,26 @@ impl Mosquitto {
             .and_then(|l| l.local_addr())
             .map_err(|e| e.to_string())?
             .port();
-        let dir = std::env::temp_dir().join(format!("zerosmq-bench-mosquitto-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("zerosmq-bench-mosquitto-{}", std::process::id()));
         std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
         let conf = dir.join("mosquitto.conf");
         let mut f = std::fs::File::create(&conf).map_err(|e| e.to_string())?;
         writeln!(
             f,
-            "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 0\nmax_inflight_messages 0\nmax_packet_size 0\nlog_dest none"
+            "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 0\nmax_inflight_messages 0\nlog_dest none"
         )
         .map_err(|e| e.to_string())?;
         let bin = ["mosquitto", "/usr/sbin/mosquitto"]
             .into_iter()
-            .find(|b| Command::new(b).arg("-h").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok())
+            .find(|b| {
+                Command::new(b)
+                    .arg("-h")
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status()
+                    .is_ok()
+            })
             .ok_or("mosquitto is not installed (apt-get install -y mosquitto)")?;
         let child = Command::new(bin)
             .arg("-c")
@@ -49,13 +57,16 @@ impl Mosquitto {
             .stderr(Stdio::null())
             .spawn()
             .map_err(|e| format!("start mosquitto: {e}"))?;
-        let m = Mosquitto {
+        let mut m = Mosquitto {
             child,
             port,
             _dir: TempDir(dir),
         };
         let deadline = Instant::now() + Duration::from_secs(5);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Ok(Some(status)) = m.child.try_wait() {
+                return Err(format!("mosquitto exited: {status}"));
+            }
             if Instant::now() > deadline {
                 return Err("mosquitto did not listen within 5 s".into());
             }
@@ -118,7 +129,12 @@ pub struct MqttPub {
 impl Publish for MqttPub {
     fn send(&mut self, topic: usize, payload: &[u8]) -> Result<(), String> {
         self.client
-            .publish(self.topics[topic].as_str(), QoS::AtMostOnce, false, payload.to_vec())
+            .publish(
+                self.topics[topic].as_str(),
+                QoS::AtMostOnce,
+                false,
+                payload.to_vec(),
+            )
             .map_err(|e| format!("mqtt publish: {e}"))
     }
 }
@@ -202,7 +218,12 @@ pub struct MqttPeer {
 impl Publish for MqttPeer {
     fn send(&mut self, _topic: usize, payload: &[u8]) -> Result<(), String> {
         self.client
-            .publish(self.out_topic.as_str(), QoS::AtMostOnce, false, payload.to_vec())
+            .publish(
+                self.out_topic.as_str(),
+                QoS::AtMostOnce,
+                false,
+                payload.to_vec(),
+            )
             .map_err(|e| format!("mqtt publish: {e}"))
     }
 }

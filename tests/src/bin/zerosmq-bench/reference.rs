@@ -121,15 +121,16 @@ fn serve(ctx: &std::sync::Arc<RawContext>, rep: zmq::Socket) {
     let mut topics = std::collections::HashMap::<String, Topic>::new();
     let mut proxies = Vec::new();
     let mut buf = vec![0u8; 1024];
-    loop {
-        let request = match rep.recv_bytes(0) {
-            Ok(r) => r,
-            Err(_) => break, // ETERM: shutting down
-        };
+    // Until ETERM: the bench is shutting the broker down.
+    while let Ok(request) = rep.recv_bytes(0) {
         let enc = Encoding::of(&request);
         let reply = match decode_request(&request) {
-            Ok(ControlRequest::Publish { topic, .. }) => grant(ctx, &mut topics, &mut proxies, topic.as_str(), true),
-            Ok(ControlRequest::Subscribe { topic, .. }) => grant(ctx, &mut topics, &mut proxies, topic.as_str(), false),
+            Ok(ControlRequest::Publish { topic, .. }) => {
+                grant(ctx, &mut topics, &mut proxies, topic.as_str(), true)
+            }
+            Ok(ControlRequest::Subscribe { topic, .. }) => {
+                grant(ctx, &mut topics, &mut proxies, topic.as_str(), false)
+            }
             Ok(ControlRequest::StopPublish { .. }) | Ok(ControlRequest::StopSubscribe { .. }) => {
                 ControlReply::Done
             }
@@ -180,7 +181,11 @@ fn grant(
     }
     let t = &topics[topic];
     ControlReply::Granted {
-        port: if publish { t.publish_port } else { t.subscribe_port },
+        port: if publish {
+            t.publish_port
+        } else {
+            t.subscribe_port
+        },
     }
 }
 

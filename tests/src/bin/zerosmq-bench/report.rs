@@ -102,7 +102,12 @@ impl Row {
         row
     }
 
-    pub fn resources(system: System, topics: usize, idle: Duration, r: Result<Resources, String>) -> Row {
+    pub fn resources(
+        system: System,
+        topics: usize,
+        idle: Duration,
+        r: Result<Resources, String>,
+    ) -> Row {
         let scenario = format!("{topics} topics, {} s idle", idle.as_secs());
         let mut row = Row::new(Section::Resources, scenario, system);
         match r {
@@ -120,11 +125,9 @@ impl Row {
         let what = match (&self.error, self.value) {
             (Some(e), _) => format!("FAILED: {e}"),
             (None, Some(v)) => match self.section {
-                Section::Throughput => format!(
-                    "{} msgs/s, lost {}",
-                    human(v),
-                    self.lost.unwrap_or(0)
-                ),
+                Section::Throughput => {
+                    format!("{} msgs/s, lost {}", human(v), self.lost.unwrap_or(0))
+                }
                 Section::Latency => format!(
                     "p50 {v:.1} us, p99 {:.1} us",
                     self.p99_us.unwrap_or(f64::NAN)
@@ -209,14 +212,23 @@ impl Report {
             "scenario", "system", "msgs/s", "MB/s", "lost", "/ref", "/floor"
         );
         let mut last = String::new();
-        for r in self.rows.iter().filter(|r| r.section == Section::Throughput) {
+        for r in self
+            .rows
+            .iter()
+            .filter(|r| r.section == Section::Throughput)
+        {
             if r.scenario != last && !last.is_empty() {
                 out.push('\n');
             }
             last = r.scenario.clone();
             match &r.error {
                 Some(e) => {
-                    let _ = writeln!(out, "{:<24} {:<25} failed: {e}", r.scenario, r.system.label());
+                    let _ = writeln!(
+                        out,
+                        "{:<24} {:<25} failed: {e}",
+                        r.scenario,
+                        r.system.label()
+                    );
                 }
                 None => {
                     let _ = writeln!(
@@ -325,7 +337,10 @@ impl Report {
     }
 
     pub fn json(&self) -> String {
-        let f = |v: Option<f64>| v.filter(|v| v.is_finite()).map_or("null".into(), |v| format!("{v:.3}"));
+        let f = |v: Option<f64>| {
+            v.filter(|v| v.is_finite())
+                .map_or("null".into(), |v| format!("{v:.3}"))
+        };
         let u = |v: Option<u64>| v.map_or("null".into(), |v| v.to_string());
         let s = |v: &str| {
             let mut o = String::from("\"");

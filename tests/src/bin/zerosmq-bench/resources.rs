@@ -93,7 +93,8 @@ fn cpu_ns(pid: u32) -> Result<u64, String> {
 }
 
 fn rss_mib(pid: u32) -> Result<f64, String> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).map_err(|e| e.to_string())?;
+    let status =
+        std::fs::read_to_string(format!("/proc/{pid}/status")).map_err(|e| e.to_string())?;
     let kb: f64 = status
         .lines()
         .find_map(|l| l.strip_prefix("VmRSS:"))

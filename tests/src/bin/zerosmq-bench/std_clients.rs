@@ -73,7 +73,10 @@ pub fn publisher(master: &str, name: &str, topics: &[String]) -> Result<StdPub, 
     let node = node(master, name)?;
     let mut publishers = Vec::with_capacity(topics.len());
     for t in topics {
-        publishers.push(node.advertise(t).map_err(|e| format!("advertise {t}: {e}"))?);
+        publishers.push(
+            node.advertise(t)
+                .map_err(|e| format!("advertise {t}: {e}"))?,
+        );
     }
     for p in &mut publishers {
         p.wait_ready(READY).map_err(|e| e.to_string())?;
@@ -88,7 +91,10 @@ pub fn subscriber(master: &str, name: &str, topics: &[String]) -> Result<StdSub,
     let node = node(master, name)?;
     let mut subscribers = Vec::with_capacity(topics.len());
     for t in topics {
-        subscribers.push(node.subscribe(t).map_err(|e| format!("subscribe {t}: {e}"))?);
+        subscribers.push(
+            node.subscribe(t)
+                .map_err(|e| format!("subscribe {t}: {e}"))?,
+        );
     }
     for s in &mut subscribers {
         s.wait_ready(READY).map_err(|e| e.to_string())?;

@@ -10,7 +10,7 @@ use zerosmq_core::{decode_reply, ControlReply};
 use crate::harness::{head, Publish, Receive};
 
 /// High-water mark of every socket the bench makes (the master's default too).
-pub const HWM: i32 = 10_000;
+pub const HWM: i32 = 100_000;
 
 pub struct ZmqPub {
     socket: zmq::Socket,
@@ -137,7 +137,11 @@ impl Control {
 
     /// `REQUEST_PUB` / `REQUEST_SUB` -> port.
     pub fn grant(&self, publish: bool, node: &str, topic: &str) -> Result<u16, String> {
-        let word = if publish { "REQUEST_PUB" } else { "REQUEST_SUB" };
+        let word = if publish {
+            "REQUEST_PUB"
+        } else {
+            "REQUEST_SUB"
+        };
         self.req
             .send(format!("{word} {node} {topic}").as_bytes(), 0)
             .map_err(zerr("control send"))?;
@@ -149,7 +153,12 @@ impl Control {
     }
 
     /// Endpoints for publishing (or subscribing) every topic.
-    pub fn endpoints(&self, publish: bool, node: &str, topics: &[String]) -> Result<Vec<String>, String> {
+    pub fn endpoints(
+        &self,
+        publish: bool,
+        node: &str,
+        topics: &[String],
+    ) -> Result<Vec<String>, String> {
         topics
             .iter()
             .map(|t| {
