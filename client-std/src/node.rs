@@ -1,6 +1,7 @@
 //! A node: a name and a connection to the master's control service.
 
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use zerosmq_core::control::{ControlReply, ControlRequest, Encoding};
@@ -15,6 +16,9 @@ pub const MASTER_ENV: &str = "ZEROSMQ_MASTER";
 /// Master address when neither an argument nor [`MASTER_ENV`] gives one.
 pub const DEFAULT_MASTER: &str = "tcp://127.0.0.1:5555";
 
+/// How often a node tells the master it is alive, by default.
+pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(1);
+
 /// How long a control request may wait for the master by default.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -25,6 +29,7 @@ pub struct NodeBuilder {
     master: Option<String>,
     timeout: Duration,
     hwm: i32,
+    heartbeat: Option<Duration>,
 }
 
 impl NodeBuilder {
@@ -43,6 +48,14 @@ impl NodeBuilder {
     /// High-water mark of data sockets, in messages (default 10,000).
     pub fn hwm(mut self, hwm: i32) -> Self {
         self.hwm = hwm;
+        self
+    }
+
+    /// How often the node tells the master it is alive, once it publishes or subscribes (default
+    /// [`DEFAULT_HEARTBEAT`]; `None` turns heartbeats off, and with them crash detection and
+    /// re-registration after a master restart).
+    pub fn heartbeat(mut self, interval: Option<Duration>) -> Self {
+        self.heartbeat = interval;
         self
     }
 
@@ -65,6 +78,9 @@ impl NodeBuilder {
                 control: Mutex::new(None),
                 timeout: self.timeout,
                 hwm: self.hwm,
+                heartbeat: self.heartbeat,
+                session: random_session(),
+                liveness: Mutex::new(LivenessState::default()),
             }),
         })
     }
@@ -97,6 +113,176 @@ pub(crate) struct NodeInner {
     control: Mutex<Option<zmq::Socket>>,
     pub(crate) timeout: Duration,
     pub(crate) hwm: i32,
+    heartbeat: Option<Duration>,
+    /// Random per node instance: lets the master tell a restarted node from a duplicate.
+    session: u64,
+    liveness: Mutex<LivenessState>,
+}
+
+/// What the heartbeat thread knows and re-registers after a master restart.
+#[derive(Default)]
+struct LivenessState {
+    /// The heartbeat thread runs (started by the first publish or subscribe).
+    started: bool,
+    /// Stops the heartbeat thread when the node is dropped (its receiver sees the disconnect).
+    _stop: Option<std::sync::mpsc::Sender<()>>,
+    /// Every grant this node holds, to ask again after a master restart.
+    grants: Vec<Grant>,
+}
+
+/// One publish or subscribe grant; the port cell tells the socket owner to reconnect.
+pub(crate) struct Grant {
+    pub(crate) request: ControlRequest,
+    pub(crate) port: Arc<AtomicU16>,
+}
+
+/// A data socket's connection to its granted port, which follows the grant when the master
+/// hands out a new port (after a restart without its state file).
+pub(crate) struct DataLink {
+    cell: Arc<AtomicU16>,
+    port: u16,
+}
+
+impl DataLink {
+    /// Registers `request` with the master and connects `socket` to the granted port.
+    pub(crate) fn open(
+        node: &Arc<NodeInner>,
+        request: ControlRequest,
+        socket: &zmq::Socket,
+    ) -> Result<Self> {
+        let cell = node.register(request)?;
+        let port = cell.load(Ordering::Acquire);
+        socket.connect(&node.data_endpoint(port))?;
+        Ok(DataLink { cell, port })
+    }
+
+    /// Reconnects `socket` when the grant's port changed; returns true when it did. One atomic
+    /// load when nothing changed, so it is cheap enough for every send and receive.
+    pub(crate) fn follow(&mut self, node: &NodeInner, socket: &zmq::Socket) -> Result<bool> {
+        let now = self.cell.load(Ordering::Acquire);
+        if now == self.port {
+            return Ok(false);
+        }
+        // The old endpoint may already be gone; that is fine.
+        let _ = socket.disconnect(&node.data_endpoint(self.port));
+        socket.connect(&node.data_endpoint(now))?;
+        self.port = now;
+        Ok(true)
+    }
+}
+
+fn random_session() -> u64 {
+    use std::hash::{BuildHasher as _, Hasher as _};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.write_u32(std::process::id());
+    h.finish()
+}
+
+impl NodeInner {
+    /// Registers a publish or subscribe grant: claims the node name with a first heartbeat (so a
+    /// duplicate name fails here, with the master's reason), asks for the port, and remembers the
+    /// grant for re-registration. Returns the shared port cell.
+    pub(crate) fn register(self: &Arc<Self>, request: ControlRequest) -> Result<Arc<AtomicU16>> {
+        self.start_heartbeat()?;
+        let port = Arc::new(AtomicU16::new(self.grant(&request)?));
+        let mut live = self.liveness.lock().unwrap_or_else(|e| e.into_inner());
+        live.grants.push(Grant {
+            request,
+            port: port.clone(),
+        });
+        Ok(port)
+    }
+
+    /// Forgets a grant (after its stop request).
+    pub(crate) fn forget(&self, request: &ControlRequest) {
+        let mut live = self.liveness.lock().unwrap_or_else(|e| e.into_inner());
+        live.grants.retain(|g| &g.request != request);
+    }
+
+    fn heartbeat_request(&self) -> ControlRequest {
+        ControlRequest::Heartbeat {
+            node: self.name.clone(),
+            session: self.session,
+        }
+    }
+
+    fn send_heartbeat(&self, timeout: Duration) -> Result<u64> {
+        self.request(&self.heartbeat_request(), timeout, |r| match r {
+            ControlReply::Alive { epoch } => Ok(epoch),
+            _ => Err(Error::Protocol(zerosmq_core::DecodeError::UnexpectedReply)),
+        })
+    }
+
+    fn start_heartbeat(self: &Arc<Self>) -> Result<()> {
+        let Some(interval) = self.heartbeat else {
+            return Ok(());
+        };
+        let mut live = self.liveness.lock().unwrap_or_else(|e| e.into_inner());
+        if live.started {
+            return Ok(());
+        }
+        let epoch = self.send_heartbeat(self.timeout)?;
+        let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
+        let weak = Arc::downgrade(self);
+        std::thread::Builder::new()
+            .name(format!("zerosmq-heartbeat-{}", self.name))
+            .spawn(move || heartbeat_loop(weak, stop_rx, interval, epoch))
+            .map_err(|e| Error::Zmq(zmq::Error::from_raw(e.raw_os_error().unwrap_or(0))))?;
+        live.started = true;
+        live._stop = Some(stop_tx);
+        Ok(())
+    }
+
+    /// Asks again for every grant (after a master restart or an outage long enough for the
+    /// master to drop this node); a changed port is stored for the socket owner to reconnect.
+    fn reregister(&self) {
+        let grants: Vec<(ControlRequest, Arc<AtomicU16>)> = {
+            let live = self.liveness.lock().unwrap_or_else(|e| e.into_inner());
+            live.grants
+                .iter()
+                .map(|g| (g.request.clone(), g.port.clone()))
+                .collect()
+        };
+        for (request, cell) in grants {
+            if let Ok(port) = self.grant(&request) {
+                cell.store(port, Ordering::Release);
+            }
+        }
+    }
+}
+
+/// Runs in its own thread: a heartbeat every `interval` until the node is dropped. When the
+/// master's epoch changes (it restarted) or after heartbeats failed (it was unreachable, and may
+/// have dropped this node), re-registers every grant.
+fn heartbeat_loop(
+    node: Weak<NodeInner>,
+    stop: std::sync::mpsc::Receiver<()>,
+    interval: Duration,
+    mut epoch: u64,
+) {
+    let mut missed = false;
+    loop {
+        match stop.recv_timeout(interval) {
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            _ => return,
+        }
+        let Some(node) = node.upgrade() else { return };
+        match node.send_heartbeat(interval.max(Duration::from_millis(200))) {
+            Ok(now) => {
+                if now != epoch || missed {
+                    node.reregister();
+                }
+                epoch = now;
+                missed = false;
+            }
+            Err(_) => missed = true,
+        }
+    }
 }
 
 impl NodeInner {
@@ -221,6 +407,7 @@ impl Node {
             master: None,
             timeout: DEFAULT_TIMEOUT,
             hwm: 10_000,
+            heartbeat: Some(DEFAULT_HEARTBEAT),
         }
     }
 

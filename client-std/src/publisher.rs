@@ -7,7 +7,7 @@ use serde::Serialize;
 use zerosmq_core::control::ControlRequest;
 use zerosmq_core::Topic;
 
-use crate::node::NodeInner;
+use crate::node::{DataLink, NodeInner};
 use crate::{Error, Result};
 
 /// How long a publisher's socket keeps unsent messages when it is dropped.
@@ -22,6 +22,7 @@ pub struct Publisher {
     node: Arc<NodeInner>,
     topic: Topic,
     socket: zmq::Socket,
+    link: DataLink,
     /// Reused frame buffer: `TOPIC SP PAYLOAD`.
     frame: Vec<u8>,
     ready: bool,
@@ -39,14 +40,14 @@ impl std::fmt::Debug for Publisher {
 
 impl Publisher {
     pub(crate) fn open(node: Arc<NodeInner>, topic: Topic) -> Result<Self> {
-        let port = node.grant(&ControlRequest::Publish {
-            node: node.name.clone(),
-            topic: topic.clone(),
-        })?;
         let socket = node.ctx.socket(zmq::XPUB)?;
         socket.set_linger(LINGER_MS)?;
         socket.set_sndhwm(node.hwm)?;
-        socket.connect(&node.data_endpoint(port))?;
+        let request = ControlRequest::Publish {
+            node: node.name.clone(),
+            topic: topic.clone(),
+        };
+        let link = DataLink::open(&node, request, &socket)?;
         let mut frame = Vec::with_capacity(topic.len() + 1 + 256);
         frame.extend_from_slice(topic.as_bytes());
         frame.push(zerosmq_core::message::SEPARATOR);
@@ -54,6 +55,7 @@ impl Publisher {
             node,
             topic,
             socket,
+            link,
             frame,
             ready: false,
             registered: true,
@@ -68,6 +70,7 @@ impl Publisher {
     /// Waits until the master's socket for this topic has subscribed to this publisher, so the
     /// next message is not dropped by ZeroMQ's slow-joiner effect. Returns at once when ready.
     pub fn wait_ready(&mut self, timeout: Duration) -> Result<()> {
+        self.follow_grant()?;
         let deadline = Instant::now() + timeout;
         while !self.ready {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -84,6 +87,7 @@ impl Publisher {
 
     /// True once the master's socket has subscribed (see [`Publisher::wait_ready`]).
     pub fn is_ready(&mut self) -> Result<bool> {
+        self.follow_grant()?;
         self.drain_subscriptions()?;
         Ok(self.ready)
     }
@@ -102,6 +106,7 @@ impl Publisher {
     /// Publishes `payload` (any bytes) as one frame `TOPIC SP PAYLOAD`. Never blocks: when no
     /// master is connected yet, or its queue is full, ZeroMQ drops the message.
     pub fn publish(&mut self, payload: &[u8]) -> Result<()> {
+        self.follow_grant()?;
         let head = self.topic.len() + 1;
         self.frame.truncate(head);
         self.frame.extend_from_slice(payload);
@@ -113,6 +118,7 @@ impl Publisher {
     /// Publishes a message of several frames: `TOPIC SP first`, then `rest` unchanged. The
     /// master forwards all frames as one message.
     pub fn publish_parts(&mut self, first: &[u8], rest: &[&[u8]]) -> Result<()> {
+        self.follow_grant()?;
         let head = self.topic.len() + 1;
         self.frame.truncate(head);
         self.frame.extend_from_slice(first);
@@ -129,6 +135,7 @@ impl Publisher {
 
     /// Publishes any serde value, encoded with postcard.
     pub fn publish_value<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
+        self.follow_grant()?;
         let head = self.topic.len() + 1;
         self.frame.truncate(head);
         let frame = std::mem::take(&mut self.frame);
@@ -147,11 +154,24 @@ impl Publisher {
         if !std::mem::take(&mut self.registered) {
             return Ok(());
         }
+        self.node.forget(&ControlRequest::Publish {
+            node: self.node.name.clone(),
+            topic: self.topic.clone(),
+        });
         let req = ControlRequest::StopPublish {
             node: self.node.name.clone(),
             topic: self.topic.clone(),
         };
         self.node.stop(&req, timeout)
+    }
+
+    /// Reconnects when the master granted a new port (it restarted); the new path is not ready
+    /// until the master subscribes again.
+    fn follow_grant(&mut self) -> Result<()> {
+        if self.link.follow(&self.node, &self.socket)? {
+            self.ready = false;
+        }
+        Ok(())
     }
 }
 

@@ -10,7 +10,10 @@ use zerosmq_core::control::ControlRequest;
 use zerosmq_core::message::{DataFrame, READY_PROBE_PREFIX};
 use zerosmq_core::Topic;
 
-use crate::node::NodeInner;
+use crate::node::{DataLink, NodeInner};
+
+/// Longest single wait in a receive, in ms (see `Subscriber::receive`).
+const FOLLOW_SLICE_MS: i64 = 250;
 use crate::{Error, Result};
 
 /// One received message. The payload is not copied out of the ZeroMQ frame.
@@ -68,6 +71,7 @@ pub struct Subscriber {
     node: Arc<NodeInner>,
     topic: Topic,
     socket: zmq::Socket,
+    link: DataLink,
     /// Messages that arrived while waiting for the ready probe.
     pending: VecDeque<Message>,
     ready: bool,
@@ -85,10 +89,6 @@ impl std::fmt::Debug for Subscriber {
 
 impl Subscriber {
     pub(crate) fn open(node: Arc<NodeInner>, topic: Topic) -> Result<Self> {
-        let port = node.grant(&ControlRequest::Subscribe {
-            node: node.name.clone(),
-            topic: topic.clone(),
-        })?;
         let socket = node.ctx.socket(zmq::SUB)?;
         socket.set_linger(0)?;
         socket.set_rcvhwm(node.hwm)?;
@@ -97,11 +97,16 @@ impl Subscriber {
         prefix.extend_from_slice(topic.as_bytes());
         prefix.push(zerosmq_core::message::SEPARATOR);
         socket.set_subscribe(&prefix)?;
-        socket.connect(&node.data_endpoint(port))?;
+        let request = ControlRequest::Subscribe {
+            node: node.name.clone(),
+            topic: topic.clone(),
+        };
+        let link = DataLink::open(&node, request, &socket)?;
         Ok(Subscriber {
             node,
             topic,
             socket,
+            link,
             pending: VecDeque::new(),
             ready: false,
             registered: true,
@@ -195,8 +200,19 @@ impl Subscriber {
 
     /// One poll and receive. Returns `None` on timeout or when what arrived was not a message of
     /// this topic (a ready probe: marks the subscriber ready when it is `probe`).
+    ///
+    /// Waits at most [`FOLLOW_SLICE_MS`] at a time, so that a blocked receiver follows a new port
+    /// after a master restart; callers loop.
     fn receive(&mut self, timeout_ms: i64, probe: Option<&[u8]>) -> Result<Option<Message>> {
-        if self.socket.poll(zmq::POLLIN, timeout_ms)? == 0 {
+        if self.link.follow(&self.node, &self.socket)? {
+            self.ready = false;
+        }
+        let slice = if (0..FOLLOW_SLICE_MS).contains(&timeout_ms) {
+            timeout_ms
+        } else {
+            FOLLOW_SLICE_MS
+        };
+        if self.socket.poll(zmq::POLLIN, slice)? == 0 {
             return Ok(None);
         }
         let frame = match self.socket.recv_msg(zmq::DONTWAIT) {
@@ -237,6 +253,10 @@ impl Subscriber {
         if !std::mem::take(&mut self.registered) {
             return Ok(());
         }
+        self.node.forget(&ControlRequest::Subscribe {
+            node: self.node.name.clone(),
+            topic: self.topic.clone(),
+        });
         let req = ControlRequest::StopSubscribe {
             node: self.node.name.clone(),
             topic: self.topic.clone(),
