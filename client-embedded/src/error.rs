@@ -1,0 +1,68 @@
+//! The node's error type, generic over the transport's error.
+
+use core::fmt;
+
+use zerosmq_core::control::ErrorCode;
+use zerosmq_core::zmtp::ZmtpError;
+use zerosmq_core::NameError;
+
+/// Why a node operation failed. `E` is the TCP stack's error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Error<E> {
+    /// Connecting, reading or writing failed; the connection was dropped and is reopened (with
+    /// fresh grants) on the next call.
+    Transport(E),
+    /// The peer closed the connection; reopened on the next call.
+    Disconnected,
+    /// A read timed out (the transport's own timeout); the connection is kept.
+    TimedOut,
+    /// The peer broke ZMTP; the connection was dropped.
+    Protocol(ZmtpError),
+    /// A frame longer than the receive buffer was skipped; the connection is kept.
+    FrameTooLarge { len: u64, capacity: usize },
+    /// The master refused the request.
+    Refused(ErrorCode),
+    /// The master's reply could not be read as the answer to the request.
+    BadReply,
+    /// A caller's buffer is too small for what had to be encoded or received.
+    BufferTooSmall,
+    /// A topic or node name breaks the naming rules.
+    InvalidName(NameError),
+}
+
+impl<E> Error<E> {
+    /// Whether the connection survives this error.
+    pub fn keeps_connection(&self) -> bool {
+        matches!(
+            self,
+            Error::TimedOut | Error::FrameTooLarge { .. } | Error::InvalidName(_)
+        )
+    }
+}
+
+impl<E: fmt::Debug> fmt::Display for Error<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Transport(e) => write!(f, "transport error: {e:?}"),
+            Error::Disconnected => f.write_str("peer closed the connection"),
+            Error::TimedOut => f.write_str("read timed out"),
+            Error::Protocol(e) => write!(f, "ZMTP protocol error: {e}"),
+            Error::FrameTooLarge { len, capacity } => write!(
+                f,
+                "a {len}-byte frame was skipped: the receive buffer holds {capacity}"
+            ),
+            Error::Refused(code) => write!(f, "master refused the request: {}", code.as_str()),
+            Error::BadReply => f.write_str("master's reply does not answer the request"),
+            Error::BufferTooSmall => f.write_str("buffer too small"),
+            Error::InvalidName(e) => write!(f, "invalid name: {e}"),
+        }
+    }
+}
+
+impl<E: fmt::Debug> core::error::Error for Error<E> {}
+
+impl<E> From<NameError> for Error<E> {
+    fn from(e: NameError) -> Self {
+        Error::InvalidName(e)
+    }
+}

@@ -1,0 +1,293 @@
+//! The roles' protocol logic, shared by the blocking and async drivers: no I/O here.
+
+use zerosmq_core::control::{decode_reply, ControlReply, ControlRequest, Encoding};
+use zerosmq_core::message::READY_PROBE_PREFIX;
+use zerosmq_core::zmtp::{Connection, EncodeError, Event, FrameHeader};
+
+use crate::Error;
+
+/// Bytes of a ready probe: the prefix and 16 hex digits.
+pub const PROBE_LEN: usize = READY_PROBE_PREFIX.len() + 16;
+
+/// Offset where a request body is encoded, leaving room for delimiter and the longest header.
+const REQUEST_BODY_AT: usize = 2 + 9;
+
+/// Encodes a REQ request into `tx`: the empty delimiter frame (MORE), then the body frame.
+/// Returns the range of `tx` to send.
+pub(crate) fn encode_request(
+    req: &ControlRequest,
+    encoding: Encoding,
+    tx: &mut [u8],
+) -> Result<(usize, usize), EncodeError> {
+    let body_space = tx
+        .get_mut(REQUEST_BODY_AT..)
+        .ok_or(EncodeError::BufferTooSmall)?;
+    let body_len = req
+        .encode(encoding, body_space)
+        .map_err(|_| EncodeError::BufferTooSmall)?
+        .len();
+    let (header, header_len) = Connection::message_header(body_len, false);
+    let start = REQUEST_BODY_AT - header_len - 2;
+    tx[start..start + 2].copy_from_slice(&[0x01, 0x00]);
+    tx[start + 2..REQUEST_BODY_AT].copy_from_slice(&header[..header_len]);
+    Ok((start, REQUEST_BODY_AT + body_len))
+}
+
+/// Follows a REP reply: the empty delimiter, then one body frame.
+#[derive(Debug, Default)]
+pub(crate) struct ReplyReader {
+    seen_delimiter: bool,
+}
+
+impl ReplyReader {
+    /// The body length once the reply's last frame arrived.
+    pub(crate) fn on_event<E>(&mut self, ev: Event) -> Result<Option<usize>, Error<E>> {
+        match (self.seen_delimiter, ev) {
+            (false, Event::Message { len: 0, more: true }) => {
+                self.seen_delimiter = true;
+                Ok(None)
+            }
+            (true, Event::Message { len, more: false }) => Ok(Some(len)),
+            (_, Event::Message { .. }) => Err(Error::BadReply),
+            _ => Ok(None),
+        }
+    }
+}
+
+/// Decodes a reply body; an error reply becomes [`Error::Refused`].
+pub(crate) fn decode<'b, E>(
+    req: &ControlRequest,
+    body: &'b [u8],
+) -> Result<ControlReply<'b>, Error<E>> {
+    match decode_reply(req.reply_kind(), body) {
+        Ok(ControlReply::Error(e)) => Err(Error::Refused(e.code)),
+        Ok(reply) => Ok(reply),
+        Err(_) => Err(Error::BadReply),
+    }
+}
+
+/// The port of a `Granted` reply.
+pub(crate) fn granted<E>(reply: ControlReply<'_>) -> Result<u16, Error<E>> {
+    match reply {
+        ControlReply::Granted { port } => Ok(port),
+        _ => Err(Error::BadReply),
+    }
+}
+
+/// Whether a subscription prefix matches every data frame of `topic` (`TOPIC SP ...`).
+pub(crate) fn subscription_matches(prefix: &[u8], topic: &[u8]) -> bool {
+    match prefix.len().cmp(&topic.len()) {
+        core::cmp::Ordering::Greater => {
+            prefix.len() == topic.len() + 1
+                && prefix.starts_with(topic)
+                && prefix[topic.len()] == b' '
+        }
+        _ => topic.starts_with(prefix),
+    }
+}
+
+/// Counts the peer's subscriptions that cover our topic (a PUB only sends to subscribers).
+#[derive(Debug, Default)]
+pub(crate) struct SubscriptionCount(u8);
+
+impl SubscriptionCount {
+    pub(crate) fn on_event(&mut self, ev: Event, rx: &[u8], topic: &[u8]) {
+        let (start, len, up) = match ev {
+            Event::Subscribe { start, len } => (start, len, true),
+            Event::Cancel { start, len } => (start, len, false),
+            _ => return,
+        };
+        let Some(prefix) = rx.get(start..start + len) else {
+            return;
+        };
+        if subscription_matches(prefix, topic) {
+            self.0 = if up {
+                self.0.saturating_add(1)
+            } else {
+                self.0.saturating_sub(1)
+            };
+        }
+    }
+
+    pub(crate) fn any(&self) -> bool {
+        self.0 > 0
+    }
+}
+
+/// A ready probe: the prefix and a nonce made of the node's seed and a counter, in hex. Fixed
+/// length, so no probe is a prefix of another node's.
+pub(crate) fn make_probe(seed: u64, counter: u32) -> [u8; PROBE_LEN] {
+    let mut p = [0u8; PROBE_LEN];
+    p[..READY_PROBE_PREFIX.len()].copy_from_slice(READY_PROBE_PREFIX);
+    let nonce = seed ^ (u64::from(counter).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    for (i, d) in p[READY_PROBE_PREFIX.len()..].iter_mut().enumerate() {
+        let nibble = (nonce >> (60 - 4 * i)) & 0xF;
+        *d = b"0123456789abcdef"[nibble as usize];
+    }
+    p
+}
+
+/// FNV-1a, to turn a node name into a default probe seed.
+pub(crate) fn fnv1a(parts: &[&[u8]]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in parts.iter().flat_map(|p| p.iter()) {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+/// Encodes the subscriber's opening: subscribe to the topic, then to the probe.
+pub(crate) fn encode_subscriptions(
+    conn: &Connection,
+    topic: &[u8],
+    probe: &[u8],
+    tx: &mut [u8],
+) -> Result<usize, EncodeError> {
+    let n = conn.encode_subscribe(topic, tx)?;
+    let m = conn.encode_subscribe(probe, tx.get_mut(n..).ok_or(EncodeError::BufferTooSmall)?)?;
+    Ok(n + m)
+}
+
+/// What a subscriber does with a message frame.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum SubAction {
+    /// Our probe came back: the path through the master is live.
+    ProbeEcho,
+    /// A data frame on our topic; the payload starts at this offset of the buffer.
+    Deliver { payload_at: usize },
+    /// Not for us (another topic, part of a multipart message, malformed).
+    Ignore,
+}
+
+/// Classifies one message frame, tracking multipart messages (which are never data frames).
+pub(crate) fn classify(
+    in_multipart: &mut bool,
+    ev: Event,
+    rx: &[u8],
+    topic: &[u8],
+    probe: &[u8],
+) -> SubAction {
+    let Event::Message { len, more } = ev else {
+        return SubAction::Ignore;
+    };
+    let first = !*in_multipart;
+    *in_multipart = more;
+    if !first || more {
+        return SubAction::Ignore;
+    }
+    let Some(frame) = rx.get(..len) else {
+        return SubAction::Ignore;
+    };
+    if frame == probe {
+        return SubAction::ProbeEcho;
+    }
+    match frame.strip_prefix(topic) {
+        Some([b' ', ..]) => SubAction::Deliver {
+            payload_at: topic.len() + 1,
+        },
+        _ => SubAction::Ignore,
+    }
+}
+
+/// Header of a data frame `TOPIC SP PAYLOAD`, for writing topic and payload without a copy.
+pub(crate) fn data_header(topic: &[u8], payload: &[u8]) -> ([u8; 9], usize) {
+    FrameHeader::message(topic.len() + 1 + payload.len(), false).to_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use zerosmq_core::{NodeName, Topic};
+
+    #[test]
+    fn request_frames_exact_bytes() {
+        let req = ControlRequest::Publish {
+            node: NodeName::new("n").unwrap(),
+            topic: Topic::new("imu").unwrap(),
+        };
+        let mut tx = [0u8; 64];
+        let (s, e) = encode_request(&req, Encoding::Text, &mut tx).unwrap();
+        // Exactly what libzmq's REQ sends after its READY (recorded).
+        assert_eq!(
+            &tx[s..e],
+            &include_bytes!("../../core/src/zmtp/testdata/libzmq-req.bin")[104..]
+        );
+        assert_eq!(
+            encode_request(&req, Encoding::Text, &mut tx[..20]),
+            Err(EncodeError::BufferTooSmall)
+        );
+    }
+
+    #[test]
+    fn reply_reader_needs_delimiter_then_body() {
+        let mut r = ReplyReader::default();
+        assert_eq!(
+            r.on_event::<()>(Event::Message { len: 0, more: true }),
+            Ok(None)
+        );
+        assert_eq!(
+            r.on_event::<()>(Event::Message {
+                len: 5,
+                more: false
+            }),
+            Ok(Some(5))
+        );
+        let mut r = ReplyReader::default();
+        assert_eq!(
+            r.on_event::<()>(Event::Message {
+                len: 5,
+                more: false
+            }),
+            Err(Error::BadReply)
+        );
+    }
+
+    #[test]
+    fn matching_and_probes() {
+        assert!(subscription_matches(b"imu", b"imu"));
+        assert!(subscription_matches(b"", b"imu"));
+        assert!(subscription_matches(b"im", b"imu"));
+        assert!(subscription_matches(b"imu ", b"imu"));
+        assert!(!subscription_matches(b"imu2", b"imu"));
+        assert!(!subscription_matches(b"imu x", b"imu"));
+        let p = make_probe(0x0123_4567_89ab_cdef, 0);
+        assert_eq!(&p[..], b"\x00zerosmq-ready 0123456789abcdef");
+        assert_ne!(make_probe(1, 1), make_probe(1, 2));
+        let mut mp = false;
+        let probe = make_probe(5, 5);
+        let mut rx = [0u8; 64];
+        rx[..PROBE_LEN].copy_from_slice(&probe);
+        let ev = Event::Message {
+            len: PROBE_LEN,
+            more: false,
+        };
+        assert_eq!(
+            classify(&mut mp, ev, &rx, b"imu", &probe),
+            SubAction::ProbeEcho
+        );
+        rx[..5].copy_from_slice(b"imu x");
+        let ev = Event::Message {
+            len: 5,
+            more: false,
+        };
+        assert_eq!(
+            classify(&mut mp, ev, &rx, b"imu", &probe),
+            SubAction::Deliver { payload_at: 4 }
+        );
+        assert_eq!(classify(&mut mp, ev, &rx, b"im", &probe), SubAction::Ignore);
+        let more = Event::Message { len: 5, more: true };
+        assert_eq!(
+            classify(&mut mp, more, &rx, b"imu", &probe),
+            SubAction::Ignore
+        );
+        assert_eq!(
+            classify(&mut mp, ev, &rx, b"imu", &probe),
+            SubAction::Ignore
+        );
+        assert_eq!(
+            classify(&mut mp, ev, &rx, b"imu", &probe),
+            SubAction::Deliver { payload_at: 4 }
+        );
+    }
+}

@@ -1,0 +1,310 @@
+//! The blocking node against a scripted mock stack: recorded libzmq bytes fed in fragments down
+//! to one byte, every byte the node writes checked, writes failed on demand.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::rc::Rc;
+
+use embedded_io::{ErrorKind, ErrorType, Read, Write};
+use zerosmq_embedded::{Connect, Error, Node};
+
+const REP: &[u8] = include_bytes!("../../core/src/zmtp/testdata/libzmq-rep.bin");
+const SUB_V31: &[u8] = include_bytes!("../../core/src/zmtp/testdata/libzmq-sub-v31.bin");
+const SUB_V30: &[u8] = include_bytes!("../../core/src/zmtp/testdata/libzmq-sub-v30.bin");
+const XPUB: &[u8] = include_bytes!("../../core/src/zmtp/testdata/libzmq-xpub.bin");
+const REQ: &[u8] = include_bytes!("../../core/src/zmtp/testdata/libzmq-req.bin");
+/// Greeting as this codec sends it.
+fn our_greeting() -> [u8; 64] {
+    zerosmq_core::zmtp::Greeting::ours().to_bytes()
+}
+
+#[derive(Debug, PartialEq)]
+struct MockError(ErrorKind);
+impl std::fmt::Display for MockError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", self.0)
+    }
+}
+impl std::error::Error for MockError {}
+impl embedded_io::Error for MockError {
+    fn kind(&self) -> ErrorKind {
+        self.0
+    }
+}
+
+/// One scripted connection: what the peer sends, what the node wrote.
+#[derive(Default)]
+struct Script {
+    input: VecDeque<u8>,
+    written: Vec<u8>,
+    /// Writes fail once this many bytes were written.
+    fail_writes_after: Option<usize>,
+    remote: Option<SocketAddr>,
+}
+
+type Shared = Rc<RefCell<Script>>;
+
+struct MockStack {
+    chunk: usize,
+    scripts: RefCell<VecDeque<Shared>>,
+    opened: RefCell<Vec<Shared>>,
+}
+
+impl MockStack {
+    fn new(chunk: usize) -> Self {
+        MockStack {
+            chunk,
+            scripts: RefCell::default(),
+            opened: RefCell::default(),
+        }
+    }
+
+    fn script(&self, input: &[u8], fail_writes_after: Option<usize>) -> Shared {
+        let s = Rc::new(RefCell::new(Script {
+            input: input.iter().copied().collect(),
+            fail_writes_after,
+            ..Script::default()
+        }));
+        self.scripts.borrow_mut().push_back(s.clone());
+        s
+    }
+}
+
+struct MockConn {
+    chunk: usize,
+    script: Shared,
+}
+
+impl ErrorType for MockConn {
+    type Error = MockError;
+}
+
+impl Read for MockConn {
+    fn read(&mut self, buf: &mut [u8]) -> Result<usize, MockError> {
+        let mut s = self.script.borrow_mut();
+        let n = buf.len().min(self.chunk).min(s.input.len());
+        for b in buf.iter_mut().take(n) {
+            *b = s.input.pop_front().unwrap();
+        }
+        Ok(n) // 0 when the script is exhausted: the peer closed
+    }
+}
+
+impl Write for MockConn {
+    fn write(&mut self, buf: &[u8]) -> Result<usize, MockError> {
+        let mut s = self.script.borrow_mut();
+        if let Some(limit) = s.fail_writes_after {
+            if s.written.len() + buf.len() > limit {
+                return Err(MockError(ErrorKind::BrokenPipe));
+            }
+        }
+        // Accept in small pieces too, so write_all's loop is exercised.
+        let n = buf.len().min(self.chunk.max(1));
+        s.written.extend_from_slice(&buf[..n]);
+        Ok(n)
+    }
+    fn flush(&mut self) -> Result<(), MockError> {
+        Ok(())
+    }
+}
+
+impl Connect for MockStack {
+    type Error = MockError;
+    type Connection<'a> = MockConn;
+    fn connect(&self, remote: SocketAddr) -> Result<MockConn, MockError> {
+        let script = self
+            .scripts
+            .borrow_mut()
+            .pop_front()
+            .ok_or(MockError(ErrorKind::ConnectionRefused))?;
+        script.borrow_mut().remote = Some(remote);
+        self.opened.borrow_mut().push(script.clone());
+        Ok(MockConn {
+            chunk: self.chunk,
+            script,
+        })
+    }
+}
+
+const MASTER: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 5555);
+
+/// What our REQ writes: greeting, READY (REQ, empty Identity), delimiter and request.
+fn req_bytes(request: &[u8]) -> Vec<u8> {
+    let mut v = our_greeting().to_vec();
+    v.extend_from_slice(&REQ[64..104]);
+    v.extend_from_slice(&[0x01, 0x00, 0x00, request.len() as u8]);
+    v.extend_from_slice(request);
+    v
+}
+
+fn with_len(prefix: &[u8], body: &[u8]) -> Vec<u8> {
+    let mut v = prefix.to_vec();
+    v.push(body.len() as u8);
+    v.extend_from_slice(body);
+    v
+}
+
+#[test]
+fn publisher_handshake_subscription_and_publish_in_every_fragmentation() {
+    for (chunk, sub_stream) in [(1, SUB_V31), (2, SUB_V30), (5, SUB_V31), (4096, SUB_V30)] {
+        let stack = MockStack::new(chunk);
+        let control = stack.script(REP, None);
+        let data = stack.script(sub_stream, None);
+        let node = Node::new(&stack, MASTER, "n").unwrap();
+        let mut buf = [0u8; 128];
+        let mut publisher = node.advertise("imu", &mut buf).unwrap();
+        assert!(!publisher.is_ready());
+        publisher.wait_ready().unwrap();
+        assert!(publisher.is_ready());
+        publisher.publish(b"hello").unwrap();
+
+        assert_eq!(control.borrow().written, req_bytes(b"REQUEST_PUB n imu"));
+        assert_eq!(data.borrow().remote.unwrap().port(), 6000);
+        let mut want = our_greeting().to_vec();
+        want.extend_from_slice(&with_len(
+            b"\x04",
+            b"\x05READY\x0bSocket-Type\x00\x00\x00\x03PUB",
+        ));
+        want.extend_from_slice(b"\x00\x09imu hello");
+        assert_eq!(data.borrow().written, want, "chunk {chunk}");
+    }
+}
+
+#[test]
+fn publisher_reconnects_with_a_fresh_grant_when_writes_fail() {
+    let stack = MockStack::new(3);
+    stack.script(REP, None);
+    // Handshake (64 + 27 bytes) succeeds, the data write fails: the master went away.
+    let broken = stack.script(SUB_V31, Some(64 + 27));
+    let control2 = stack.script(REP, None);
+    let data2 = stack.script(SUB_V31, None);
+    let node = Node::new(&stack, MASTER, "n").unwrap();
+    let mut buf = [0u8; 128];
+    let mut publisher = node.advertise("imu", &mut buf).unwrap();
+    publisher.wait_ready().unwrap();
+    publisher.publish(b"x").unwrap();
+    assert_eq!(broken.borrow().written.len(), 64 + 27);
+    assert_eq!(control2.borrow().written, req_bytes(b"REQUEST_PUB n imu"));
+    assert!(data2.borrow().written.ends_with(b"\x00\x05imu x"));
+    // No master at all: the error comes back, and a later call tries again.
+    let stack = MockStack::new(64);
+    let node = Node::new(&stack, MASTER, "n").unwrap();
+    let mut buf = [0u8; 128];
+    assert!(matches!(
+        node.advertise("imu", &mut buf),
+        Err(Error::Transport(MockError(ErrorKind::ConnectionRefused)))
+    ));
+}
+
+fn sub_opening(stack: &MockStack) -> (Shared, Shared) {
+    let control = stack.script(REP, None);
+    // XPUB greeting and READY only; messages are appended by the test once the probe is known.
+    let data = stack.script(&XPUB[..64 + 28], None);
+    (control, data)
+}
+
+#[test]
+fn subscriber_probe_messages_oversized_frames_in_every_fragmentation() {
+    for chunk in [1, 3, 64, 4096] {
+        let stack = MockStack::new(chunk);
+        let (control, data) = sub_opening(&stack);
+        let node = Node::new(&stack, MASTER, "n").unwrap();
+        let mut buf = [0u8; 64];
+        let mut sub = node.subscribe("imu", &mut buf).unwrap();
+        let probe = sub.probe().to_vec();
+        assert_eq!(probe.len(), zerosmq_embedded::PROBE_LEN);
+        {
+            let mut d = data.borrow_mut();
+            // A message on the topic before the probe, the probe echo, then traffic.
+            d.input.extend(b"\x00\x05imu 0");
+            d.input.extend(with_len(b"\x00", &probe));
+            d.input.extend(b"\x00\x09imu hello");
+            d.input.extend(b"\x00\x05imu2x"); // another topic sharing the prefix: ignored
+            d.input.extend([0x01, 0x01, b'x', 0x00, 0x01, b'y']); // multipart: ignored
+            d.input.extend([0x00, 100]);
+            d.input.extend([b'z'; 100]); // longer than the buffer: skipped, reported
+            d.input.extend(b"\x04\x09\x04PING\x00\x01ab"); // answered with PONG
+            d.input.extend(b"\x00\x05imu 2");
+        }
+        sub.wait_ready().unwrap();
+        assert!(sub.is_ready());
+        assert_eq!(sub.recv().unwrap(), b"hello");
+        assert_eq!(
+            sub.recv(),
+            Err(Error::FrameTooLarge {
+                len: 100,
+                capacity: 64
+            })
+        );
+        assert_eq!(sub.recv().unwrap(), b"2");
+
+        assert_eq!(control.borrow().written, req_bytes(b"REQUEST_SUB n imu"));
+        let mut want = our_greeting().to_vec();
+        want.extend_from_slice(&XPUB[..0]);
+        want.extend_from_slice(&with_len(
+            b"\x04",
+            b"\x05READY\x0bSocket-Type\x00\x00\x00\x03SUB",
+        ));
+        want.extend_from_slice(b"\x04\x0d\x09SUBSCRIBEimu");
+        want.extend_from_slice(&with_len(b"\x04", &[b"\x09SUBSCRIBE", &probe[..]].concat()));
+        want.extend_from_slice(&with_len(b"\x04", &[b"\x06CANCEL", &probe[..]].concat()));
+        want.extend_from_slice(b"\x04\x07\x04PONGab");
+        assert_eq!(data.borrow().written, want, "chunk {chunk}");
+    }
+}
+
+#[test]
+fn subscriber_reconnects_when_the_master_restarts() {
+    let stack = MockStack::new(7);
+    let (_, data) = sub_opening(&stack);
+    let (control2, data2) = sub_opening(&stack);
+    let node = Node::new(&stack, MASTER, "n").unwrap();
+    let mut buf = [0u8; 64];
+    let mut sub = node.subscribe("imu", &mut buf).unwrap();
+    data.borrow_mut().input.extend(b"\x00\x05imu 1");
+    assert_eq!(sub.recv().unwrap(), b"1");
+    // The first connection ends (EOF): recv asks for a new grant and subscribes again.
+    data2.borrow_mut().input.extend(b"\x00\x05imu 2");
+    assert_eq!(sub.recv().unwrap(), b"2");
+    assert_eq!(control2.borrow().written, req_bytes(b"REQUEST_SUB n imu"));
+    assert!(data2.borrow().written.len() > 64 + 27);
+    // Nothing left to connect to: the error surfaces, nothing panics.
+    assert!(matches!(sub.recv(), Err(Error::Transport(_))));
+}
+
+#[test]
+fn control_requests_and_refusals() {
+    let stack = MockStack::new(2);
+    let mut reply = REP[..91].to_vec();
+    reply.extend(b"\x01\x00");
+    reply.extend(with_len(b"\x00", b"ERROR unknown-topic: no such topic"));
+    stack.script(&reply, None);
+    stack.script(&REP[..91], Some(64)); // the READY write fails
+    let mut garbage = REP[..91].to_vec();
+    garbage.extend(b"\x00\x01x"); // a body without the delimiter
+    stack.script(&garbage, None);
+    let mut bad_greeting = REP.to_vec();
+    bad_greeting[0] = 0;
+    stack.script(&bad_greeting, None);
+
+    let node = Node::new(&stack, MASTER, "n").unwrap();
+    let mut buf = [0u8; 128];
+    let req = zerosmq_embedded::ControlRequest::TopicInfo {
+        topic: zerosmq_core::Topic::new("nope").unwrap(),
+    };
+    assert_eq!(
+        node.request(&req, &mut buf),
+        Err(Error::Refused(zerosmq_embedded::ErrorCode::UnknownTopic))
+    );
+    assert!(matches!(
+        node.request(&req, &mut buf),
+        Err(Error::Transport(MockError(ErrorKind::BrokenPipe)))
+    ));
+    assert_eq!(node.request(&req, &mut buf), Err(Error::BadReply));
+    assert!(matches!(
+        node.request(&req, &mut buf),
+        Err(Error::Protocol(_))
+    ));
+    assert!(Node::new(&stack, MASTER, "bad name").is_err());
+}
