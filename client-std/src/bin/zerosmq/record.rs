@@ -232,17 +232,25 @@ fn spawn_receiver(
     done: Arc<AtomicBool>,
 ) -> JoinHandle<zerosmq::Result<()>> {
     std::thread::spawn(move || {
+        let send = |msg: zerosmq::Message| {
+            let received = Received {
+                time_ns: clock.ns(Instant::now()),
+                topic: topic.clone(),
+                payload: msg.payload().to_vec(),
+            };
+            tx.send(received).is_ok()
+        };
         while !done.load(Ordering::Relaxed) {
             if let Some(msg) = sub.recv_timeout(POLL)? {
-                let time_ns = clock.ns(Instant::now());
-                let received = Received {
-                    time_ns,
-                    topic: topic.clone(),
-                    payload: msg.payload().to_vec(),
-                };
-                if tx.send(received).is_err() {
-                    break;
+                if !send(msg) {
+                    return sub.stop();
                 }
+            }
+        }
+        // What already arrived when the recording stopped is kept.
+        while let Some(msg) = sub.try_recv()? {
+            if !send(msg) {
+                break;
             }
         }
         sub.stop()
