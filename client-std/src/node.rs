@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use zerosmq_core::control::{ControlReply, ControlRequest, Encoding};
 use zerosmq_core::limits::CONTROL_REQUEST_BUF_LEN;
-use zerosmq_core::{decode_reply, NodeName, Topic};
+use zerosmq_core::{decode_reply, ErrorCode, NodeName, Topic};
 
 use crate::{Error, Publisher, Result, Subscriber};
 
@@ -19,6 +19,9 @@ pub const DEFAULT_MASTER: &str = "tcp://127.0.0.1:5555";
 /// How often a node tells the master it is alive, by default.
 pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(1);
 
+/// How long a node waits for its name to be released by a crashed predecessor, by default.
+pub const DEFAULT_CLAIM_WAIT: Duration = Duration::from_secs(6);
+
 /// How long a control request may wait for the master by default.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -30,6 +33,7 @@ pub struct NodeBuilder {
     timeout: Duration,
     hwm: i32,
     heartbeat: Option<Duration>,
+    claim_wait: Duration,
 }
 
 impl NodeBuilder {
@@ -59,6 +63,15 @@ impl NodeBuilder {
         self
     }
 
+    /// How long the first publish or subscribe waits for the node name when the master says
+    /// another live node holds it (default [`DEFAULT_CLAIM_WAIT`], longer than the master's
+    /// default node timeout): a node restarted after a crash gets its name back once the master
+    /// has timed out the crashed instance; a real duplicate gets `name-in-use` after the wait.
+    pub fn claim_wait(mut self, wait: Duration) -> Self {
+        self.claim_wait = wait;
+        self
+    }
+
     /// Creates the node. No request is sent yet: the master is first asked when the node
     /// publishes, subscribes or lists.
     pub fn connect(self) -> Result<Node> {
@@ -79,6 +92,7 @@ impl NodeBuilder {
                 timeout: self.timeout,
                 hwm: self.hwm,
                 heartbeat: self.heartbeat,
+                claim_wait: self.claim_wait,
                 session: random_session(),
                 liveness: Mutex::new(LivenessState::default()),
             }),
@@ -114,6 +128,7 @@ pub(crate) struct NodeInner {
     pub(crate) timeout: Duration,
     pub(crate) hwm: i32,
     heartbeat: Option<Duration>,
+    claim_wait: Duration,
     /// Random per node instance: lets the master tell a restarted node from a duplicate.
     session: u64,
     liveness: Mutex<LivenessState>,
@@ -226,7 +241,18 @@ impl NodeInner {
         if live.started {
             return Ok(());
         }
-        let epoch = self.send_heartbeat(self.timeout)?;
+        let deadline = std::time::Instant::now() + self.claim_wait;
+        let epoch = loop {
+            match self.send_heartbeat(self.timeout) {
+                Err(Error::Refused {
+                    code: ErrorCode::NameInUse,
+                    ..
+                }) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                other => break other?,
+            }
+        };
         let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
         let weak = Arc::downgrade(self);
         std::thread::Builder::new()
@@ -408,6 +434,7 @@ impl Node {
             timeout: DEFAULT_TIMEOUT,
             hwm: 10_000,
             heartbeat: Some(DEFAULT_HEARTBEAT),
+            claim_wait: DEFAULT_CLAIM_WAIT,
         }
     }
 

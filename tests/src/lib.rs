@@ -46,8 +46,8 @@ pub fn raw_request(req: &zmq::Socket, bytes: &[u8]) -> Vec<u8> {
     req.recv_bytes(0).expect("the master replies")
 }
 
-/// Path of a workspace binary, built first when missing (so that a test run of this package
-/// alone finds the binaries of the other packages).
+/// Path of a workspace binary, built (or brought up to date) on first use in this test process, so
+/// that a test run of this package alone uses current binaries of the other packages.
 pub fn cargo_bin(package: &str, bin: &str) -> std::path::PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
     // target/<profile>/deps/<test> -> target/<profile>/<bin>
@@ -56,17 +56,18 @@ pub fn cargo_bin(package: &str, bin: &str) -> std::path::PathBuf {
         .and_then(|d| d.parent())
         .expect("target profile dir");
     let path = profile_dir.join(bin);
-    static BUILD: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _guard = BUILD.lock().unwrap_or_else(|e| e.into_inner());
-    if !path.exists() {
+    static BUILT: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    if !built.iter().any(|b| b == bin) {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut cmd = std::process::Command::new(cargo);
-        cmd.args(["build", "-p", package, "--bin", bin]);
+        cmd.args(["build", "-q", "-p", package, "--bin", bin]);
         if profile_dir.file_name().is_some_and(|p| p == "release") {
             cmd.arg("--release");
         }
         let status = cmd.status().expect("cargo runs");
         assert!(status.success(), "building {bin} failed");
+        built.push(bin.to_owned());
     }
     path
 }
