@@ -102,7 +102,7 @@ impl Broker {
                 warn!(%topic, "{detail}");
                 return refuse(enc, ErrorCode::LimitReached, &detail);
             }
-            match TopicSockets::open(&self.ctx, &mut self.ports, topic, self.tuning) {
+            match TopicSockets::open(&self.ctx, &mut self.ports, topic, self.tuning, None) {
                 Ok(sockets) => {
                     info!(%topic, publish_port = sockets.publish_port, subscribe_port = sockets.subscribe_port, "topic opened");
                     self.topics.insert(
@@ -129,10 +129,14 @@ impl Broker {
                 }
             }
         }
+        if let Some(refusal) = self.check_node_limits(node, enc) {
+            return refusal;
+        }
         let Some(state) = self.topics.get(topic) else {
             return refuse(enc, ErrorCode::Internal, "topic vanished");
         };
         self.registry.add(node, topic, role);
+        self.dirty = true;
         let port = match role {
             Role::Publisher => state.sockets.publish_port,
             Role::Subscriber => state.sockets.subscribe_port,
@@ -141,11 +145,30 @@ impl Broker {
         encode(&ControlReply::Granted { port }, enc)
     }
 
+    /// Refuses a grant that would pass `max_nodes` or `max_grants_per_node`.
+    fn check_node_limits(&self, node: &NodeName, enc: Encoding) -> Option<Vec<u8>> {
+        let detail = match self.registry.node(node) {
+            None if self.registry.nodes().count() >= self.max_nodes => {
+                format!("the master serves at most {} nodes", self.max_nodes)
+            }
+            Some(e) if e.publishes.len() + e.subscribes.len() >= self.max_grants_per_node => {
+                format!(
+                    "a node may hold at most {} publish and subscribe grants",
+                    self.max_grants_per_node
+                )
+            }
+            _ => return None,
+        };
+        warn!(%node, "{detail}");
+        Some(refuse(enc, ErrorCode::LimitReached, &detail))
+    }
+
     /// Idempotent, as MQTT's unsubscribe: stopping what is not registered is granted too.
     fn unregister(&mut self, node: &NodeName, topic: &Topic, role: Role, enc: Encoding) -> Vec<u8> {
         if self.registry.remove(node, topic, role) {
             self.close_topics(vec![topic.clone()]);
         }
+        self.dirty = true;
         info!(%node, %topic, ?role, "stopped");
         encode(&ControlReply::Done, enc)
     }
@@ -162,6 +185,7 @@ impl Broker {
             Ok(Heartbeat::Replaced { closed }) => {
                 info!(%node, "node restarted under the same name: its previous instance was silent and is replaced");
                 self.close_topics(closed);
+                self.dirty = true;
             }
             Err(e) => {
                 let detail = format!(
@@ -182,6 +206,69 @@ impl Broker {
         for (node, closed) in self.registry.expire(Instant::now(), self.node_timeout) {
             warn!(%node, timeout_s = self.node_timeout.as_secs_f32(), "node stopped sending heartbeats: dropped");
             self.close_topics(closed);
+            self.dirty = true;
+        }
+    }
+
+    /// Reopens the topics of the state file on their old ports and restores the registry.
+    pub(crate) fn restore(&mut self) -> Result<(), crate::MasterError> {
+        let Some(path) = self.state_file.clone() else {
+            return Ok(());
+        };
+        let saved = crate::state::load(&path)?;
+        let now = Instant::now();
+        for (topic, publish_port, subscribe_port) in saved.topics {
+            match TopicSockets::open(
+                &self.ctx,
+                &mut self.ports,
+                &topic,
+                self.tuning,
+                Some((publish_port, subscribe_port)),
+            ) {
+                Ok(sockets) => {
+                    if (sockets.publish_port, sockets.subscribe_port)
+                        != (publish_port, subscribe_port)
+                    {
+                        warn!(%topic, "previous ports taken; nodes re-request the topic with their next heartbeat");
+                    }
+                    info!(%topic, publish_port = sockets.publish_port, subscribe_port = sockets.subscribe_port, "topic restored");
+                    self.topics.insert(
+                        topic,
+                        TopicState {
+                            sockets,
+                            counters: Default::default(),
+                        },
+                    );
+                }
+                Err(e) => warn!(%topic, error = %e, "could not restore topic"),
+            }
+        }
+        for (node, role, topic) in saved.roles {
+            if self.topics.contains_key(&topic) {
+                self.registry.add(&node, &topic, role);
+            }
+        }
+        for node in saved.live {
+            if self.registry.node(&node).is_some() {
+                self.registry.restore_live(&node, now);
+            }
+        }
+        info!(path = %path.display(), topics = self.topics.len(), "state restored");
+        Ok(())
+    }
+
+    /// Writes the state file when the registry changed; a failure is logged, not fatal.
+    pub(crate) fn save_state(&mut self) {
+        if !std::mem::take(&mut self.dirty) {
+            return;
+        }
+        let Some(path) = &self.state_file else { return };
+        let topics = self
+            .topics
+            .iter()
+            .map(|(t, s)| (t, s.sockets.publish_port, s.sockets.subscribe_port));
+        if let Err(e) = crate::state::save(path, &self.registry, topics) {
+            warn!(path = %path.display(), error = %e, "could not write the state file");
         }
     }
 

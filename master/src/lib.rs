@@ -22,6 +22,7 @@ mod control;
 pub mod graph;
 pub mod registry;
 mod sockets;
+pub mod state;
 
 use std::io::Write as _;
 use std::os::unix::net::UnixStream;
@@ -47,6 +48,16 @@ pub struct MasterConfig {
     /// A node that sends heartbeats (every std and embedded node) and stays silent this long is
     /// dropped from node lists, topics and the graph; its name is then free for a new instance.
     pub node_timeout: std::time::Duration,
+    /// Where the master keeps its topics, ports and node roles across restarts (see
+    /// [`state`]); `None` keeps nothing.
+    pub state_file: Option<std::path::PathBuf>,
+    /// Largest message (one frame) a peer may send on a data socket; a peer that sends more is
+    /// disconnected by libzmq and the others go on.
+    pub max_message_size: usize,
+    /// Most nodes registered at once.
+    pub max_nodes: usize,
+    /// Most publish and subscribe grants one node may hold.
+    pub max_grants_per_node: usize,
 }
 
 impl Default for MasterConfig {
@@ -59,6 +70,10 @@ impl Default for MasterConfig {
             max_topics: 4_000,
             io_threads: 1,
             node_timeout: std::time::Duration::from_secs(5),
+            state_file: None,
+            max_message_size: 64 << 20,
+            max_nodes: 10_000,
+            max_grants_per_node: 1_000,
         }
     }
 }

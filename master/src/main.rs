@@ -25,6 +25,16 @@ struct Args {
     /// Seconds of silence after which a node that sends heartbeats is dropped.
     #[arg(long, default_value = "5", value_parser = parse_seconds)]
     node_timeout: std::time::Duration,
+    /// Keep topics, their ports and node roles in this file, so that a restarted master rebinds
+    /// the same ports and nodes reconnect on their own.
+    #[arg(long, value_name = "FILE")]
+    state: Option<std::path::PathBuf>,
+    /// Largest message in bytes a peer may send on a topic (a peer sending more is disconnected).
+    #[arg(long, default_value_t = MasterConfig::default().max_message_size)]
+    max_message_size: usize,
+    /// Most nodes registered at once.
+    #[arg(long, default_value_t = MasterConfig::default().max_nodes)]
+    max_nodes: usize,
     /// Most topics served at once.
     #[arg(long, default_value_t = MasterConfig::default().max_topics)]
     max_topics: usize,
@@ -64,6 +74,9 @@ fn main() -> std::process::ExitCode {
         hwm: args.hwm,
         max_topics: args.max_topics,
         node_timeout: args.node_timeout,
+        state_file: args.state,
+        max_message_size: args.max_message_size,
+        max_nodes: args.max_nodes,
         ..Default::default()
     };
     let master = match Master::spawn(config) {

@@ -51,6 +51,10 @@ pub struct Liveness {
     pub last_seen: Instant,
 }
 
+/// Session of a node restored from a state file: the first heartbeat under its name, from any
+/// session, takes it over with its roles (sessions are random and never 0 in practice).
+pub const RESTORED_SESSION: u64 = 0;
+
 /// What a heartbeat did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Heartbeat {
@@ -133,7 +137,9 @@ impl Registry {
     ) -> Result<Heartbeat, NameInUse> {
         let outcome = match self.liveness.get(node) {
             None => Heartbeat::Claimed,
-            Some(l) if l.session == session => Heartbeat::Refreshed,
+            Some(l) if l.session == session || l.session == RESTORED_SESSION => {
+                Heartbeat::Refreshed
+            }
             Some(l) => {
                 let ago = now.saturating_duration_since(l.last_seen);
                 if ago < timeout {
@@ -198,6 +204,23 @@ impl Registry {
             }
         }
         closed
+    }
+
+    /// Marks `node`, restored from a state file, as one that sends heartbeats: it keeps its roles
+    /// if any session heartbeats under its name within the timeout, and is dropped otherwise.
+    pub fn restore_live(&mut self, node: &NodeName, now: Instant) {
+        self.liveness.insert(
+            node.clone(),
+            Liveness {
+                session: RESTORED_SESSION,
+                last_seen: now,
+            },
+        );
+    }
+
+    /// Nodes that send heartbeats.
+    pub fn live_nodes(&self) -> impl Iterator<Item = &NodeName> {
+        self.liveness.keys()
     }
 
     /// Whether `node` sends heartbeats.

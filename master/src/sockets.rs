@@ -1,6 +1,7 @@
 //! libzmq context and the per-topic socket pair.
 
 use std::ffi::c_void;
+use std::os::fd::RawFd;
 
 use zerosmq_core::Topic;
 
@@ -106,6 +107,24 @@ impl PortPlan {
         }
     }
 
+    /// Binds `socket` on `preferred` when it is free (and in the range, if any), else on any free
+    /// port; returns the port.
+    pub fn bind_preferred(
+        &mut self,
+        socket: &zmq::Socket,
+        preferred: Option<u16>,
+    ) -> Result<u16, zmq::Error> {
+        if let Some(port) = preferred.filter(|&p| {
+            self.range
+                .is_none_or(|(low, high)| (low..=high).contains(&p))
+        }) {
+            if socket.bind(&format!("tcp://{}:{port}", self.bind)).is_ok() {
+                return Ok(port);
+            }
+        }
+        self.bind(socket)
+    }
+
     /// Binds `socket` on a free port and returns the port.
     pub fn bind(&mut self, socket: &zmq::Socket) -> Result<u16, zmq::Error> {
         let Some((low, high)) = self.range else {
@@ -143,7 +162,31 @@ pub fn bound_port(socket: &zmq::Socket) -> Result<u16, zmq::Error> {
 pub struct SocketTuning {
     /// High-water mark in messages, per connection.
     pub hwm: i32,
+    /// Largest message a peer may send; a peer that sends more is disconnected by libzmq.
+    pub max_message_size: i64,
 }
+
+impl SocketTuning {
+    /// Limits every master socket shares: message size, and timers that drop peers which never
+    /// finish the handshake or go silent (half-open TCP), so they cannot hold resources.
+    pub fn apply(&self, socket: &zmq::Socket) -> Result<(), zmq::Error> {
+        socket.set_maxmsgsize(self.max_message_size)?;
+        socket.set_handshake_ivl(HANDSHAKE_MS)?;
+        socket.set_heartbeat_ivl(HEARTBEAT_IVL_MS)?;
+        socket.set_heartbeat_timeout(HEARTBEAT_TIMEOUT_MS)?;
+        // Kernel keepalive too, for peers that vanish without a FIN (power loss, cable).
+        socket.set_tcp_keepalive(1)?;
+        socket.set_tcp_keepalive_idle(30)?;
+        Ok(())
+    }
+}
+
+/// A peer must finish the ZMTP handshake within this time (libzmq's default is 30 s).
+pub const HANDSHAKE_MS: i32 = 5_000;
+/// ZMTP PING interval on every connection.
+pub const HEARTBEAT_IVL_MS: i32 = 2_000;
+/// A connection silent this long after a PING is closed (catches half-open TCP).
+pub const HEARTBEAT_TIMEOUT_MS: i32 = 6_000;
 
 /// The two sockets of one topic: publishers connect to `inbound` (SUB), subscribers to
 /// `outbound` (XPUB, so the master sees subscriptions and can answer ready probes).
@@ -152,33 +195,59 @@ pub struct TopicSockets {
     pub outbound: zmq::Socket,
     pub publish_port: u16,
     pub subscribe_port: u16,
+    /// The sockets' `ZMQ_FD`s, which the broker's poller watches.
+    pub inbound_fd: RawFd,
+    pub outbound_fd: RawFd,
+    /// The poller watches both descriptors.
+    pub watched: bool,
+    /// The broker's hot list holds this topic.
+    pub hot: bool,
+    /// Work may be pending on the inbound (messages) or outbound (subscriptions) socket.
+    pub pending_in: bool,
+    pub pending_out: bool,
 }
 
 impl TopicSockets {
+    /// Opens both sockets; `preferred` ports (from the state file of a previous run) are tried
+    /// first so that peers' automatic reconnects find the topic again.
     pub fn open(
         ctx: &MasterContext,
         ports: &mut PortPlan,
         topic: &Topic,
         tuning: SocketTuning,
+        preferred: Option<(u16, u16)>,
     ) -> Result<Self, zmq::Error> {
         let inbound = ctx.socket(zmq::SUB)?;
+        tuning.apply(&inbound)?;
         inbound.set_linger(0)?;
         inbound.set_rcvhwm(tuning.hwm)?;
         // As the original: the master's SUB subscribes to the topic's bytes, which is also the
         // subscription a waiting publisher sees arrive.
         inbound.set_subscribe(topic.as_bytes())?;
         let outbound = ctx.socket(zmq::XPUB)?;
+        tuning.apply(&outbound)?;
         outbound.set_linger(0)?;
         // Drop policy: a subscriber whose queue holds `hwm` messages misses new ones (libzmq's
         // PUB behaviour); it never stalls the forwarder or the other subscribers.
         outbound.set_sndhwm(tuning.hwm)?;
-        let publish_port = ports.bind(&inbound)?;
-        let subscribe_port = ports.bind(&outbound)?;
+        let publish_port = ports.bind_preferred(&inbound, preferred.map(|p| p.0))?;
+        let subscribe_port = ports.bind_preferred(&outbound, preferred.map(|p| p.1))?;
         Ok(TopicSockets {
+            inbound_fd: inbound.get_fd()?,
+            outbound_fd: outbound.get_fd()?,
             inbound,
             outbound,
             publish_port,
             subscribe_port,
+            watched: false,
+            hot: false,
+            pending_in: false,
+            pending_out: false,
         })
+    }
+
+    /// True when `fd` is one of this topic's descriptors.
+    pub fn watches(&self, fd: RawFd) -> bool {
+        fd == self.inbound_fd || fd == self.outbound_fd
     }
 }
