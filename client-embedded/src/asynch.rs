@@ -1,1 +1,467 @@
+//! The async driver: [`Node`], [`Publisher`], [`Subscriber`] over
+//! `embedded_io_async::{Read, Write}`, connections opened through
+//! `embedded_nal_async::TcpConnect` (embassy-net's `TcpClient` implements it).
+//!
+//! The same protocol logic as [`crate::blocking`] (in `node.rs` and `zerosmq-core`); only these
+//! short loops differ, by their `.await`s. Futures are cancel-safe between frames: dropping one
+//! (for example on `embassy_time::with_timeout`) while it waits for bytes loses nothing, because
+//! bytes are committed to the decoder as soon as a read returns.
 
+use core::cell::Cell;
+use core::net::SocketAddr;
+
+use embedded_io_async::{Error as _, ErrorKind, Read, Write};
+use embedded_nal_async::TcpConnect as Connect;
+use zerosmq_core::control::{ControlReply, ControlRequest, Encoding};
+use zerosmq_core::zmtp::{Connection, Event, SocketType, ZmtpError};
+use zerosmq_core::{NodeName, Topic};
+
+use crate::node::{self, ReplyReader, SubAction, SubscriptionCount, PROBE_LEN};
+use crate::Error;
+
+type Result<T, C> = core::result::Result<T, Error<<C as Connect>::Error>>;
+
+/// Writes what the connection has pending (greeting, READY, PONG), using `buf` as scratch.
+async fn flush<T: Write>(
+    io: &mut T,
+    conn: &mut Connection,
+    buf: &mut [u8],
+) -> core::result::Result<(), Error<T::Error>> {
+    while let Some(n) = conn.poll_transmit(buf).map_err(|_| Error::BufferTooSmall)? {
+        io.write_all(&buf[..n]).await.map_err(Error::Transport)?;
+    }
+    io.flush().await.map_err(Error::Transport)
+}
+
+/// Reads until the connection produces an event; a frame's body is left in `buf`.
+///
+/// Pending output is written only between frames, so it never overwrites a partial frame.
+async fn next_event<T: Read + Write>(
+    io: &mut T,
+    conn: &mut Connection,
+    buf: &mut [u8],
+) -> core::result::Result<Event, Error<T::Error>> {
+    loop {
+        if conn.wants_transmit() {
+            flush(io, conn, buf).await?;
+        }
+        let dst = conn.read_buffer(buf);
+        if dst.is_empty() {
+            return Err(if conn.is_closed() {
+                Error::Protocol(ZmtpError::Closed)
+            } else {
+                Error::BufferTooSmall
+            });
+        }
+        let n = match io.read(dst).await {
+            Ok(0) => return Err(Error::Disconnected),
+            Ok(n) => n,
+            Err(e) if e.kind() == ErrorKind::TimedOut => return Err(Error::TimedOut),
+            Err(e) => return Err(Error::Transport(e)),
+        };
+        match conn.commit(n, buf) {
+            Ok(Some(ev)) => return Ok(ev),
+            Ok(None) => {}
+            Err(ZmtpError::FrameTooLarge { header, capacity }) if !conn.is_closed() => {
+                return Err(Error::FrameTooLarge {
+                    len: header.len,
+                    capacity,
+                })
+            }
+            Err(e) => return Err(Error::Protocol(e)),
+        }
+    }
+}
+
+/// Connects and runs the handshake for a local socket of `socket_type`.
+async fn open<'n, C: Connect>(
+    connector: &'n C,
+    remote: SocketAddr,
+    socket_type: SocketType,
+    buf: &mut [u8],
+) -> Result<(C::Connection<'n>, Connection), C> {
+    let mut io = connector.connect(remote).await.map_err(Error::Transport)?;
+    let mut conn = Connection::new(socket_type);
+    loop {
+        if let Event::Ready { .. } = next_event(&mut io, &mut conn, buf).await? {
+            return Ok((io, conn));
+        }
+    }
+}
+
+/// A zerosmq node: a name, the master's control address and a way to open TCP connections.
+///
+/// Publishers and subscribers borrow the node; each owns its connection and the buffer the
+/// caller gives it, so nothing is allocated.
+#[derive(Debug)]
+pub struct Node<C: Connect> {
+    connector: C,
+    master: SocketAddr,
+    name: NodeName,
+    encoding: Encoding,
+    seed: u64,
+    probes: Cell<u32>,
+}
+
+impl<C: Connect> Node<C> {
+    /// A node named `name` whose master's control service is at `master` (port 5555 by default).
+    pub fn new(
+        connector: C,
+        master: SocketAddr,
+        name: &str,
+    ) -> core::result::Result<Self, zerosmq_core::NameError> {
+        let name = NodeName::new(name)?;
+        let seed = node::fnv1a(&[name.as_bytes()]);
+        Ok(Node {
+            connector,
+            master,
+            name,
+            encoding: Encoding::Text,
+            seed,
+            probes: Cell::new(0),
+        })
+    }
+
+    /// Sends control requests in the binary encoding instead of the original's text.
+    pub fn with_encoding(mut self, encoding: Encoding) -> Self {
+        self.encoding = encoding;
+        self
+    }
+
+    /// Mixes a random value (from the board's RNG) into ready-probe nonces, so two boards with
+    /// the same name never share a probe.
+    pub fn with_probe_seed(mut self, seed: u64) -> Self {
+        self.seed ^= seed;
+        self
+    }
+
+    /// The node's name.
+    pub fn name(&self) -> &str {
+        self.name.as_str()
+    }
+
+    /// Sends one control request over a fresh REQ connection; the reply borrows `buf` (at least
+    /// 64 bytes; replies longer than `buf` are [`Error::FrameTooLarge`]).
+    pub async fn request<'b>(
+        &self,
+        req: &ControlRequest,
+        buf: &'b mut [u8],
+    ) -> Result<ControlReply<'b>, C> {
+        let (mut io, mut conn) = open(&self.connector, self.master, SocketType::Req, buf).await?;
+        let (start, end) =
+            node::encode_request(req, self.encoding, buf).map_err(|_| Error::BufferTooSmall)?;
+        io.write_all(&buf[start..end])
+            .await
+            .map_err(Error::Transport)?;
+        io.flush().await.map_err(Error::Transport)?;
+        let mut reply = ReplyReader::default();
+        let len = loop {
+            let ev = next_event(&mut io, &mut conn, buf).await?;
+            if let Some(len) = reply.on_event(ev)? {
+                break len;
+            }
+        };
+        node::decode(req, &buf[..len])
+    }
+
+    /// The topic graph as Graphviz DOT, borrowed from `buf`.
+    pub async fn graph<'b>(&self, buf: &'b mut [u8]) -> Result<&'b str, C> {
+        match self.request(&ControlRequest::Graph, buf).await? {
+            ControlReply::Graph(dot) => Ok(dot),
+            _ => Err(Error::BadReply),
+        }
+    }
+
+    async fn grant(&self, req: &ControlRequest, buf: &mut [u8]) -> Result<SocketAddr, C> {
+        let port = node::granted(self.request(req, buf).await?)?;
+        Ok(SocketAddr::new(self.master.ip(), port))
+    }
+
+    /// Asks the master for `topic`'s publisher port and connects. Call
+    /// [`Publisher::wait_ready`] before the first message that must not be lost.
+    /// `buf` (at least 64 bytes, 256 recommended) is the publisher's for good.
+    pub async fn advertise<'n, 'b>(
+        &'n self,
+        topic: &str,
+        buf: &'b mut [u8],
+    ) -> Result<Publisher<'n, 'b, C>, C> {
+        let mut publisher = Publisher {
+            node: self,
+            topic: Topic::new(topic)?,
+            buf,
+            link: None,
+        };
+        publisher.connect().await?;
+        Ok(publisher)
+    }
+
+    /// Asks the master for `topic`'s subscriber port, connects and subscribes (to the topic and
+    /// to a ready probe: see [`Subscriber::wait_ready`]). Received messages land in
+    /// `buf`, so it must hold the largest `TOPIC SP PAYLOAD` frame expected (and 64 bytes at least).
+    pub async fn subscribe<'n, 'b>(
+        &'n self,
+        topic: &str,
+        buf: &'b mut [u8],
+    ) -> Result<Subscriber<'n, 'b, C>, C> {
+        let mut subscriber = Subscriber {
+            node: self,
+            topic: Topic::new(topic)?,
+            buf,
+            probe: [0; PROBE_LEN],
+            link: None,
+        };
+        subscriber.connect().await?;
+        Ok(subscriber)
+    }
+
+    fn next_probe(&self, topic: &Topic) -> [u8; PROBE_LEN] {
+        let n = self.probes.get().wrapping_add(1);
+        self.probes.set(n);
+        node::make_probe(self.seed ^ node::fnv1a(&[topic.as_bytes()]), n)
+    }
+}
+
+struct PubLink<T> {
+    io: T,
+    conn: Connection,
+    subscriptions: SubscriptionCount,
+}
+
+/// Publishes `TOPIC SP PAYLOAD` frames on one topic through the master.
+pub struct Publisher<'n, 'b, C: Connect + 'n> {
+    node: &'n Node<C>,
+    topic: Topic,
+    buf: &'b mut [u8],
+    link: Option<PubLink<C::Connection<'n>>>,
+}
+
+impl<C: Connect> core::fmt::Debug for Publisher<'_, '_, C> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Publisher")
+            .field("topic", &self.topic)
+            .field("connected", &self.link.is_some())
+            .finish()
+    }
+}
+
+impl<'n, C: Connect> Publisher<'n, '_, C> {
+    /// The topic.
+    pub fn topic(&self) -> &str {
+        self.topic.as_str()
+    }
+
+    /// Whether the master has subscribed, so that a message published now is forwarded.
+    pub fn is_ready(&self) -> bool {
+        self.link.as_ref().is_some_and(|l| l.subscriptions.any())
+    }
+
+    async fn connect(&mut self) -> Result<(), C> {
+        let req = ControlRequest::Publish {
+            node: self.node.name.clone(),
+            topic: self.topic.clone(),
+        };
+        let addr = self.node.grant(&req, self.buf).await?;
+        let (io, conn) = open(&self.node.connector, addr, SocketType::Pub, self.buf).await?;
+        debug!("publisher connected to port {}", addr.port());
+        self.link = Some(PubLink {
+            io,
+            conn,
+            subscriptions: SubscriptionCount::default(),
+        });
+        Ok(())
+    }
+
+    /// (Re)connects if needed, with a fresh grant, and reads until the master has subscribed.
+    pub async fn wait_ready(&mut self) -> Result<(), C> {
+        if self.link.is_none() {
+            self.connect().await?;
+        }
+        while let Some(link) = self.link.as_mut() {
+            if link.subscriptions.any() {
+                return Ok(());
+            }
+            match next_event(&mut link.io, &mut link.conn, self.buf).await {
+                Ok(ev) => link
+                    .subscriptions
+                    .on_event(ev, self.buf, self.topic.as_bytes()),
+                Err(e) => return Err(self.drop_unless_kept(e)),
+            }
+        }
+        Ok(())
+    }
+
+    fn drop_unless_kept(&mut self, e: Error<C::Error>) -> Error<C::Error> {
+        if !e.keeps_connection() {
+            self.link = None;
+        }
+        e
+    }
+
+    async fn send(&mut self, payload: &[u8]) -> Result<(), C> {
+        let Some(link) = self.link.as_mut() else {
+            return Err(Error::Disconnected);
+        };
+        let topic = self.topic.as_bytes();
+        let (header, n) = node::data_header(topic, payload);
+        // Header, topic, separator and payload go out from where they are: no copy.
+        for part in [&header[..n], topic, b" ", payload] {
+            link.io.write_all(part).await.map_err(Error::Transport)?;
+        }
+        link.io.flush().await.map_err(Error::Transport)
+    }
+
+    /// Publishes one message. If the connection is gone (the master restarted), asks for a new
+    /// grant, reconnects, waits for the master's subscription and sends again, once.
+    pub async fn publish(&mut self, payload: &[u8]) -> Result<(), C> {
+        if self.link.is_none() {
+            self.wait_ready().await?;
+        }
+        match self.send(payload).await {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                warn!("publish failed, reconnecting");
+                let _ = e;
+                self.link = None;
+                self.wait_ready().await?;
+                self.send(payload)
+                    .await
+                    .map_err(|e| self.drop_unless_kept(e))
+            }
+        }
+    }
+}
+
+struct SubLink<T> {
+    io: T,
+    conn: Connection,
+    ready: bool,
+    in_multipart: bool,
+}
+
+/// Receives the messages of one topic through the master.
+pub struct Subscriber<'n, 'b, C: Connect + 'n> {
+    node: &'n Node<C>,
+    topic: Topic,
+    buf: &'b mut [u8],
+    probe: [u8; PROBE_LEN],
+    link: Option<SubLink<C::Connection<'n>>>,
+}
+
+impl<C: Connect> core::fmt::Debug for Subscriber<'_, '_, C> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Subscriber")
+            .field("topic", &self.topic)
+            .field("connected", &self.link.is_some())
+            .finish()
+    }
+}
+
+impl<'n, C: Connect> Subscriber<'n, '_, C> {
+    /// The topic.
+    pub fn topic(&self) -> &str {
+        self.topic.as_str()
+    }
+
+    /// The ready probe of the current connection (`READY_PROBE_PREFIX` and a nonce).
+    pub fn probe(&self) -> &[u8] {
+        &self.probe
+    }
+
+    /// Whether the ready probe came back on the current connection.
+    pub fn is_ready(&self) -> bool {
+        self.link.as_ref().is_some_and(|l| l.ready)
+    }
+
+    async fn connect(&mut self) -> Result<(), C> {
+        let req = ControlRequest::Subscribe {
+            node: self.node.name.clone(),
+            topic: self.topic.clone(),
+        };
+        let addr = self.node.grant(&req, self.buf).await?;
+        let (mut io, conn) = open(&self.node.connector, addr, SocketType::Sub, self.buf).await?;
+        self.probe = self.node.next_probe(&self.topic);
+        let n = node::encode_subscriptions(&conn, self.topic.as_bytes(), &self.probe, self.buf)
+            .map_err(|_| Error::BufferTooSmall)?;
+        io.write_all(&self.buf[..n])
+            .await
+            .map_err(Error::Transport)?;
+        io.flush().await.map_err(Error::Transport)?;
+        debug!("subscriber connected to port {}", addr.port());
+        self.link = Some(SubLink {
+            io,
+            conn,
+            ready: false,
+            in_multipart: false,
+        });
+        Ok(())
+    }
+
+    /// (Re)connects if needed and reads until the ready probe comes back; data messages read
+    /// meanwhile are dropped.
+    pub async fn wait_ready(&mut self) -> Result<(), C> {
+        while !self.is_ready() {
+            let _ = self.next_payload().await?;
+        }
+        Ok(())
+    }
+
+    /// Receives the next message on the topic; the payload borrows the subscriber's buffer.
+    ///
+    /// When the connection drops (the master restarted), this asks for a new grant, reconnects
+    /// and subscribes again before reading on; if the master cannot be reached, the error is
+    /// returned and the next call tries again.
+    pub async fn recv(&mut self) -> Result<&[u8], C> {
+        loop {
+            if let Some((at, end)) = self.next_payload().await? {
+                return Ok(&self.buf[at..end]);
+            }
+        }
+    }
+
+    /// Reads one frame: the range of `buf` holding a delivered payload, or `None`.
+    async fn next_payload(&mut self) -> Result<Option<(usize, usize)>, C> {
+        if self.link.is_none() {
+            self.connect().await?;
+        }
+        let Some(link) = self.link.as_mut() else {
+            return Err(Error::Disconnected);
+        };
+        let ev = match next_event(&mut link.io, &mut link.conn, self.buf).await {
+            Ok(ev) => ev,
+            Err(e) if e.keeps_connection() => return Err(e),
+            Err(e) => {
+                warn!("subscriber connection lost, reconnecting");
+                let _ = e;
+                self.link = None;
+                // One immediate retry: when the master is already back, the caller sees nothing.
+                self.connect().await?;
+                return Ok(None);
+            }
+        };
+        let topic = self.topic.as_bytes();
+        match node::classify(&mut link.in_multipart, ev, self.buf, topic, &self.probe) {
+            SubAction::ProbeEcho => {
+                link.ready = true;
+                let n = link
+                    .conn
+                    .encode_cancel(&self.probe, self.buf)
+                    .map_err(|_| Error::BufferTooSmall)?;
+                let sent = link.io.write_all(&self.buf[..n]).await;
+                let sent = match sent {
+                    Ok(()) => link.io.flush().await,
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = sent {
+                    self.link = None;
+                    return Err(Error::Transport(e));
+                }
+                Ok(None)
+            }
+            SubAction::Deliver { payload_at } => match ev {
+                Event::Message { len, .. } => Ok(Some((payload_at, len))),
+                _ => Ok(None),
+            },
+            SubAction::Ignore => Ok(None),
+        }
+    }
+}

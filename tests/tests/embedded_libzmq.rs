@@ -1,0 +1,206 @@
+//! The embedded node over std `TcpStream` (through embedded-io-adapters) against real libzmq
+//! sockets (libzmq 4.3.4 via the `zmq` crate) in every role: REQ against REP, PUB against SUB,
+//! SUB against XPUB (answering ready probes as the master does).
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::thread;
+use std::time::Duration;
+
+use zerosmq_core::control::{decode_request, ControlReply, ControlRequest, Encoding};
+use zerosmq_core::READY_PROBE_PREFIX;
+use zerosmq_embedded::{Error, Node, StdConnect};
+
+const LOCALHOST: Ipv4Addr = Ipv4Addr::LOCALHOST;
+
+/// A stand-in master control service on a libzmq REP socket: answers `count` requests with the
+/// given ports, in the encoding each request came in.
+fn fake_control(
+    ctx: &zmq::Context,
+    pub_port: u16,
+    sub_port: u16,
+    count: usize,
+) -> (u16, thread::JoinHandle<Vec<ControlRequest>>) {
+    let rep = ctx.socket(zmq::REP).unwrap();
+    rep.bind("tcp://127.0.0.1:*").unwrap();
+    let port = port_of(&rep);
+    let handle = thread::spawn(move || {
+        let mut seen = Vec::new();
+        for _ in 0..count {
+            let bytes = rep.recv_bytes(0).unwrap();
+            let req = decode_request(&bytes).unwrap();
+            let reply = match &req {
+                ControlRequest::Publish { .. } => ControlReply::Granted { port: pub_port },
+                ControlRequest::Subscribe { .. } => ControlReply::Granted { port: sub_port },
+                ControlRequest::Graph => ControlReply::Graph("digraph { \"n\" -> \"imu\" }"),
+                _ => ControlReply::Done,
+            };
+            let mut buf = [0u8; 256];
+            let out = reply.encode(Encoding::of(&bytes), &mut buf).unwrap();
+            rep.send(out, 0).unwrap();
+            seen.push(req);
+        }
+        seen
+    });
+    (port, handle)
+}
+
+fn port_of(s: &zmq::Socket) -> u16 {
+    let ep = s.get_last_endpoint().unwrap().unwrap();
+    ep.rsplit(':').next().unwrap().parse().unwrap()
+}
+
+fn stack() -> StdConnect {
+    StdConnect {
+        read_timeout: Some(Duration::from_secs(10)),
+    }
+}
+
+#[test]
+fn control_requests_text_and_binary_against_libzmq_rep() {
+    let ctx = zmq::Context::new();
+    let (port, control) = fake_control(&ctx, 0, 0, 2);
+    let stack = stack();
+    let master = SocketAddr::new(LOCALHOST.into(), port);
+    let mut buf = [0u8; 256];
+    let node = Node::new(&stack, master, "mcu").unwrap();
+    assert_eq!(
+        node.graph(&mut buf).unwrap(),
+        "digraph { \"n\" -> \"imu\" }"
+    );
+    let node = Node::new(&stack, master, "mcu")
+        .unwrap()
+        .with_encoding(Encoding::Binary);
+    assert_eq!(
+        node.graph(&mut buf).unwrap(),
+        "digraph { \"n\" -> \"imu\" }"
+    );
+    assert_eq!(control.join().unwrap(), vec![ControlRequest::Graph; 2]);
+}
+
+#[test]
+fn publisher_against_libzmq_sub_short_and_long_frames() {
+    let ctx = zmq::Context::new();
+    let sub = ctx.socket(zmq::SUB).unwrap();
+    sub.bind("tcp://127.0.0.1:*").unwrap();
+    sub.set_subscribe(b"imu").unwrap();
+    sub.set_rcvtimeo(10_000).unwrap();
+    let (port, control) = fake_control(&ctx, port_of(&sub), 0, 1);
+    // A bound libzmq socket attaches a new peer only while its own thread is inside a libzmq
+    // call, so the embedded publisher runs in a thread of its own while this one receives.
+    let long = vec![0xA5u8; 1000];
+    let to_send = long.clone();
+    let embedded = thread::spawn(move || {
+        let stack = stack();
+        let node = Node::new(&stack, SocketAddr::new(LOCALHOST.into(), port), "mcu").unwrap();
+        let mut buf = [0u8; 128];
+        let mut publisher = node.advertise("imu", &mut buf).unwrap();
+        // libzmq's SUB subscription (a SUBSCRIBE command in 3.1) makes the publisher ready.
+        publisher.wait_ready().unwrap();
+        publisher.publish(b"hello").unwrap();
+        publisher.publish(&to_send).unwrap();
+    });
+    assert_eq!(sub.recv_bytes(0).unwrap(), b"imu hello");
+    let mut want = b"imu ".to_vec();
+    want.extend_from_slice(&long);
+    assert_eq!(sub.recv_bytes(0).unwrap(), want);
+    embedded.join().unwrap();
+    assert!(matches!(
+        &control.join().unwrap()[..],
+        [ControlRequest::Publish { node, topic }] if node.as_str() == "mcu" && topic.as_str() == "imu"
+    ));
+}
+
+#[test]
+fn subscriber_against_libzmq_xpub_with_ready_probe() {
+    let ctx = zmq::Context::new();
+    let xpub = ctx.socket(zmq::XPUB).unwrap();
+    xpub.bind("tcp://127.0.0.1:*").unwrap();
+    xpub.set_rcvtimeo(10_000).unwrap();
+    let (port, _control) = fake_control(&ctx, 0, port_of(&xpub), 1);
+    // The master's part: on a probe subscription, send the probe's bytes back; then traffic.
+    let master_side = thread::spawn(move || {
+        let mut subs = Vec::new();
+        loop {
+            let s = xpub.recv_bytes(0).unwrap();
+            if s[0] == 1 && s[1..].starts_with(READY_PROBE_PREFIX) {
+                xpub.send(&s[1..], 0).unwrap();
+                for m in [&b"imu hello"[..], b"other x", b"imu world"] {
+                    xpub.send(m, 0).unwrap();
+                }
+                let mut big = b"imu ".to_vec();
+                big.extend(vec![7u8; 300]);
+                xpub.send(big, 0).unwrap(); // longer than the node's buffer: skipped
+                xpub.send(&b"imu after"[..], 0).unwrap();
+            }
+            let cancel = s[0] == 0;
+            subs.push(s);
+            if cancel {
+                return subs;
+            }
+        }
+    });
+    let stack = stack();
+    let node = Node::new(&stack, SocketAddr::new(LOCALHOST.into(), port), "mcu").unwrap();
+    let mut buf = [0u8; 128];
+    let mut sub = node.subscribe("imu", &mut buf).unwrap();
+    sub.wait_ready().unwrap();
+    let probe = sub.probe().to_vec();
+    assert_eq!(sub.recv().unwrap(), b"hello");
+    assert_eq!(sub.recv().unwrap(), b"world");
+    assert!(matches!(
+        sub.recv(),
+        Err(Error::FrameTooLarge {
+            len: 304,
+            capacity: 128
+        })
+    ));
+    assert_eq!(sub.recv().unwrap(), b"after");
+    let subs = master_side.join().unwrap();
+    assert_eq!(subs[0], b"\x01imu");
+    assert_eq!(subs[1], [&[1u8][..], &probe].concat());
+    assert_eq!(
+        subs[2],
+        [&[0u8][..], &probe].concat(),
+        "probe cancelled once echoed"
+    );
+}
+
+#[test]
+fn subscriber_against_plain_libzmq_pub_receives_without_probe() {
+    // A PUB (not the master) never echoes probes; recv works without wait_ready.
+    let ctx = zmq::Context::new();
+    let publisher = ctx.socket(zmq::XPUB).unwrap();
+    publisher.bind("tcp://127.0.0.1:*").unwrap();
+    publisher.set_rcvtimeo(10_000).unwrap();
+    let (port, _control) = fake_control(&ctx, 0, port_of(&publisher), 1);
+    let stack = stack();
+    let node = Node::new(&stack, SocketAddr::new(LOCALHOST.into(), port), "mcu").unwrap();
+    let mut buf = [0u8; 64];
+    let mut sub = node.subscribe("imu", &mut buf).unwrap();
+    // XPUB tells when the topic subscription arrived: no sleep needed.
+    assert_eq!(publisher.recv_bytes(0).unwrap(), b"\x01imu");
+    publisher.send(&b"imu 42"[..], 0).unwrap();
+    assert_eq!(sub.recv().unwrap(), b"42");
+    assert!(!sub.is_ready());
+}
+
+#[test]
+fn read_timeout_keeps_the_connection() {
+    let ctx = zmq::Context::new();
+    let xpub = ctx.socket(zmq::XPUB).unwrap();
+    xpub.bind("tcp://127.0.0.1:*").unwrap();
+    xpub.set_rcvtimeo(10_000).unwrap();
+    let (port, control) = fake_control(&ctx, 0, port_of(&xpub), 1);
+    let stack = StdConnect {
+        read_timeout: Some(Duration::from_millis(50)),
+    };
+    let node = Node::new(&stack, SocketAddr::new(LOCALHOST.into(), port), "mcu").unwrap();
+    let mut buf = [0u8; 64];
+    let mut sub = node.subscribe("imu", &mut buf).unwrap();
+    assert_eq!(xpub.recv_bytes(0).unwrap(), b"\x01imu");
+    assert!(matches!(sub.recv(), Err(Error::TimedOut)));
+    xpub.send(&b"imu 1"[..], 0).unwrap();
+    assert_eq!(sub.recv().unwrap(), b"1");
+    // One grant only: the timeout did not cost a reconnect.
+    assert_eq!(control.join().unwrap().len(), 1);
+}
