@@ -16,6 +16,9 @@ pub enum Error {
     /// The master did not answer in time (not running, unreachable, or busy).
     #[error("the master at {master} did not answer within {after:?}")]
     Timeout { master: String, after: Duration },
+    /// The master refused this node's PLAIN user name or password.
+    #[error("the master at {master} refused the user name or password")]
+    AuthFailed { master: String },
     /// A wait for a live path timed out.
     #[error("{what} not ready within {after:?}")]
     NotReady { what: String, after: Duration },

@@ -34,6 +34,7 @@ pub struct NodeBuilder {
     hwm: i32,
     heartbeat: Option<Duration>,
     claim_wait: Duration,
+    plain: Option<(String, String)>,
 }
 
 impl NodeBuilder {
@@ -72,6 +73,13 @@ impl NodeBuilder {
         self
     }
 
+    /// Authenticate with PLAIN (user name and password) on every socket, for a master started
+    /// with `--passwords`.
+    pub fn plain(mut self, user: impl Into<String>, password: impl Into<String>) -> Self {
+        self.plain = Some((user.into(), password.into()));
+        self
+    }
+
     /// Creates the node. No request is sent yet: the master is first asked when the node
     /// publishes, subscribes or lists.
     pub fn connect(self) -> Result<Node> {
@@ -93,6 +101,7 @@ impl NodeBuilder {
                 hwm: self.hwm,
                 heartbeat: self.heartbeat,
                 claim_wait: self.claim_wait,
+                plain: self.plain,
                 session: random_session(),
                 liveness: Mutex::new(LivenessState::default()),
             }),
@@ -129,6 +138,7 @@ pub(crate) struct NodeInner {
     pub(crate) hwm: i32,
     heartbeat: Option<Duration>,
     claim_wait: Duration,
+    plain: Option<(String, String)>,
     /// Random per node instance: lets the master tell a restarted node from a duplicate.
     session: u64,
     liveness: Mutex<LivenessState>,
@@ -167,6 +177,7 @@ impl DataLink {
     ) -> Result<Self> {
         let cell = node.register(request)?;
         let port = cell.load(Ordering::Acquire);
+        node.secure(socket)?;
         socket.connect(&node.data_endpoint(port))?;
         Ok(DataLink { cell, port })
     }
@@ -327,6 +338,7 @@ impl NodeInner {
             None => {
                 let s = self.ctx.socket(zmq::REQ)?;
                 s.set_linger(0)?;
+                self.secure(&s)?;
                 s.connect(&self.control_endpoint)?;
                 s
             }
@@ -339,6 +351,11 @@ impl NodeInner {
         let reply = match socket.send(bytes, 0).and_then(|()| socket.recv_msg(0)) {
             Ok(m) => m,
             Err(zmq::Error::EAGAIN) => {
+                if self.plain.is_some() && self.auth_refused() {
+                    return Err(Error::AuthFailed {
+                        master: self.control_endpoint.clone(),
+                    });
+                }
                 return Err(Error::Timeout {
                     master: self.control_endpoint.clone(),
                     after: timeout,
@@ -354,6 +371,48 @@ impl NodeInner {
             }),
             other => read(other),
         }
+    }
+
+    /// Applies this node's security settings to a socket before it connects.
+    pub(crate) fn secure(&self, socket: &zmq::Socket) -> Result<()> {
+        if let Some((user, password)) = &self.plain {
+            socket.set_plain_username(Some(user))?;
+            socket.set_plain_password(Some(password))?;
+        }
+        Ok(())
+    }
+
+    /// After a timeout with credentials: does a fresh connection fail the handshake on
+    /// authentication? Tells "wrong password" apart from "master not there".
+    fn auth_refused(&self) -> bool {
+        static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let probe = || -> Result<bool> {
+            let endpoint = format!(
+                "inproc://zerosmq-auth-probe-{}",
+                N.fetch_add(1, Ordering::Relaxed)
+            );
+            let s = self.ctx.socket(zmq::REQ)?;
+            s.set_linger(0)?;
+            self.secure(&s)?;
+            s.monitor(
+                &endpoint,
+                (zmq::SocketEvent::HANDSHAKE_FAILED_AUTH as i32)
+                    | (zmq::SocketEvent::HANDSHAKE_SUCCEEDED as i32),
+            )?;
+            let events = self.ctx.socket(zmq::PAIR)?;
+            events.connect(&endpoint)?;
+            s.connect(&self.control_endpoint)?;
+            if events.poll(zmq::POLLIN, 1_000)? == 0 {
+                return Ok(false);
+            }
+            let frames = events.recv_multipart(0)?;
+            let event = frames
+                .first()
+                .and_then(|f| f.get(..2))
+                .map(|b| u16::from_ne_bytes([b[0], b[1]]));
+            Ok(event == Some(zmq::SocketEvent::HANDSHAKE_FAILED_AUTH.to_raw()))
+        };
+        probe().unwrap_or(false)
     }
 
     pub(crate) fn data_endpoint(&self, port: u16) -> String {
@@ -435,6 +494,7 @@ impl Node {
             hwm: 10_000,
             heartbeat: Some(DEFAULT_HEARTBEAT),
             claim_wait: DEFAULT_CLAIM_WAIT,
+            plain: None,
         }
     }
 

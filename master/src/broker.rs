@@ -72,6 +72,7 @@ pub(crate) struct Broker {
     /// The control socket may have requests queued.
     control_hot: bool,
     last_expiry_check: Instant,
+    pub(crate) security: crate::auth::Security,
     pub(crate) ctx: MasterContext,
 }
 
@@ -82,6 +83,7 @@ impl Broker {
             .map_err(|_| MasterError::Config("max_topics too large".into()))?;
         raise_fd_limit();
         let ctx = MasterContext::new(max_sockets, config.io_threads)?;
+        let security = crate::auth::Security::start(config, &ctx)?;
         let control = ctx
             .socket(zmq::REP)
             .map_err(|e| MasterError::zmq("create control socket", e))?;
@@ -96,6 +98,9 @@ impl Broker {
         }
         .apply(&control)
         .map_err(|e| MasterError::zmq("configure control socket", e))?;
+        security
+            .protect(&control, crate::auth::CONTROL_DOMAIN)
+            .map_err(|e| MasterError::zmq("secure control socket", e))?;
         let endpoint = format!("tcp://{}:{}", config.bind, config.port);
         control
             .bind(&endpoint)
@@ -130,6 +135,7 @@ impl Broker {
             hot: Vec::new(),
             control_hot: true,
             last_expiry_check: Instant::now(),
+            security,
             ctx,
         };
         broker.restore()?;

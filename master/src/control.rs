@@ -7,6 +7,7 @@ use zerosmq_core::control::{ControlReply, ControlRequest, Encoding, ErrorCode, E
 use zerosmq_core::limits::MAX_ERROR_DETAIL_LEN;
 use zerosmq_core::{decode_request, NodeInfo, NodeName, Topic, TopicInfo};
 
+use crate::auth::Access;
 use crate::broker::{Broker, TopicState};
 use crate::graph;
 use crate::registry::{join, Heartbeat, Role};
@@ -16,7 +17,7 @@ impl Broker {
     /// Answers up to `batch` pending requests.
     pub(crate) fn serve_control(&mut self, batch: usize) {
         for _ in 0..batch {
-            let request = match self.control.recv_msg(zmq::DONTWAIT) {
+            let mut request = match self.control.recv_msg(zmq::DONTWAIT) {
                 Ok(m) => m,
                 Err(zmq::Error::EAGAIN) => return,
                 Err(e) => {
@@ -39,7 +40,9 @@ impl Broker {
                     }
                 }
             }
-            let reply = self.answer(&request, frames);
+            // Set by the ZAP handler when the peer authenticated with PLAIN.
+            let user = request.gets("User-Id").map(str::to_owned);
+            let reply = self.answer(&request, frames, user.as_deref());
             if let Err(e) = self.control.send(reply, 0) {
                 // The requester vanished; REP drops the reply and is ready for the next request.
                 warn!(error = %e, "control reply failed");
@@ -47,7 +50,7 @@ impl Broker {
         }
     }
 
-    fn answer(&mut self, request: &[u8], frames: usize) -> Vec<u8> {
+    fn answer(&mut self, request: &[u8], frames: usize, user: Option<&str>) -> Vec<u8> {
         let encoding = Encoding::of(request);
         if frames > 1 {
             let detail = format!("a control request is one frame, this one had {frames}");
@@ -56,7 +59,7 @@ impl Broker {
         match decode_request(request) {
             Ok(req) => {
                 debug!(?req, "control request");
-                self.execute(req, encoding)
+                self.execute(req, encoding, user)
             }
             Err(e) => {
                 warn!(error = %e, len = request.len(), "refused control request");
@@ -65,7 +68,26 @@ impl Broker {
         }
     }
 
-    fn execute(&mut self, req: ControlRequest, enc: Encoding) -> Vec<u8> {
+    fn execute(&mut self, req: ControlRequest, enc: Encoding, user: Option<&str>) -> Vec<u8> {
+        if let ControlRequest::Publish { node, topic } | ControlRequest::Subscribe { node, topic } =
+            &req
+        {
+            let access = match req {
+                ControlRequest::Publish { .. } => Access::Write,
+                _ => Access::Read,
+            };
+            if !self.security.allows(user, node, topic, access) {
+                let who = user.map_or_else(|| format!("node '{node}'"), |u| format!("user '{u}'"));
+                let what = if access == Access::Write {
+                    "publish"
+                } else {
+                    "subscribe to"
+                };
+                let detail = format!("{who} may not {what} '{topic}' (ACL)");
+                warn!(%node, %topic, "{detail}");
+                return refuse(enc, ErrorCode::Refused, &detail);
+            }
+        }
         match req {
             ControlRequest::Publish { node, topic } => {
                 self.register(&node, &topic, Role::Publisher, enc)
@@ -102,7 +124,14 @@ impl Broker {
                 warn!(%topic, "{detail}");
                 return refuse(enc, ErrorCode::LimitReached, &detail);
             }
-            match TopicSockets::open(&self.ctx, &mut self.ports, topic, self.tuning, None) {
+            match TopicSockets::open(
+                &self.ctx,
+                &mut self.ports,
+                topic,
+                self.tuning,
+                &self.security,
+                None,
+            ) {
                 Ok(sockets) => {
                     info!(%topic, publish_port = sockets.publish_port, subscribe_port = sockets.subscribe_port, "topic opened");
                     self.topics.insert(
@@ -223,6 +252,7 @@ impl Broker {
                 &mut self.ports,
                 &topic,
                 self.tuning,
+                &self.security,
                 Some((publish_port, subscribe_port)),
             ) {
                 Ok(sockets) => {

@@ -17,6 +17,7 @@
 //! # Ok::<(), zerosmq_master::MasterError>(())
 //! ```
 
+pub mod auth;
 mod broker;
 mod control;
 pub mod graph;
@@ -58,6 +59,10 @@ pub struct MasterConfig {
     pub max_nodes: usize,
     /// Most publish and subscribe grants one node may hold.
     pub max_grants_per_node: usize,
+    /// PLAIN `user:password` file: every socket then requires authentication (see [`auth`]).
+    pub passwords: Option<std::path::PathBuf>,
+    /// Access list: which users (or nodes) may publish and subscribe which topics (see [`auth`]).
+    pub acl: Option<std::path::PathBuf>,
 }
 
 impl Default for MasterConfig {
@@ -74,6 +79,8 @@ impl Default for MasterConfig {
             max_message_size: 64 << 20,
             max_nodes: 10_000,
             max_grants_per_node: 1_000,
+            passwords: None,
+            acl: None,
         }
     }
 }

@@ -35,6 +35,12 @@ struct Args {
     /// Most nodes registered at once.
     #[arg(long, default_value_t = MasterConfig::default().max_nodes)]
     max_nodes: usize,
+    /// PLAIN passwords file (`user:password` lines): every socket then requires authentication.
+    #[arg(long, value_name = "FILE")]
+    passwords: Option<std::path::PathBuf>,
+    /// Access list (mosquitto-style `user NAME` / `topic read|write|readwrite PATTERN`).
+    #[arg(long, value_name = "FILE")]
+    acl: Option<std::path::PathBuf>,
     /// Most topics served at once.
     #[arg(long, default_value_t = MasterConfig::default().max_topics)]
     max_topics: usize,
@@ -77,6 +83,8 @@ fn main() -> std::process::ExitCode {
         state_file: args.state,
         max_message_size: args.max_message_size,
         max_nodes: args.max_nodes,
+        passwords: args.passwords,
+        acl: args.acl,
         ..Default::default()
     };
     let master = match Master::spawn(config) {

@@ -215,10 +215,13 @@ impl TopicSockets {
         ports: &mut PortPlan,
         topic: &Topic,
         tuning: SocketTuning,
+        security: &crate::auth::Security,
         preferred: Option<(u16, u16)>,
     ) -> Result<Self, zmq::Error> {
+        use crate::auth::{topic_domain, Access};
         let inbound = ctx.socket(zmq::SUB)?;
         tuning.apply(&inbound)?;
+        security.protect(&inbound, &topic_domain(topic, Access::Write))?;
         inbound.set_linger(0)?;
         inbound.set_rcvhwm(tuning.hwm)?;
         // As the original: the master's SUB subscribes to the topic's bytes, which is also the
@@ -226,6 +229,7 @@ impl TopicSockets {
         inbound.set_subscribe(topic.as_bytes())?;
         let outbound = ctx.socket(zmq::XPUB)?;
         tuning.apply(&outbound)?;
+        security.protect(&outbound, &topic_domain(topic, Access::Read))?;
         outbound.set_linger(0)?;
         // Drop policy: a subscriber whose queue holds `hwm` messages misses new ones (libzmq's
         // PUB behaviour); it never stalls the forwarder or the other subscribers.
