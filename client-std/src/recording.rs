@@ -414,6 +414,11 @@ impl RecordingWriter {
         self.summary.messages
     }
 
+    /// Messages given to [`RecordingWriter::write`] so far, written or skipped.
+    pub fn offered(&self) -> u64 {
+        self.summary.messages + self.summary.skipped
+    }
+
     /// Writes the MCAP summary and footer, flushes and closes the file.
     pub fn finish(self) -> Result<RecordingSummary, RecordingError> {
         let io = |source| RecordingError::Io {

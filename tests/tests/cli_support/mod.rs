@@ -179,6 +179,25 @@ impl Running {
         }
     }
 
+    /// Waits until stderr has had a line containing each of `needles`, in any order.
+    pub fn wait_stderr_all(&mut self, needles: &[String]) {
+        let mut missing: Vec<&String> = needles.iter().collect();
+        let deadline = Instant::now() + WAIT;
+        while !missing.is_empty() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.stderr.recv_timeout(left) {
+                Ok(line) => {
+                    missing.retain(|n| !line.contains(n.as_str()));
+                    self.err_lines.push(line);
+                }
+                Err(_) => panic!(
+                    "no stderr lines with {missing:?} within {WAIT:?}; stderr so far: {:#?}",
+                    self.err_lines
+                ),
+            }
+        }
+    }
+
     /// Waits for the next stdout line.
     pub fn next_stdout(&mut self) -> String {
         match self.stdout.recv_timeout(WAIT) {

@@ -16,7 +16,7 @@ use clap::{Parser, Subcommand};
 
 /// See and drive a running zerosmq system.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(version)]
 struct Cli {
     /// Master address (tcp://HOST:PORT).
     #[arg(long, global = true, env = zerosmq::MASTER_ENV, default_value = zerosmq::DEFAULT_MASTER)]

@@ -34,7 +34,7 @@ pub struct RecordArgs {
     /// Stop after this many seconds (default: at Ctrl-C).
     #[arg(short, long, value_parser = parse_seconds)]
     duration: Option<Duration>,
-    /// Stop after this many messages in all.
+    /// Stop after this many messages in all (received, including any the format cannot hold).
     #[arg(short = 'n', long)]
     count: Option<u64>,
     /// How often to look for new topics when recording all of them, in seconds.
@@ -165,7 +165,7 @@ pub fn run(cli: &Cli, args: &RecordArgs) -> CliResult {
                 }
                 // Write whatever else is queued before looking at the clock again.
                 while let Ok(m) = rx.try_recv() {
-                    if args.count.is_some_and(|n| writer.messages() >= n) {
+                    if args.count.is_some_and(|n| writer.offered() >= n) {
                         break;
                     }
                     if let Err(e) = writer.write(m.time_ns, &m.topic, &m.payload) {
@@ -179,7 +179,7 @@ pub fn run(cli: &Cli, args: &RecordArgs) -> CliResult {
         }
         if stopped(&stop)
             || deadline.is_some_and(|d| Instant::now() >= d)
-            || args.count.is_some_and(|n| writer.messages() >= n)
+            || args.count.is_some_and(|n| writer.offered() >= n)
         {
             break;
         }
@@ -196,7 +196,7 @@ pub fn run(cli: &Cli, args: &RecordArgs) -> CliResult {
     }
     // Messages that arrived before the stop are kept, up to --count.
     for m in rx.try_iter() {
-        if args.count.is_some_and(|n| writer.messages() >= n) {
+        if args.count.is_some_and(|n| writer.offered() >= n) {
             break;
         }
         writer.write(m.time_ns, &m.topic, &m.payload)?;

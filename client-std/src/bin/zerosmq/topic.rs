@@ -18,6 +18,7 @@ pub enum TopicCommand {
     Info { topic: String },
     /// Print messages of a topic: the payload as text when it is UTF-8, else as 0x-prefixed hex.
     Echo {
+        /// The topic.
         topic: String,
         /// Exit after N messages.
         #[arg(short = 'n', long)]
@@ -34,6 +35,7 @@ pub enum TopicCommand {
     },
     /// Publish a text message once, or repeatedly at a rate.
     Pub {
+        /// The topic.
         topic: String,
         /// The payload (sent as its UTF-8 bytes).
         message: String,
@@ -49,6 +51,7 @@ pub enum TopicCommand {
     },
     /// Message rate of a topic, with min/max/std-dev of the intervals over a window.
     Hz {
+        /// The topic.
         topic: String,
         /// Window: the last N messages.
         #[arg(short, long, default_value_t = 100)]
@@ -65,6 +68,7 @@ pub enum TopicCommand {
     },
     /// Bandwidth of a topic (payload bytes per second) over a window.
     Bw {
+        /// The topic.
         topic: String,
         /// Window: the last N messages.
         #[arg(short, long, default_value_t = 100)]

@@ -1,0 +1,77 @@
+//! `zerosmq plot` against a real master: a PNG of numeric payloads with the non-numeric ones
+//! skipped and counted, and a clear refusal of the live plot without a terminal.
+
+mod cli_support;
+
+use cli_support::*;
+
+#[test]
+fn png_plot_counts_and_skips_non_numeric_payloads() {
+    let master = start_master();
+    let dir = temp_dir("plot");
+    let png = dir.join("level.png");
+    let talker = node(&master, "talker");
+    let mut level = talker.advertise("level").unwrap();
+    let mut other = talker.advertise("other").unwrap();
+    level.wait_ready(WAIT).unwrap();
+    other.wait_ready(WAIT).unwrap();
+    let mut plot = spawn(
+        zerosmq(&master)
+            .args([
+                "plot",
+                "level",
+                "other",
+                "--duration",
+                "2",
+                "--size",
+                "640x480",
+                "--png",
+            ])
+            .arg(&png),
+    );
+    plot.wait_stderr("subscribed to 'level'");
+    plot.wait_stderr("subscribed to 'other'");
+    for i in 0..20 {
+        level
+            .publish(format!("{}", f64::from(i).sin()).as_bytes())
+            .unwrap();
+        other.publish(format!(" {i}\n").as_bytes()).unwrap();
+    }
+    for bad in [&b"n/a"[..], b"", b"NaN", &[0xff, 0x31], b"1,5"] {
+        level.publish(bad).unwrap();
+    }
+    let (status, _, err) = plot.finish();
+    assert!(status.success(), "{err:#?}");
+    assert!(
+        err.iter().any(|l| l.contains(
+            "40 point(s) plotted; 5 non-numeric payload(s) skipped (level: 5)"
+        )),
+        "{err:#?}"
+    );
+    let bytes = std::fs::read(&png).unwrap();
+    assert!(bytes.starts_with(b"\x89PNG\r\n\x1a\n"), "a PNG file");
+    // IHDR: width and height, big-endian, at bytes 16..24.
+    assert_eq!(&bytes[16..24], &[0, 0, 2, 128, 0, 0, 1, 224]);
+}
+
+#[test]
+fn live_plot_without_a_terminal_says_what_to_do() {
+    let master = start_master();
+    let talker = node(&master, "talker");
+    let _p = talker.advertise("level").unwrap();
+    let out = run(zerosmq(&master).args(["plot", "level"]), WAIT);
+    assert!(!out.status.success());
+    assert!(
+        out.stderr.contains(
+            "the live plot needs a terminal; to save a picture use --png FILE --duration SECONDS"
+        ),
+        "{}",
+        out.stderr
+    );
+    let out = run(
+        zerosmq(&master).args(["plot", "level", "--png", "x.png"]),
+        WAIT,
+    );
+    assert!(!out.status.success());
+    assert!(out.stderr.contains("--duration"), "{}", out.stderr);
+}
