@@ -123,8 +123,8 @@ impl Plotter {
     }
 
     /// Takes in what arrived, waiting up to `wait` for the first, and drops points older than
-    /// `window`.
-    fn take(&mut self, wait: Duration, window: Duration) {
+    /// `window` (none when it is `None`).
+    fn take(&mut self, wait: Duration, window: Option<Duration>) {
         let mut first = self.rx.recv_timeout(wait).ok();
         while let Some(s) = first.take().or_else(|| self.rx.try_recv().ok()) {
             let series = &mut self.series[s.series];
@@ -135,6 +135,7 @@ impl Plotter {
                 None => series.skipped += 1,
             }
         }
+        let Some(window) = window else { return };
         let oldest = self.start.elapsed().as_secs_f64() - window.as_secs_f64();
         for s in &mut self.series {
             while s.points.front().is_some_and(|p| p.0 < oldest) {
@@ -176,16 +177,16 @@ pub fn run(cli: &Cli, args: &PlotArgs) -> CliResult {
     let stop = stop_flag()?;
     match (&args.png, args.duration) {
         (Some(path), Some(duration)) => {
-            let window = args.window.unwrap_or(duration);
             let mut plotter = Plotter::open(cli, args)?;
             let end = plotter.start + duration;
             while !stopped(&stop) && Instant::now() < end {
                 let left = end.saturating_duration_since(Instant::now());
-                plotter.take(left.min(POLL), window);
+                plotter.take(left.min(POLL), args.window);
             }
             let now = plotter.start.elapsed().as_secs_f64();
+            let window = args.window.map_or(now, |w| w.as_secs_f64());
             let series = plotter.close();
-            write_png(path, &series, args.size, (now - window.as_secs_f64(), now))?;
+            write_png(path, &series, args.size, (now - window, now))?;
             eprintln!("zerosmq: wrote {}", path.display());
             report(&series);
             Ok(())
@@ -325,7 +326,7 @@ fn live(cli: &Cli, args: &PlotArgs, stop: &AtomicBool) -> CliResult {
     let mut terminal = ratatui::try_init()?;
     let result = (|| -> CliResult {
         while !stopped(stop) && end.is_none_or(|e| Instant::now() < e) {
-            plotter.take(Duration::from_millis(50), window);
+            plotter.take(Duration::from_millis(50), Some(window));
             let now = plotter.start.elapsed().as_secs_f64();
             terminal.draw(|frame| draw_live(frame, &plotter.series, window, now))?;
             if quit_pressed()? {
@@ -356,6 +357,7 @@ fn quit_pressed() -> std::io::Result<bool> {
 }
 
 fn draw_live(frame: &mut ratatui::Frame, series: &[Series], window: Duration, now: f64) {
+    use ratatui::layout::Constraint;
     use ratatui::style::{Color, Style};
     use ratatui::symbols::Marker;
     use ratatui::widgets::{Axis, Block, Chart, Dataset, GraphType};
@@ -391,8 +393,14 @@ fn draw_live(frame: &mut ratatui::Frame, series: &[Series], window: Duration, no
         .collect();
     let x0 = (now - window.as_secs_f64()).max(0.0);
     let (y0, y1) = y_range(series);
+    let skipped: u64 = series.iter().map(|s| s.skipped).sum();
     let chart = Chart::new(datasets)
-        .block(Block::bordered().title(" zerosmq plot (q to quit) "))
+        .block(Block::bordered().title(format!(
+            " zerosmq plot, last {} s, {skipped} non-numeric skipped (q to quit) ",
+            window.as_secs_f64()
+        )))
+        // Show the legend unless it would cover more than half the chart.
+        .hidden_legend_constraints((Constraint::Ratio(1, 2), Constraint::Ratio(1, 2)))
         .x_axis(
             Axis::default()
                 .title("s")
