@@ -1,0 +1,241 @@
+//! An in-memory "TCP stack" whose far ends behave like the master's sockets: the control REP
+//! answers with a recorded libzmq reply, the publisher's peer is a recorded libzmq SUB, the
+//! subscriber's peer a recorded libzmq XPUB greeting that echoes ready probes, and whatever the
+//! publisher sends is forwarded to the subscriber, as the master forwards a topic.
+
+use core::cell::RefCell;
+use core::net::SocketAddr;
+
+use embedded_io::{ErrorKind, ErrorType, Read, Write};
+use zerosmq_core::zmtp::{Command, FrameHeader, FrameKind};
+use zerosmq_core::READY_PROBE_PREFIX;
+use zerosmq_embedded::Connect;
+
+pub const REP: &[u8] = include_bytes!("../../../core/src/zmtp/testdata/libzmq-rep.bin");
+pub const PUB: &[u8] = include_bytes!("../../../core/src/zmtp/testdata/libzmq-pub.bin");
+pub const XPUB: &[u8] = include_bytes!("../../../core/src/zmtp/testdata/libzmq-xpub.bin");
+pub const SUB_V31: &[u8] = include_bytes!("../../../core/src/zmtp/testdata/libzmq-sub-v31.bin");
+pub const SUB_V30: &[u8] = include_bytes!("../../../core/src/zmtp/testdata/libzmq-sub-v30.bin");
+
+/// Greeting and READY that our PUB or SUB writes before anything else.
+const HANDSHAKE_LEN: usize = 64 + 27;
+const QUEUE: usize = 384;
+const LINKS: usize = 4;
+
+/// Bytes waiting to be read, or written bytes waiting to be parsed.
+struct Queue {
+    buf: [u8; QUEUE],
+    len: usize,
+}
+
+impl Queue {
+    const fn new() -> Self {
+        Queue {
+            buf: [0; QUEUE],
+            len: 0,
+        }
+    }
+
+    fn push(&mut self, bytes: &[u8]) -> bool {
+        let Some(dst) = self.buf.get_mut(self.len..self.len + bytes.len()) else {
+            return false;
+        };
+        dst.copy_from_slice(bytes);
+        self.len += bytes.len();
+        true
+    }
+
+    fn pop(&mut self, out: &mut [u8]) -> usize {
+        let n = out.len().min(self.len);
+        out[..n].copy_from_slice(&self.buf[..n]);
+        self.consume(n);
+        n
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.buf.copy_within(n..self.len, 0);
+        self.len -= n;
+    }
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Role {
+    Control,
+    Publisher,
+    Subscriber,
+}
+
+struct State {
+    opened: usize,
+    roles: [Role; LINKS],
+    input: [Queue; LINKS],
+    /// Bytes written after the handshake, not yet parsed.
+    output: [Queue; LINKS],
+    written: [usize; LINKS],
+    /// Chunk size reads are cut to (1 exercises every fragmentation).
+    chunk: usize,
+}
+
+/// The link; connections are handed out in the order control, publisher, control, subscriber.
+pub struct Loopback {
+    state: RefCell<State>,
+}
+
+impl Loopback {
+    pub const fn new(chunk: usize) -> Self {
+        Loopback {
+            state: RefCell::new(State {
+                opened: 0,
+                roles: [Role::Control, Role::Publisher, Role::Control, Role::Subscriber],
+                input: [Queue::new(), Queue::new(), Queue::new(), Queue::new()],
+                output: [Queue::new(), Queue::new(), Queue::new(), Queue::new()],
+                written: [0; LINKS],
+                chunk,
+            }),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct LinkError;
+
+impl core::fmt::Display for LinkError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("loopback link error")
+    }
+}
+
+impl core::error::Error for LinkError {}
+
+impl embedded_io::Error for LinkError {
+    fn kind(&self) -> ErrorKind {
+        ErrorKind::Other
+    }
+}
+
+pub struct LinkConn<'a> {
+    link: &'a Loopback,
+    index: usize,
+}
+
+impl ErrorType for LinkConn<'_> {
+    type Error = LinkError;
+}
+
+impl Read for LinkConn<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> Result<usize, LinkError> {
+        let mut s = self.link.state.borrow_mut();
+        let n = buf.len().min(s.chunk);
+        // 0 when nothing is queued: the peer closed, as a real stack would report.
+        Ok(s.input[self.index].pop(&mut buf[..n]))
+    }
+}
+
+impl Write for LinkConn<'_> {
+    fn write(&mut self, buf: &[u8]) -> Result<usize, LinkError> {
+        let mut s = self.link.state.borrow_mut();
+        let i = self.index;
+        let skip = HANDSHAKE_LEN.saturating_sub(s.written[i]).min(buf.len());
+        s.written[i] += buf.len();
+        let after = &buf[skip..];
+        match s.roles[i] {
+            Role::Control => {}
+            // The master forwards the publisher's frames to the subscriber unchanged.
+            Role::Publisher => {
+                if !s.input[3].push(after) {
+                    return Err(LinkError);
+                }
+            }
+            Role::Subscriber => {
+                if !s.output[i].push(after) {
+                    return Err(LinkError);
+                }
+                echo_probes(&mut s, i);
+            }
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> Result<(), LinkError> {
+        Ok(())
+    }
+}
+
+/// Parses the subscriber's commands; answers a probe subscription with the probe's bytes.
+fn echo_probes(s: &mut State, i: usize) {
+    loop {
+        let out = &s.output[i];
+        let Ok((h, at)) = FrameHeader::parse(&out.buf[..out.len]) else {
+            return;
+        };
+        let end = at + h.len as usize;
+        if end > out.len {
+            return;
+        }
+        let mut probe = [0u8; 64];
+        let mut probe_len = 0;
+        if h.kind == FrameKind::Command {
+            if let Ok(Command::Subscribe(p)) = Command::parse(&out.buf[at..end]) {
+                if p.starts_with(READY_PROBE_PREFIX) && p.len() <= probe.len() {
+                    probe[..p.len()].copy_from_slice(p);
+                    probe_len = p.len();
+                }
+            }
+        }
+        s.output[i].consume(end);
+        if probe_len > 0 {
+            let (header, n) = FrameHeader::message(probe_len, false).to_bytes();
+            s.input[i].push(&header[..n]);
+            s.input[i].push(&probe[..probe_len]);
+        }
+    }
+}
+
+impl Connect for Loopback {
+    type Error = LinkError;
+    type Connection<'a> = LinkConn<'a>;
+
+    fn connect(&self, _remote: SocketAddr) -> Result<LinkConn<'_>, LinkError> {
+        let mut s = self.state.borrow_mut();
+        let index = s.opened;
+        if index >= LINKS {
+            return Err(LinkError);
+        }
+        s.opened += 1;
+        let script = match s.roles[index] {
+            Role::Control => REP,
+            Role::Publisher => SUB_V31,
+            // Greeting and READY only; probes and messages arrive as the node causes them.
+            Role::Subscriber => &XPUB[..64 + 28],
+        };
+        s.input[index].push(script);
+        Ok(LinkConn { link: self, index })
+    }
+}
+
+/// A node with a publisher and a subscriber on topic `imu`, through the loopback master:
+/// grants, handshakes, the master's subscription, the ready probe, and one message each way
+/// round. Returns the number of failed checks.
+pub fn node_round_trip(chunk: usize) -> u32 {
+    let link = Loopback::new(chunk);
+    let master = SocketAddr::new(core::net::Ipv4Addr::new(192, 168, 69, 100).into(), 5555);
+    let Ok(node) = zerosmq_embedded::Node::new(&link, master, "mcu") else {
+        return 1;
+    };
+    let mut pub_buf = [0u8; 128];
+    let mut sub_buf = [0u8; 128];
+    let Ok(mut publisher) = node.advertise("imu", &mut pub_buf) else {
+        return 1;
+    };
+    let Ok(mut subscriber) = node.subscribe("imu", &mut sub_buf) else {
+        return 1;
+    };
+    let mut failures = 0;
+    failures += u32::from(subscriber.wait_ready().is_err());
+    failures += u32::from(publisher.wait_ready().is_err());
+    failures += u32::from(publisher.publish(b"hello from the MCU").is_err());
+    failures += u32::from(subscriber.recv().ok() != Some(&b"hello from the MCU"[..]));
+    failures += u32::from(publisher.publish(&[0u8, 1, 2, 255]).is_err());
+    failures += u32::from(subscriber.recv().ok() != Some(&[0u8, 1, 2, 255][..]));
+    failures
+}
