@@ -67,17 +67,20 @@ pub struct Load {
 }
 
 impl Load {
-    /// Messages the publisher may have ahead of the slowest subscriber, at most 32 MiB.
+    /// Messages the publisher may have on one topic ahead of that topic's slowest subscriber.
     ///
-    /// A libzmq pipe's writer learns what its reader consumed only every `hwm - 1024` messages
-    /// (its low-water mark), so with a high-water mark of 10,000 a pipe may drop once 1,025
-    /// messages are really queued. Staying below that keeps every system loss-free as long as
-    /// its subscribers keep up; the rate measured is then the rate it sustains.
+    /// Every system here has a connection per topic (the floor too). A libzmq pipe's writer
+    /// learns what its reader consumed only now and then (at its low-water mark), so a pipe
+    /// with a high-water mark of 10,000 may drop once about 1,000 messages are really queued.
+    /// Staying below that keeps every system loss-free while its subscribers keep up; the rate
+    /// measured is then the rate it sustains.
+    pub fn topic_window(&self) -> u64 {
+        self.window().min(1_000)
+    }
+
+    /// Messages in flight over all topics: at most 64 MiB of payload.
     pub fn window(&self) -> u64 {
-        (32usize << 20)
-            .checked_div(self.payload.max(1))
-            .unwrap_or(1)
-            .clamp(64, 1_000) as u64
+        ((64usize << 20) / self.payload.max(1)).max(64) as u64
     }
 }
 
@@ -96,6 +99,8 @@ pub struct Throughput {
 
 struct SubState {
     data: AtomicU64,
+    /// Data messages per topic.
+    per_topic: Vec<AtomicU64>,
     /// Nanoseconds since `epoch` of the last data message.
     last_ns: AtomicU64,
     seen: Vec<AtomicBool>,
@@ -115,6 +120,7 @@ pub fn throughput(
         .map(|_| {
             Arc::new(SubState {
                 data: AtomicU64::new(0),
+                per_topic: (0..load.topics).map(|_| AtomicU64::new(0)).collect(),
                 last_ns: AtomicU64::new(0),
                 seen: (0..load.topics).map(|_| AtomicBool::new(false)).collect(),
                 seen_count: AtomicU64::new(0),
@@ -131,6 +137,9 @@ pub fn throughput(
                 while !stop.load(Ordering::Relaxed) {
                     match rx.recv(Duration::from_millis(50)) {
                         Ok(Some(h)) if h[0] == DATA => {
+                            if let Some(c) = state.per_topic.get(index_of(&h)) {
+                                c.fetch_add(1, Ordering::Relaxed);
+                            }
                             state.data.fetch_add(1, Ordering::Relaxed);
                             state
                                 .last_ns
@@ -201,7 +210,7 @@ fn drive(
     // Let late warm-up copies arrive before counting starts.
     std::thread::sleep(Duration::from_millis(50));
     payload[0] = DATA;
-    let window = load.window();
+    let (window, topic_window) = (load.window(), load.topic_window());
     let start = Instant::now();
     let start_ns = epoch.elapsed().as_nanos() as u64;
     let end = start + load.duration;
@@ -212,26 +221,37 @@ fn drive(
             .min()
             .unwrap_or(0)
     };
+    let min_received_on = |t: usize| {
+        states
+            .iter()
+            .map(|s| s.per_topic[t].load(Ordering::Relaxed))
+            .min()
+            .unwrap_or(0)
+    };
+    // Round robin over the topics; each send waits for credit on its topic and overall.
     let mut sent = 0u64;
     let mut acked = 0u64;
-    loop {
-        if sent & 63 == 0 {
-            if Instant::now() >= end {
-                break;
-            }
-            acked = min_received();
-        }
-        if sent - acked >= window {
-            acked = min_received();
-            if sent - acked >= window {
-                std::thread::yield_now();
-                continue;
-            }
+    let mut sent_on = vec![0u64; load.topics];
+    let mut acked_on = vec![0u64; load.topics];
+    'send: loop {
+        if sent & 63 == 0 && Instant::now() >= end {
+            break;
         }
         let topic = (sent % load.topics as u64) as usize;
+        while sent_on[topic] - acked_on[topic] >= topic_window || sent - acked >= window {
+            acked_on[topic] = min_received_on(topic);
+            acked = min_received();
+            if sent_on[topic] - acked_on[topic] >= topic_window || sent - acked >= window {
+                if Instant::now() >= end {
+                    break 'send;
+                }
+                std::thread::yield_now();
+            }
+        }
         payload[1..5].copy_from_slice(&(topic as u32).to_le_bytes());
         publisher.send(topic, &payload)?;
         sent += 1;
+        sent_on[topic] += 1;
     }
     // Drain: until everything arrived or nothing moved for a second.
     let expected = sent * states.len() as u64;

@@ -76,6 +76,24 @@ struct Options {
     json: Option<std::path::PathBuf>,
     zenoh: bool,
     only: Option<Vec<String>>,
+    /// `PAYLOADxTOPICSxSUBSCRIBERS` loads replacing the default list.
+    loads: Vec<(usize, usize, usize)>,
+    sections: Option<Vec<String>>,
+    duration: Option<Duration>,
+}
+
+fn parse_load(s: &str) -> Result<(usize, usize, usize), String> {
+    let v: Vec<usize> = s
+        .split('x')
+        .map(|p| p.parse::<usize>())
+        .collect::<Result<_, _>>()
+        .map_err(|_| format!("bad load {s} (PAYLOADxTOPICSxSUBSCRIBERS, e.g. 1024x100x1)"))?;
+    match v[..] {
+        [p, t, n] if t > 0 && n > 0 => Ok((p, t, n)),
+        _ => Err(format!(
+            "bad load {s} (PAYLOADxTOPICSxSUBSCRIBERS, e.g. 1024x100x1)"
+        )),
+    }
 }
 
 fn parse_args() -> Result<Options, String> {
@@ -85,6 +103,9 @@ fn parse_args() -> Result<Options, String> {
         json: None,
         zenoh: false,
         only: None,
+        loads: Vec::new(),
+        sections: None,
+        duration: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -102,10 +123,32 @@ fn parse_args() -> Result<Options, String> {
                         .collect(),
                 )
             }
+            "--load" => o
+                .loads
+                .push(parse_load(&args.next().ok_or("--load needs a value")?)?),
+            "--sections" => {
+                o.sections = Some(
+                    args.next()
+                        .ok_or("--sections needs a list, e.g. throughput,latency")?
+                        .split(',')
+                        .map(str::to_owned)
+                        .collect(),
+                )
+            }
+            "--duration" => {
+                let secs: f64 = args
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .ok_or("--duration needs seconds")?;
+                o.duration = Some(Duration::from_secs_f64(secs));
+            }
             "-h" | "--help" => {
                 println!(
                     "zerosmq-bench [--quick] [--csv FILE] [--json FILE] [--zenoh] [--only SYSTEMS]\n\
-                     SYSTEMS: comma-separated of floor,reference,master-zmq,master-std,mosquitto"
+                     \x20             [--sections SECTIONS] [--load PxTxS]... [--duration SECS]\n\
+                     SYSTEMS: comma-separated of floor,reference,master-zmq,master-std,mosquitto\n\
+                     SECTIONS: comma-separated of throughput,latency,resources\n\
+                     --load 1024x100x1: payload bytes, topics, subscribers (replaces the default loads)"
                 );
                 std::process::exit(0);
             }
@@ -149,7 +192,17 @@ fn main() -> std::process::ExitCode {
     } else {
         (Duration::from_millis(1500), 10_000, Duration::from_secs(5))
     };
-    let loads: Vec<(usize, usize, usize)> = if opts.quick {
+    let duration = opts.duration.unwrap_or(duration);
+    let section = |name: &str| {
+        opts.sections
+            .as_ref()
+            .is_none_or(|s| s.iter().any(|x| x == name))
+    };
+    let loads: Vec<(usize, usize, usize)> = if !opts.loads.is_empty() {
+        opts.loads.clone()
+    } else if !section("throughput") {
+        Vec::new()
+    } else if opts.quick {
         vec![
             (8, 1, 1),
             (1024, 1, 1),
@@ -184,17 +237,22 @@ fn main() -> std::process::ExitCode {
             report.rows.push(row);
         }
     }
-    for &system in &systems {
+    for &system in systems.iter().filter(|_| section("latency")) {
         let result = latency(system, samples);
         let row = Row::latency(system, result);
         row.print_progress();
         report.rows.push(row);
     }
-    for (system, which) in [
-        (System::MasterZmq, "master"),
-        (System::Reference, "reference"),
+    let master_runs = systems.contains(&System::MasterZmq) || systems.contains(&System::MasterStd);
+    for (system, which, runs) in [
+        (System::MasterZmq, "master", master_runs),
+        (
+            System::Reference,
+            "reference",
+            systems.contains(&System::Reference),
+        ),
     ] {
-        if !systems.contains(&system) && !systems.contains(&System::MasterStd) {
+        if !runs || !section("resources") {
             continue;
         }
         let result = resources::measure(which, 1000, idle);
@@ -239,7 +297,7 @@ fn zmq_through(control: &str, load: Load, topics: &[String]) -> Result<Throughpu
     for _ in 0..load.subscribers {
         subs.push(Box::new(zmq_clients::subscriber(&sub_eps)?));
     }
-    let publisher = zmq_clients::publisher(topics, &pub_eps, false)?;
+    let publisher = zmq_clients::publisher(topics, &pub_eps)?;
     harness::throughput(load, Box::new(publisher), subs)
 }
 
@@ -247,13 +305,11 @@ fn throughput(system: System, load: Load) -> Result<Throughput, String> {
     let topics = topic_names(load.topics);
     match system {
         System::Floor => {
-            let ep = zmq_clients::free_endpoint()?;
-            let publisher = zmq_clients::publisher(&topics, std::slice::from_ref(&ep), true)?;
+            let eps = zmq_clients::free_endpoints(load.topics)?;
+            let publisher = zmq_clients::direct_publisher(&topics, &eps)?;
             let mut subs: Vec<Box<dyn harness::Receive>> = Vec::new();
             for _ in 0..load.subscribers {
-                subs.push(Box::new(zmq_clients::subscriber(std::slice::from_ref(
-                    &ep,
-                ))?));
+                subs.push(Box::new(zmq_clients::subscriber(&eps)?));
             }
             harness::throughput(load, Box::new(publisher), subs)
         }
@@ -270,13 +326,11 @@ fn throughput(system: System, load: Load) -> Result<Throughput, String> {
             let ep = master.control_endpoint();
             let mut subs: Vec<Box<dyn harness::Receive>> = Vec::new();
             for i in 0..load.subscribers {
-                subs.push(Box::new(std_clients::subscriber(
-                    &ep,
-                    &format!("bench-sub{i}"),
-                    &topics,
-                )?));
+                let node = std_clients::node(&ep, &format!("bench-sub{i}"))?;
+                subs.push(Box::new(std_clients::subscriber(&node, &topics)?));
             }
-            let publisher = std_clients::publisher(&ep, "bench-pub", &topics)?;
+            let node = std_clients::node(&ep, "bench-pub")?;
+            let publisher = std_clients::publisher(&node, &topics)?;
             harness::throughput(load, Box::new(publisher), subs)
         }
         System::Mosquitto => {
@@ -305,11 +359,11 @@ fn ping_pair_zmq(
 ) -> Result<(Duplex, Duplex), String> {
     let one = |s: &str| vec![s.to_owned()];
     let ping = Duplex {
-        tx: Box::new(zmq_clients::publisher(&one("ping"), &one(ping_out), false)?),
+        tx: Box::new(zmq_clients::publisher(&one("ping"), &one(ping_out))?),
         rx: Box::new(zmq_clients::subscriber(&one(ping_in))?),
     };
     let echo = Duplex {
-        tx: Box::new(zmq_clients::publisher(&one("pong"), &one(echo_out), false)?),
+        tx: Box::new(zmq_clients::publisher(&one("pong"), &one(echo_out))?),
         rx: Box::new(zmq_clients::subscriber(&one(echo_in))?),
     };
     Ok((ping, echo))
@@ -343,14 +397,15 @@ fn latency(system: System, samples: usize) -> Result<Latency, String> {
     };
     match system {
         System::Floor => {
-            let (a, b) = (zmq_clients::free_endpoint()?, zmq_clients::free_endpoint()?);
+            let eps = zmq_clients::free_endpoints(2)?;
+            let (a, b) = (eps[0].clone(), eps[1].clone());
             // Ping binds its PUB at `a`, echo binds its PUB at `b`.
             let ping = Duplex {
-                tx: Box::new(zmq_clients::publisher(&one("ping"), &one(&a), true)?),
+                tx: Box::new(zmq_clients::direct_publisher(&one("ping"), &one(&a))?),
                 rx: Box::new(zmq_clients::subscriber(&one(&b))?),
             };
             let echo = Duplex {
-                tx: Box::new(zmq_clients::publisher(&one("pong"), &one(&b), true)?),
+                tx: Box::new(zmq_clients::direct_publisher(&one("pong"), &one(&b))?),
                 rx: Box::new(zmq_clients::subscriber(&one(&a))?),
             };
             run(Box::new(ping), Box::new(echo))
@@ -366,13 +421,17 @@ fn latency(system: System, samples: usize) -> Result<Latency, String> {
         System::MasterStd => {
             let master = spawn_master()?;
             let ep = master.control_endpoint();
+            let (ping_node, echo_node) = (
+                std_clients::node(&ep, "ping")?,
+                std_clients::node(&ep, "echo")?,
+            );
             let ping = Duplex {
-                tx: Box::new(std_clients::publisher(&ep, "ping", &one("ping"))?),
-                rx: Box::new(std_clients::subscriber(&ep, "ping", &one("pong"))?),
+                tx: Box::new(std_clients::publisher(&ping_node, &one("ping"))?),
+                rx: Box::new(std_clients::subscriber(&ping_node, &one("pong"))?),
             };
             let echo = Duplex {
-                tx: Box::new(std_clients::publisher(&ep, "echo", &one("pong"))?),
-                rx: Box::new(std_clients::subscriber(&ep, "echo", &one("ping"))?),
+                tx: Box::new(std_clients::publisher(&echo_node, &one("pong"))?),
+                rx: Box::new(std_clients::subscriber(&echo_node, &one("ping"))?),
             };
             run(Box::new(ping), Box::new(echo))
         }

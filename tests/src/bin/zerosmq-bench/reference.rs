@@ -8,7 +8,8 @@ use std::thread::JoinHandle;
 use zerosmq_core::control::{ControlReply, ControlRequest, Encoding, ErrorCode, ErrorReply};
 use zerosmq_core::decode_request;
 
-use crate::zmq_clients::HWM;
+/// High-water mark of the broker's sockets: the master's default.
+const HWM: i32 = 10_000;
 
 /// A libzmq context that allows more than 1,023 sockets (two per topic), as the master's.
 struct RawContext(*mut c_void);

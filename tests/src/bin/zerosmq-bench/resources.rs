@@ -130,7 +130,7 @@ pub fn measure(which: &str, topics: usize, idle: Duration) -> Result<Resources, 
     let control = Control::connect(&format!("tcp://127.0.0.1:{port}"))?;
     let pub_eps = control.endpoints(true, "bench-pub", &names)?;
     let sub_eps = control.endpoints(false, "bench-sub", &names)?;
-    let _publisher = zmq_clients::publisher(&names, &pub_eps, false)?;
+    let _publisher = zmq_clients::publisher(&names, &pub_eps)?;
     let _subscriber = zmq_clients::subscriber(&sub_eps)?;
     // Let the connections and subscriptions settle before measuring.
     std::thread::sleep(Duration::from_millis(1500));

@@ -59,7 +59,7 @@ impl Receive for StdSub {
     }
 }
 
-fn node(master: &str, name: &str) -> Result<Node, String> {
+pub fn node(master: &str, name: &str) -> Result<Node, String> {
     Node::builder(name)
         .master(master)
         .timeout(Duration::from_secs(10))
@@ -69,8 +69,8 @@ fn node(master: &str, name: &str) -> Result<Node, String> {
 
 const READY: Duration = Duration::from_secs(10);
 
-pub fn publisher(master: &str, name: &str, topics: &[String]) -> Result<StdPub, String> {
-    let node = node(master, name)?;
+pub fn publisher(node: &Node, topics: &[String]) -> Result<StdPub, String> {
+    let node = node.clone();
     let mut publishers = Vec::with_capacity(topics.len());
     for t in topics {
         publishers.push(
@@ -87,8 +87,8 @@ pub fn publisher(master: &str, name: &str, topics: &[String]) -> Result<StdPub, 
     })
 }
 
-pub fn subscriber(master: &str, name: &str, topics: &[String]) -> Result<StdSub, String> {
-    let node = node(master, name)?;
+pub fn subscriber(node: &Node, topics: &[String]) -> Result<StdSub, String> {
+    let node = node.clone();
     let mut subscribers = Vec::with_capacity(topics.len());
     for t in topics {
         subscribers.push(

@@ -9,11 +9,13 @@ use zerosmq_core::{decode_reply, ControlReply};
 
 use crate::harness::{head, Publish, Receive};
 
-/// High-water mark of every socket the bench makes (the master's default too).
-pub const HWM: i32 = 100_000;
+/// High-water mark of the bench's own libzmq clients: none, so only the broker under test
+/// (and the credit window) decides what is queued.
+pub const HWM: i32 = 0;
 
 pub struct ZmqPub {
-    socket: zmq::Socket,
+    /// One socket connected to every topic's port, or (the floor) one bound socket per topic.
+    sockets: Vec<zmq::Socket>,
     /// `TOPIC SP` of each topic.
     prefixes: Vec<Vec<u8>>,
     frame: Vec<u8>,
@@ -25,7 +27,7 @@ impl Publish for ZmqPub {
         self.frame.clear();
         self.frame.extend_from_slice(&self.prefixes[topic]);
         self.frame.extend_from_slice(payload);
-        self.socket
+        self.sockets[topic % self.sockets.len()]
             .send(&self.frame[..], 0)
             .map_err(|e| format!("send: {e}"))
     }
@@ -72,25 +74,61 @@ pub fn prefixes(topics: &[String]) -> Vec<Vec<u8>> {
         .collect()
 }
 
-/// A PUB socket connected to each endpoint (or bound, for the floor).
-pub fn publisher(topics: &[String], endpoints: &[String], bind: bool) -> Result<ZmqPub, String> {
+/// A PUB socket connected to each endpoint (one per topic, as a broker hands them out).
+pub fn publisher(topics: &[String], endpoints: &[String]) -> Result<ZmqPub, String> {
     let ctx = zmq::Context::new();
-    let socket = ctx.socket(zmq::PUB).map_err(zerr("pub socket"))?;
-    socket.set_sndhwm(HWM).map_err(zerr("sndhwm"))?;
-    socket.set_linger(0).map_err(zerr("linger"))?;
+    let socket = pub_socket(&ctx)?;
     for e in endpoints {
-        if bind {
-            socket.bind(e).map_err(zerr("bind"))?;
-        } else {
-            socket.connect(e).map_err(zerr("connect"))?;
-        }
+        socket.connect(e).map_err(zerr("connect"))?;
     }
     Ok(ZmqPub {
-        socket,
+        sockets: vec![socket],
         prefixes: prefixes(topics),
         frame: Vec::with_capacity(1024),
         _ctx: ctx,
     })
+}
+
+/// The floor: a PUB socket per topic, bound at `endpoints[i]`, no broker. Like the brokered
+/// systems, every topic has a connection of its own.
+pub fn direct_publisher(topics: &[String], endpoints: &[String]) -> Result<ZmqPub, String> {
+    let ctx = zmq::Context::new();
+    let mut sockets = Vec::with_capacity(endpoints.len());
+    for e in endpoints {
+        let socket = pub_socket(&ctx)?;
+        socket.bind(e).map_err(zerr("bind"))?;
+        sockets.push(socket);
+    }
+    Ok(ZmqPub {
+        sockets,
+        prefixes: prefixes(topics),
+        frame: Vec::with_capacity(1024),
+        _ctx: ctx,
+    })
+}
+
+fn pub_socket(ctx: &zmq::Context) -> Result<zmq::Socket, String> {
+    let socket = ctx.socket(zmq::PUB).map_err(zerr("pub socket"))?;
+    socket.set_sndhwm(HWM).map_err(zerr("sndhwm"))?;
+    socket.set_linger(0).map_err(zerr("linger"))?;
+    Ok(socket)
+}
+
+/// `n` free loopback endpoints for the floor's PUB sockets to bind.
+pub fn free_endpoints(n: usize) -> Result<Vec<String>, String> {
+    // Hold every listener until all ports are chosen, so no port is handed out twice.
+    let listeners: Vec<std::net::TcpListener> = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
+        .collect::<Result<_, _>>()
+        .map_err(|e| e.to_string())?;
+    listeners
+        .iter()
+        .map(|l| {
+            l.local_addr()
+                .map(|a| format!("tcp://127.0.0.1:{}", a.port()))
+                .map_err(|e| e.to_string())
+        })
+        .collect()
 }
 
 /// A SUB socket connected to each endpoint, subscribed to everything.
@@ -109,13 +147,6 @@ pub fn subscriber(endpoints: &[String]) -> Result<ZmqSub, String> {
         timeout_ms: -2,
         _ctx: ctx,
     })
-}
-
-/// A free TCP endpoint on loopback for the floor's PUB to bind.
-pub fn free_endpoint() -> Result<String, String> {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
-    let port = l.local_addr().map_err(|e| e.to_string())?.port();
-    Ok(format!("tcp://127.0.0.1:{port}"))
 }
 
 /// Asks a master (ours or the reference) for a topic's port with the original's text protocol,
