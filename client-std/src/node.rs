@@ -177,7 +177,7 @@ impl DataLink {
     ) -> Result<Self> {
         let cell = node.register(request)?;
         let port = cell.load(Ordering::Acquire);
-        node.secure(socket)?;
+        node.prepare_socket(socket)?;
         socket.connect(&node.data_endpoint(port))?;
         Ok(DataLink { cell, port })
     }
@@ -338,7 +338,7 @@ impl NodeInner {
             None => {
                 let s = self.ctx.socket(zmq::REQ)?;
                 s.set_linger(0)?;
-                self.secure(&s)?;
+                self.prepare_socket(&s)?;
                 s.connect(&self.control_endpoint)?;
                 s
             }
@@ -373,8 +373,12 @@ impl NodeInner {
         }
     }
 
-    /// Applies this node's security settings to a socket before it connects.
-    pub(crate) fn secure(&self, socket: &zmq::Socket) -> Result<()> {
+    /// Applies this node's settings to a socket before it connects: credentials, and ZMTP
+    /// heartbeats so that a half-open connection (peer gone without a FIN) is noticed and
+    /// reconnected instead of hanging.
+    pub(crate) fn prepare_socket(&self, socket: &zmq::Socket) -> Result<()> {
+        socket.set_heartbeat_ivl(2_000)?;
+        socket.set_heartbeat_timeout(6_000)?;
         if let Some((user, password)) = &self.plain {
             socket.set_plain_username(Some(user))?;
             socket.set_plain_password(Some(password))?;
@@ -393,7 +397,7 @@ impl NodeInner {
             );
             let s = self.ctx.socket(zmq::REQ)?;
             s.set_linger(0)?;
-            self.secure(&s)?;
+            self.prepare_socket(&s)?;
             s.monitor(
                 &endpoint,
                 (zmq::SocketEvent::HANDSHAKE_FAILED_AUTH as i32)

@@ -4,6 +4,8 @@ use std::time::Duration;
 
 pub use zerosmq_master::{Master, MasterConfig, MasterHandle};
 
+pub mod fault_proxy;
+
 /// How long tests wait for anything that should happen at once; generous for loaded CI machines.
 pub const WAIT: Duration = Duration::from_secs(10);
 
@@ -70,4 +72,95 @@ pub fn cargo_bin(package: &str, bin: &str) -> std::path::PathBuf {
         built.push(bin.to_owned());
     }
     path
+}
+
+/// The master binary as a child process (killed on drop), for tests that kill it, count its
+/// descriptors or measure its memory.
+pub struct MasterProcess {
+    pub child: std::process::Child,
+    pub port: u16,
+    /// The master's log lines, as they come.
+    pub log: std::sync::mpsc::Receiver<String>,
+}
+
+impl MasterProcess {
+    /// Starts `zerosmq-master --bind 127.0.0.1 --port 0 ARGS...` and waits for its control port.
+    pub fn start(args: &[&str]) -> MasterProcess {
+        use std::io::BufRead as _;
+        let mut child = std::process::Command::new(cargo_bin("zerosmq-master", "zerosmq-master"))
+            .args(["--bind", "127.0.0.1", "--port", "0"])
+            .args(args)
+            .env("NO_COLOR", "1")
+            .env("RUST_LOG", "info")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("master starts");
+        let (tx, rx) = std::sync::mpsc::channel();
+        let out = child.stdout.take().expect("stdout");
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let deadline = std::time::Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let line = rx.recv_timeout(left).expect("master logs its port");
+            if line.contains("control service listening") {
+                let port = line
+                    .rsplit("port=")
+                    .next()
+                    .and_then(|p| p.trim().parse().ok())
+                    .expect("port");
+                return MasterProcess {
+                    child,
+                    port,
+                    log: rx,
+                };
+            }
+        }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("tcp://127.0.0.1:{}", self.port)
+    }
+
+    /// Open file descriptors of the master process.
+    pub fn open_fds(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.child.id())).map_or(0, |d| d.count())
+    }
+
+    /// Resident memory of the master process, in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for MasterProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls `cond` every 50 ms until it holds or `within` passes; returns how long it took.
+pub fn wait_until(within: Duration, mut cond: impl FnMut() -> bool) -> Option<Duration> {
+    let start = std::time::Instant::now();
+    loop {
+        if cond() {
+            return Some(start.elapsed());
+        }
+        if start.elapsed() >= within {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
