@@ -87,7 +87,7 @@ impl MasterProcess {
     /// Starts `zerosmq-master --bind 127.0.0.1 --port 0 ARGS...` and waits for its control port.
     pub fn start(args: &[&str]) -> MasterProcess {
         use std::io::BufRead as _;
-        let mut child = std::process::Command::new(cargo_bin("zerosmq-master", "zerosmq-master"))
+        let child = std::process::Command::new(cargo_bin("zerosmq-master", "zerosmq-master"))
             .args(["--bind", "127.0.0.1", "--port", "0"])
             .args(args)
             .env("NO_COLOR", "1")
@@ -96,8 +96,14 @@ impl MasterProcess {
             .stderr(std::process::Stdio::null())
             .spawn()
             .expect("master starts");
-        let (tx, rx) = std::sync::mpsc::channel();
-        let out = child.stdout.take().expect("stdout");
+        let (tx, log) = std::sync::mpsc::channel();
+        // Owned by the struct from here on, so that a failed start still kills and reaps it.
+        let mut master = MasterProcess {
+            child,
+            port: 0,
+            log,
+        };
+        let out = master.child.stdout.take().expect("stdout");
         std::thread::spawn(move || {
             for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
                 let _ = tx.send(line);
@@ -106,18 +112,14 @@ impl MasterProcess {
         let deadline = std::time::Instant::now() + WAIT;
         loop {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
-            let line = rx.recv_timeout(left).expect("master logs its port");
+            let line = master.log.recv_timeout(left).expect("master logs its port");
             if line.contains("control service listening") {
-                let port = line
+                master.port = line
                     .rsplit("port=")
                     .next()
                     .and_then(|p| p.trim().parse().ok())
                     .expect("port");
-                return MasterProcess {
-                    child,
-                    port,
-                    log: rx,
-                };
+                return master;
             }
         }
     }
