@@ -192,6 +192,9 @@ pub struct TopicInfo<'a> {
     pub messages: u64,
     /// Payload bytes forwarded so far (all frames).
     pub bytes: u64,
+    /// Messages that at least one subscriber missed because its queue was full (the
+    /// high-water mark drop policy).
+    pub dropped: u64,
     /// Milliseconds since the last forwarded message; `None` when nothing was forwarded yet.
     pub idle_ms: Option<u64>,
 }
