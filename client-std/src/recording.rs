@@ -3,6 +3,8 @@
 //! - **MCAP** (default): the robotics recording format that Foxglove and ROS 2 read. One channel per
 //!   topic (message encoding [`MCAP_MESSAGE_ENCODING`], no schema), the payload stored unchanged,
 //!   `log_time` = receipt time in nanoseconds since the UNIX epoch. Lossless for any bytes.
+//!   Multipart messages go to a second channel of the topic, encoding [`MCAP_MULTIPART_ENCODING`]:
+//!   every frame (the payload first) as a 4-byte little-endian length and the bytes.
 //! - **Text**: the original ZeROSMQ's `milliseconds,topic,message` lines (ended by `\r\n`, as the
 //!   original writes them), milliseconds counted from the start of the recording. Our writer adds
 //!   three decimals (microseconds); the original's replay reads them with `float()`. The message is
@@ -19,6 +21,9 @@ use std::path::{Path, PathBuf};
 
 /// The MCAP message encoding of zerosmq channels: the payload bytes exactly as published.
 pub const MCAP_MESSAGE_ENCODING: &str = "zerosmq";
+
+/// The MCAP message encoding of multipart messages: each frame as `u32` LE length + bytes.
+pub const MCAP_MULTIPART_ENCODING: &str = "zerosmq.multipart";
 
 /// The MCAP profile written in the header.
 pub const MCAP_PROFILE: &str = "zerosmq";
@@ -37,6 +42,8 @@ pub struct RecordedMessage {
     pub time_ns: u64,
     pub topic: String,
     pub payload: Vec<u8>,
+    /// Frames after the first of a multipart message; empty for the usual one-frame message.
+    pub parts: Vec<Vec<u8>>,
 }
 
 /// The file formats.
@@ -201,7 +208,37 @@ fn parse_text_line(line: &[u8]) -> Result<RecordedMessage, String> {
         time_ns: (ms * 1e6).round() as u64,
         topic: topic.to_owned(),
         payload: payload.to_vec(),
+        parts: Vec::new(),
     })
+}
+
+/// Frames as `u32` LE length + bytes each.
+fn encode_frames(first: &[u8], rest: &[&[u8]]) -> Vec<u8> {
+    let frames = || std::iter::once(first).chain(rest.iter().copied());
+    let mut out = Vec::with_capacity(frames().map(|f| 4 + f.len()).sum());
+    for frame in frames() {
+        out.extend_from_slice(&(frame.len() as u32).to_le_bytes());
+        out.extend_from_slice(frame);
+    }
+    out
+}
+
+/// The inverse of [`encode_frames`]; at least one frame, every length within the data.
+fn decode_frames(mut data: &[u8]) -> Option<(Vec<u8>, Vec<Vec<u8>>)> {
+    let mut frames = Vec::new();
+    while !data.is_empty() {
+        let (len, rest) = data.split_first_chunk::<4>()?;
+        let len = u32::from_le_bytes(*len) as usize;
+        if len > rest.len() {
+            return None;
+        }
+        let (frame, rest) = rest.split_at(len);
+        frames.push(frame.to_vec());
+        data = rest;
+    }
+    let mut frames = frames.into_iter();
+    let first = frames.next()?;
+    Some((first, frames.collect()))
 }
 
 /// Reads MCAP messages in file order. A file cut short (no end magic, a partial record or chunk)
@@ -225,10 +262,24 @@ pub fn parse_mcap(bytes: &[u8]) -> (Vec<RecordedMessage>, Option<Damage>) {
     };
     for item in stream {
         match item {
+            Ok(m) if m.channel.message_encoding == MCAP_MULTIPART_ENCODING => {
+                let Some((payload, parts)) = decode_frames(&m.data) else {
+                    let at = format!("message {}", messages.len() + 1);
+                    let reason = "a multipart message whose frame lengths do not fit".into();
+                    return (messages, Some(Damage { at, reason }));
+                };
+                messages.push(RecordedMessage {
+                    time_ns: m.log_time,
+                    topic: m.channel.topic.clone(),
+                    payload,
+                    parts,
+                });
+            }
             Ok(m) => messages.push(RecordedMessage {
                 time_ns: m.log_time,
                 topic: m.channel.topic.clone(),
                 payload: m.data.into_owned(),
+                parts: Vec::new(),
             }),
             Err(e) => {
                 let reason = match e {
@@ -279,7 +330,8 @@ pub struct RecordingWriter {
 enum WriterKind {
     Mcap {
         writer: Box<mcap::Writer<BufWriter<File>>>,
-        channels: HashMap<String, (u16, u32)>,
+        /// (topic, multipart) -> (channel id, last sequence number).
+        channels: HashMap<(String, bool), (u16, u32)>,
     },
     Text(BufWriter<File>),
 }
@@ -359,18 +411,32 @@ impl RecordingWriter {
         topic: &str,
         payload: &[u8],
     ) -> Result<bool, RecordingError> {
+        self.write_parts(time_ns, topic, payload, &[])
+    }
+
+    /// Appends one message of several frames: `payload`, then `parts` (none: a plain message).
+    /// The text format cannot hold more than one frame.
+    pub fn write_parts(
+        &mut self,
+        time_ns: u64,
+        topic: &str,
+        payload: &[u8],
+        parts: &[&[u8]],
+    ) -> Result<bool, RecordingError> {
         match &mut self.inner {
             WriterKind::Mcap { writer, channels } => {
-                let (channel_id, sequence) = match channels.get_mut(topic) {
+                let multipart = !parts.is_empty();
+                let key = (topic.to_owned(), multipart);
+                let (channel_id, sequence) = match channels.get_mut(&key) {
                     Some(c) => c,
                     None => {
-                        let id = writer.add_channel(
-                            0,
-                            topic,
-                            MCAP_MESSAGE_ENCODING,
-                            &Default::default(),
-                        )?;
-                        channels.entry(topic.to_owned()).or_insert((id, 0))
+                        let encoding = if multipart {
+                            MCAP_MULTIPART_ENCODING
+                        } else {
+                            MCAP_MESSAGE_ENCODING
+                        };
+                        let id = writer.add_channel(0, topic, encoding, &Default::default())?;
+                        channels.entry(key).or_insert((id, 0))
                     }
                 };
                 *sequence = sequence.wrapping_add(1);
@@ -380,10 +446,15 @@ impl RecordingWriter {
                     log_time: time_ns,
                     publish_time: time_ns,
                 };
-                writer.write_to_known_channel(&header, payload)?;
+                if multipart {
+                    writer.write_to_known_channel(&header, &encode_frames(payload, parts))?;
+                } else {
+                    writer.write_to_known_channel(&header, payload)?;
+                }
             }
             WriterKind::Text(out) => {
-                let text_safe = std::str::from_utf8(payload).is_ok()
+                let text_safe = parts.is_empty()
+                    && std::str::from_utf8(payload).is_ok()
                     && !payload.iter().any(|&b| b == b'\n' || b == b'\r');
                 if !text_safe {
                     self.summary.skipped += 1;
@@ -451,6 +522,7 @@ mod tests {
             time_ns,
             topic: topic.into(),
             payload: payload.into(),
+            parts: Vec::new(),
         }
     }
 
@@ -464,7 +536,9 @@ mod tests {
         let mut w =
             RecordingWriter::create(path, format, 1_000, &WriterOptions::default()).unwrap();
         for m in messages {
-            w.write(m.time_ns, &m.topic, &m.payload).unwrap();
+            let parts: Vec<&[u8]> = m.parts.iter().map(Vec::as_slice).collect();
+            w.write_parts(m.time_ns, &m.topic, &m.payload, &parts)
+                .unwrap();
         }
         w.finish().unwrap();
     }
@@ -483,9 +557,10 @@ mod tests {
         assert!(w.write(2_501_000, "gps", b"a,b,c").unwrap());
         assert!(!w.write(3_000_000, "gps", b"two\nlines").unwrap());
         assert!(!w.write(3_000_000, "gps", &[0xff, 0]).unwrap());
+        assert!(!w.write_parts(3_000_000, "gps", b"a", &[b"b"]).unwrap());
         let summary = w.finish().unwrap();
         assert_eq!(summary.messages, 2);
-        assert_eq!(summary.skipped, 2);
+        assert_eq!(summary.skipped, 3);
         assert_eq!(
             std::fs::read(&path).unwrap(),
             b"0.000,imu,1.5\r\n2.500,gps,a,b,c\r\n"
@@ -528,10 +603,14 @@ mod tests {
     fn mcap_round_trip_is_lossless() {
         let path = temp("round.mcap");
         let all_bytes: Vec<u8> = (0..=255).collect();
+        let mut multipart = msg(1_700_000_000_000_000_004, "a", b"head");
+        multipart.parts = vec![vec![], all_bytes.clone(), b"tail".to_vec()];
         let messages = vec![
             msg(1_700_000_000_000_000_001, "a", b"x,y\nz\r\n"),
             msg(1_700_000_000_000_000_002, "b", &all_bytes),
             msg(1_700_000_000_000_000_003, "a", b""),
+            multipart,
+            msg(1_700_000_000_000_000_005, "a", b"after"),
         ];
         write_all(&path, RecordingFormat::Mcap, &messages);
         let rec = read_recording(&path).unwrap();
@@ -569,6 +648,19 @@ mod tests {
         }
         let half = parse_recording(&bytes[..bytes.len() / 2]);
         assert!(half.messages.len() > 500, "{}", half.messages.len());
+    }
+
+    #[test]
+    fn frames_encode_and_refuse_bad_lengths() {
+        let data = encode_frames(b"ab", &[b"", b"c"]);
+        assert_eq!(data, b"\x02\0\0\0ab\0\0\0\0\x01\0\0\0c");
+        assert_eq!(
+            decode_frames(&data),
+            Some((b"ab".to_vec(), vec![vec![], b"c".to_vec()]))
+        );
+        assert_eq!(decode_frames(b""), None);
+        assert_eq!(decode_frames(b"\x05\0\0\0ab"), None);
+        assert_eq!(decode_frames(b"\x01\0\0"), None);
     }
 
     #[test]

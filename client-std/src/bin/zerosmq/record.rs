@@ -8,7 +8,7 @@ use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use zerosmq::recording::{RecordingFormat, RecordingWriter, WriterOptions};
+use zerosmq::recording::{RecordingError, RecordingFormat, RecordingWriter, WriterOptions};
 
 use crate::topic::POLL;
 use crate::{cli_node_as, parse_seconds, stop_flag, stopped, Cli, CliResult};
@@ -73,6 +73,15 @@ struct Received {
     time_ns: u64,
     topic: Arc<str>,
     payload: Vec<u8>,
+    /// Frames after the first of a multipart message.
+    parts: Vec<Vec<u8>>,
+}
+
+impl Received {
+    fn write(&self, writer: &mut RecordingWriter) -> Result<bool, RecordingError> {
+        let parts: Vec<&[u8]> = self.parts.iter().map(Vec::as_slice).collect();
+        writer.write_parts(self.time_ns, &self.topic, &self.payload, &parts)
+    }
 }
 
 pub fn run(cli: &Cli, args: &RecordArgs) -> CliResult {
@@ -86,6 +95,9 @@ pub fn run(cli: &Cli, args: &RecordArgs) -> CliResult {
         Some(FormatArg::Text) => RecordingFormat::Text,
         None => RecordingFormat::from_path(&output),
     };
+    for topic in &args.topics {
+        zerosmq_core::Topic::new(topic).map_err(|e| format!("cannot record '{topic}': {e}"))?;
+    }
     let node = cli_node_as(cli, "record")?;
     // Ask the master before creating the file, so a dead master leaves no empty file behind.
     let mut pending: BTreeSet<String> = if args.topics.is_empty() {
@@ -159,7 +171,7 @@ pub fn run(cli: &Cli, args: &RecordArgs) -> CliResult {
         }
         match rx.recv_timeout(wait) {
             Ok(m) => {
-                if let Err(e) = writer.write(m.time_ns, &m.topic, &m.payload) {
+                if let Err(e) = m.write(&mut writer) {
                     failure = Some(e.into());
                     break;
                 }
@@ -168,7 +180,7 @@ pub fn run(cli: &Cli, args: &RecordArgs) -> CliResult {
                     if args.count.is_some_and(|n| writer.offered() >= n) {
                         break;
                     }
-                    if let Err(e) = writer.write(m.time_ns, &m.topic, &m.payload) {
+                    if let Err(e) = m.write(&mut writer) {
                         failure = Some(e.into());
                         break 'recording;
                     }
@@ -199,7 +211,7 @@ pub fn run(cli: &Cli, args: &RecordArgs) -> CliResult {
         if args.count.is_some_and(|n| writer.offered() >= n) {
             break;
         }
-        writer.write(m.time_ns, &m.topic, &m.payload)?;
+        m.write(&mut writer)?;
     }
     let summary = writer.finish()?;
     eprintln!(
@@ -213,8 +225,8 @@ pub fn run(cli: &Cli, args: &RecordArgs) -> CliResult {
     }
     if summary.skipped > 0 {
         eprintln!(
-            "zerosmq: {} message(s) not written: the text format cannot hold line breaks or \
-             bytes that are not UTF-8 (record to .mcap to keep them)",
+            "zerosmq: {} message(s) not written: the text format cannot hold line breaks, \
+             bytes that are not UTF-8 or multipart messages (record to .mcap to keep them)",
             summary.skipped
         );
     }
@@ -237,6 +249,7 @@ fn spawn_receiver(
                 time_ns: clock.ns(Instant::now()),
                 topic: topic.clone(),
                 payload: msg.payload().to_vec(),
+                parts: msg.parts().map(<[u8]>::to_vec).collect(),
             };
             tx.send(received).is_ok()
         };

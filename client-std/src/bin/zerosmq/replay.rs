@@ -132,14 +132,10 @@ pub fn run(cli: &Cli, args: &ReplayArgs) -> CliResult {
         )
         .into());
     }
-    if !args.topics.is_empty() {
-        messages.retain(|m| args.topics.contains(&m.topic));
-    }
+    messages = replay_order(messages, &args.topics);
     if messages.is_empty() {
         return Err(format!("{file} holds no messages to replay").into());
     }
-    // Stable: messages with the same time keep their file order.
-    messages.sort_by_key(|m| m.time_ns);
 
     let node = cli_node_as(cli, "replay")?;
     // One publisher per topic, each ready (the master's socket connected) before the first
@@ -200,7 +196,12 @@ pub fn run(cli: &Cli, args: &ReplayArgs) -> CliResult {
                 break 'passes;
             }
             let late = Instant::now().saturating_duration_since(due);
-            publishers[index].publish(&m.payload)?;
+            if m.parts.is_empty() {
+                publishers[index].publish(&m.payload)?;
+            } else {
+                let parts: Vec<&[u8]> = m.parts.iter().map(Vec::as_slice).collect();
+                publishers[index].publish_parts(&m.payload, &parts)?;
+            }
             error.add(late);
             published += 1;
             progress.inc(1);
@@ -220,6 +221,17 @@ pub fn run(cli: &Cli, args: &ReplayArgs) -> CliResult {
         error.max.as_secs_f64() * 1e3
     );
     Ok(())
+}
+
+/// The messages to publish, in the order to publish them: those of `topics` (all when empty), by
+/// time, and in file order among equal times (a stable sort). A recorder's file is in arrival
+/// order, which can differ from time order by a scheduler stall between its receiving threads.
+fn replay_order(mut messages: Vec<RecordedMessage>, topics: &[String]) -> Vec<RecordedMessage> {
+    if !topics.is_empty() {
+        messages.retain(|m| topics.contains(&m.topic));
+    }
+    messages.sort_by_key(|m| m.time_ns);
+    messages
 }
 
 /// Sleeps until shortly before `due`, then spins to it. False when stopped by a signal.
@@ -242,5 +254,62 @@ fn wait_until(due: Instant, stop: &std::sync::atomic::AtomicBool) -> bool {
         } else {
             std::hint::spin_loop();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m(time_ns: u64, topic: &str, payload: &str) -> RecordedMessage {
+        RecordedMessage {
+            time_ns,
+            topic: topic.into(),
+            payload: payload.into(),
+            parts: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn order_is_by_time_then_file_order_across_topics() {
+        let file = vec![
+            m(10, "a", "1"),
+            m(10, "b", "2"),
+            m(30, "a", "4"),
+            m(20, "b", "3"),
+            m(30, "b", "5"),
+            m(30, "a", "6"),
+        ];
+        let order: Vec<String> = replay_order(file.clone(), &[])
+            .iter()
+            .map(|m| format!("{}{}", m.topic, String::from_utf8_lossy(&m.payload)))
+            .collect();
+        assert_eq!(order, ["a1", "b2", "b3", "a4", "b5", "a6"]);
+        let only_b: Vec<u64> = replay_order(file, &["b".into()])
+            .iter()
+            .map(|m| m.time_ns)
+            .collect();
+        assert_eq!(only_b, [10, 20, 30]);
+    }
+
+    #[test]
+    fn speed_refuses_zero_negative_and_nonsense() {
+        assert_eq!(parse_speed("0.1"), Ok(0.1));
+        assert_eq!(parse_speed("100"), Ok(100.0));
+        for bad in ["0", "-1", "-0.0", "inf", "NaN", "fast", ""] {
+            assert!(parse_speed(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn lateness_quantiles() {
+        let mut e = TimingError::new();
+        for us in [5, 5, 5, 5, 5, 5, 5, 5, 5, 2_000] {
+            e.add(Duration::from_micros(us));
+        }
+        assert_eq!(e.quantile_ms(0.5), 0.01);
+        assert_eq!(e.quantile_ms(0.9), 0.01);
+        assert_eq!(e.quantile_ms(0.99), 2.01);
+        assert_eq!(e.max, Duration::from_millis(2));
     }
 }
