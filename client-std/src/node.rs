@@ -450,8 +450,8 @@ pub struct TopicInfo {
     pub subscribers: Vec<String>,
     pub messages: u64,
     pub bytes: u64,
-    /// Messages at least one subscriber missed because it fell behind (high-water mark).
-    pub dropped: u64,
+    /// Times a subscriber fell a high-water mark behind and started missing messages.
+    pub overflows: u64,
     pub idle: Option<Duration>,
 }
 
@@ -575,7 +575,7 @@ impl Node {
                 subscribers: split_list(t.subscribers),
                 messages: t.messages,
                 bytes: t.bytes,
-                dropped: t.dropped,
+                overflows: t.overflows,
                 idle: t.idle_ms.map(Duration::from_millis),
             }),
             _ => Err(Error::Protocol(zerosmq_core::DecodeError::UnexpectedReply)),

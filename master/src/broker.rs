@@ -20,7 +20,9 @@ use zerosmq_core::message::{MAX_READY_PROBE_LEN, READY_PROBE_PREFIX};
 use zerosmq_core::Topic;
 
 use crate::registry::{Registry, TopicCounters};
-use crate::sockets::{bound_port, MasterContext, PortPlan, SocketTuning, TopicSockets};
+use crate::sockets::{
+    bound_port, send_keep, set_xpub_nodrop, MasterContext, PortPlan, SocketTuning, TopicSockets,
+};
 use crate::{MasterConfig, MasterError};
 
 /// Messages forwarded from one socket before the others get a turn (a multipart message is
@@ -308,8 +310,13 @@ fn forward(topic: &Topic, state: &mut TopicState) -> bool {
     let mut forwarded = 0usize;
     let mut more = false;
     let mut left = true;
+    // The current message already counted an overflow (a multipart message counts once).
+    let mut dropping = false;
     while more || forwarded < FORWARD_BATCH {
         let mut msg = zmq::Message::new();
+        if !more {
+            dropping = false;
+        }
         match sockets.inbound.recv(&mut msg, zmq::DONTWAIT) {
             Ok(()) => {}
             Err(zmq::Error::EAGAIN) => {
@@ -329,9 +336,24 @@ fn forward(topic: &Topic, state: &mut TopicState) -> bool {
         } else {
             zmq::DONTWAIT
         };
-        if let Err(e) = sockets.outbound.send(msg, flags) {
-            // XPUB drops at the high-water mark rather than failing; this is unexpected.
-            warn!(%topic, error = %e, "send to subscribers failed");
+        match send_keep(&mut sockets.outbound, &mut msg, flags) {
+            Ok(()) => {}
+            Err(zmq::Error::EAGAIN) => {
+                // A subscriber's queue is at the high-water mark. Drop policy: it misses this
+                // message and the next ones until it catches up (libzmq parks its pipe), the
+                // others get them, and the overflow is counted.
+                let _ = set_xpub_nodrop(&mut sockets.outbound, false);
+                let sent = send_keep(&mut sockets.outbound, &mut msg, flags);
+                let _ = set_xpub_nodrop(&mut sockets.outbound, true);
+                if !dropping {
+                    counters.overflows += 1;
+                    dropping = true;
+                }
+                if let Err(e) = sent {
+                    warn!(%topic, error = %e, "send to subscribers failed");
+                }
+            }
+            Err(e) => warn!(%topic, error = %e, "send to subscribers failed"),
         }
         if !more {
             counters.messages += 1;

@@ -327,7 +327,7 @@ impl Broker {
                 subscribers: &subscribers,
                 messages: c.messages,
                 bytes: c.bytes,
-                dropped: c.dropped,
+                overflows: c.overflows,
                 idle_ms: c.last_activity.map(|t| t.elapsed().as_millis() as u64),
             }),
             enc,

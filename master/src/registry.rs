@@ -12,8 +12,8 @@ pub struct TopicCounters {
     pub messages: u64,
     /// Bytes forwarded, all frames.
     pub bytes: u64,
-    /// Messages at least one subscriber missed (its queue was at the high-water mark).
-    pub dropped: u64,
+    /// Times a subscriber's queue overflowed and it started missing messages.
+    pub overflows: u64,
     /// When the last message was forwarded.
     pub last_activity: Option<Instant>,
 }

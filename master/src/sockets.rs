@@ -227,8 +227,11 @@ impl TopicSockets {
         // As the original: the master's SUB subscribes to the topic's bytes, which is also the
         // subscription a waiting publisher sees arrive.
         inbound.set_subscribe(topic.as_bytes())?;
-        let outbound = ctx.socket(zmq::XPUB)?;
+        let mut outbound = ctx.socket(zmq::XPUB)?;
         tuning.apply(&outbound)?;
+        // Sends that would drop for a full subscriber fail instead, so that the forwarder can
+        // count the drop and then deliver to the others (see `broker::forward`).
+        set_xpub_nodrop(&mut outbound, true)?;
         security.protect(&outbound, &topic_domain(topic, Access::Read))?;
         outbound.set_linger(0)?;
         // Drop policy: a subscriber whose queue holds `hwm` messages misses new ones (libzmq's
@@ -254,4 +257,51 @@ impl TopicSockets {
     pub fn watches(&self, fd: RawFd) -> bool {
         fd == self.inbound_fd || fd == self.outbound_fd
     }
+}
+
+/// Sends `msg`, leaving it intact when the send fails (the `zmq` crate's `send` consumes the
+/// message, so a failed send would lose it).
+pub fn send_keep(
+    socket: &mut zmq::Socket,
+    msg: &mut zmq::Message,
+    flags: i32,
+) -> Result<(), zmq::Error> {
+    // `zmq::Message` is a struct of one field, a `zmq_msg_t`; equal sizes pin that field at offset
+    // 0, which makes the pointer cast below sound.
+    const _: () =
+        assert!(std::mem::size_of::<zmq::Message>() == std::mem::size_of::<zmq_sys::zmq_msg_t>());
+    // SAFETY: see above; `socket` is a live socket and `msg` an initialised message.
+    let rc = unsafe {
+        zmq_sys::zmq_msg_send(
+            (msg as *mut zmq::Message).cast::<zmq_sys::zmq_msg_t>(),
+            socket.as_mut_ptr(),
+            flags,
+        )
+    };
+    if rc < 0 {
+        // SAFETY: plain FFI call.
+        return Err(zmq::Error::from_raw(unsafe { zmq_sys::zmq_errno() }));
+    }
+    Ok(())
+}
+
+/// Sets `ZMQ_XPUB_NODROP` (the `zmq` crate has no setter): with it, a send that would drop
+/// for a subscriber at its high-water mark fails with EAGAIN instead, which is how the master
+/// counts drops.
+pub fn set_xpub_nodrop(socket: &mut zmq::Socket, on: bool) -> Result<(), zmq::Error> {
+    let value: std::ffi::c_int = on.into();
+    // SAFETY: plain FFI call with a pointer to a local int of the size given.
+    let rc = unsafe {
+        zmq_sys::zmq_setsockopt(
+            socket.as_mut_ptr(),
+            zmq_sys::ZMQ_XPUB_NODROP as _,
+            (&value as *const std::ffi::c_int).cast(),
+            std::mem::size_of::<std::ffi::c_int>(),
+        )
+    };
+    if rc < 0 {
+        // SAFETY: plain FFI call.
+        return Err(zmq::Error::from_raw(unsafe { zmq_sys::zmq_errno() }));
+    }
+    Ok(())
 }

@@ -192,9 +192,10 @@ pub struct TopicInfo<'a> {
     pub messages: u64,
     /// Payload bytes forwarded so far (all frames).
     pub bytes: u64,
-    /// Messages that at least one subscriber missed because its queue was full (the
-    /// high-water mark drop policy).
-    pub dropped: u64,
+    /// Times a subscriber's queue overflowed (reached the high-water mark): each starts a run of
+    /// messages that subscriber misses until it catches up. libzmq's XPUB does not say how many
+    /// messages each run is, so runs are what is counted.
+    pub overflows: u64,
     /// Milliseconds since the last forwarded message; `None` when nothing was forwarded yet.
     pub idle_ms: Option<u64>,
 }

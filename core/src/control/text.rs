@@ -128,8 +128,8 @@ pub fn encode_reply(reply: &ControlReply<'_>, buf: &mut [u8]) -> Result<usize, E
         ControlReply::TopicInfo(t) => {
             let r = write!(
                 w,
-                "TOPIC_INFO topic={} publish_port={} subscribe_port={} messages={} bytes={} dropped={} idle_ms=",
-                t.topic, t.publish_port, t.subscribe_port, t.messages, t.bytes, t.dropped
+                "TOPIC_INFO topic={} publish_port={} subscribe_port={} messages={} bytes={} overflows={} idle_ms=",
+                t.topic, t.publish_port, t.subscribe_port, t.messages, t.bytes, t.overflows
             );
             r.and_then(|()| match t.idle_ms {
                 Some(ms) => write!(w, "{ms}"),
@@ -202,7 +202,7 @@ pub fn decode_reply(kind: ReplyKind, bytes: &[u8]) -> Result<ControlReply<'_>, D
             let subscribe_port = f.number("subscribe_port")?;
             let messages = f.number("messages")?;
             let bytes = f.number("bytes")?;
-            let dropped = f.number("dropped")?;
+            let overflows = f.number("overflows")?;
             let idle = f.next("idle_ms")?;
             let idle_ms = if idle.is_empty() {
                 None
@@ -220,7 +220,7 @@ pub fn decode_reply(kind: ReplyKind, bytes: &[u8]) -> Result<ControlReply<'_>, D
                 subscribers,
                 messages,
                 bytes,
-                dropped,
+                overflows,
                 idle_ms,
             })
         }
