@@ -52,11 +52,13 @@ pub fn raw_request(req: &zmq::Socket, bytes: &[u8]) -> Vec<u8> {
 /// that a test run of this package alone uses current binaries of the other packages.
 pub fn cargo_bin(package: &str, bin: &str) -> std::path::PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
-    // target/<profile>/deps/<test> -> target/<profile>/<bin>
-    let profile_dir = exe
-        .parent()
-        .and_then(|d| d.parent())
-        .expect("target profile dir");
+    // target/<profile>/deps/<test> (a test) or target/<profile>/<bin> (the soak binary)
+    let dir = exe.parent().expect("executable directory");
+    let profile_dir = if dir.ends_with("deps") {
+        dir.parent().expect("target profile dir")
+    } else {
+        dir
+    };
     let path = profile_dir.join(bin);
     static BUILT: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
     let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
@@ -84,11 +86,17 @@ pub struct MasterProcess {
 }
 
 impl MasterProcess {
-    /// Starts `zerosmq-master --bind 127.0.0.1 --port 0 ARGS...` and waits for its control port.
+    /// Starts `zerosmq-master --bind 127.0.0.1 ARGS...` (with `--port 0` unless ARGS give one)
+    /// and waits for its control port.
     pub fn start(args: &[&str]) -> MasterProcess {
         use std::io::BufRead as _;
         let child = std::process::Command::new(cargo_bin("zerosmq-master", "zerosmq-master"))
-            .args(["--bind", "127.0.0.1", "--port", "0"])
+            .args(["--bind", "127.0.0.1"])
+            .args(if args.contains(&"--port") {
+                &[][..]
+            } else {
+                &["--port", "0"][..]
+            })
             .args(args)
             .env("NO_COLOR", "1")
             .env("RUST_LOG", "info")
