@@ -188,6 +188,25 @@ fn pub_sends_once_or_count_messages_at_a_rate() {
         .unwrap()
         .is_none());
 
+    // --wait-subscribers: published only once a second subscriber is there. (Only the first
+    // subscriber's receipt is checked: the master counts a subscriber when it registers, a moment
+    // before its connection is live, so the new one may miss a message sent at once.)
+    let mut publishing =
+        spawn(zerosmq(&master).args(["topic", "pub", "cmd", "for two", "--wait-subscribers", "2"]));
+    publishing.wait_stderr("waiting for 2 subscriber(s) of 'cmd'");
+    assert!(
+        sub.recv_timeout(Duration::from_millis(300))
+            .unwrap()
+            .is_none(),
+        "nothing is published while one subscriber is missing"
+    );
+    let second = node(&master, "second");
+    let _sub2 = second.subscribe("cmd").unwrap();
+    let (status, _, err) = publishing.finish();
+    assert!(status.success(), "{err:#?}");
+    let msg = sub.recv_timeout(WAIT).unwrap().expect("the message");
+    assert_eq!(msg.payload(), b"for two");
+
     let out = run(
         zerosmq(&master).args(["topic", "pub", "cmd", "x", "-r", "0"]),
         WAIT,
