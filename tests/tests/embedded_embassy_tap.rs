@@ -45,8 +45,20 @@ fn async_node_on_embassy_net_over_tap_against_the_real_master() {
     let ns = Netns(format!("zsmq-emb-{}", std::process::id()));
     ip(&["netns", "add", &ns.0]);
     ip(&["netns", "exec", &ns.0, "ip", "link", "set", "lo", "up"]);
-    ip(&["netns", "exec", &ns.0, "ip", "tuntap", "add", "dev", "tap0", "mode", "tap"]);
-    ip(&["netns", "exec", &ns.0, "ip", "addr", "add", "192.168.69.100/24", "dev", "tap0"]);
+    ip(&[
+        "netns", "exec", &ns.0, "ip", "tuntap", "add", "dev", "tap0", "mode", "tap",
+    ]);
+    ip(&[
+        "netns",
+        "exec",
+        &ns.0,
+        "ip",
+        "addr",
+        "add",
+        "192.168.69.100/24",
+        "dev",
+        "tap0",
+    ]);
     ip(&["netns", "exec", &ns.0, "ip", "link", "set", "tap0", "up"]);
     let out = Command::new("ip")
         .args(["netns", "exec", &ns.0])
@@ -55,5 +67,9 @@ fn async_node_on_embassy_net_over_tap_against_the_real_master() {
         .expect("embassy-tap-node runs");
     println!("{}", String::from_utf8_lossy(&out.stdout));
     eprintln!("{}", String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "embassy-tap-node failed: {:?}", out.status);
+    assert!(
+        out.status.success(),
+        "embassy-tap-node failed: {:?}",
+        out.status
+    );
 }

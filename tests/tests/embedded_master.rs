@@ -31,7 +31,10 @@ fn embedded_node_next_to_std_nodes_messages_both_ways_and_in_the_graph() {
         mcu_pub.publish(&[i, b' ', 0xff]).unwrap();
     }
     for i in 0..10u8 {
-        let msg = std_sub.recv_timeout(WAIT).unwrap().expect("message from the embedded node");
+        let msg = std_sub
+            .recv_timeout(WAIT)
+            .unwrap()
+            .expect("message from the embedded node");
         assert_eq!(msg.topic(), "imu");
         assert_eq!(msg.payload(), [i, b' ', 0xff]);
     }

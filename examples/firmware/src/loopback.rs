@@ -86,7 +86,12 @@ impl Loopback {
         Loopback {
             state: RefCell::new(State {
                 opened: 0,
-                roles: [Role::Control, Role::Publisher, Role::Control, Role::Subscriber],
+                roles: [
+                    Role::Control,
+                    Role::Publisher,
+                    Role::Control,
+                    Role::Subscriber,
+                ],
                 input: [Queue::new(), Queue::new(), Queue::new(), Queue::new()],
                 output: [Queue::new(), Queue::new(), Queue::new(), Queue::new()],
                 written: [0; LINKS],
@@ -216,10 +221,9 @@ impl Connect for Loopback {
 /// A node with a publisher and a subscriber on topic `imu`, through the loopback master:
 /// grants, handshakes, the master's subscription, the ready probe, and one message each way
 /// round. Returns the number of failed checks.
-pub fn node_round_trip(chunk: usize) -> u32 {
-    let link = Loopback::new(chunk);
+pub fn node_round_trip(link: &Loopback) -> u32 {
     let master = SocketAddr::new(core::net::Ipv4Addr::new(192, 168, 69, 100).into(), 5555);
-    let Ok(node) = zerosmq_embedded::Node::new(&link, master, "mcu") else {
+    let Ok(node) = zerosmq_embedded::Node::new(link, master, "mcu") else {
         return 1;
     };
     let mut pub_buf = [0u8; 128];

@@ -2,8 +2,7 @@
 //! libzmq 4.3.4, in every fragmentation from one byte up.
 
 use zerosmq_core::zmtp::{
-    command, Connection, Decoded, Event, FrameDecoder, FrameHeader, Greeting, SocketType,
-    ZmtpError,
+    command, Connection, Decoded, Event, FrameDecoder, FrameHeader, Greeting, SocketType, ZmtpError,
 };
 
 use crate::loopback::{PUB, REP, SUB_V30, SUB_V31, XPUB};
@@ -13,19 +12,42 @@ pub type Check = (&'static str, fn() -> bool);
 
 pub const CHECKS: &[Check] = &[
     ("greeting: ours, exact bytes", greeting_ours),
-    ("greeting: recorded libzmq greetings parse as 3.1 NULL", greeting_libzmq),
-    ("decoder: recorded PUB stream in 1..64-byte fragments", decoder_fragments),
-    ("decoder: oversized frame skipped, stream stays in sync", decoder_oversized),
-    ("handshake: SUB against recorded XPUB, message delivered", sub_against_xpub),
-    ("handshake: PUB sees SUBSCRIBE (3.1) and 0x01 (3.0) forms", pub_sees_subscriptions),
-    ("handshake: REQ reads the recorded REP reply", req_against_rep),
-    ("encoder: READY, SUBSCRIBE, CANCEL, PONG exact bytes", encoder_bytes),
-    ("node: publisher + subscriber via loopback, 1-byte reads", || {
-        crate::loopback::node_round_trip(1) == 0
-    }),
-    ("node: publisher + subscriber via loopback, 64-byte reads", || {
-        crate::loopback::node_round_trip(64) == 0
-    }),
+    (
+        "greeting: recorded libzmq greetings parse as 3.1 NULL",
+        greeting_libzmq,
+    ),
+    (
+        "decoder: recorded PUB stream in 1..64-byte fragments",
+        decoder_fragments,
+    ),
+    (
+        "decoder: oversized frame skipped, stream stays in sync",
+        decoder_oversized,
+    ),
+    (
+        "handshake: SUB against recorded XPUB, message delivered",
+        sub_against_xpub,
+    ),
+    (
+        "handshake: PUB sees SUBSCRIBE (3.1) and 0x01 (3.0) forms",
+        pub_sees_subscriptions,
+    ),
+    (
+        "handshake: REQ reads the recorded REP reply",
+        req_against_rep,
+    ),
+    (
+        "encoder: READY, SUBSCRIBE, CANCEL, PONG exact bytes",
+        encoder_bytes,
+    ),
+    (
+        "node: publisher + subscriber via loopback, 1-byte reads",
+        || crate::loopback::node_round_trip(&crate::loopback::Loopback::new(1)) == 0,
+    ),
+    (
+        "node: publisher + subscriber via loopback, 64-byte reads",
+        || crate::loopback::node_round_trip(&crate::loopback::Loopback::new(64)) == 0,
+    ),
 ];
 
 fn greeting_ours() -> bool {
@@ -93,7 +115,12 @@ fn decoder_oversized() -> bool {
 }
 
 /// Feeds `stream` to a connection in `chunk`-byte pieces; calls `on` for every event.
-fn drive(conn: &mut Connection, stream: &[u8], chunk: usize, mut on: impl FnMut(Event, &[u8])) -> bool {
+fn drive(
+    conn: &mut Connection,
+    stream: &[u8],
+    chunk: usize,
+    mut on: impl FnMut(Event, &[u8]),
+) -> bool {
     let mut rx = [0u8; 64];
     let mut input = stream;
     while !input.is_empty() {
@@ -120,8 +147,20 @@ fn sub_against_xpub() -> bool {
         let greeting_sent = matches!(c.poll_transmit(&mut tx), Ok(Some(64)));
         let mut events = 0;
         let mut ok = drive(&mut c, XPUB, chunk, |ev, rx| match (events, ev) {
-            (0, Event::Ready { peer: SocketType::XPub, minor: 1 }) => events += 1,
-            (1, Event::Message { len: 9, more: false }) if &rx[..9] == b"imu hello" => events += 1,
+            (
+                0,
+                Event::Ready {
+                    peer: SocketType::XPub,
+                    minor: 1,
+                },
+            ) => events += 1,
+            (
+                1,
+                Event::Message {
+                    len: 9,
+                    more: false,
+                },
+            ) if &rx[..9] == b"imu hello" => events += 1,
             _ => events += 10,
         });
         let ready = c.poll_transmit(&mut tx);
@@ -160,9 +199,12 @@ fn req_against_rep() -> bool {
 
 fn encoder_bytes() -> bool {
     let mut b = [0u8; 64];
-    let ready = command::encode_ready(SocketType::Sub, b"", &mut b) == Ok(27) && b[..27] == SUB_V31[64..91];
-    let sub = command::encode_subscribe(b"imu", &mut b) == Ok(15) && &b[..15] == b"\x04\x0d\x09SUBSCRIBEimu";
-    let cancel = command::encode_cancel(b"imu", &mut b) == Ok(12) && &b[..12] == b"\x04\x0a\x06CANCELimu";
+    let ready =
+        command::encode_ready(SocketType::Sub, b"", &mut b) == Ok(27) && b[..27] == SUB_V31[64..91];
+    let sub = command::encode_subscribe(b"imu", &mut b) == Ok(15)
+        && &b[..15] == b"\x04\x0d\x09SUBSCRIBEimu";
+    let cancel =
+        command::encode_cancel(b"imu", &mut b) == Ok(12) && &b[..12] == b"\x04\x0a\x06CANCELimu";
     let pong = command::encode_pong(b"ab", &mut b) == Ok(9) && &b[..9] == b"\x04\x07\x04PONGab";
     ready && sub && cancel && pong
 }

@@ -4,10 +4,12 @@
 #![no_std]
 #![no_main]
 
-use zerosmq_firmware::{exit, loopback::node_round_trip};
+use zerosmq_firmware::exit;
+use zerosmq_firmware::loopback::{node_round_trip, Loopback};
 
 #[cfg_attr(target_arch = "arm", cortex_m_rt::entry)]
 #[cfg_attr(target_arch = "riscv32", riscv_rt::entry)]
 fn main() -> ! {
-    exit(i32::from(node_round_trip(64) != 0))
+    let link = Loopback::new(64);
+    exit(i32::from(node_round_trip(&link) != 0))
 }
