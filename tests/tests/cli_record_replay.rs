@@ -694,3 +694,31 @@ fn replay_shows_a_progress_bar_in_a_terminal() {
     tmux(&["kill-server"]);
     assert!(bar.contains('[') && bar.contains(']'), "{bar}");
 }
+
+#[test]
+fn record_refuses_bad_names_and_unwritable_files() {
+    let _shared = other_test();
+    let master = start_master();
+    let dir = temp_dir("record-bad");
+    let out = run(
+        zerosmq(&master)
+            .args(["record", "a,b", "-o"])
+            .arg(dir.join("x.mcap")),
+        WAIT,
+    );
+    assert!(!out.status.success());
+    assert!(out.stderr.contains("cannot record 'a,b'"), "{}", out.stderr);
+    assert!(!dir.join("x.mcap").exists());
+
+    let missing = dir.join("no-such-dir").join("x.mcap");
+    let out = run(
+        zerosmq(&master).args(["record", "t", "-o"]).arg(&missing),
+        WAIT,
+    );
+    assert!(!out.status.success());
+    assert!(
+        out.stderr.contains("cannot create") && out.stderr.contains("No such file or directory"),
+        "{}",
+        out.stderr
+    );
+}
