@@ -158,6 +158,21 @@ impl<C: Connect> Node<C> {
         node::decode(req, &buf[..len])
     }
 
+    /// Sends a heartbeat: claims the node name for this node instance (its session is the probe
+    /// seed) and keeps it alive. Optional: a node that never sends one is never expired, but one
+    /// that did must repeat it well within the master's node timeout (5 s by default). Returns the
+    /// master's epoch, which changes when the master restarts.
+    pub fn heartbeat(&self, buf: &mut [u8]) -> Result<u64, C> {
+        let req = ControlRequest::Heartbeat {
+            node: self.name.clone(),
+            session: self.seed,
+        };
+        match self.request(&req, buf)? {
+            ControlReply::Alive { epoch } => Ok(epoch),
+            _ => Err(Error::BadReply),
+        }
+    }
+
     /// The topic graph as Graphviz DOT, borrowed from `buf`.
     pub fn graph<'b>(&self, buf: &'b mut [u8]) -> Result<&'b str, C> {
         match self.request(&ControlRequest::Graph, buf)? {

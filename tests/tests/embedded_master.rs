@@ -105,3 +105,25 @@ fn embedded_roles_come_back_by_themselves_after_a_master_restart() {
     assert_eq!(received.as_deref(), Some(&b"after"[..]));
     master.shutdown().unwrap();
 }
+
+#[test]
+fn embedded_heartbeat_claims_the_name_and_reports_the_epoch() {
+    let master = start_master();
+    let stack = StdConnect {
+        read_timeout: Some(WAIT),
+    };
+    let mcu = Node::new(&stack, control_addr(master.control_port()), "beating").unwrap();
+    let mut buf = [0u8; 256];
+    let epoch = mcu.heartbeat(&mut buf).unwrap();
+    assert_eq!(
+        mcu.heartbeat(&mut buf).unwrap(),
+        epoch,
+        "same master, same epoch"
+    );
+    // Another instance (another session) may not take the live name.
+    let other = Node::new(&stack, control_addr(master.control_port()), "beating")
+        .unwrap()
+        .with_probe_seed(1);
+    assert!(matches!(other.heartbeat(&mut buf), Err(Error::Refused(_))));
+    master.shutdown().unwrap();
+}
