@@ -125,6 +125,12 @@ pub fn run(cli: &Cli, args: &RecordArgs) -> CliResult {
     let mut failure: Option<Box<dyn std::error::Error>> = None;
 
     'recording: loop {
+        if stopped(&stop)
+            || deadline.is_some_and(|d| Instant::now() >= d)
+            || args.count.is_some_and(|n| writer.offered() >= n)
+        {
+            break;
+        }
         // New topics: subscribe, wait until the path is live, then hand the subscriber to a
         // thread of its own that stamps each message as it arrives.
         for topic in std::mem::take(&mut pending) {
@@ -186,14 +192,8 @@ pub fn run(cli: &Cli, args: &RecordArgs) -> CliResult {
                     }
                 }
             }
-            Err(mpsc::RecvTimeoutError::Timeout) => {}
-            Err(mpsc::RecvTimeoutError::Disconnected) => {}
-        }
-        if stopped(&stop)
-            || deadline.is_some_and(|d| Instant::now() >= d)
-            || args.count.is_some_and(|n| writer.offered() >= n)
-        {
-            break;
+            // The main thread holds a sender, so only a timeout comes here.
+            Err(mpsc::RecvTimeoutError::Timeout | mpsc::RecvTimeoutError::Disconnected) => {}
         }
     }
 
