@@ -116,7 +116,7 @@ impl Write for MockConn {
 impl embedded_nal_async::TcpConnect for MockStack {
     type Error = MockError;
     type Connection<'a> = MockConn;
-    async fn connect<'a>(&'a self, _remote: SocketAddr) -> Result<MockConn, MockError> {
+    async fn connect(&self, _remote: SocketAddr) -> Result<MockConn, MockError> {
         let script = self
             .scripts
             .borrow_mut()
