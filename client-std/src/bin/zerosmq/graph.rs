@@ -34,6 +34,7 @@ pub fn run(cli: &Cli, args: &GraphArgs) -> Result<(), Box<dyn std::error::Error>
         return Ok(());
     }
     let stop = stop_flag()?;
+    let mut master_lost = false;
     // The master has no change notification, so poll: one small request per interval.
     while !stopped(&stop) {
         let due = Instant::now() + args.interval;
@@ -43,7 +44,20 @@ pub fn run(cli: &Cli, args: &GraphArgs) -> Result<(), Box<dyn std::error::Error>
         if stopped(&stop) {
             break;
         }
-        let now = node.graph()?;
+        // A master that stops answering (restarting, say) is waited for, not an error.
+        let now = match node.graph() {
+            Ok(now) => now,
+            Err(e) => {
+                if !master_lost {
+                    eprintln!("zerosmq: {e}; still watching");
+                    master_lost = true;
+                }
+                continue;
+            }
+        };
+        if std::mem::take(&mut master_lost) {
+            eprintln!("zerosmq: the master answers again");
+        }
         if now != dot {
             dot = now;
             show(&dot, args)?;

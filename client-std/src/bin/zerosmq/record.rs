@@ -123,6 +123,7 @@ pub fn run(cli: &Cli, args: &RecordArgs) -> CliResult {
     let deadline = args.duration.map(|d| clock.start + d);
     let mut next_poll = Instant::now();
     let mut failure: Option<Box<dyn std::error::Error>> = None;
+    let mut master_lost = false;
 
     'recording: loop {
         if stopped(&stop)
@@ -160,11 +161,19 @@ pub fn run(cli: &Cli, args: &RecordArgs) -> CliResult {
         }
         if args.topics.is_empty() && Instant::now() >= next_poll {
             match node.topics() {
-                Ok(topics) => pending.extend(topics.into_iter().filter(|t| !recorded.contains(t))),
-                Err(e) => {
-                    failure = Some(format!("lost the master: {e}").into());
-                    break;
+                Ok(topics) => {
+                    if std::mem::take(&mut master_lost) {
+                        eprintln!("zerosmq: the master answers again");
+                    }
+                    pending.extend(topics.into_iter().filter(|t| !recorded.contains(t)));
                 }
+                // The subscriptions made so far keep recording (they reconnect when a restarted
+                // master hands out the topic again); new topics wait for the master.
+                Err(e) if !master_lost => {
+                    eprintln!("zerosmq: {e}; still recording the topics subscribed so far");
+                    master_lost = true;
+                }
+                Err(_) => {}
             }
             next_poll = Instant::now() + args.poll_interval;
         }
