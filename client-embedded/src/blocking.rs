@@ -327,9 +327,9 @@ impl<'n, C: Connect> Publisher<'n, '_, C> {
         }
         match self.send(payload) {
             Ok(()) => Ok(()),
-            Err(e) => {
+            // The connection is gone (a write failed): reconnect with a fresh grant, send again.
+            Err(_) => {
                 warn!("publish failed, reconnecting");
-                let _ = e;
                 self.link = None;
                 self.wait_ready()?;
                 self.send(payload).map_err(|e| self.drop_unless_kept(e))
@@ -434,9 +434,8 @@ impl<'n, C: Connect> Subscriber<'n, '_, C> {
         let ev = match next_event(&mut link.io, &mut link.conn, self.buf) {
             Ok(ev) => ev,
             Err(e) if e.keeps_connection() => return Err(e),
-            Err(e) => {
+            Err(_) => {
                 warn!("subscriber connection lost, reconnecting");
-                let _ = e;
                 self.link = None;
                 // One immediate retry: when the master is already back, the caller sees nothing.
                 self.connect()?;
