@@ -722,3 +722,76 @@ fn record_refuses_bad_names_and_unwritable_files() {
         out.stderr
     );
 }
+
+/// `record` without topics keeps recording through a master restart: its subscriptions
+/// re-register with the new master (the nodes' heartbeat does that), and topic polling resumes.
+#[test]
+fn record_all_rides_out_a_master_restart() {
+    let _shared = other_test();
+    let port = dead_port();
+    let config = || zerosmq_tests::MasterConfig {
+        bind: "127.0.0.1".into(),
+        port,
+        ..Default::default()
+    };
+    let master = zerosmq_tests::Master::spawn(config()).expect("master");
+    let endpoint = master.control_endpoint();
+    let dir = temp_dir("restart");
+    let file = dir.join("restart.mcap");
+    let talker = node(&master, "talker");
+    let mut p = talker.advertise("live").unwrap();
+    p.wait_ready(WAIT).unwrap();
+    // Five messages after the restart end the recording: its exit is the sign it got them.
+    let mut rec = spawn(
+        std::process::Command::new(zerosmq_bin())
+            .args(["--master", &endpoint, "--timeout", "1"])
+            .args(["record", "-n", "6", "--poll-interval", "0.1", "-o"])
+            .arg(&file),
+    );
+    rec.wait_stderr("recording 'live'");
+    let listener = node(&master, "listener");
+    let mut witness = listener.subscribe("live").unwrap();
+    witness.wait_ready(WAIT).unwrap();
+    p.publish(b"before").unwrap();
+    // Delivered to one subscriber, so sent to the recorder too, before the master goes.
+    witness.recv_timeout(WAIT).unwrap().expect("before");
+    master.shutdown().unwrap();
+    rec.wait_stderr("still recording the topics subscribed so far");
+
+    let _master = zerosmq_tests::Master::spawn(config()).expect("master on the same port");
+    rec.wait_stderr("the master answers again");
+    // Publish every 20 ms (poll_until's pace) until the recorder has its five: it follows the topic to the new master's
+    // socket on its own schedule.
+    let mut i = 0;
+    poll_until(
+        "the recorder to record five messages after the restart",
+        || {
+            i += 1;
+            p.publish(format!("after {i}").as_bytes()).unwrap();
+            rec.exited().then_some(())
+        },
+    );
+    let (status, _, err) = rec.finish();
+    assert!(status.success(), "{err:#?}");
+    let recording = read_recording(&file).unwrap();
+    assert_eq!(recording.damage, None);
+    let payloads: Vec<String> = recording
+        .messages
+        .iter()
+        .map(|m| String::from_utf8_lossy(&m.payload).into_owned())
+        .collect();
+    assert_eq!(payloads.len(), 6, "{payloads:?}");
+    assert_eq!(payloads[0], "before", "{payloads:?}");
+    let numbers: Vec<u32> = payloads[1..]
+        .iter()
+        .map(|p| {
+            p.strip_prefix("after ")
+                .and_then(|n| n.parse().ok())
+                .expect("after N")
+        })
+        .collect();
+    assert!(
+        numbers.windows(2).all(|w| w[0] < w[1]),
+        "in order: {payloads:?}"
+    );
+}
