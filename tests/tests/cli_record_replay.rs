@@ -380,6 +380,15 @@ fn old_text_recording_replays_with_its_timing() {
             replay_measured(&master, &old, &original, &["temp", "cmd"], speed, &check)
         });
     }
+    // A tenth of the speed: 30 ms apart become 300 ms apart.
+    let slow = dir.join("slow.txt");
+    let text = "0,temp,1\r\n30,temp,2\r\n60,cmd,3\r\n";
+    std::fs::write(&slow, text).unwrap();
+    let original = parse_recording(text.as_bytes()).messages;
+    let check = dir.join("check-slow.mcap");
+    assert_timing_within_bands(|| {
+        replay_measured(&master, &slow, &original, &["temp", "cmd"], 0.1, &check)
+    });
 }
 
 #[test]
