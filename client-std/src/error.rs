@@ -19,6 +19,12 @@ pub enum Error {
     /// The master refused this node's PLAIN user name or password.
     #[error("the master at {master} refused the user name or password")]
     AuthFailed { master: String },
+    /// A feature this build cannot provide.
+    #[error("not supported here: {0}")]
+    Unsupported(&'static str),
+    /// A CURVE key that is not 40 characters of Z85 (32 bytes).
+    #[error("invalid CURVE key: expected 40 Z85 characters")]
+    InvalidKey,
     /// A wait for a live path timed out.
     #[error("{what} not ready within {after:?}")]
     NotReady { what: String, after: Duration },

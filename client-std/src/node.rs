@@ -35,6 +35,7 @@ pub struct NodeBuilder {
     heartbeat: Option<Duration>,
     claim_wait: Duration,
     plain: Option<(String, String)>,
+    curve_server_key: Option<String>,
 }
 
 impl NodeBuilder {
@@ -80,6 +81,14 @@ impl NodeBuilder {
         self
     }
 
+    /// Encrypt every socket with CURVE, for a master started with `--curve-keys`; `server_key`
+    /// is the master's public key (Z85, 40 characters). The node makes its own key pair. Needs a
+    /// libzmq built with CURVE.
+    pub fn curve(mut self, server_key: impl Into<String>) -> Self {
+        self.curve_server_key = Some(server_key.into());
+        self
+    }
+
     /// Creates the node. No request is sent yet: the master is first asked when the node
     /// publishes, subscribes or lists.
     pub fn connect(self) -> Result<Node> {
@@ -89,6 +98,24 @@ impl NodeBuilder {
             .or_else(|| std::env::var(MASTER_ENV).ok().filter(|s| !s.is_empty()))
             .unwrap_or_else(|| DEFAULT_MASTER.to_owned());
         let (host, port) = parse_master(&master)?;
+        let curve = match self.curve_server_key {
+            None => None,
+            Some(_) if zmq::has("curve") != Some(true) => {
+                return Err(Error::Unsupported(
+                    "CURVE (this libzmq was built without it)",
+                ))
+            }
+            Some(key) => {
+                let server = zmq::z85_decode(&key).map_err(|_| Error::InvalidKey)?;
+                if server.len() != 32 {
+                    return Err(Error::InvalidKey);
+                }
+                Some(CurveKeys {
+                    server,
+                    own: zmq::CurveKeyPair::new()?,
+                })
+            }
+        };
         let ctx = zmq::Context::new();
         Ok(Node {
             inner: Arc::new(NodeInner {
@@ -102,6 +129,7 @@ impl NodeBuilder {
                 heartbeat: self.heartbeat,
                 claim_wait: self.claim_wait,
                 plain: self.plain,
+                curve,
                 session: random_session(),
                 liveness: Mutex::new(LivenessState::default()),
             }),
@@ -139,9 +167,16 @@ pub(crate) struct NodeInner {
     heartbeat: Option<Duration>,
     claim_wait: Duration,
     plain: Option<(String, String)>,
+    curve: Option<CurveKeys>,
     /// Random per node instance: lets the master tell a restarted node from a duplicate.
     session: u64,
     liveness: Mutex<LivenessState>,
+}
+
+/// CURVE keys: the master's public key and this node's own pair.
+struct CurveKeys {
+    server: Vec<u8>,
+    own: zmq::CurveKeyPair,
 }
 
 /// What the heartbeat thread knows and re-registers after a master restart.
@@ -383,6 +418,11 @@ impl NodeInner {
             socket.set_plain_username(Some(user))?;
             socket.set_plain_password(Some(password))?;
         }
+        if let Some(keys) = &self.curve {
+            socket.set_curve_serverkey(&keys.server)?;
+            socket.set_curve_publickey(&keys.own.public_key)?;
+            socket.set_curve_secretkey(&keys.own.secret_key)?;
+        }
         Ok(())
     }
 
@@ -501,6 +541,7 @@ impl Node {
             heartbeat: Some(DEFAULT_HEARTBEAT),
             claim_wait: DEFAULT_CLAIM_WAIT,
             plain: None,
+            curve_server_key: None,
         }
     }
 

@@ -340,7 +340,40 @@ mod tests {
 pub struct Security {
     /// Every socket is a PLAIN server checked by the ZAP handler.
     pub plain: bool,
+    /// Every socket is a CURVE server with this secret key (32 bytes): encrypted traffic, and
+    /// clients that know the master's public key.
+    pub curve_secret: Option<Vec<u8>>,
     pub acl: Option<Acl>,
+}
+
+/// Reads a CURVE key file: the public key and the secret key, Z85 text, one per line (as
+/// `zerosmq-master --curve-keygen` writes them). Returns the secret key's 32 bytes.
+pub fn load_curve_secret(path: &Path) -> Result<Vec<u8>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut lines = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'));
+    let (Some(_public), Some(secret)) = (lines.next(), lines.next()) else {
+        return Err(format!(
+            "{}: expected the public key and the secret key, Z85, one per line",
+            path.display()
+        ));
+    };
+    let secret =
+        zmq::z85_decode(secret).map_err(|e| format!("{}: secret key: {e}", path.display()))?;
+    if secret.len() != 32 {
+        return Err(format!(
+            "{}: a CURVE secret key is 32 bytes (40 Z85 characters)",
+            path.display()
+        ));
+    }
+    Ok(secret)
+}
+
+/// Whether this libzmq was built with CURVE (the vendored build of the `zmq` crate is not).
+pub fn curve_available() -> bool {
+    zmq::has("curve") == Some(true)
 }
 
 impl Security {
@@ -356,11 +389,39 @@ impl Security {
             .map(Acl::load)
             .transpose()
             .map_err(crate::MasterError::Config)?;
+        let curve_secret = match &config.curve_keys {
+            None => None,
+            Some(_) if !curve_available() => {
+                return Err(crate::MasterError::Config(
+                    "this libzmq was built without CURVE (zmq::has(\"curve\") is false); see the README's \
+                     security section for a build with it"
+                        .into(),
+                ))
+            }
+            Some(_) if config.passwords.is_some() => {
+                return Err(crate::MasterError::Config(
+                    "choose PLAIN (--passwords) or CURVE (--curve-keys): a socket has one mechanism".into(),
+                ))
+            }
+            Some(path) => Some(load_curve_secret(path).map_err(crate::MasterError::Config)?),
+        };
+        if curve_secret.is_some() {
+            tracing::info!("CURVE encryption on every socket");
+            return Ok(Security {
+                plain: false,
+                curve_secret,
+                acl,
+            });
+        }
         let Some(path) = &config.passwords else {
             if acl.is_some() {
                 warn!("ACL without passwords: grants are checked by node name, data ports are not protected");
             }
-            return Ok(Security { plain: false, acl });
+            return Ok(Security {
+                plain: false,
+                curve_secret: None,
+                acl,
+            });
         };
         let passwords = Passwords::load(path).map_err(crate::MasterError::Config)?;
         let zap = ctx
@@ -375,14 +436,22 @@ impl Security {
             .name("zerosmq-zap".into())
             .spawn(move || serve_zap(zap, passwords, zap_acl))?;
         tracing::info!(users = %path.display(), acl = acl.is_some(), "PLAIN authentication on every socket");
-        Ok(Security { plain: true, acl })
+        Ok(Security {
+            plain: true,
+            curve_secret: None,
+            acl,
+        })
     }
 
-    /// Makes `socket` a PLAIN server in ZAP `domain` when authentication is on.
+    /// Makes `socket` a PLAIN server in ZAP `domain`, or a CURVE server, when security is on.
     pub fn protect(&self, socket: &zmq::Socket, domain: &str) -> Result<(), zmq::Error> {
         if self.plain {
             socket.set_plain_server(true)?;
             socket.set_zap_domain(domain)?;
+        }
+        if let Some(secret) = &self.curve_secret {
+            socket.set_curve_server(true)?;
+            socket.set_curve_secretkey(secret)?;
         }
         Ok(())
     }

@@ -63,6 +63,9 @@ pub struct MasterConfig {
     pub passwords: Option<std::path::PathBuf>,
     /// Access list: which users (or nodes) may publish and subscribe which topics (see [`auth`]).
     pub acl: Option<std::path::PathBuf>,
+    /// CURVE key file (public and secret key, Z85): every socket then encrypts, and clients
+    /// must know the public key. Needs a libzmq built with CURVE (see [`auth::curve_available`]).
+    pub curve_keys: Option<std::path::PathBuf>,
 }
 
 impl Default for MasterConfig {
@@ -81,6 +84,7 @@ impl Default for MasterConfig {
             max_grants_per_node: 1_000,
             passwords: None,
             acl: None,
+            curve_keys: None,
         }
     }
 }

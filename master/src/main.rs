@@ -41,6 +41,12 @@ struct Args {
     /// Access list (mosquitto-style `user NAME` / `topic read|write|readwrite PATTERN`).
     #[arg(long, value_name = "FILE")]
     acl: Option<std::path::PathBuf>,
+    /// CURVE key file (public and secret key, Z85, one per line): encrypt every socket.
+    #[arg(long, value_name = "FILE")]
+    curve_keys: Option<std::path::PathBuf>,
+    /// Write a new CURVE key pair to FILE (the public key goes to clients) and exit.
+    #[arg(long, value_name = "FILE")]
+    curve_keygen: Option<std::path::PathBuf>,
     /// Most topics served at once.
     #[arg(long, default_value_t = MasterConfig::default().max_topics)]
     max_topics: usize,
@@ -66,6 +72,31 @@ fn parse_seconds(s: &str) -> Result<std::time::Duration, String> {
     }
 }
 
+fn curve_keygen(path: &std::path::Path) -> std::process::ExitCode {
+    if !zerosmq_master::auth::curve_available() {
+        tracing::error!("this libzmq was built without CURVE; see the README's security section");
+        return std::process::ExitCode::FAILURE;
+    }
+    let written = zmq::CurveKeyPair::new()
+        .map_err(|e| e.to_string())
+        .and_then(|k| {
+            let public = zmq::z85_encode(&k.public_key).map_err(|e| e.to_string())?;
+            let secret = zmq::z85_encode(&k.secret_key).map_err(|e| e.to_string())?;
+            std::fs::write(path, format!("{public}\n{secret}\n")).map_err(|e| e.to_string())?;
+            Ok(public)
+        });
+    match written {
+        Ok(public) => {
+            println!("{public}");
+            std::process::ExitCode::SUCCESS
+        }
+        Err(e) => {
+            tracing::error!("{e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -73,6 +104,9 @@ fn main() -> std::process::ExitCode {
         )
         .init();
     let args = Args::parse();
+    if let Some(path) = &args.curve_keygen {
+        return curve_keygen(path);
+    }
     let config = MasterConfig {
         bind: args.bind,
         port: args.port,
@@ -85,6 +119,7 @@ fn main() -> std::process::ExitCode {
         max_nodes: args.max_nodes,
         passwords: args.passwords,
         acl: args.acl,
+        curve_keys: args.curve_keys,
         ..Default::default()
     };
     let master = match Master::spawn(config) {
