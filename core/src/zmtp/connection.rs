@@ -3,6 +3,11 @@
 //! Sans-IO: the driver moves bytes in through [`Connection::read_buffer`] /
 //! [`Connection::commit`] and out through [`Connection::poll_transmit`] (greeting, READY, PONG)
 //! and the `encode_*` helpers (messages and subscriptions).
+//!
+//! Order on the wire: our greeting at once; our READY only once the peer's greeting arrived;
+//! anything else only after the peer's READY ([`Event::Ready`]). libzmq 4.3.4 drops a connection
+//! whose SUBSCRIBE arrives together with greeting and READY (checked against it), so drivers must
+//! not pipeline past the handshake.
 
 use super::command::{self, Command, SocketType, MAX_PING_CONTEXT};
 use super::decoder::{Decoded, FrameDecoder};
