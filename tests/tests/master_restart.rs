@@ -2,13 +2,11 @@
 //! resume publishing and receiving with no application code. Recovery time and messages lost
 //! across the restart are measured and printed (not asserted: timing lives in figures).
 
-use std::io::{BufRead as _, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use zerosmq_tests::{cargo_bin, WAIT};
+use zerosmq_tests::{MasterProcess, WAIT};
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -18,29 +16,15 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// Starts the master binary and returns once its control port is bound.
-fn start(port: u16, state: Option<&std::path::Path>) -> Child {
-    let mut cmd = Command::new(cargo_bin("zerosmq-master", "zerosmq-master"));
-    cmd.args(["--bind", "127.0.0.1", "--port", &port.to_string()])
-        .env("NO_COLOR", "1");
-    if let Some(s) = state {
-        cmd.arg("--state").arg(s);
+/// Starts the master binary on `port` and returns once its control port is bound.
+fn start(port: u16, state: Option<&std::path::Path>) -> MasterProcess {
+    let port = port.to_string();
+    let mut args = vec!["--port", port.as_str()];
+    let state = state.map(|s| s.to_string_lossy().into_owned());
+    if let Some(s) = &state {
+        args.extend(["--state", s.as_str()]);
     }
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    loop {
-        let line = lines.next().expect("master exited").unwrap();
-        if line.contains("control service listening") {
-            break;
-        }
-    }
-    // Keep draining the log so the master never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    child
+    MasterProcess::start(&args)
 }
 
 struct Outcome {
@@ -88,10 +72,10 @@ fn restart_scenario(state: Option<&std::path::Path>) -> Outcome {
     for _ in 0..50 {
         last = next(&mut subscriber);
     }
-    master.kill().unwrap();
-    master.wait().unwrap();
+    master.child.kill().unwrap();
+    master.child.wait().unwrap();
     let sent_at_kill = sent.load(Ordering::Relaxed);
-    let mut master = start(port, state);
+    let master = start(port, state);
     let up = Instant::now();
     // Drain what was in flight before the kill, then wait for the first message sent after it.
     let first_after = loop {
@@ -126,8 +110,7 @@ fn restart_scenario(state: Option<&std::path::Path>) -> Outcome {
     );
     stop.store(true, Ordering::Relaxed);
     sender.join().unwrap();
-    master.kill().unwrap();
-    master.wait().unwrap();
+    drop(master);
     Outcome { recovery, lost }
 }
 
