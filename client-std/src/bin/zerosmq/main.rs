@@ -61,7 +61,10 @@ fn cli_node(cli: &Cli) -> zerosmq::Result<zerosmq::Node> {
     cli_node_as(cli, "cli")
 }
 
-/// Seconds as a decimal number, positive and finite.
+/// The longest time any option takes: a year. Longer would overflow deadlines (`Instant + d`).
+const MAX_SECONDS: f64 = 365.0 * 24.0 * 3600.0;
+
+/// Seconds as a decimal number, above 0 and at most a year.
 fn parse_seconds(s: &str) -> Result<Duration, String> {
     let secs: f64 = s
         .trim()
@@ -70,10 +73,13 @@ fn parse_seconds(s: &str) -> Result<Duration, String> {
     if !secs.is_finite() || secs <= 0.0 {
         return Err(format!("'{s}': the number of seconds must be above 0"));
     }
+    if secs > MAX_SECONDS {
+        return Err(format!("'{s}': at most a year ({MAX_SECONDS} seconds)"));
+    }
     Duration::try_from_secs_f64(secs).map_err(|e| format!("'{s}': {e}"))
 }
 
-/// A rate in Hz, positive and finite.
+/// A rate in Hz: at least one message a year, at most a million a second.
 fn parse_rate(s: &str) -> Result<f64, String> {
     let hz: f64 = s
         .trim()
@@ -81,6 +87,11 @@ fn parse_rate(s: &str) -> Result<f64, String> {
         .map_err(|_| format!("'{s}' is not a rate in Hz"))?;
     if !hz.is_finite() || hz <= 0.0 {
         return Err(format!("'{s}': the rate must be above 0 Hz"));
+    }
+    if !(1.0 / MAX_SECONDS..=1e6).contains(&hz) {
+        return Err(format!(
+            "'{s}': the rate must be at most 1000000 Hz and at least one message a year"
+        ));
     }
     Ok(hz)
 }
@@ -142,8 +153,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         // `zerosmq topic echo t | head -3`: the reader left, which ends the command normally.
         Err(e)
-            if e
-                .downcast_ref::<std::io::Error>()
+            if e.downcast_ref::<std::io::Error>()
                 .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe) =>
         {
             ExitCode::SUCCESS
@@ -167,5 +177,8 @@ mod tests {
             assert!(parse_rate(bad).is_err(), "{bad}");
         }
         assert_eq!(parse_rate("100"), Ok(100.0));
+        assert!(parse_seconds("1e19").is_err());
+        assert!(parse_rate("1e-300").is_err());
+        assert!(parse_rate("1e7").is_err());
     }
 }

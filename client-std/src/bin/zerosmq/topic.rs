@@ -432,7 +432,8 @@ fn watch(
     let deadline = duration.map(|d| Instant::now() + d);
     let mut w = Window {
         capacity: window,
-        samples: VecDeque::with_capacity(window),
+        // The window fills as messages come; a huge --window must not allocate up front.
+        samples: VecDeque::with_capacity(window.min(4096)),
     };
     let mut next_report = Instant::now() + interval;
     let mut new_since_report = 0u64;
