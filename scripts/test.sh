@@ -10,9 +10,10 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
 step() { printf '\n==> %s\n' "$*"; }
 
-step "system packages (graphviz for the graph, python3 for the compatibility test)"
+step "system packages (graphviz for the graph, python3 for the compatibility test, tmux for the terminal UI tests)"
 missing=()
 command -v dot >/dev/null || missing+=(graphviz)
+command -v tmux >/dev/null || missing+=(tmux)
 command -v python3 >/dev/null || missing+=(python3 python3-pip)
 if [ ${#missing[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
@@ -36,6 +37,9 @@ step "demo smoke run (master and example system in one process)"
 cargo run -q -p zerosmq-examples --bin demo -- --bind 127.0.0.1 --port 0 --readings 6 --duration 1 >/tmp/zerosmq-demo.log
 grep -q "monitor: sent STOP after 6 readings" /tmp/zerosmq-demo.log
 grep -q "listener: I heard hello world" /tmp/zerosmq-demo.log
+
+step "soak, short: 100 topics of churn with a master restart in the middle"
+cargo run -q -p zerosmq-tests --bin zerosmq-soak -- --seconds 10
 
 for extra in .ci/embedded.sh .ci/bench-smoke.sh; do
   if [ -f "$extra" ]; then

@@ -25,8 +25,8 @@ mod subscriber;
 
 pub use error::{Error, Result};
 pub use node::{
-    Node, NodeBuilder, NodeInfo, TopicInfo, DEFAULT_HEARTBEAT, DEFAULT_MASTER, DEFAULT_TIMEOUT,
-    MASTER_ENV,
+    Node, NodeBuilder, NodeInfo, TopicInfo, DEFAULT_CLAIM_WAIT, DEFAULT_HEARTBEAT, DEFAULT_MASTER,
+    DEFAULT_TIMEOUT, MASTER_ENV,
 };
 pub use publisher::Publisher;
 pub use subscriber::{Message, Subscriber};

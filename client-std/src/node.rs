@@ -217,6 +217,11 @@ impl DataLink {
         Ok(DataLink { cell, port })
     }
 
+    /// Whether the grant's port changed since the socket connected.
+    pub(crate) fn changed(&self) -> bool {
+        self.cell.load(Ordering::Acquire) != self.port
+    }
+
     /// Reconnects `socket` when the grant's port changed; returns true when it did. One atomic
     /// load when nothing changed, so it is cheap enough for every send and receive.
     pub(crate) fn follow(&mut self, node: &NodeInner, socket: &zmq::Socket) -> Result<bool> {

@@ -76,6 +76,8 @@ pub struct Subscriber {
     pending: VecDeque<Message>,
     ready: bool,
     registered: bool,
+    /// Set while `drain_into_pending` runs, so the receive it calls does not follow the port.
+    draining: bool,
 }
 
 impl std::fmt::Debug for Subscriber {
@@ -110,6 +112,7 @@ impl Subscriber {
             pending: VecDeque::new(),
             ready: false,
             registered: true,
+            draining: false,
         })
     }
 
@@ -209,8 +212,16 @@ impl Subscriber {
     /// Waits at most [`FOLLOW_SLICE_MS`] at a time, so that a blocked receiver follows a new port
     /// after a master restart; callers loop.
     fn receive(&mut self, timeout_ms: i64, probe: Option<&[u8]>) -> Result<Option<Message>> {
-        if self.link.follow(&self.node, &self.socket)? {
-            self.ready = false;
+        if self.link.changed() && !self.draining {
+            // The master moved this topic (it restarted without its state file). Disconnecting
+            // drops what the old connection already delivered, so keep that first.
+            self.draining = true;
+            let drained = self.drain_into_pending();
+            self.draining = false;
+            drained?;
+            if self.link.follow(&self.node, &self.socket)? {
+                self.ready = false;
+            }
         }
         // Receive first: under load a message is nearly always queued, and `zmq_poll` costs a
         // poll(2) system call and two socket-option reads per call (measured: it was most of a
@@ -257,6 +268,16 @@ impl Subscriber {
             // The subscription is `TOPIC SP`, so this does not happen with a well-behaved master.
             Err(_) => Ok(None),
         }
+    }
+
+    /// Moves every message already queued on the socket to `pending`.
+    fn drain_into_pending(&mut self) -> Result<()> {
+        while self.socket.get_events()?.contains(zmq::POLLIN) {
+            if let Some(m) = self.receive(0, None)? {
+                self.pending.push_back(m);
+            }
+        }
+        Ok(())
     }
 
     /// Tells the master this node stops subscribing (`REQUEST_STOP_SUB`) and closes the socket.

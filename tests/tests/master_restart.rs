@@ -131,3 +131,57 @@ fn nodes_resume_after_master_restart_without_state_file() {
     let o = restart_scenario(None);
     println!("without --state (nodes re-request their grants): stream resumed {:?} after the new master was up; {} messages lost", o.recovery, o.lost);
 }
+
+/// A subscriber that is not reading while the master restarts (without a state file, so the
+/// topic moves to a new port) keeps what the old connection had already delivered.
+#[test]
+fn an_idle_subscriber_keeps_queued_messages_across_a_port_change() {
+    let port = free_port();
+    let master = start(port, None);
+    let url = format!("tcp://127.0.0.1:{port}");
+    let node = |name: &str| {
+        zerosmq::Node::builder(name)
+            .master(url.clone())
+            .timeout(Duration::from_millis(500))
+            .heartbeat(Some(Duration::from_millis(200)))
+            .connect()
+            .unwrap()
+    };
+    let (pn, idle_node, witness_node) = (node("p"), node("idle"), node("witness"));
+    let mut publisher = pn.advertise("t").unwrap();
+    let mut idle = idle_node.subscribe("t").unwrap();
+    let mut witness = witness_node.subscribe("t").unwrap();
+    publisher.wait_ready(WAIT).unwrap();
+    idle.wait_ready(WAIT).unwrap();
+    witness.wait_ready(WAIT).unwrap();
+    publisher.publish(b"before").unwrap();
+    // The witness got it, so the master has written it to both subscribers' connections.
+    assert_eq!(
+        witness.recv_timeout(WAIT).unwrap().unwrap().payload(),
+        b"before"
+    );
+    let old_port = pn.topic_info("t").unwrap().subscribe_port;
+    drop(master);
+    let master = start(port, None);
+    let observer = node("observer");
+    // The nodes re-register with their next heartbeat; the topic gets new ports.
+    let moved = zerosmq_tests::wait_until(WAIT, || {
+        observer
+            .topic_info("t")
+            .is_ok_and(|i| i.subscribers.len() == 2 && i.subscribe_port != old_port)
+    });
+    assert!(moved.is_some(), "nodes did not re-register");
+    let first = idle
+        .recv_timeout(WAIT)
+        .unwrap()
+        .expect("the queued message survives");
+    assert_eq!(first.payload(), b"before");
+    idle.wait_ready(WAIT).unwrap();
+    publisher.wait_ready(WAIT).unwrap();
+    publisher.publish(b"after").unwrap();
+    assert_eq!(
+        idle.recv_timeout(WAIT).unwrap().unwrap().payload(),
+        b"after"
+    );
+    drop(master);
+}

@@ -239,11 +239,13 @@ fn main() {
                 .status();
         }
         eprintln!("soak: FAIL: descriptors grew from {fds_restart} to {fds1}");
+        drop(master); // exit() skips destructors: stop the master first
         std::process::exit(1);
     }
     let before = &phases[0];
     if before.sent.load(Ordering::Relaxed) != before.delivered.load(Ordering::Relaxed) {
         eprintln!("soak: FAIL: messages lost with a healthy master");
+        drop(master);
         std::process::exit(1);
     }
     println!("soak: OK");
