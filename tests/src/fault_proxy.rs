@@ -19,6 +19,8 @@ struct Shared {
     /// Connections closed from the target's side (the master dropped them).
     closed_by_target: AtomicU64,
     accepted: AtomicU64,
+    /// Ids (accept order) of the connections the target closed.
+    closed_ids: Mutex<Vec<u64>>,
     conns: Mutex<Vec<(TcpStream, TcpStream)>>,
 }
 
@@ -71,6 +73,12 @@ impl FaultProxy {
         self.shared.closed_by_target.load(Ordering::SeqCst)
     }
 
+    /// Whether the target has closed every connection accepted before the `n`th.
+    pub fn target_closed_all_before(&self, n: u64) -> bool {
+        let closed = self.shared.closed_ids.lock().unwrap();
+        (0..n).all(|id| closed.contains(&id))
+    }
+
     /// Connections accepted so far.
     pub fn accepted(&self) -> u64 {
         self.shared.accepted.load(Ordering::SeqCst)
@@ -91,16 +99,16 @@ fn accept_loop(listener: TcpListener, target: SocketAddr, shared: Arc<Shared>) {
                 let Ok(server) = TcpStream::connect(target) else {
                     continue;
                 };
-                shared.accepted.fetch_add(1, Ordering::SeqCst);
+                let id = shared.accepted.fetch_add(1, Ordering::SeqCst);
                 let _ = client.set_nonblocking(false);
                 if let (Ok(c2), Ok(s2)) = (client.try_clone(), server.try_clone()) {
                     shared.conns.lock().unwrap().push((c2, s2));
                 }
                 let (c_read, s_write) = (client.try_clone().unwrap(), server.try_clone().unwrap());
                 let sh = shared.clone();
-                std::thread::spawn(move || pump(c_read, s_write, sh, false));
+                std::thread::spawn(move || pump(c_read, s_write, sh, None));
                 let sh = shared.clone();
-                std::thread::spawn(move || pump(server, client, sh, true));
+                std::thread::spawn(move || pump(server, client, sh, Some(id)));
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                 std::thread::sleep(Duration::from_millis(5));
@@ -112,7 +120,8 @@ fn accept_loop(listener: TcpListener, target: SocketAddr, shared: Arc<Shared>) {
 
 /// Copies `from` -> `to` until either side closes; in blackhole mode drops what it reads, so
 /// neither peer gets anything and neither sees an error.
-fn pump(mut from: TcpStream, mut to: TcpStream, shared: Arc<Shared>, from_target: bool) {
+/// `target_id` is the connection's id when `from` is the target's side.
+fn pump(mut from: TcpStream, mut to: TcpStream, shared: Arc<Shared>, target_id: Option<u64>) {
     let _ = from.set_read_timeout(Some(Duration::from_millis(50)));
     let mut buf = vec![0u8; 64 * 1024];
     loop {
@@ -122,8 +131,9 @@ fn pump(mut from: TcpStream, mut to: TcpStream, shared: Arc<Shared>, from_target
         let blackhole = shared.mode.load(Ordering::SeqCst) == BLACKHOLE;
         match from.read(&mut buf) {
             Ok(0) => {
-                if from_target {
+                if let Some(id) = target_id {
                     shared.closed_by_target.fetch_add(1, Ordering::SeqCst);
+                    shared.closed_ids.lock().unwrap().push(id);
                 }
                 let _ = to.shutdown(Shutdown::Both);
                 return;
@@ -143,8 +153,9 @@ fn pump(mut from: TcpStream, mut to: TcpStream, shared: Arc<Shared>, from_target
                     std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
                 ) => {}
             Err(_) => {
-                if from_target {
+                if let Some(id) = target_id {
                     shared.closed_by_target.fetch_add(1, Ordering::SeqCst);
+                    shared.closed_ids.lock().unwrap().push(id);
                 }
                 let _ = to.shutdown(Shutdown::Both);
                 return;
