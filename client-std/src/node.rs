@@ -130,7 +130,7 @@ impl NodeBuilder {
                 claim_wait: self.claim_wait,
                 plain: self.plain,
                 curve,
-                session: random_session(),
+                session: zerosmq_core::random::random_u64(),
                 liveness: Mutex::new(LivenessState::default()),
             }),
         })
@@ -235,18 +235,6 @@ impl DataLink {
         self.port = now;
         Ok(true)
     }
-}
-
-fn random_session() -> u64 {
-    use std::hash::{BuildHasher as _, Hasher as _};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos()),
-    );
-    h.write_u32(std::process::id());
-    h.finish()
 }
 
 impl NodeInner {

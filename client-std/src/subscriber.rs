@@ -131,13 +131,11 @@ impl Subscriber {
             return Ok(());
         }
         static COUNTER: AtomicU64 = AtomicU64::new(0);
+        // Random across processes, and the counter keeps it unique within this one.
         let nonce = format!(
-            "{:x}-{:x}-{:x}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos())
+            "{:x}-{:x}",
+            zerosmq_core::random::random_u64(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
         );
         let mut probe = READY_PROBE_PREFIX.to_vec();
         probe.extend_from_slice(nonce.as_bytes());

@@ -15,10 +15,15 @@
 #![forbid(unsafe_code)]
 #![warn(missing_debug_implementations)]
 
+#[cfg(feature = "std")]
+extern crate std;
+
 pub mod control;
 pub mod limits;
 pub mod message;
 pub mod name;
+#[cfg(feature = "std")]
+pub mod random;
 pub mod zmtp;
 
 pub use control::{

@@ -130,7 +130,7 @@ impl Broker {
             state_file: config.state_file.clone(),
             dirty: false,
             node_timeout: config.node_timeout,
-            epoch: random_epoch(),
+            epoch: zerosmq_core::random::random_u64(),
             control_port,
             poller,
             watched: HashMap::new(),
@@ -389,19 +389,6 @@ fn answer_probes(topic: &Topic, outbound: &zmq::Socket) {
             }
         }
     }
-}
-
-/// A number that differs between runs of the master (std's random hasher keys, no extra crate).
-fn random_epoch() -> u64 {
-    use std::hash::{BuildHasher as _, Hasher as _};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos()),
-    );
-    h.write_u32(std::process::id());
-    h.finish()
 }
 
 /// Per-topic sockets and client connections are file descriptors; the default soft limit (often
