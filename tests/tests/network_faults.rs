@@ -83,20 +83,52 @@ fn master(range: (u16, u16)) -> MasterProcess {
     MasterProcess::start(&["--data-ports", &format!("{}-{}", range.0, range.1)])
 }
 
+/// The scene of the proxy tests: a master on `range`, a steady direct pair, the master's
+/// descriptor count at that point, a proxy in front of the master on 127.0.0.2, and one node
+/// behind the proxy (`far`) and one direct (`near`).
+struct ProxiedScene {
+    master: MasterProcess,
+    steady: Steady,
+    baseline: usize,
+    proxy: FaultProxy,
+    far: zerosmq::Node,
+    near: zerosmq::Node,
+}
+
+impl ProxiedScene {
+    fn new(range: (u16, u16), far_name: &str, near_name: &str) -> ProxiedScene {
+        let master = master(range);
+        let steady = Steady::start(&master.endpoint());
+        let baseline = master.open_fds();
+        let proxy = FaultProxy::start(
+            "127.0.0.2",
+            "127.0.0.1",
+            std::iter::once(master.port).chain(range.0..=range.1),
+        );
+        let far = node(&format!("tcp://127.0.0.2:{}", master.port), far_name);
+        let near = node(&master.endpoint(), near_name);
+        ProxiedScene {
+            master,
+            steady,
+            baseline,
+            proxy,
+            far,
+            near,
+        }
+    }
+}
+
 #[test]
 fn connections_reset_mid_frame_do_not_wedge_or_leak() {
-    const RANGE: (u16, u16) = (47200, 47219);
-    let m = master(RANGE);
-    let steady = Steady::start(&m.endpoint());
-    let baseline = m.open_fds();
-    let proxy = FaultProxy::start(
-        "127.0.0.2",
-        "127.0.0.1",
-        std::iter::once(m.port).chain(RANGE.0..=RANGE.1),
-    );
     // A publisher of large messages behind the proxy, a direct subscriber.
-    let far = node(&format!("tcp://127.0.0.2:{}", m.port), "far-publisher");
-    let near = node(&m.endpoint(), "near-subscriber");
+    let ProxiedScene {
+        master: m,
+        steady,
+        baseline,
+        proxy,
+        far,
+        near,
+    } = ProxiedScene::new((47200, 47219), "far-publisher", "near-subscriber");
     let mut big = far.advertise("big").unwrap();
     let mut sink = near.subscribe("big").unwrap();
     big.wait_ready(WAIT).unwrap();
@@ -160,17 +192,14 @@ fn silent_peers_are_dropped_after_the_handshake_timeout() {
 
 #[test]
 fn half_open_connections_are_detected_and_recovered() {
-    const RANGE: (u16, u16) = (47240, 47259);
-    let m = master(RANGE);
-    let steady = Steady::start(&m.endpoint());
-    let baseline = m.open_fds();
-    let proxy = FaultProxy::start(
-        "127.0.0.2",
-        "127.0.0.1",
-        std::iter::once(m.port).chain(RANGE.0..=RANGE.1),
-    );
-    let far = node(&format!("tcp://127.0.0.2:{}", m.port), "far-subscriber");
-    let near = node(&m.endpoint(), "near-publisher");
+    let ProxiedScene {
+        master: m,
+        steady,
+        baseline,
+        proxy,
+        far,
+        near,
+    } = ProxiedScene::new((47240, 47259), "far-subscriber", "near-publisher");
     let mut sub = far.subscribe("news").unwrap();
     let mut publisher = near.advertise("news").unwrap();
     sub.wait_ready(WAIT).unwrap();
