@@ -346,6 +346,32 @@ impl<'n, C: Connect> Publisher<'n, '_, C> {
     }
 }
 
+impl<'n, C: Connect> Publisher<'n, '_, C> {
+    /// Handles what the master sends, forever: answers its ZMTP PINGs and follows its
+    /// subscription. Returns only on an error (the connection is then dropped and the next
+    /// `publish` reconnects). The master closes a connection that stays silent for 6 s after a
+    /// PING, so a publisher that may be idle longer runs this while it waits, for example
+    /// `embassy_time::with_timeout(period, publisher.serve()).await` before each `publish`.
+    /// Cancelling it loses nothing, except a PONG cut half-way when the socket's transmit
+    /// buffer is full, which costs a reconnect.
+    pub async fn serve(&mut self) -> Error<C::Error> {
+        loop {
+            if let Err(e) = self.wait_ready().await {
+                return e;
+            }
+            let Some(link) = self.link.as_mut() else {
+                continue;
+            };
+            match next_event(&mut link.io, &mut link.conn, self.buf).await {
+                Ok(ev) => link
+                    .subscriptions
+                    .on_event(ev, self.buf, self.topic.as_bytes()),
+                Err(e) => return self.drop_unless_kept(e),
+            }
+        }
+    }
+}
+
 struct SubLink<T> {
     io: T,
     conn: Connection,

@@ -6,7 +6,7 @@
 use core::cell::Cell;
 use core::net::SocketAddr;
 
-use embedded_io::{Error as _, ErrorKind, Read, Write};
+use embedded_io::{Error as _, ErrorKind, Read, ReadReady, Write};
 use zerosmq_core::control::{ControlReply, ControlRequest, Encoding};
 use zerosmq_core::zmtp::{Connection, Event, SocketType, ZmtpError};
 use zerosmq_core::{NodeName, Topic};
@@ -333,6 +333,42 @@ impl<'n, C: Connect> Publisher<'n, '_, C> {
                 self.link = None;
                 self.wait_ready()?;
                 self.send(payload).map_err(|e| self.drop_unless_kept(e))
+            }
+        }
+    }
+}
+
+impl<'n, C: Connect> Publisher<'n, '_, C>
+where
+    C::Connection<'n>: ReadReady,
+{
+    /// Handles what the master sent without blocking: answers its ZMTP PINGs and follows its
+    /// subscription. The master closes a connection that stays silent for 6 s after a PING, so
+    /// a publisher that may be idle longer than that should call this every second or so (a
+    /// publisher that publishes more often needs nothing: its messages count as traffic).
+    pub fn poll(&mut self) -> Result<(), C> {
+        loop {
+            let Some(link) = self.link.as_mut() else {
+                return self.wait_ready();
+            };
+            if link.conn.wants_transmit() {
+                if let Err(e) = flush(&mut link.io, &mut link.conn, self.buf) {
+                    return Err(self.drop_unless_kept(e));
+                }
+            }
+            match link.io.read_ready() {
+                Ok(true) => {}
+                Ok(false) => return Ok(()),
+                Err(e) => {
+                    self.link = None;
+                    return Err(Error::Transport(e));
+                }
+            }
+            match next_event(&mut link.io, &mut link.conn, self.buf) {
+                Ok(ev) => link
+                    .subscriptions
+                    .on_event(ev, self.buf, self.topic.as_bytes()),
+                Err(e) => return Err(self.drop_unless_kept(e)),
             }
         }
     }

@@ -107,6 +107,21 @@ mod std_net {
         }
     }
 
+    impl embedded_io::ReadReady for StdStream {
+        fn read_ready(&mut self) -> Result<bool, StdError> {
+            // Ready when a byte (or EOF) is there: peek without blocking.
+            let s = self.0.inner();
+            s.set_nonblocking(true).map_err(StdError)?;
+            let peeked = s.peek(&mut [0u8; 1]);
+            s.set_nonblocking(false).map_err(StdError)?;
+            match peeked {
+                Ok(_) => Ok(true),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(false),
+                Err(e) => Err(StdError(e)),
+            }
+        }
+    }
+
     impl super::Connect for StdConnect {
         type Error = StdError;
         type Connection<'a> = StdStream;

@@ -91,6 +91,12 @@ impl Read for MockConn {
     }
 }
 
+impl embedded_io::ReadReady for MockConn {
+    fn read_ready(&mut self) -> Result<bool, MockError> {
+        Ok(!self.script.borrow().input.is_empty())
+    }
+}
+
 impl Write for MockConn {
     fn write(&mut self, buf: &[u8]) -> Result<usize, MockError> {
         let mut s = self.script.borrow_mut();
@@ -307,4 +313,29 @@ fn control_requests_and_refusals() {
         Err(Error::Protocol(_))
     ));
     assert!(Node::new(&stack, MASTER, "bad name").is_err());
+}
+
+#[test]
+fn publisher_poll_answers_pings_without_blocking() {
+    for chunk in [1, 64] {
+        let stack = MockStack::new(chunk);
+        stack.script(REP, None);
+        let data = stack.script(SUB_V31, None);
+        let node = Node::new(&stack, MASTER, "n").unwrap();
+        let mut buf = [0u8; 128];
+        let mut publisher = node.advertise("imu", &mut buf).unwrap();
+        publisher.wait_ready().unwrap();
+        // Nothing to read: returns at once.
+        publisher.poll().unwrap();
+        data.borrow_mut()
+            .input
+            .extend(b"\x04\x09\x04PING\x00\x14ab");
+        data.borrow_mut().input.extend(b"\x04\x0a\x06CANCELimu");
+        publisher.poll().unwrap();
+        assert!(data.borrow().written.ends_with(b"\x04\x07\x04PONGab"));
+        assert!(
+            !publisher.is_ready(),
+            "the master cancelled its subscription"
+        );
+    }
 }

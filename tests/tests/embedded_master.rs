@@ -127,3 +127,33 @@ fn embedded_heartbeat_claims_the_name_and_reports_the_epoch() {
     assert!(matches!(other.heartbeat(&mut buf), Err(Error::Refused(_))));
     master.shutdown().unwrap();
 }
+
+#[test]
+fn idle_publisher_that_polls_outlives_the_masters_heartbeat_timeout() {
+    // The master PINGs every 2 s and closes a connection silent for 6 s after a PING. An idle
+    // embedded publisher stays connected by calling poll(), which answers with PONGs.
+    let master = start_master();
+    let stack = StdConnect {
+        read_timeout: Some(WAIT),
+    };
+    let mcu = Node::new(&stack, control_addr(master.control_port()), "idle-mcu").unwrap();
+    let std_node = node(&master, "watcher");
+    let mut sub = std_node.subscribe("idle").unwrap();
+    sub.wait_ready(WAIT).unwrap();
+    let mut buf = [0u8; 128];
+    let mut publisher = mcu.advertise("idle", &mut buf).unwrap();
+    publisher.wait_ready().unwrap();
+    let idle_until = Instant::now() + Duration::from_secs(9);
+    while Instant::now() < idle_until {
+        // An Err here would mean the master closed the connection (EOF).
+        publisher.poll().unwrap();
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    publisher.publish(b"still here").unwrap();
+    let msg = sub
+        .recv_timeout(WAIT)
+        .unwrap()
+        .expect("message after 9 s idle");
+    assert_eq!(msg.payload(), b"still here");
+    master.shutdown().unwrap();
+}
