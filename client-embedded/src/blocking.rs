@@ -38,34 +38,44 @@ fn next_event<T: Read + Write>(
     buf: &mut [u8],
 ) -> core::result::Result<Event, Error<T::Error>> {
     loop {
-        if conn.wants_transmit() {
-            flush(io, conn, buf)?;
+        if let Some(ev) = read_once(io, conn, buf)? {
+            return Ok(ev);
         }
-        let dst = conn.read_buffer(buf);
-        if dst.is_empty() {
-            return Err(if conn.is_closed() {
-                Error::Protocol(ZmtpError::Closed)
-            } else {
-                Error::BufferTooSmall
-            });
+    }
+}
+
+/// Writes pending output, then does one read (which may block) and commits it.
+fn read_once<T: Read + Write>(
+    io: &mut T,
+    conn: &mut Connection,
+    buf: &mut [u8],
+) -> core::result::Result<Option<Event>, Error<T::Error>> {
+    if conn.wants_transmit() {
+        flush(io, conn, buf)?;
+    }
+    let dst = conn.read_buffer(buf);
+    if dst.is_empty() {
+        return Err(if conn.is_closed() {
+            Error::Protocol(ZmtpError::Closed)
+        } else {
+            Error::BufferTooSmall
+        });
+    }
+    let n = match io.read(dst) {
+        Ok(0) => return Err(Error::Disconnected),
+        Ok(n) => n,
+        Err(e) if e.kind() == ErrorKind::TimedOut => return Err(Error::TimedOut),
+        Err(e) => return Err(Error::Transport(e)),
+    };
+    match conn.commit(n, buf) {
+        Ok(ev) => Ok(ev),
+        Err(ZmtpError::FrameTooLarge { header, capacity }) if !conn.is_closed() => {
+            Err(Error::FrameTooLarge {
+                len: header.len,
+                capacity,
+            })
         }
-        let n = match io.read(dst) {
-            Ok(0) => return Err(Error::Disconnected),
-            Ok(n) => n,
-            Err(e) if e.kind() == ErrorKind::TimedOut => return Err(Error::TimedOut),
-            Err(e) => return Err(Error::Transport(e)),
-        };
-        match conn.commit(n, buf) {
-            Ok(Some(ev)) => return Ok(ev),
-            Ok(None) => {}
-            Err(ZmtpError::FrameTooLarge { header, capacity }) if !conn.is_closed() => {
-                return Err(Error::FrameTooLarge {
-                    len: header.len,
-                    capacity,
-                })
-            }
-            Err(e) => return Err(Error::Protocol(e)),
-        }
+        Err(e) => Err(Error::Protocol(e)),
     }
 }
 
@@ -347,30 +357,26 @@ where
     /// a publisher that may be idle longer than that should call this every second or so (a
     /// publisher that publishes more often needs nothing: its messages count as traffic).
     pub fn poll(&mut self) -> Result<(), C> {
-        loop {
-            let Some(link) = self.link.as_mut() else {
-                return self.wait_ready();
+        if self.link.is_none() {
+            return self.wait_ready();
+        }
+        while let Some(link) = self.link.as_mut() {
+            // Only what has arrived: one read per ready check, so this never blocks.
+            let step = match link.io.read_ready() {
+                Ok(false) if !link.conn.wants_transmit() => return Ok(()),
+                Ok(false) => flush(&mut link.io, &mut link.conn, self.buf).map(|()| None),
+                Ok(true) => read_once(&mut link.io, &mut link.conn, self.buf),
+                Err(e) => Err(Error::Transport(e)),
             };
-            if link.conn.wants_transmit() {
-                if let Err(e) = flush(&mut link.io, &mut link.conn, self.buf) {
-                    return Err(self.drop_unless_kept(e));
-                }
-            }
-            match link.io.read_ready() {
-                Ok(true) => {}
-                Ok(false) => return Ok(()),
-                Err(e) => {
-                    self.link = None;
-                    return Err(Error::Transport(e));
-                }
-            }
-            match next_event(&mut link.io, &mut link.conn, self.buf) {
-                Ok(ev) => link
+            match step {
+                Ok(Some(ev)) => link
                     .subscriptions
                     .on_event(ev, self.buf, self.topic.as_bytes()),
+                Ok(None) => {}
                 Err(e) => return Err(self.drop_unless_kept(e)),
             }
         }
+        Ok(())
     }
 }
 

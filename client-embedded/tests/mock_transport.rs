@@ -327,12 +327,14 @@ fn publisher_poll_answers_pings_without_blocking() {
         publisher.wait_ready().unwrap();
         // Nothing to read: returns at once.
         publisher.poll().unwrap();
-        data.borrow_mut()
-            .input
-            .extend(b"\x04\x09\x04PING\x00\x14ab");
-        data.borrow_mut().input.extend(b"\x04\x0a\x06CANCELimu");
+        // A PING alone (no event follows): answered, and poll returns instead of waiting.
+        let ping = b"\x04\x09\x04PING\x00\x14ab";
+        data.borrow_mut().input.extend(ping);
         publisher.poll().unwrap();
         assert!(data.borrow().written.ends_with(b"\x04\x07\x04PONGab"));
+        assert!(publisher.is_ready());
+        data.borrow_mut().input.extend(b"\x04\x0a\x06CANCELimu");
+        publisher.poll().unwrap();
         assert!(
             !publisher.is_ready(),
             "the master cancelled its subscription"
