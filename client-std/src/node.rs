@@ -405,8 +405,8 @@ impl NodeInner {
     /// heartbeats so that a half-open connection (peer gone without a FIN) is noticed and
     /// reconnected instead of hanging.
     pub(crate) fn prepare_socket(&self, socket: &zmq::Socket) -> Result<()> {
-        socket.set_heartbeat_ivl(2_000)?;
-        socket.set_heartbeat_timeout(6_000)?;
+        socket.set_heartbeat_ivl(10_000)?;
+        socket.set_heartbeat_timeout(30_000)?;
         if let Some((user, password)) = &self.plain {
             socket.set_plain_username(Some(user))?;
             socket.set_plain_password(Some(password))?;

@@ -33,6 +33,13 @@ const FORWARD_BATCH: usize = 4096;
 /// `MAX_CONTROL_REQUEST_LEN` but below this get a `too-large` reply).
 const CONTROL_MAX_MESSAGE: i64 = 16 << 20;
 
+/// The configured ZMTP heartbeat interval in ms, as libzmq takes it.
+fn heartbeat_ms(config: &MasterConfig) -> i32 {
+    i32::try_from(config.zmtp_heartbeat.as_millis())
+        .unwrap_or(i32::MAX)
+        .max(1)
+}
+
 /// Control requests answered per wake-up before the topics get a turn.
 const CONTROL_BATCH: usize = 64;
 
@@ -97,6 +104,7 @@ impl Broker {
         SocketTuning {
             hwm: 1000,
             max_message_size: CONTROL_MAX_MESSAGE,
+            heartbeat_ms: heartbeat_ms(config),
         }
         .apply(&control)
         .map_err(|e| MasterError::zmq("configure control socket", e))?;
@@ -123,6 +131,7 @@ impl Broker {
             tuning: SocketTuning {
                 hwm: config.hwm,
                 max_message_size: i64::try_from(config.max_message_size).unwrap_or(i64::MAX),
+                heartbeat_ms: heartbeat_ms(config),
             },
             max_topics: config.max_topics,
             max_nodes: config.max_nodes,

@@ -47,6 +47,10 @@ struct Args {
     /// Write a new CURVE key pair to FILE (the public key goes to clients) and exit.
     #[arg(long, value_name = "FILE")]
     curve_keygen: Option<std::path::PathBuf>,
+    /// Seconds between ZMTP PINGs on every connection (a connection silent for three of them
+    /// after a PING is closed: half-open TCP).
+    #[arg(long, default_value = "10", value_parser = parse_seconds)]
+    zmtp_heartbeat: std::time::Duration,
     /// Most topics served at once.
     #[arg(long, default_value_t = MasterConfig::default().max_topics)]
     max_topics: usize,
@@ -120,6 +124,7 @@ fn main() -> std::process::ExitCode {
         passwords: args.passwords,
         acl: args.acl,
         curve_keys: args.curve_keys,
+        zmtp_heartbeat: args.zmtp_heartbeat,
         ..Default::default()
     };
     let master = match Master::spawn(config) {

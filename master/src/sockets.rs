@@ -164,6 +164,8 @@ pub struct SocketTuning {
     pub hwm: i32,
     /// Largest message a peer may send; a peer that sends more is disconnected by libzmq.
     pub max_message_size: i64,
+    /// ZMTP PING interval in ms; a connection silent for three intervals after a PING is closed.
+    pub heartbeat_ms: i32,
 }
 
 impl SocketTuning {
@@ -172,8 +174,8 @@ impl SocketTuning {
     pub fn apply(&self, socket: &zmq::Socket) -> Result<(), zmq::Error> {
         socket.set_maxmsgsize(self.max_message_size)?;
         socket.set_handshake_ivl(HANDSHAKE_MS)?;
-        socket.set_heartbeat_ivl(HEARTBEAT_IVL_MS)?;
-        socket.set_heartbeat_timeout(HEARTBEAT_TIMEOUT_MS)?;
+        socket.set_heartbeat_ivl(self.heartbeat_ms)?;
+        socket.set_heartbeat_timeout(self.heartbeat_ms.saturating_mul(3))?;
         // Kernel keepalive too, for peers that vanish without a FIN (power loss, cable).
         socket.set_tcp_keepalive(1)?;
         socket.set_tcp_keepalive_idle(30)?;
@@ -183,10 +185,6 @@ impl SocketTuning {
 
 /// A peer must finish the ZMTP handshake within this time (libzmq's default is 30 s).
 pub const HANDSHAKE_MS: i32 = 5_000;
-/// ZMTP PING interval on every connection.
-pub const HEARTBEAT_IVL_MS: i32 = 2_000;
-/// A connection silent this long after a PING is closed (catches half-open TCP).
-pub const HEARTBEAT_TIMEOUT_MS: i32 = 6_000;
 
 /// The two sockets of one topic: publishers connect to `inbound` (SUB), subscribers to
 /// `outbound` (XPUB, so the master sees subscriptions and can answer ready probes).

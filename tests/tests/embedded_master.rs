@@ -130,9 +130,12 @@ fn embedded_heartbeat_claims_the_name_and_reports_the_epoch() {
 
 #[test]
 fn idle_publisher_that_polls_outlives_the_masters_heartbeat_timeout() {
-    // The master PINGs every 2 s and closes a connection silent for 6 s after a PING. An idle
+    // This master PINGs every 2 s and closes a connection silent for 6 s after a PING. An idle
     // embedded publisher stays connected by calling poll(), which answers with PONGs.
-    let master = start_master();
+    let master = zerosmq_tests::start_master_with(zerosmq_tests::MasterConfig {
+        zmtp_heartbeat: Duration::from_secs(2),
+        ..Default::default()
+    });
     let stack = StdConnect {
         read_timeout: Some(WAIT),
     };

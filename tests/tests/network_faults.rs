@@ -80,7 +80,13 @@ impl Steady {
 /// A master whose data ports are `range`, so the proxy can listen on the same ports on
 /// 127.0.0.2 (each test its own range: tests run in parallel).
 fn master(range: (u16, u16)) -> MasterProcess {
-    MasterProcess::start(&["--data-ports", &format!("{}-{}", range.0, range.1)])
+    // ZMTP pings every 2 s (default 10 s), so a half-open path is found in about 8 s.
+    MasterProcess::start(&[
+        "--data-ports",
+        &format!("{}-{}", range.0, range.1),
+        "--zmtp-heartbeat",
+        "2",
+    ])
 }
 
 /// The scene of the proxy tests: a master on `range`, a steady direct pair, the master's
