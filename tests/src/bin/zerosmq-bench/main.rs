@@ -81,6 +81,7 @@ struct Options {
     sections: Option<Vec<String>>,
     duration: Option<Duration>,
     repeat: Option<usize>,
+    idle: Option<Duration>,
 }
 
 fn parse_load(s: &str) -> Result<(usize, usize, usize), String> {
@@ -108,6 +109,7 @@ fn parse_args() -> Result<Options, String> {
         sections: None,
         duration: None,
         repeat: None,
+        idle: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -137,6 +139,13 @@ fn parse_args() -> Result<Options, String> {
                         .collect(),
                 )
             }
+            "--idle" => {
+                let secs: f64 = args
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .ok_or("--idle needs seconds")?;
+                o.idle = Some(Duration::from_secs_f64(secs));
+            }
             "--repeat" => {
                 let n: usize = args
                     .next()
@@ -155,7 +164,7 @@ fn parse_args() -> Result<Options, String> {
             "-h" | "--help" => {
                 println!(
                     "zerosmq-bench [--quick] [--csv FILE] [--json FILE] [--zenoh] [--only SYSTEMS]\n\
-                     \x20             [--sections SECTIONS] [--load PxTxS]... [--duration SECS] [--repeat N]\n\
+                     \x20             [--sections SECTIONS] [--load PxTxS]... [--duration SECS] [--repeat N] [--idle SECS]\n\
                      SYSTEMS: comma-separated of floor,reference,master-zmq,master-std,mosquitto\n\
                      SECTIONS: comma-separated of throughput,latency,resources\n\
                      --load 1024x100x1: payload bytes, topics, subscribers (replaces the default loads)"
@@ -204,6 +213,7 @@ fn main() -> std::process::ExitCode {
         (Duration::from_millis(1000), 10_000, Duration::from_secs(5))
     };
     let duration = opts.duration.unwrap_or(duration);
+    let idle = opts.idle.unwrap_or(idle);
     let repeat = opts.repeat.unwrap_or(if opts.quick { 1 } else { 3 });
     report.notes.push(format!(
         "throughput: best of {repeat} run(s) of {:.2} s each, loss summed over all runs",
