@@ -13,7 +13,9 @@ use core::net::SocketAddr;
 use embedded_io_async::{Error as _, ErrorKind, Read, Write};
 use embedded_nal_async::TcpConnect as Connect;
 use zerosmq_core::control::{ControlReply, ControlRequest, Encoding};
-use zerosmq_core::zmtp::{Connection, Event, SocketType, ZmtpError};
+use zerosmq_core::zmtp::{
+    Connection, CredentialsTooLong, Event, PlainCredentials, SocketType, ZmtpError,
+};
 use zerosmq_core::{NodeName, Topic};
 
 use crate::node::{self, ReplyReader, SubAction, SubscriptionCount, PROBE_LEN};
@@ -24,7 +26,7 @@ type Result<T, C> = core::result::Result<T, Error<<C as Connect>::Error>>;
 /// Writes what the connection has pending (greeting, READY, PONG), using `buf` as scratch.
 async fn flush<T: Write>(
     io: &mut T,
-    conn: &mut Connection,
+    conn: &mut Connection<'_>,
     buf: &mut [u8],
 ) -> core::result::Result<(), Error<T::Error>> {
     while let Some(n) = conn.poll_transmit(buf).map_err(|_| Error::BufferTooSmall)? {
@@ -38,7 +40,7 @@ async fn flush<T: Write>(
 /// Pending output is written only between frames, so it never overwrites a partial frame.
 async fn next_event<T: Read + Write>(
     io: &mut T,
-    conn: &mut Connection,
+    conn: &mut Connection<'_>,
     buf: &mut [u8],
 ) -> core::result::Result<Event, Error<T::Error>> {
     loop {
@@ -68,20 +70,23 @@ async fn next_event<T: Read + Write>(
                     capacity,
                 })
             }
+            Err(ZmtpError::AuthFailed { status }) => return Err(Error::AuthFailed { status }),
             Err(e) => return Err(Error::Protocol(e)),
         }
     }
 }
 
-/// Connects and runs the handshake for a local socket of `socket_type`.
+/// Connects and runs the handshake (NULL, or PLAIN with `plain`) for a local socket of
+/// `socket_type`.
 async fn open<'n, C: Connect>(
     connector: &'n C,
     remote: SocketAddr,
     socket_type: SocketType,
+    plain: Option<PlainCredentials<'static>>,
     buf: &mut [u8],
-) -> Result<(C::Connection<'n>, Connection), C> {
+) -> Result<(C::Connection<'n>, Connection<'static>), C> {
     let mut io = connector.connect(remote).await.map_err(Error::Transport)?;
-    let mut conn = Connection::new(socket_type);
+    let mut conn = Connection::with_mechanism(socket_type, plain);
     loop {
         if let Event::Ready { .. } = next_event(&mut io, &mut conn, buf).await? {
             return Ok((io, conn));
@@ -99,6 +104,7 @@ pub struct Node<C: Connect> {
     master: SocketAddr,
     name: NodeName,
     encoding: Encoding,
+    plain: Option<PlainCredentials<'static>>,
     seed: u64,
     probes: Cell<u32>,
 }
@@ -117,6 +123,7 @@ impl<C: Connect> Node<C> {
             master,
             name,
             encoding: Encoding::Text,
+            plain: None,
             seed,
             probes: Cell::new(0),
         })
@@ -126,6 +133,19 @@ impl<C: Connect> Node<C> {
     pub fn with_encoding(mut self, encoding: Encoding) -> Self {
         self.encoding = encoding;
         self
+    }
+
+    /// Authenticates every connection of the node (control requests, publishers, subscribers)
+    /// with ZMTP PLAIN, as the master requires when it runs with `--passwords`. A refusal is
+    /// [`Error::AuthFailed`]. The role buffers must also hold the HELLO command (10 bytes plus
+    /// the user name and the password).
+    pub fn with_plain(
+        mut self,
+        user: &'static str,
+        password: &'static str,
+    ) -> core::result::Result<Self, CredentialsTooLong> {
+        self.plain = Some(PlainCredentials::new(user, password)?);
+        Ok(self)
     }
 
     /// Mixes a random value (from the board's RNG) into ready-probe nonces, so two boards with
@@ -147,7 +167,14 @@ impl<C: Connect> Node<C> {
         req: &ControlRequest,
         buf: &'b mut [u8],
     ) -> Result<ControlReply<'b>, C> {
-        let (mut io, mut conn) = open(&self.connector, self.master, SocketType::Req, buf).await?;
+        let (mut io, mut conn) = open(
+            &self.connector,
+            self.master,
+            SocketType::Req,
+            self.plain,
+            buf,
+        )
+        .await?;
         let (start, end) =
             node::encode_request(req, self.encoding, buf).map_err(|_| Error::BufferTooSmall)?;
         io.write_all(&buf[start..end])
@@ -238,7 +265,7 @@ impl<C: Connect> Node<C> {
 
 struct PubLink<T> {
     io: T,
-    conn: Connection,
+    conn: Connection<'static>,
     subscriptions: SubscriptionCount,
 }
 
@@ -276,7 +303,14 @@ impl<'n, C: Connect> Publisher<'n, '_, C> {
             topic: self.topic.clone(),
         };
         let addr = self.node.grant(&req, self.buf).await?;
-        let (io, conn) = open(&self.node.connector, addr, SocketType::Pub, self.buf).await?;
+        let (io, conn) = open(
+            &self.node.connector,
+            addr,
+            SocketType::Pub,
+            self.node.plain,
+            self.buf,
+        )
+        .await?;
         debug!("publisher connected to port {}", addr.port());
         self.link = Some(PubLink {
             io,
@@ -374,7 +408,7 @@ impl<'n, C: Connect> Publisher<'n, '_, C> {
 
 struct SubLink<T> {
     io: T,
-    conn: Connection,
+    conn: Connection<'static>,
     ready: bool,
     in_multipart: bool,
 }
@@ -419,7 +453,14 @@ impl<'n, C: Connect> Subscriber<'n, '_, C> {
             topic: self.topic.clone(),
         };
         let addr = self.node.grant(&req, self.buf).await?;
-        let (mut io, conn) = open(&self.node.connector, addr, SocketType::Sub, self.buf).await?;
+        let (mut io, conn) = open(
+            &self.node.connector,
+            addr,
+            SocketType::Sub,
+            self.node.plain,
+            self.buf,
+        )
+        .await?;
         self.probe = self.node.next_probe(&self.topic);
         let n = node::encode_subscriptions(&conn, self.topic.as_bytes(), &self.probe, self.buf)
             .map_err(|_| Error::BufferTooSmall)?;

@@ -8,7 +8,9 @@ use core::net::SocketAddr;
 
 use embedded_io::{Error as _, ErrorKind, Read, ReadReady, Write};
 use zerosmq_core::control::{ControlReply, ControlRequest, Encoding};
-use zerosmq_core::zmtp::{Connection, Event, SocketType, ZmtpError};
+use zerosmq_core::zmtp::{
+    Connection, CredentialsTooLong, Event, PlainCredentials, SocketType, ZmtpError,
+};
 use zerosmq_core::{NodeName, Topic};
 
 use crate::connect::Connect;
@@ -20,7 +22,7 @@ type Result<T, C> = core::result::Result<T, Error<<C as Connect>::Error>>;
 /// Writes what the connection has pending (greeting, READY, PONG), using `buf` as scratch.
 fn flush<T: Write>(
     io: &mut T,
-    conn: &mut Connection,
+    conn: &mut Connection<'_>,
     buf: &mut [u8],
 ) -> core::result::Result<(), Error<T::Error>> {
     while let Some(n) = conn.poll_transmit(buf).map_err(|_| Error::BufferTooSmall)? {
@@ -34,7 +36,7 @@ fn flush<T: Write>(
 /// Pending output is written only between frames, so it never overwrites a partial frame.
 fn next_event<T: Read + Write>(
     io: &mut T,
-    conn: &mut Connection,
+    conn: &mut Connection<'_>,
     buf: &mut [u8],
 ) -> core::result::Result<Event, Error<T::Error>> {
     loop {
@@ -47,7 +49,7 @@ fn next_event<T: Read + Write>(
 /// Writes pending output, then does one read (which may block) and commits it.
 fn read_once<T: Read + Write>(
     io: &mut T,
-    conn: &mut Connection,
+    conn: &mut Connection<'_>,
     buf: &mut [u8],
 ) -> core::result::Result<Option<Event>, Error<T::Error>> {
     if conn.wants_transmit() {
@@ -75,19 +77,22 @@ fn read_once<T: Read + Write>(
                 capacity,
             })
         }
+        Err(ZmtpError::AuthFailed { status }) => Err(Error::AuthFailed { status }),
         Err(e) => Err(Error::Protocol(e)),
     }
 }
 
-/// Connects and runs the handshake for a local socket of `socket_type`.
+/// Connects and runs the handshake (NULL, or PLAIN with `plain`) for a local socket of
+/// `socket_type`.
 fn open<'n, C: Connect>(
     connector: &'n C,
     remote: SocketAddr,
     socket_type: SocketType,
+    plain: Option<PlainCredentials<'static>>,
     buf: &mut [u8],
-) -> Result<(C::Connection<'n>, Connection), C> {
+) -> Result<(C::Connection<'n>, Connection<'static>), C> {
     let mut io = connector.connect(remote).map_err(Error::Transport)?;
-    let mut conn = Connection::new(socket_type);
+    let mut conn = Connection::with_mechanism(socket_type, plain);
     loop {
         if let Event::Ready { .. } = next_event(&mut io, &mut conn, buf)? {
             return Ok((io, conn));
@@ -105,6 +110,7 @@ pub struct Node<C: Connect> {
     master: SocketAddr,
     name: NodeName,
     encoding: Encoding,
+    plain: Option<PlainCredentials<'static>>,
     seed: u64,
     probes: Cell<u32>,
 }
@@ -123,6 +129,7 @@ impl<C: Connect> Node<C> {
             master,
             name,
             encoding: Encoding::Text,
+            plain: None,
             seed,
             probes: Cell::new(0),
         })
@@ -132,6 +139,19 @@ impl<C: Connect> Node<C> {
     pub fn with_encoding(mut self, encoding: Encoding) -> Self {
         self.encoding = encoding;
         self
+    }
+
+    /// Authenticates every connection of the node (control requests, publishers, subscribers)
+    /// with ZMTP PLAIN, as the master requires when it runs with `--passwords`. A refusal is
+    /// [`Error::AuthFailed`]. The role buffers must also hold the HELLO command (10 bytes plus
+    /// the user name and the password).
+    pub fn with_plain(
+        mut self,
+        user: &'static str,
+        password: &'static str,
+    ) -> core::result::Result<Self, CredentialsTooLong> {
+        self.plain = Some(PlainCredentials::new(user, password)?);
+        Ok(self)
     }
 
     /// Mixes a random value (from the board's RNG) into ready-probe nonces, so two boards with
@@ -153,7 +173,13 @@ impl<C: Connect> Node<C> {
         req: &ControlRequest,
         buf: &'b mut [u8],
     ) -> Result<ControlReply<'b>, C> {
-        let (mut io, mut conn) = open(&self.connector, self.master, SocketType::Req, buf)?;
+        let (mut io, mut conn) = open(
+            &self.connector,
+            self.master,
+            SocketType::Req,
+            self.plain,
+            buf,
+        )?;
         let (start, end) =
             node::encode_request(req, self.encoding, buf).map_err(|_| Error::BufferTooSmall)?;
         io.write_all(&buf[start..end]).map_err(Error::Transport)?;
@@ -242,7 +268,7 @@ impl<C: Connect> Node<C> {
 
 struct PubLink<T> {
     io: T,
-    conn: Connection,
+    conn: Connection<'static>,
     subscriptions: SubscriptionCount,
 }
 
@@ -280,7 +306,13 @@ impl<'n, C: Connect> Publisher<'n, '_, C> {
             topic: self.topic.clone(),
         };
         let addr = self.node.grant(&req, self.buf)?;
-        let (io, conn) = open(&self.node.connector, addr, SocketType::Pub, self.buf)?;
+        let (io, conn) = open(
+            &self.node.connector,
+            addr,
+            SocketType::Pub,
+            self.node.plain,
+            self.buf,
+        )?;
         debug!("publisher connected to port {}", addr.port());
         self.link = Some(PubLink {
             io,
@@ -382,7 +414,7 @@ where
 
 struct SubLink<T> {
     io: T,
-    conn: Connection,
+    conn: Connection<'static>,
     ready: bool,
     in_multipart: bool,
 }
@@ -427,7 +459,13 @@ impl<'n, C: Connect> Subscriber<'n, '_, C> {
             topic: self.topic.clone(),
         };
         let addr = self.node.grant(&req, self.buf)?;
-        let (mut io, conn) = open(&self.node.connector, addr, SocketType::Sub, self.buf)?;
+        let (mut io, conn) = open(
+            &self.node.connector,
+            addr,
+            SocketType::Sub,
+            self.node.plain,
+            self.buf,
+        )?;
         self.probe = self.node.next_probe(&self.topic);
         let n = node::encode_subscriptions(&conn, self.topic.as_bytes(), &self.probe, self.buf)
             .map_err(|_| Error::BufferTooSmall)?;

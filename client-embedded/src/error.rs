@@ -20,8 +20,13 @@ pub enum Error<E> {
     Protocol(ZmtpError),
     /// A frame longer than the receive buffer was skipped; the connection is kept.
     FrameTooLarge { len: u64, capacity: usize },
-    /// The master refused the request.
+    /// The master refused the request (its `ERROR code: detail` reply; an ACL refusal of a
+    /// grant is `Refused(ErrorCode::Refused)`).
     Refused(ErrorCode),
+    /// The master's PLAIN authentication refused the node's credentials (or, on a data port,
+    /// the access they give). `status` is the ZAP status code the master sent: 400 for a wrong
+    /// user name or password. Retrying with the same credentials does not help.
+    AuthFailed { status: u16 },
     /// The master's reply could not be read as the answer to the request.
     BadReply,
     /// A caller's buffer is too small for what had to be encoded or received.
@@ -52,6 +57,12 @@ impl<E: fmt::Debug> fmt::Display for Error<E> {
                 "a {len}-byte frame was skipped: the receive buffer holds {capacity}"
             ),
             Error::Refused(code) => write!(f, "master refused the request: {}", code.as_str()),
+            Error::AuthFailed { status } => {
+                write!(
+                    f,
+                    "authentication failed: wrong PLAIN credentials (status {status})"
+                )
+            }
             Error::BadReply => f.write_str("master's reply does not answer the request"),
             Error::BufferTooSmall => f.write_str("buffer too small"),
             Error::InvalidName(e) => write!(f, "invalid name: {e}"),

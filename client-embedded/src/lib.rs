@@ -40,7 +40,7 @@ pub use connect::{StdConnect, StdError, StdStream};
 pub use error::Error;
 pub use node::PROBE_LEN;
 pub use zerosmq_core::control::{ControlReply, ControlRequest, Encoding, ErrorCode};
-pub use zerosmq_core::zmtp::MIN_RX_LEN;
+pub use zerosmq_core::zmtp::{CredentialsTooLong, PlainCredentials, MIN_RX_LEN};
 
 /// Receive buffer the examples use: greeting, control replies and small messages fit.
 pub const RECOMMENDED_BUF_LEN: usize = 256;

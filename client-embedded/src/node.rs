@@ -139,7 +139,7 @@ pub(crate) fn fnv1a(parts: &[&[u8]]) -> u64 {
 
 /// Encodes the subscriber's opening: subscribe to the topic, then to the probe.
 pub(crate) fn encode_subscriptions(
-    conn: &Connection,
+    conn: &Connection<'_>,
     topic: &[u8],
     probe: &[u8],
     tx: &mut [u8],

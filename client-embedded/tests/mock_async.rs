@@ -186,3 +186,38 @@ fn async_subscriber_probe_receive_skip_and_reconnect() {
         assert!(data.borrow().written.windows(6).any(|w| w == b"CANCEL"));
     }
 }
+
+#[test]
+fn async_plain_node_authenticates_and_reports_a_refusal() {
+    let mut g = zerosmq_core::zmtp::Greeting::ours_with(b"PLAIN");
+    g.as_server = true;
+    let plain = |rest: &[u8]| [&g.to_bytes()[..], b"\x04\x08\x07WELCOME", rest].concat();
+    for chunk in [1, 7, 4096] {
+        let stack = MockStack::new(chunk);
+        stack.script(&plain(&REP[64..]), None);
+        let data = stack.script(&plain(&SUB_V31[64..]), None);
+        stack.script(
+            include_bytes!("../../core/src/zmtp/testdata/libzmq-plain-xpub-refused.bin"),
+            None,
+        );
+        let node = Node::new(&stack, MASTER, "n")
+            .unwrap()
+            .with_plain("alice", "wonderland")
+            .unwrap();
+        let mut buf = [0u8; 128];
+        block_on(async {
+            let mut publisher = node.advertise("imu", &mut buf).await.unwrap();
+            publisher.wait_ready().await.unwrap();
+            publisher.publish(b"hello").await.unwrap();
+            drop(publisher);
+            assert_eq!(
+                node.graph(&mut buf).await,
+                Err(Error::AuthFailed { status: 400 })
+            );
+        });
+        let written = data.borrow().written.clone();
+        assert!(written.windows(12).any(|w| w == b"\x05HELLO\x05alice"));
+        assert!(written.windows(9).any(|w| w == b"\x08INITIATE"));
+        assert!(written.ends_with(b"\x00\x09imu hello"));
+    }
+}

@@ -341,3 +341,85 @@ fn publisher_poll_answers_pings_without_blocking() {
         );
     }
 }
+
+/// A PLAIN server's side: its greeting (PLAIN, as-server), WELCOME, then `rest` (what a NULL
+/// peer sends after its greeting: READY and traffic).
+fn plain_server(rest: &[u8]) -> Vec<u8> {
+    let mut g = zerosmq_core::zmtp::Greeting::ours_with(b"PLAIN");
+    g.as_server = true;
+    let mut v = g.to_bytes().to_vec();
+    v.extend_from_slice(b"\x04\x08\x07WELCOME");
+    v.extend_from_slice(rest);
+    v
+}
+
+/// What our PLAIN client writes before its traffic: greeting, HELLO, INITIATE.
+fn plain_client(socket_type: &[u8]) -> Vec<u8> {
+    let mut v = zerosmq_core::zmtp::Greeting::ours_with(b"PLAIN")
+        .to_bytes()
+        .to_vec();
+    v.extend_from_slice(b"\x04\x17\x05HELLO\x05alice\x0awonderland");
+    let mut meta = b"\x08INITIATE\x0bSocket-Type\x00\x00\x00".to_vec();
+    meta.extend_from_slice(&with_len(b"", socket_type));
+    if socket_type == b"REQ" {
+        meta.extend_from_slice(b"\x08Identity\x00\x00\x00\x00");
+    }
+    v.extend_from_slice(&with_len(b"\x04", &meta));
+    v
+}
+
+#[test]
+fn plain_node_authenticates_every_connection_in_every_fragmentation() {
+    for chunk in [1, 2, 7, 4096] {
+        let stack = MockStack::new(chunk);
+        let control = stack.script(&plain_server(&REP[64..]), None);
+        let data = stack.script(&plain_server(&SUB_V31[64..]), None);
+        let node = Node::new(&stack, MASTER, "n")
+            .unwrap()
+            .with_plain("alice", "wonderland")
+            .unwrap();
+        let mut buf = [0u8; 128];
+        let mut publisher = node.advertise("imu", &mut buf).unwrap();
+        publisher.wait_ready().unwrap();
+        publisher.publish(b"hello").unwrap();
+
+        let mut want = plain_client(b"REQ");
+        want.extend_from_slice(&req_bytes(b"REQUEST_PUB n imu")[64 + 40..]);
+        assert_eq!(control.borrow().written, want, "chunk {chunk}");
+        let mut want = plain_client(b"PUB");
+        want.extend_from_slice(b"\x00\x09imu hello");
+        assert_eq!(data.borrow().written, want, "chunk {chunk}");
+    }
+}
+
+#[test]
+fn plain_refusal_is_auth_failed_once_not_a_hang_or_a_retry_loop() {
+    // libzmq 4.3.5's answer to a wrong password (recorded): greeting, then ERROR "400".
+    let refused: &[u8] =
+        include_bytes!("../../core/src/zmtp/testdata/libzmq-plain-xpub-refused.bin");
+    for chunk in [1, 5, 4096] {
+        let stack = MockStack::new(chunk);
+        let control = stack.script(refused, None);
+        let spare = stack.script(REP, None);
+        let node = Node::new(&stack, MASTER, "n")
+            .unwrap()
+            .with_plain("alice", "guess")
+            .unwrap();
+        let mut buf = [0u8; 128];
+        assert_eq!(
+            node.subscribe("imu", &mut buf).map(|_| ()),
+            Err(Error::AuthFailed { status: 400 })
+        );
+        assert!(control
+            .borrow()
+            .written
+            .starts_with(&zerosmq_core::zmtp::Greeting::ours_with(b"PLAIN").to_bytes()));
+        assert!(spare.borrow().written.is_empty(), "no second connection");
+    }
+    // Credentials that do not fit PLAIN are refused when configured.
+    let long: &'static str = Box::leak("x".repeat(256).into_boxed_str());
+    assert!(Node::new(&MockStack::new(1), MASTER, "n")
+        .unwrap()
+        .with_plain(long, "p")
+        .is_err());
+}

@@ -286,3 +286,183 @@ fn recorded_libzmq_bytes_match_live_libzmq() {
         include_bytes!("../../core/src/zmtp/testdata/libzmq-pub.bin")
     );
 }
+
+/// A ZAP handler (RFC 27) on `ctx` that accepts only alice / wonderland, as the master's does.
+fn zap_handler(ctx: &zmq::Context) -> thread::JoinHandle<()> {
+    let zap = ctx.socket(zmq::REP).unwrap();
+    zap.bind("inproc://zeromq.zap.01").unwrap();
+    thread::spawn(move || {
+        while let Ok(f) = zap.recv_multipart(0) {
+            let ok = f.get(5).map(Vec::as_slice) == Some(b"PLAIN")
+                && f.get(6).map(Vec::as_slice) == Some(b"alice")
+                && f.get(7).map(Vec::as_slice) == Some(b"wonderland");
+            let status: &[u8] = if ok { b"200" } else { b"400" };
+            let user: &[u8] = if ok { b"alice" } else { b"" };
+            let reply: Vec<&[u8]> = vec![b"1.0", &f[1], status, b"", user, b""];
+            if zap.send_multipart(reply, 0).is_err() {
+                return;
+            }
+        }
+    })
+}
+
+#[test]
+fn plain_against_libzmq_plain_servers_rep_xpub_and_sub() {
+    let ctx = zmq::Context::new();
+    let _zap = zap_handler(&ctx);
+    let plain_server = |kind, domain: &str| {
+        let s = ctx.socket(kind).unwrap();
+        s.set_plain_server(true).unwrap();
+        s.set_zap_domain(domain).unwrap();
+        s.bind("tcp://127.0.0.1:*").unwrap();
+        s.set_rcvtimeo(10_000).unwrap();
+        s
+    };
+    // PLAIN servers standing in for the master: control (REP), subscriber port (XPUB) and
+    // publisher port (SUB).
+    let xpub = plain_server(zmq::XPUB, "sub:imu");
+    let sub_server = plain_server(zmq::SUB, "pub:imu");
+    sub_server.set_subscribe(b"imu").unwrap();
+    let rep = plain_server(zmq::REP, "zerosmq");
+    let (xpub_port, sub_port, rep_port) = (port_of(&xpub), port_of(&sub_server), port_of(&rep));
+    let control = thread::spawn(move || {
+        // Only authenticated requests reach the socket: the wrong password never gets here.
+        let mut seen = Vec::new();
+        for _ in 0..2 {
+            let bytes = rep.recv_bytes(0).unwrap();
+            let req = decode_request(&bytes).unwrap();
+            let port = match req {
+                ControlRequest::Subscribe { .. } => xpub_port,
+                _ => sub_port,
+            };
+            let mut buf = [0u8; 64];
+            let reply = ControlReply::Granted { port };
+            rep.send(reply.encode(Encoding::of(&bytes), &mut buf).unwrap(), 0)
+                .unwrap();
+            seen.push(req);
+        }
+        seen
+    });
+    let tcp = stack();
+    let master = SocketAddr::new(LOCALHOST.into(), rep_port);
+
+    // A wrong password: the clear error, at once, from the control connection.
+    let intruder = Node::new(&tcp, master, "mcu")
+        .unwrap()
+        .with_plain("alice", "guess")
+        .unwrap();
+    let mut buf = [0u8; 128];
+    let started = std::time::Instant::now();
+    assert!(matches!(
+        intruder.subscribe("imu", &mut buf).map(|_| ()),
+        Err(Error::AuthFailed { status: 400 })
+    ));
+    assert!(started.elapsed() < Duration::from_secs(5));
+
+    // The right one: grant, PLAIN subscriber connection, subscription, traffic.
+    let node = Node::new(&tcp, master, "mcu")
+        .unwrap()
+        .with_plain("alice", "wonderland")
+        .unwrap();
+    let mut sub = node.subscribe("imu", &mut buf).unwrap();
+    assert_eq!(xpub.recv_bytes(0).unwrap(), b"\x01imu");
+    assert!(xpub.recv_bytes(0).unwrap()[1..].starts_with(READY_PROBE_PREFIX));
+    xpub.send(&b"imu secret"[..], 0).unwrap();
+    assert_eq!(sub.recv().unwrap(), b"secret");
+
+    // A PLAIN publisher against the PLAIN SUB (in a thread: see the publisher test above).
+    let embedded = thread::spawn(move || {
+        let tcp = stack();
+        let node = Node::new(&tcp, master, "mcu")
+            .unwrap()
+            .with_plain("alice", "wonderland")
+            .unwrap();
+        let mut buf = [0u8; 128];
+        let mut publisher = node.advertise("imu", &mut buf).unwrap();
+        publisher.wait_ready().unwrap();
+        publisher.publish(b"signed").unwrap();
+    });
+    assert_eq!(sub_server.recv_bytes(0).unwrap(), b"imu signed");
+    embedded.join().unwrap();
+    assert!(matches!(
+        &control.join().unwrap()[..],
+        [
+            ControlRequest::Subscribe { .. },
+            ControlRequest::Publish { .. }
+        ]
+    ));
+}
+
+#[test]
+fn recorded_plain_bytes_match_live_libzmq() {
+    // The PLAIN fixtures (recorded from libzmq 4.3.5 by testdata/record-plain.py) are what this
+    // libzmq (4.3.4) sends too: a PLAIN XPUB server accepting and refusing, a PLAIN REQ client.
+    use std::io::{Read, Write};
+    use std::net::{TcpListener, TcpStream};
+    let mut client_greeting = [0u8; 64];
+    client_greeting[..10].copy_from_slice(&[0xff, 0, 0, 0, 0, 0, 0, 0, 1, 0x7f]);
+    client_greeting[10..17].copy_from_slice(b"\x03\x01PLAIN");
+    let ctx = zmq::Context::new();
+    let _zap = zap_handler(&ctx);
+    let xpub = ctx.socket(zmq::XPUB).unwrap();
+    xpub.set_plain_server(true).unwrap();
+    xpub.set_zap_domain("test").unwrap();
+    xpub.bind("tcp://127.0.0.1:*").unwrap();
+    let port = port_of(&xpub);
+    let server_side = |password: &[u8], len: usize| {
+        let mut tcp = TcpStream::connect((LOCALHOST, port)).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        tcp.write_all(&client_greeting).unwrap();
+        let mut got = vec![0u8; 64];
+        tcp.read_exact(&mut got).unwrap();
+        let mut hello = b"\x04\x00\x05HELLO\x05alice".to_vec();
+        hello.push(password.len() as u8);
+        hello.extend_from_slice(password);
+        hello[1] = (hello.len() - 2) as u8;
+        tcp.write_all(&hello).unwrap();
+        let mut rest = vec![0u8; len - 64];
+        if len > 75 {
+            tcp.read_exact(&mut rest[..10]).unwrap(); // WELCOME
+            tcp.write_all(b"\x04\x1c\x08INITIATE\x0bSocket-Type\x00\x00\x00\x03SUB")
+                .unwrap();
+            tcp.read_exact(&mut rest[10..]).unwrap();
+        } else {
+            tcp.read_exact(&mut rest).unwrap();
+        }
+        got.extend_from_slice(&rest);
+        got
+    };
+    assert_eq!(
+        server_side(b"wonderland", 102),
+        include_bytes!("../../core/src/zmtp/testdata/libzmq-plain-xpub.bin")
+    );
+    assert_eq!(
+        server_side(b"guess", 75),
+        include_bytes!("../../core/src/zmtp/testdata/libzmq-plain-xpub-refused.bin")
+    );
+
+    let listener = TcpListener::bind((LOCALHOST, 0)).unwrap();
+    let req = ctx.socket(zmq::REQ).unwrap();
+    req.set_plain_username(Some("alice")).unwrap();
+    req.set_plain_password(Some("wonderland")).unwrap();
+    req.connect(&format!(
+        "tcp://127.0.0.1:{}",
+        listener.local_addr().unwrap().port()
+    ))
+    .unwrap();
+    let (mut tcp, _) = listener.accept().unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut server_greeting = client_greeting;
+    server_greeting[32] = 1;
+    tcp.write_all(&server_greeting).unwrap();
+    let mut got = vec![0u8; 64 + 25];
+    tcp.read_exact(&mut got).unwrap();
+    tcp.write_all(b"\x04\x08\x07WELCOME").unwrap();
+    let mut initiate = vec![0u8; 43];
+    tcp.read_exact(&mut initiate).unwrap();
+    got.extend_from_slice(&initiate);
+    assert_eq!(
+        got,
+        include_bytes!("../../core/src/zmtp/testdata/libzmq-plain-req-client.bin")
+    );
+}

@@ -160,3 +160,98 @@ fn idle_publisher_that_polls_outlives_the_masters_heartbeat_timeout() {
     assert_eq!(msg.payload(), b"still here");
     master.shutdown().unwrap();
 }
+
+#[test]
+fn plain_embedded_node_against_a_master_with_passwords_and_an_acl() {
+    let dir = std::env::temp_dir().join(format!("zerosmq-embedded-plain-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let passwords = dir.join("passwords");
+    std::fs::write(&passwords, "mcu:s3cret\nhost:h0st\n").unwrap();
+    let acl = dir.join("acl");
+    std::fs::write(
+        &acl,
+        "user mcu\ntopic write imu\ntopic read cmd\nuser host\ntopic read imu\ntopic write cmd\n",
+    )
+    .unwrap();
+    let master = zerosmq_tests::start_master_with(MasterConfig {
+        passwords: Some(passwords),
+        acl: Some(acl),
+        ..Default::default()
+    });
+    let stack = StdConnect {
+        read_timeout: Some(WAIT),
+    };
+    let addr = control_addr(master.control_port());
+    let mcu = Node::new(&stack, addr, "mcu")
+        .unwrap()
+        .with_plain("mcu", "s3cret")
+        .unwrap();
+    let host = zerosmq::Node::builder("host")
+        .master(master.control_endpoint())
+        .timeout(Duration::from_secs(2))
+        .plain("host", "h0st")
+        .connect()
+        .unwrap();
+
+    // Embedded -> std.
+    let mut std_sub = host.subscribe("imu").unwrap();
+    std_sub.wait_ready(WAIT).unwrap();
+    let mut pub_buf = [0u8; 128];
+    let mut mcu_pub = mcu.advertise("imu", &mut pub_buf).unwrap();
+    mcu_pub.wait_ready().unwrap();
+    mcu_pub.publish(b"accel 9.81").unwrap();
+    let msg = std_sub.recv_timeout(WAIT).unwrap().expect("PLAIN flow");
+    assert_eq!(msg.payload(), b"accel 9.81");
+
+    // Std -> embedded, binary control encoding.
+    let mcu_bin = Node::new(&stack, addr, "mcu-bin")
+        .unwrap()
+        .with_plain("mcu", "s3cret")
+        .unwrap()
+        .with_encoding(zerosmq_embedded::Encoding::Binary);
+    let mut sub_buf = [0u8; 128];
+    let mut mcu_sub = mcu_bin.subscribe("cmd", &mut sub_buf).unwrap();
+    mcu_sub.wait_ready().unwrap();
+    let mut std_pub = host.advertise("cmd").unwrap();
+    std_pub.wait_ready(WAIT).unwrap();
+    std_pub.publish(b"go").unwrap();
+    assert_eq!(mcu_sub.recv().unwrap(), b"go");
+
+    // The ACL refuses a grant: the master's `ERROR refused: ...` reply, as an error value.
+    let mut buf = [0u8; 128];
+    assert!(matches!(
+        mcu.subscribe("imu", &mut buf).map(|_| ()),
+        Err(Error::Refused(zerosmq_embedded::ErrorCode::Refused))
+    ));
+    assert!(matches!(
+        mcu.advertise("cmd", &mut buf).map(|_| ()),
+        Err(Error::Refused(zerosmq_embedded::ErrorCode::Refused))
+    ));
+
+    // A wrong password: AuthFailed at once, not a hang and not a retry loop.
+    let intruder = Node::new(&stack, addr, "intruder")
+        .unwrap()
+        .with_plain("mcu", "guess")
+        .unwrap();
+    let started = Instant::now();
+    assert!(matches!(
+        intruder.advertise("imu", &mut buf).map(|_| ()),
+        Err(Error::AuthFailed { status: 400 })
+    ));
+    assert!(matches!(
+        intruder.graph(&mut buf),
+        Err(Error::AuthFailed { status: 400 })
+    ));
+    assert!(started.elapsed() < Duration::from_secs(5));
+    // Without credentials: libzmq closes a NULL client's connection to a PLAIN server (or we
+    // refuse its PLAIN greeting), an error either way.
+    let anonymous = Node::new(&stack, addr, "anon").unwrap();
+    let err = anonymous.graph(&mut buf).map(|_| ());
+    assert!(
+        matches!(err, Err(Error::Disconnected | Error::Protocol(_))),
+        "{err:?}"
+    );
+    drop(mcu_pub);
+    drop(mcu_sub);
+    master.shutdown().unwrap();
+}

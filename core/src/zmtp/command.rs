@@ -1,5 +1,6 @@
 //! Command frames (RFC 23/37): `name-size name data`, and the commands this subset speaks:
-//! READY (properties), ERROR, SUBSCRIBE / CANCEL (3.1), PING / PONG (3.1 heartbeats).
+//! READY (properties), ERROR, SUBSCRIBE / CANCEL (3.1), PING / PONG (3.1 heartbeats), and the
+//! PLAIN client's HELLO / WELCOME / INITIATE (RFC 24).
 
 use super::frame::FrameHeader;
 use super::EncodeError;
@@ -99,8 +100,11 @@ pub const MAX_PING_CONTEXT: usize = 16;
 pub enum Command<'a> {
     /// Handshake metadata.
     Ready(Properties<'a>),
-    /// The peer refuses the connection; `reason` is text for humans.
+    /// The peer refuses the connection; `reason` is text for humans (a ZAP status code such as
+    /// `400` when a PLAIN server refuses the credentials).
     Error { reason: &'a [u8] },
+    /// PLAIN: the server accepted HELLO's credentials.
+    Welcome,
     /// ZMTP 3.1 subscription.
     Subscribe(&'a [u8]),
     /// ZMTP 3.1 unsubscription.
@@ -133,6 +137,7 @@ impl<'a> Command<'a> {
                     .ok_or(CommandError::Truncated)?;
                 Command::Error { reason }
             }
+            b"WELCOME" => Command::Welcome,
             b"SUBSCRIBE" => Command::Subscribe(data),
             b"CANCEL" => Command::Cancel(data),
             b"PING" => {
@@ -227,6 +232,36 @@ pub fn encode_ready(
     identity: &[u8],
     buf: &mut [u8],
 ) -> Result<usize, EncodeError> {
+    encode_metadata(b"READY", socket_type, identity, buf)
+}
+
+/// PLAIN's INITIATE: the same metadata as READY (RFC 24).
+pub fn encode_initiate(
+    socket_type: SocketType,
+    identity: &[u8],
+    buf: &mut [u8],
+) -> Result<usize, EncodeError> {
+    encode_metadata(b"INITIATE", socket_type, identity, buf)
+}
+
+/// PLAIN's HELLO: user name and password as short strings (at most 255 bytes each, else
+/// [`EncodeError::BufferTooSmall`]).
+pub fn encode_hello(user: &[u8], password: &[u8], buf: &mut [u8]) -> Result<usize, EncodeError> {
+    let user_len = u8::try_from(user.len()).map_err(|_| EncodeError::BufferTooSmall)?;
+    let password_len = u8::try_from(password.len()).map_err(|_| EncodeError::BufferTooSmall)?;
+    encode_command(
+        b"HELLO",
+        &[&[user_len], user, &[password_len], password],
+        buf,
+    )
+}
+
+fn encode_metadata(
+    name: &[u8],
+    socket_type: SocketType,
+    identity: &[u8],
+    buf: &mut [u8],
+) -> Result<usize, EncodeError> {
     let st = socket_type.as_str().as_bytes();
     let st_len = (st.len() as u32).to_be_bytes();
     let id_len = u32::try_from(identity.len())
@@ -250,9 +285,9 @@ pub fn encode_ready(
             &id_len,
             identity,
         ];
-        encode_command(b"READY", &parts, buf)
+        encode_command(name, &parts, buf)
     } else {
-        encode_command(b"READY", &base, buf)
+        encode_command(name, &base, buf)
     }
 }
 
@@ -321,6 +356,18 @@ mod tests {
         assert_eq!(&b[..n], b"\x04\x09\x04PING\x00\x64ab");
         let (b, n) = enc(|b| encode_pong(b"ab", b));
         assert_eq!(&b[..n], b"\x04\x07\x04PONGab");
+        let (b, n) = enc(|b| encode_hello(b"u", b"pw", b));
+        assert_eq!(&b[..n], b"\x04\x0b\x05HELLO\x01u\x02pw");
+        let (b, n) = enc(|b| encode_initiate(SocketType::Sub, b"", b));
+        assert_eq!(
+            &b[..n],
+            b"\x04\x1c\x08INITIATE\x0bSocket-Type\x00\x00\x00\x03SUB"
+        );
+        assert_eq!(
+            encode_hello(&[b'u'; 256], b"", &mut [0u8; 600]),
+            Err(EncodeError::BufferTooSmall)
+        );
+        assert_eq!(Command::parse(b"\x07WELCOME"), Ok(Command::Welcome));
         let (b, n) = enc(|b| encode_error(b"no", b));
         assert_eq!(&b[..n], b"\x04\x09\x05ERROR\x02no");
         let mut small = [0u8; 8];

@@ -1,25 +1,75 @@
-//! One ZMTP connection's state: greeting, NULL handshake, then frames and commands.
+//! One ZMTP connection's state: greeting, NULL or PLAIN handshake, then frames and commands.
 //!
 //! Sans-IO: the driver moves bytes in through [`Connection::read_buffer`] /
-//! [`Connection::commit`] and out through [`Connection::poll_transmit`] (greeting, READY, PONG)
-//! and the `encode_*` helpers (messages and subscriptions).
+//! [`Connection::commit`] and out through [`Connection::poll_transmit`] (greeting, HELLO,
+//! INITIATE or READY, PONG) and the `encode_*` helpers (messages and subscriptions).
 //!
-//! Order on the wire: our greeting at once; our READY only once the peer's greeting arrived;
-//! anything else only after the peer's READY ([`Event::Ready`]). libzmq 4.3.4 drops a connection
+//! Order on the wire: our greeting at once; with NULL, our READY once the peer's greeting
+//! arrived; with PLAIN (as client, RFC 24), HELLO once the peer's greeting arrived, INITIATE once
+//! its WELCOME arrived, and its READY ends the handshake (an ERROR instead of WELCOME or READY is
+//! [`ZmtpError::AuthFailed`]). Anything else only after the peer's READY ([`Event::Ready`]). libzmq 4.3.4 drops a connection
 //! whose SUBSCRIBE arrives together with greeting and READY (checked against it), so drivers must
 //! not pipeline past the handshake.
 
-use super::command::{self, Command, SocketType, MAX_PING_CONTEXT};
+use super::command::{self, Command, CommandError, SocketType, MAX_PING_CONTEXT};
 use super::decoder::{Decoded, FrameDecoder};
 use super::frame::{FrameHeader, FrameKind, MAX_HEADER_LEN};
-use super::greeting::{Greeting, GREETING_LEN};
+use super::greeting::{Greeting, GreetingError, GREETING_LEN, MECHANISM_NULL, MECHANISM_PLAIN};
 use super::{EncodeError, ZmtpError};
+
+/// A PLAIN client's credentials (RFC 24), borrowed: a user name and a password of at most 255
+/// bytes each. `Debug` does not show the password.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct PlainCredentials<'c> {
+    user: &'c [u8],
+    password: &'c [u8],
+}
+
+/// A PLAIN user name or password is longer than 255 bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CredentialsTooLong;
+
+impl core::fmt::Display for CredentialsTooLong {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("PLAIN user name and password are at most 255 bytes each")
+    }
+}
+
+impl core::error::Error for CredentialsTooLong {}
+
+impl<'c> PlainCredentials<'c> {
+    /// Checks that the user name and the password fit PLAIN's short strings (255 bytes).
+    pub const fn new(user: &'c str, password: &'c str) -> Result<Self, CredentialsTooLong> {
+        if user.len() > 255 || password.len() > 255 {
+            return Err(CredentialsTooLong);
+        }
+        Ok(PlainCredentials {
+            user: user.as_bytes(),
+            password: password.as_bytes(),
+        })
+    }
+
+    /// The user name.
+    pub fn user(&self) -> &'c [u8] {
+        self.user
+    }
+}
+
+impl core::fmt::Debug for PlainCredentials<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("PlainCredentials")
+            .field("user", &self.user)
+            .finish_non_exhaustive()
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
     /// Waiting for the peer's greeting.
     Greeting,
-    /// Greeting exchanged, waiting for the peer's READY.
+    /// PLAIN: HELLO sent (or pending), waiting for the peer's WELCOME.
+    Welcome,
+    /// Greeting exchanged (and, with PLAIN, WELCOME received), waiting for the peer's READY.
     Ready,
     /// Handshake done.
     Open,
@@ -40,14 +90,19 @@ pub enum Event {
     Cancel { start: usize, len: usize },
 }
 
-/// The state of one connection (a few dozen bytes; buffers are the caller's).
+/// The state of one connection (a few dozen bytes; buffers are the caller's). `'c` is the
+/// lifetime of PLAIN credentials, if any.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Connection {
+pub struct Connection<'c> {
     socket_type: SocketType,
     decoder: FrameDecoder,
     phase: Phase,
     minor: u8,
+    /// PLAIN client credentials; `None` is the NULL mechanism.
+    plain: Option<PlainCredentials<'c>>,
     send_greeting: bool,
+    send_hello: bool,
+    /// READY with NULL, INITIATE with PLAIN.
     send_ready: bool,
     /// Context of a PING still to be answered, with its length.
     pong: Option<([u8; MAX_PING_CONTEXT], u8)>,
@@ -55,15 +110,31 @@ pub struct Connection {
     in_multipart: bool,
 }
 
-impl Connection {
-    /// A fresh connection for a local socket of `socket_type`; the greeting is pending.
+impl<'c> Connection<'c> {
+    /// A fresh NULL-mechanism connection for a local socket of `socket_type`; the greeting is
+    /// pending.
     pub const fn new(socket_type: SocketType) -> Self {
+        Self::with_mechanism(socket_type, None)
+    }
+
+    /// A fresh connection that authenticates as a PLAIN client with `credentials`.
+    pub const fn plain(socket_type: SocketType, credentials: PlainCredentials<'c>) -> Self {
+        Self::with_mechanism(socket_type, Some(credentials))
+    }
+
+    /// [`new`](Self::new) for `None`, [`plain`](Self::plain) for `Some`.
+    pub const fn with_mechanism(
+        socket_type: SocketType,
+        plain: Option<PlainCredentials<'c>>,
+    ) -> Self {
         Connection {
             socket_type,
             decoder: FrameDecoder::new(),
             phase: Phase::Greeting,
             minor: 0,
+            plain,
             send_greeting: true,
+            send_hello: false,
             send_ready: false,
             pong: None,
             in_multipart: false,
@@ -90,19 +161,39 @@ impl Connection {
         self.minor
     }
 
-    /// Bytes to write next (greeting, READY, PONG), encoded into `tx`; `None` when nothing is
-    /// pending. `tx` needs at least 64 bytes.
+    fn mechanism(&self) -> &'static [u8] {
+        if self.plain.is_some() {
+            MECHANISM_PLAIN
+        } else {
+            MECHANISM_NULL
+        }
+    }
+
+    /// Bytes to write next (greeting, HELLO, INITIATE or READY, PONG), encoded into `tx`; `None`
+    /// when nothing is pending. `tx` needs at least 64 bytes (and room for HELLO's credentials).
     pub fn poll_transmit(&mut self, tx: &mut [u8]) -> Result<Option<usize>, EncodeError> {
         if self.send_greeting {
             let out = tx
                 .get_mut(..GREETING_LEN)
                 .ok_or(EncodeError::BufferTooSmall)?;
-            out.copy_from_slice(&Greeting::ours().to_bytes());
+            out.copy_from_slice(&Greeting::ours_with(self.mechanism()).to_bytes());
             self.send_greeting = false;
             return Ok(Some(GREETING_LEN));
         }
+        if self.send_hello {
+            let (user, password) = self
+                .plain
+                .map_or((&[][..], &[][..]), |p| (p.user, p.password));
+            let n = command::encode_hello(user, password, tx)?;
+            self.send_hello = false;
+            return Ok(Some(n));
+        }
         if self.send_ready {
-            let n = command::encode_ready(self.socket_type, b"", tx)?;
+            let n = if self.plain.is_some() {
+                command::encode_initiate(self.socket_type, b"", tx)?
+            } else {
+                command::encode_ready(self.socket_type, b"", tx)?
+            };
             self.send_ready = false;
             return Ok(Some(n));
         }
@@ -116,7 +207,7 @@ impl Connection {
 
     /// Whether [`poll_transmit`](Self::poll_transmit) has something to send.
     pub fn wants_transmit(&self) -> bool {
-        self.send_greeting || self.send_ready || self.pong.is_some()
+        self.send_greeting || self.send_hello || self.send_ready || self.pong.is_some()
     }
 
     /// The part of `rx` to read into next (see [`FrameDecoder::read_buffer`]).
@@ -145,12 +236,20 @@ impl Connection {
         };
         match (self.phase, decoded) {
             (Phase::Greeting, Decoded::Greeting(g)) => {
+                if g.mechanism_name() != self.mechanism() {
+                    return self.fail(ZmtpError::Greeting(GreetingError::UnsupportedMechanism));
+                }
                 self.minor = g.negotiated_minor();
-                self.send_ready = true;
-                self.phase = Phase::Ready;
+                if self.plain.is_some() {
+                    self.send_hello = true;
+                    self.phase = Phase::Welcome;
+                } else {
+                    self.send_ready = true;
+                    self.phase = Phase::Ready;
+                }
                 Ok(None)
             }
-            (Phase::Ready, Decoded::Frame(h)) => self.on_handshake_frame(h, rx),
+            (Phase::Welcome | Phase::Ready, Decoded::Frame(h)) => self.on_handshake_frame(h, rx),
             (Phase::Open, Decoded::Frame(h)) => self.on_frame(h, rx),
             _ => self.fail(ZmtpError::UnexpectedFrame),
         }
@@ -165,8 +264,18 @@ impl Connection {
             return self.fail(ZmtpError::UnexpectedFrame);
         }
         let body = rx.get(..h.len as usize).unwrap_or(&[]);
-        match Command::parse(body) {
-            Ok(Command::Ready(props)) => {
+        match parse_handshake_command(body, self.plain.is_some()) {
+            Ok(Command::Welcome) if self.phase == Phase::Welcome => {
+                self.send_ready = true;
+                self.phase = Phase::Ready;
+                Ok(None)
+            }
+            Ok(Command::Error { reason }) if self.plain.is_some() => {
+                self.fail(ZmtpError::AuthFailed {
+                    status: zap_status(reason),
+                })
+            }
+            Ok(Command::Ready(props)) if self.phase == Phase::Ready => {
                 let Some(peer) = props.socket_type() else {
                     return self.fail(ZmtpError::MissingSocketType);
                 };
@@ -282,6 +391,30 @@ impl Connection {
                 Ok(end)
             }
         }
+    }
+}
+
+/// Parses a handshake command. libzmq 4.3.5's PLAIN server sends its ERROR with the name's
+/// length byte and first letter garbled (`04 09 5e 'RROR' 03 '400'`, recorded in
+/// `testdata/libzmq-plain-xpub-refused.bin`), so with PLAIN a body `? RROR reason` is ERROR too.
+fn parse_handshake_command(body: &[u8], plain: bool) -> Result<Command<'_>, CommandError> {
+    match (plain, body.get(1..5), body.get(5..)) {
+        (true, Some(b"RROR"), Some([len, reason @ ..])) if body.first() != Some(&5) => {
+            let reason = reason.get(..usize::from(*len)).unwrap_or(reason);
+            Ok(Command::Error { reason })
+        }
+        _ => Command::parse(body),
+    }
+}
+
+/// An ERROR reason as a ZAP status code (libzmq's PLAIN server sends `400` for wrong
+/// credentials); 0 when the reason is not three digits.
+fn zap_status(reason: &[u8]) -> u16 {
+    match reason {
+        [a, b, c] if reason.iter().all(u8::is_ascii_digit) => {
+            u16::from(a - b'0') * 100 + u16::from(b - b'0') * 10 + u16::from(c - b'0')
+        }
+        _ => 0,
     }
 }
 
@@ -498,5 +631,157 @@ mod tests {
             Connection::message_header(0, true),
             ([1, 0, 0, 0, 0, 0, 0, 0, 0], 2)
         );
+    }
+
+    const ALICE: PlainCredentials<'static> = match PlainCredentials::new("alice", "wonderland") {
+        Ok(c) => c,
+        Err(_) => panic!(),
+    };
+
+    #[test]
+    fn plain_hello_and_initiate_exact_bytes_match_libzmq_client() {
+        // A libzmq 4.3.5 PLAIN REQ client (alice / wonderland), recorded: greeting, HELLO,
+        // INITIATE (after a WELCOME).
+        let recorded = include_bytes!("testdata/libzmq-plain-req-client.bin");
+        let mut c = Connection::plain(SocketType::Req, ALICE);
+        let mut tx = [0u8; 64];
+        let n = c.poll_transmit(&mut tx).unwrap().unwrap();
+        assert_eq!(&tx[..n], &Greeting::ours_with(b"PLAIN").to_bytes());
+        assert_eq!(&tx[12..18], b"PLAIN\0");
+        // Only the version byte differs from libzmq's greeting (both 3.1) and its padding.
+        assert_eq!(&tx[10..64], &recorded[10..64]);
+        assert_eq!(c.poll_transmit(&mut tx), Ok(None));
+        // The server's greeting: HELLO is due.
+        let mut rx = [0u8; 64];
+        let mut g = Greeting::ours_with(b"PLAIN");
+        g.as_server = true;
+        let dst = c.read_buffer(&mut rx);
+        dst.copy_from_slice(&g.to_bytes());
+        assert_eq!(c.commit(64, &rx), Ok(None));
+        let n = c.poll_transmit(&mut tx).unwrap().unwrap();
+        assert_eq!(&tx[..n], &recorded[64..89]);
+        assert_eq!(&tx[..n], b"\x04\x17\x05HELLO\x05alice\x0awonderland");
+        assert_eq!(c.poll_transmit(&mut tx), Ok(None));
+        // WELCOME: INITIATE is due, with READY's metadata.
+        let welcome = b"\x04\x08\x07WELCOME";
+        let mut ev = [(None, [0u8; 16]); 1];
+        assert_eq!(feed(&mut c, &mut rx, welcome, 1, &mut ev), Ok(0));
+        let n = c.poll_transmit(&mut tx).unwrap().unwrap();
+        assert_eq!(&tx[..n], &recorded[89..]);
+        assert!(!c.is_open());
+    }
+
+    #[test]
+    fn plain_subscriber_against_recorded_libzmq_xpub_in_every_fragmentation() {
+        // A libzmq 4.3.5 PLAIN XPUB server: greeting, WELCOME, READY.
+        let stream = include_bytes!("testdata/libzmq-plain-xpub.bin");
+        for chunk in [1, 2, 5, 64, 500] {
+            let mut c = Connection::plain(SocketType::Sub, ALICE);
+            let mut rx = [0u8; 64];
+            let mut ev = [(None, [0u8; 16]); 2];
+            let mut tx = [0u8; 64];
+            // Output is interleaved as a driver would: after each event-free commit.
+            let mut sent = 0;
+            let mut input = &stream[..];
+            while !input.is_empty() {
+                while let Some(n) = c.poll_transmit(&mut tx).unwrap() {
+                    sent += 1;
+                    assert!(n > 0);
+                }
+                let dst = c.read_buffer(&mut rx);
+                let n = dst.len().min(chunk).min(input.len());
+                dst[..n].copy_from_slice(&input[..n]);
+                input = &input[n..];
+                if let Some(e) = c.commit(n, &rx).unwrap() {
+                    ev[0].0 = Some(e);
+                }
+            }
+            assert_eq!(sent, 3, "greeting, HELLO, INITIATE");
+            assert_eq!(
+                ev[0].0,
+                Some(Event::Ready {
+                    peer: SocketType::XPub,
+                    minor: 1
+                })
+            );
+            assert!(c.is_open());
+        }
+    }
+
+    #[test]
+    fn plain_refusal_is_auth_failed_with_the_zap_status() {
+        // libzmq 4.3.5's answer to a wrong password, recorded (its ERROR's name is garbled).
+        let stream = include_bytes!("testdata/libzmq-plain-xpub-refused.bin");
+        for chunk in [1, 3, 100] {
+            let mut c = Connection::plain(SocketType::Sub, ALICE);
+            let mut rx = [0u8; 64];
+            let mut ev = [(None, [0u8; 16]); 1];
+            assert_eq!(
+                feed(&mut c, &mut rx, stream, chunk, &mut ev),
+                Err(ZmtpError::AuthFailed { status: 400 })
+            );
+            assert!(c.is_closed());
+        }
+        // A well-formed ERROR (RFC 24), before WELCOME and instead of READY.
+        let g = Greeting::ours_with(b"PLAIN").to_bytes();
+        for tail in [
+            &b"\x04\x0a\x05ERROR\x03400"[..],
+            b"\x04\x08\x07WELCOME\x04\x0a\x05ERROR\x03500",
+            b"\x04\x08\x07WELCOME\x04\x0d\x05ERROR\x06denied",
+        ] {
+            let mut stream = [0u8; 128];
+            stream[..64].copy_from_slice(&g);
+            stream[64..64 + tail.len()].copy_from_slice(tail);
+            let mut c = Connection::plain(SocketType::Sub, ALICE);
+            let mut rx = [0u8; 64];
+            let mut ev = [(None, [0u8; 16]); 1];
+            let status = match feed(&mut c, &mut rx, &stream[..64 + tail.len()], 7, &mut ev) {
+                Err(ZmtpError::AuthFailed { status }) => status,
+                other => panic!("{other:?}"),
+            };
+            assert!([400, 500, 0].contains(&status));
+        }
+    }
+
+    #[test]
+    fn plain_handshake_refuses_what_does_not_belong() {
+        let plain = Greeting::ours_with(b"PLAIN").to_bytes();
+        let null = Greeting::ours().to_bytes();
+        let mut rx = [0u8; 64];
+        let mut ev = [(None, [0u8; 16]); 1];
+        // A NULL server for a PLAIN client, and the other way round.
+        let mut c = Connection::plain(SocketType::Sub, ALICE);
+        assert_eq!(
+            feed(&mut c, &mut rx, &null, 64, &mut ev),
+            Err(ZmtpError::Greeting(GreetingError::UnsupportedMechanism))
+        );
+        let mut c = Connection::new(SocketType::Sub);
+        assert_eq!(
+            feed(&mut c, &mut rx, &plain, 64, &mut ev),
+            Err(ZmtpError::Greeting(GreetingError::UnsupportedMechanism))
+        );
+        // READY before WELCOME, and a message in the handshake.
+        for tail in [
+            &include_bytes!("testdata/libzmq-pub.bin")[64..91],
+            b"\x00\x01x",
+        ] {
+            let mut stream = [0u8; 128];
+            stream[..64].copy_from_slice(&plain);
+            stream[64..64 + tail.len()].copy_from_slice(tail);
+            let mut c = Connection::plain(SocketType::Sub, ALICE);
+            assert_eq!(
+                feed(&mut c, &mut rx, &stream[..64 + tail.len()], 9, &mut ev),
+                Err(ZmtpError::UnexpectedFrame)
+            );
+        }
+        // Credentials longer than a short string are refused up front.
+        let long = core::str::from_utf8(&[b'a'; 256]).unwrap();
+        assert_eq!(PlainCredentials::new(long, "p"), Err(CredentialsTooLong));
+        assert_eq!(PlainCredentials::new("u", long), Err(CredentialsTooLong));
+        assert!(PlainCredentials::new(&long[..255], &long[..255]).is_ok());
+        // Debug hides the password.
+        extern crate std;
+        let shown = std::format!("{ALICE:?}");
+        assert!(!shown.contains("wonder") && !shown.contains("119, 111"));
     }
 }

@@ -5,7 +5,7 @@
 //! 1..9   padding        any bytes (libzmq sends 0 0 0 0 0 0 0 1)
 //! 9      0x7F           signature end
 //! 10     major (3)      11  minor (0 or 1)
-//! 12..32 mechanism      "NULL" padded with zeros
+//! 12..32 mechanism      "NULL" or "PLAIN", padded with zeros
 //! 32     as-server      0 or 1
 //! 33..64 filler         zeros
 //! ```
@@ -23,8 +23,10 @@ pub const OUR_MAJOR: u8 = 3;
 /// See [`OUR_MAJOR`].
 pub const OUR_MINOR: u8 = 1;
 
-/// The only security mechanism supported.
+/// The NULL security mechanism (no authentication).
 pub const MECHANISM_NULL: &[u8] = b"NULL";
+/// The PLAIN security mechanism (RFC 24: user name and password in clear).
+pub const MECHANISM_PLAIN: &[u8] = b"PLAIN";
 
 /// A parsed greeting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,18 +47,25 @@ pub enum GreetingError {
     BadSignature,
     /// A version before 3.0.
     UnsupportedVersion { major: u8, minor: u8 },
-    /// A mechanism other than NULL (PLAIN and CURVE are not implemented).
+    /// A mechanism other than NULL and PLAIN (CURVE is not implemented), or not the one we
+    /// asked for.
     UnsupportedMechanism,
 }
 
 impl Greeting {
     /// Our greeting: version 3.1, NULL, as client.
     pub const fn ours() -> Self {
+        Self::ours_with(MECHANISM_NULL)
+    }
+
+    /// Our greeting with another mechanism name (at most 20 bytes; longer is cut).
+    pub const fn ours_with(name: &[u8]) -> Self {
         let mut mechanism = [0u8; 20];
-        mechanism[0] = b'N';
-        mechanism[1] = b'U';
-        mechanism[2] = b'L';
-        mechanism[3] = b'L';
+        let mut i = 0;
+        while i < name.len() && i < mechanism.len() {
+            mechanism[i] = name[i];
+            i += 1;
+        }
         Greeting {
             major: OUR_MAJOR,
             minor: OUR_MINOR,
@@ -87,7 +96,8 @@ impl Greeting {
         &self.mechanism[..end]
     }
 
-    /// Parses and checks a peer's greeting (version 3.x or later, NULL mechanism).
+    /// Parses and checks a peer's greeting (version 3.x or later, NULL or PLAIN mechanism;
+    /// whether it is the one we speak is the connection's check).
     pub fn parse(bytes: &[u8]) -> Result<Self, GreetingError> {
         let g: &[u8; GREETING_LEN] = bytes
             .get(..GREETING_LEN)
@@ -109,7 +119,7 @@ impl Greeting {
             mechanism,
             as_server: g[AS_SERVER] == 1,
         };
-        if greeting.mechanism_name() != MECHANISM_NULL {
+        if !matches!(greeting.mechanism_name(), MECHANISM_NULL | MECHANISM_PLAIN) {
             return Err(GreetingError::UnsupportedMechanism);
         }
         Ok(greeting)
@@ -167,11 +177,13 @@ mod tests {
             Err(GreetingError::UnsupportedVersion { major: 2, minor: 1 })
         );
         let mut b = good;
-        b[12..17].copy_from_slice(b"PLAIN");
+        b[12..17].copy_from_slice(b"CURVE");
         assert_eq!(
             Greeting::parse(&b),
             Err(GreetingError::UnsupportedMechanism)
         );
+        b[12..17].copy_from_slice(b"PLAIN");
+        assert_eq!(Greeting::parse(&b).unwrap().mechanism_name(), b"PLAIN");
         let mut b = good;
         b[11] = 0;
         assert_eq!(Greeting::parse(&b).unwrap().negotiated_minor(), 0);

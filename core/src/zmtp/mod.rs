@@ -2,13 +2,15 @@
 //!
 //! - [`greeting`]: the 64-byte greeting (sent whole, received in any fragments).
 //! - [`frame`]: frame headers (short and long, MORE, COMMAND).
-//! - [`command`]: READY (with `Socket-Type`, `Identity`), ERROR, SUBSCRIBE, CANCEL, PING, PONG.
+//! - [`command`]: READY (with `Socket-Type`, `Identity`), ERROR, SUBSCRIBE, CANCEL, PING, PONG,
+//!   and PLAIN's HELLO, WELCOME, INITIATE.
 //! - [`decoder`]: [`FrameDecoder`], which says which bytes it needs next and decodes in place.
-//! - [`connection`]: [`Connection`], the NULL-mechanism handshake and per-connection state
+//! - [`connection`]: [`Connection`], the NULL or PLAIN (client) handshake and per-connection state
 //!   (negotiated version, pending PONG), turning frames into [`Event`]s.
 //!
 //! Everything is sans-IO over caller-owned slices, allocation-free and panic-free on any input
-//! (fuzzed). Security mechanisms other than NULL are not implemented.
+//! (fuzzed). Of the security mechanisms, NULL and the client side of PLAIN (RFC 24) are
+//! implemented; CURVE is not.
 
 pub mod command;
 pub mod connection;
@@ -19,7 +21,7 @@ pub mod greeting;
 use core::fmt;
 
 pub use command::{Command, CommandError, Properties, SocketType};
-pub use connection::{Connection, Event};
+pub use connection::{Connection, CredentialsTooLong, Event, PlainCredentials};
 pub use decoder::{Decoded, FrameDecoder, MIN_RX_LEN};
 pub use frame::{FrameHeader, FrameKind, HeaderError};
 pub use greeting::{Greeting, GreetingError, GREETING_LEN};
@@ -61,6 +63,9 @@ pub enum ZmtpError {
     IncompatiblePeer(SocketType),
     /// The peer sent an ERROR command.
     PeerError,
+    /// A PLAIN server refused our credentials (or the access they give) with ERROR; `status` is
+    /// the ZAP status code it sent (400 for a wrong user name or password), 0 if none.
+    AuthFailed { status: u16 },
     /// The driver committed more bytes than it was asked to read.
     InvalidCommit,
     /// The connection already failed.
@@ -88,7 +93,7 @@ impl fmt::Display for ZmtpError {
                 )
             }
             ZmtpError::Greeting(GreetingError::UnsupportedMechanism) => {
-                f.write_str("peer wants a security mechanism other than NULL")
+                f.write_str("peer's security mechanism is not ours (NULL or PLAIN)")
             }
             ZmtpError::Header(HeaderError::ReservedFlags(b)) => {
                 write!(f, "frame flags {b:#04x} set reserved bits")
@@ -114,6 +119,9 @@ impl fmt::Display for ZmtpError {
                 write!(f, "peer socket type {} does not match ours", t.as_str())
             }
             ZmtpError::PeerError => f.write_str("peer sent ERROR"),
+            ZmtpError::AuthFailed { status } => {
+                write!(f, "PLAIN authentication refused (status {status})")
+            }
             ZmtpError::InvalidCommit => f.write_str("driver committed more bytes than asked"),
             ZmtpError::Closed => f.write_str("connection already failed"),
         }

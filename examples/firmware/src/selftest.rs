@@ -2,7 +2,8 @@
 //! libzmq 4.3.4, in every fragmentation from one byte up.
 
 use zerosmq_core::zmtp::{
-    command, Connection, Decoded, Event, FrameDecoder, FrameHeader, Greeting, SocketType, ZmtpError,
+    command, Connection, Decoded, Event, FrameDecoder, FrameHeader, Greeting, PlainCredentials,
+    SocketType, ZmtpError,
 };
 
 use crate::loopback::{PUB, REP, SUB_V30, SUB_V31, XPUB};
@@ -27,6 +28,10 @@ pub const CHECKS: &[Check] = &[
     (
         "handshake: SUB against recorded XPUB, message delivered",
         sub_against_xpub,
+    ),
+    (
+        "PLAIN: SUB against recorded PLAIN XPUB, then a refusal",
+        plain_sub_against_xpub,
     ),
     (
         "handshake: PUB sees SUBSCRIBE (3.1) and 0x01 (3.0) forms",
@@ -166,6 +171,59 @@ fn sub_against_xpub() -> bool {
         let ready = c.poll_transmit(&mut tx);
         ok &= matches!(ready, Ok(Some(27))) && tx[..27] == SUB_V31[64..91];
         greeting_sent && ok && events == 2
+    })
+}
+
+const PLAIN_XPUB: &[u8] = include_bytes!("../../../core/src/zmtp/testdata/libzmq-plain-xpub.bin");
+const PLAIN_REFUSED: &[u8] =
+    include_bytes!("../../../core/src/zmtp/testdata/libzmq-plain-xpub-refused.bin");
+
+fn plain_sub_against_xpub() -> bool {
+    let Ok(alice) = PlainCredentials::new("alice", "wonderland") else {
+        return false;
+    };
+    [1, 5, 64].iter().all(|&chunk| {
+        let mut c = Connection::plain(SocketType::Sub, alice);
+        let mut tx = [0u8; 64];
+        let mut sent = 0;
+        let mut ready = false;
+        let mut input = PLAIN_XPUB;
+        let mut rx = [0u8; 64];
+        while !input.is_empty() {
+            while let Ok(Some(_)) = c.poll_transmit(&mut tx) {
+                sent += 1;
+            }
+            let dst = c.read_buffer(&mut rx);
+            let n = dst.len().min(chunk).min(input.len());
+            if n == 0 {
+                return false;
+            }
+            dst[..n].copy_from_slice(&input[..n]);
+            input = &input[n..];
+            match c.commit(n, &rx) {
+                Ok(Some(Event::Ready {
+                    peer: SocketType::XPub,
+                    ..
+                })) => ready = true,
+                Ok(_) => {}
+                Err(_) => return false,
+            }
+        }
+        let mut refused = Connection::plain(SocketType::Sub, alice);
+        let mut status = 0;
+        let mut input = PLAIN_REFUSED;
+        while !input.is_empty() && status == 0 {
+            let dst = refused.read_buffer(&mut rx);
+            let n = dst.len().min(chunk).min(input.len());
+            dst[..n].copy_from_slice(&input[..n]);
+            input = &input[n..];
+            match refused.commit(n, &rx) {
+                Err(ZmtpError::AuthFailed { status: s }) => status = s,
+                Err(_) => return false,
+                Ok(_) => {}
+            }
+        }
+        ready && sent == 3 && status == 400 && refused.is_closed()
     })
 }
 
