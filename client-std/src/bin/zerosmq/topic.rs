@@ -50,39 +50,28 @@ pub enum TopicCommand {
         wait_subscribers: usize,
     },
     /// Message rate of a topic, with min/max/std-dev of the intervals over a window.
-    Hz {
-        /// The topic.
-        topic: String,
-        /// Window: the last N messages.
-        #[arg(short, long, default_value_t = 100)]
-        window: usize,
-        /// Seconds between reports.
-        #[arg(long, default_value = "1", value_parser = parse_seconds)]
-        interval: Duration,
-        /// Stop after this many seconds.
-        #[arg(short, long, value_parser = parse_seconds)]
-        duration: Option<Duration>,
-        /// Wait for a topic the master does not know yet instead of failing.
-        #[arg(long)]
-        wait: bool,
-    },
+    Hz(WatchArgs),
     /// Bandwidth of a topic (payload bytes per second) over a window.
-    Bw {
-        /// The topic.
-        topic: String,
-        /// Window: the last N messages.
-        #[arg(short, long, default_value_t = 100)]
-        window: usize,
-        /// Seconds between reports.
-        #[arg(long, default_value = "1", value_parser = parse_seconds)]
-        interval: Duration,
-        /// Stop after this many seconds.
-        #[arg(short, long, value_parser = parse_seconds)]
-        duration: Option<Duration>,
-        /// Wait for a topic the master does not know yet instead of failing.
-        #[arg(long)]
-        wait: bool,
-    },
+    Bw(WatchArgs),
+}
+
+/// What `topic hz` and `topic bw` take.
+#[derive(Debug, clap::Args)]
+pub struct WatchArgs {
+    /// The topic.
+    topic: String,
+    /// Window: the last N messages.
+    #[arg(short, long, default_value_t = 100)]
+    window: usize,
+    /// Seconds between reports.
+    #[arg(long, default_value = "1", value_parser = parse_seconds)]
+    interval: Duration,
+    /// Stop after this many seconds.
+    #[arg(short, long, value_parser = parse_seconds)]
+    duration: Option<Duration>,
+    /// Wait for a topic the master does not know yet instead of failing.
+    #[arg(long)]
+    wait: bool,
 }
 
 pub fn run(cli: &Cli, cmd: &TopicCommand) -> CliResult {
@@ -103,28 +92,8 @@ pub fn run(cli: &Cli, cmd: &TopicCommand) -> CliResult {
             count,
             wait_subscribers,
         } => publish(cli, topic, message, *rate, *count, *wait_subscribers),
-        TopicCommand::Hz {
-            topic,
-            window,
-            interval,
-            duration,
-            wait,
-        } => watch(cli, topic, Stat::Rate, *window, *interval, *duration, *wait),
-        TopicCommand::Bw {
-            topic,
-            window,
-            interval,
-            duration,
-            wait,
-        } => watch(
-            cli,
-            topic,
-            Stat::Bandwidth,
-            *window,
-            *interval,
-            *duration,
-            *wait,
-        ),
+        TopicCommand::Hz(args) => watch(cli, Stat::Rate, args),
+        TopicCommand::Bw(args) => watch(cli, Stat::Bandwidth, args),
     }
 }
 
@@ -411,15 +380,16 @@ fn human_bytes(b: f64) -> String {
     }
 }
 
-fn watch(
-    cli: &Cli,
-    topic: &str,
-    stat: Stat,
-    window: usize,
-    interval: Duration,
-    duration: Option<Duration>,
-    wait: bool,
-) -> CliResult {
+fn watch(cli: &Cli, stat: Stat, args: &WatchArgs) -> CliResult {
+    let WatchArgs {
+        topic,
+        window,
+        interval,
+        duration,
+        wait,
+    } = args;
+    let (topic, window, interval, duration, wait) =
+        (topic.as_str(), *window, *interval, *duration, *wait);
     if window < 2 {
         return Err("the window must hold at least 2 messages".into());
     }
