@@ -42,6 +42,9 @@ step "host: feature combinations, unit and mock-transport tests"
 export CARGO_TARGET_DIR="$HOST_TARGET_DIR"
 cargo test -q -p zerosmq-embedded --features std,async
 cargo check -q -p zerosmq-embedded --features async,log
+# Without the text control protocol (what the firmware builds): core, and the node binary-only.
+cargo check -q -p zerosmq-core --no-default-features
+cargo test -q -p zerosmq-embedded --no-default-features --features std,async --lib
 cargo check -q -p zerosmq-embedded --features async,defmt
 if cargo check -q -p zerosmq-embedded --features log,defmt 2>/dev/null; then
   echo "features log and defmt together must not compile"; exit 1

@@ -2,7 +2,9 @@
 # Prints the embedded node's footprint: its state without user buffers (size_of on each target,
 # from the on-target self-test), and flash (text + rodata + vector table) and RAM (static data,
 # bss; plus the measured peak stack) of the firmware example with a publisher and a subscriber
-# (examples/firmware, bin `node`), built with opt-level "z", LTO, panic=abort.
+# (examples/firmware, bin `node`), built with opt-level "z", LTO, panic=abort, binary control
+# encoding only (core and node without their `text` feature). A second table row per target is
+# the same firmware with feature `plain`: every connection authenticates with ZMTP PLAIN.
 #
 # Needs Debian's rustc-web, cargo-web, rust-web-src, qemu-system-arm, qemu-system-misc and
 # rustup's rust-lld (see .ci/embedded.sh, which installs them and calls this script).
@@ -42,6 +44,23 @@ for target in thumbv7em-none-eabihf riscv32imc-unknown-none-elf; do
   stack=$(echo "$out" | sed -n 's/^stack: node round trip peak \([0-9]*\) bytes$/\1/p')
   printf '%-30s %10s %10s %10s %12s %10s\n' "$target" "$flash" "$text" "$rodata" "$ram" "$stack"
   echo "$out" | sed -n 's/^state: /    state on this target: /p'
+done
+for target in thumbv7em-none-eabihf riscv32imc-unknown-none-elf; do
+  (cd "$FW" && RUSTC_BOOTSTRAP=1 RUSTC=/usr/bin/rustc /usr/bin/cargo build -q --release \
+    -Z build-std=core --target "$target" --features plain)
+  elf="$CARGO_TARGET_DIR/$target/release/node"
+  # The PLAIN round trip must pass too (exit code 0), or its figures mean nothing.
+  timeout 60 $(qemu_for "$target") -nographic -semihosting-config enable=on,target=native -kernel "$elf"
+  text=$(sections "$elf" .text .init .init.rust .trap .vector_table)
+  rodata=$(sections "$elf" .rodata)
+  data=$(sections "$elf" .data)
+  ram=$(sections "$elf" .data .bss .uninit)
+  printf '%-30s %10s %10s %10s %12s %10s\n' "$target+plain" "$((text + rodata + data))" "$text" "$rodata" "$ram" "-"
+done
+# Leave the default build in place for whoever runs the binaries next.
+for target in thumbv7em-none-eabihf riscv32imc-unknown-none-elf; do
+  (cd "$FW" && RUSTC_BOOTSTRAP=1 RUSTC=/usr/bin/rustc /usr/bin/cargo build -q --release \
+    -Z build-std=core --target "$target")
 done
 echo "flash = vector table + text + rodata + data initialisers; static_ram = data + bss;"
 echo "peak_stack = the node round trip (Node, Publisher, Subscriber, 2 x 128-byte buffers, call frames)."

@@ -122,14 +122,15 @@ impl<C: Connect> Node<C> {
             connector,
             master,
             name,
-            encoding: Encoding::Text,
+            encoding: node::DEFAULT_ENCODING,
             plain: None,
             seed,
             probes: Cell::new(0),
         })
     }
 
-    /// Sends control requests in the binary encoding instead of the original's text.
+    /// Sends control requests in the binary encoding instead of the original's text (the
+    /// default with feature `text`; without it, binary is the default and text is refused).
     pub fn with_encoding(mut self, encoding: Encoding) -> Self {
         self.encoding = encoding;
         self

@@ -6,6 +6,13 @@ use zerosmq_core::zmtp::{Connection, EncodeError, Event, FrameHeader};
 
 use crate::Error;
 
+/// The encoding a new node uses: the original's text with feature `text`, else binary.
+pub(crate) const DEFAULT_ENCODING: Encoding = if cfg!(feature = "text") {
+    Encoding::Text
+} else {
+    Encoding::Binary
+};
+
 /// Bytes of a ready probe: the prefix and 16 hex digits.
 pub const PROBE_LEN: usize = READY_PROBE_PREFIX.len() + 16;
 
@@ -200,6 +207,7 @@ mod tests {
     use super::*;
     use zerosmq_core::{NodeName, Topic};
 
+    #[cfg(feature = "text")]
     #[test]
     fn request_frames_exact_bytes() {
         let req = ControlRequest::Publish {

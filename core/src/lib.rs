@@ -5,8 +5,8 @@
 //!
 //! - [`name`]: validated [`Topic`] and [`NodeName`] (one word of printable ASCII, at most
 //!   [`limits::MAX_TOPIC_LEN`] bytes).
-//! - [`control`]: [`ControlRequest`] / [`ControlReply`] in the original's text protocol and in a
-//!   compact binary encoding.
+//! - [`control`]: [`ControlRequest`] / [`ControlReply`] in the original's text protocol (feature
+//!   `text`, on by default) and in a compact binary encoding.
 //! - [`message`]: the data frame `TOPIC SP PAYLOAD`.
 //! - [`zmtp`]: the ZeroMQ wire protocol subset used by the embedded client.
 //!

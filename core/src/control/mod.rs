@@ -1,13 +1,15 @@
 //! Control requests and replies: the conversation between a node and the master's REP socket.
 //!
 //! Two encodings parse into the same types:
-//! - the original's text protocol ([`text`]), byte for byte, so original nodes work unchanged;
+//! - the original's text protocol (`text`, feature `text`, on by default), byte for byte, so
+//!   original nodes work unchanged;
 //! - a compact binary encoding ([`binary`]): [`BINARY_MARKER`], a version byte, then postcard.
 //!
 //! [`decode_request`] tells the two apart by the first byte; the master answers in the encoding
 //! it was asked in ([`Encoding`]).
 
 pub mod binary;
+#[cfg(feature = "text")]
 pub mod text;
 
 use core::fmt;
@@ -92,7 +94,10 @@ impl ControlRequest {
         buf: &'b mut [u8],
     ) -> Result<&'b [u8], EncodeError> {
         let n = match encoding {
+            #[cfg(feature = "text")]
             Encoding::Text => text::encode_request(self, buf)?,
+            #[cfg(not(feature = "text"))]
+            Encoding::Text => return Err(EncodeError::TextDisabled),
             Encoding::Binary => binary::encode_request(self, buf)?,
         };
         Ok(&buf[..n])
@@ -108,7 +113,10 @@ pub fn decode_request(bytes: &[u8]) -> Result<ControlRequest, DecodeError> {
         });
     }
     match Encoding::of(bytes) {
+        #[cfg(feature = "text")]
         Encoding::Text => text::decode_request(bytes),
+        #[cfg(not(feature = "text"))]
+        Encoding::Text => Err(DecodeError::TextDisabled),
         Encoding::Binary => binary::decode_request(bytes),
     }
 }
@@ -116,7 +124,13 @@ pub fn decode_request(bytes: &[u8]) -> Result<ControlRequest, DecodeError> {
 /// Decodes the reply to a request of kind `kind`, in whichever encoding it came.
 pub fn decode_reply(kind: ReplyKind, bytes: &[u8]) -> Result<ControlReply<'_>, DecodeError> {
     match Encoding::of(bytes) {
+        #[cfg(feature = "text")]
         Encoding::Text => text::decode_reply(kind, bytes),
+        #[cfg(not(feature = "text"))]
+        Encoding::Text => {
+            let _ = kind;
+            Err(DecodeError::TextDisabled)
+        }
         Encoding::Binary => binary::decode_reply(bytes),
     }
 }
@@ -169,7 +183,10 @@ impl ControlReply<'_> {
         buf: &'b mut [u8],
     ) -> Result<&'b [u8], EncodeError> {
         let n = match encoding {
+            #[cfg(feature = "text")]
             Encoding::Text => text::encode_reply(self, buf)?,
+            #[cfg(not(feature = "text"))]
+            Encoding::Text => return Err(EncodeError::TextDisabled),
             Encoding::Binary => binary::encode_reply(self, buf)?,
         };
         Ok(&buf[..n])
@@ -317,6 +334,8 @@ pub enum DecodeError {
     Malformed,
     /// A text reply that does not have the form the request expects.
     UnexpectedReply,
+    /// A text message, and this build has no text protocol (feature `text` is off).
+    TextDisabled,
 }
 
 impl DecodeError {
@@ -332,7 +351,8 @@ impl DecodeError {
             | DecodeError::WordCount { .. }
             | DecodeError::InvalidSession
             | DecodeError::Malformed
-            | DecodeError::UnexpectedReply => ErrorCode::BadRequest,
+            | DecodeError::UnexpectedReply
+            | DecodeError::TextDisabled => ErrorCode::BadRequest,
         }
     }
 }
@@ -367,6 +387,9 @@ impl fmt::Display for DecodeError {
             ),
             DecodeError::Malformed => f.write_str("malformed binary message"),
             DecodeError::UnexpectedReply => f.write_str("reply does not match the request"),
+            DecodeError::TextDisabled => {
+                f.write_str("text control message, but this build speaks only binary")
+            }
         }
     }
 }
@@ -378,22 +401,31 @@ impl core::error::Error for DecodeError {}
 pub enum EncodeError {
     /// The caller's buffer is too small for the message.
     BufferTooSmall,
+    /// The text encoding was asked for, and this build has none (feature `text` is off).
+    TextDisabled,
 }
 
 impl fmt::Display for EncodeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("buffer too small for the encoded message")
+        f.write_str(match self {
+            EncodeError::BufferTooSmall => "buffer too small for the encoded message",
+            EncodeError::TextDisabled => {
+                "text encoding asked for, but this build speaks only binary"
+            }
+        })
     }
 }
 
 impl core::error::Error for EncodeError {}
 
 /// A `fmt::Write` over a caller's slice; fails instead of growing.
+#[cfg(feature = "text")]
 pub(crate) struct SliceWriter<'b> {
     buf: &'b mut [u8],
     pos: usize,
 }
 
+#[cfg(feature = "text")]
 impl<'b> SliceWriter<'b> {
     pub(crate) fn new(buf: &'b mut [u8]) -> Self {
         SliceWriter { buf, pos: 0 }
@@ -418,11 +450,12 @@ impl<'b> SliceWriter<'b> {
     }
 }
 
+#[cfg(feature = "text")]
 impl fmt::Write for SliceWriter<'_> {
     fn write_str(&mut self, s: &str) -> fmt::Result {
         self.put(s.as_bytes()).map_err(|_| fmt::Error)
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "text"))]
 mod tests;

@@ -1,7 +1,9 @@
 //! An in-memory "TCP stack" whose far ends behave like the master's sockets: the control REP
 //! answers with a recorded libzmq reply, the publisher's peer is a recorded libzmq SUB, the
 //! subscriber's peer a recorded libzmq XPUB greeting that echoes ready probes, and whatever the
-//! publisher sends is forwarded to the subscriber, as the master forwards a topic.
+//! publisher sends is forwarded to the subscriber, as the master forwards a topic. The control
+//! reply is in the binary encoding (the firmware has no text protocol). With feature `plain`,
+//! every far end is a PLAIN server: its greeting says PLAIN and a WELCOME precedes its READY.
 
 use core::cell::RefCell;
 use core::net::SocketAddr;
@@ -18,7 +20,34 @@ pub const SUB_V31: &[u8] = include_bytes!("../../../core/src/zmtp/testdata/libzm
 pub const SUB_V30: &[u8] = include_bytes!("../../../core/src/zmtp/testdata/libzmq-sub-v30.bin");
 
 /// Greeting and READY that our PUB or SUB writes before anything else.
+#[cfg(not(feature = "plain"))]
 const HANDSHAKE_LEN: usize = 64 + 27;
+/// Greeting, HELLO (`mcu` / `s3cret`) and INITIATE that our PUB or SUB writes first with PLAIN.
+#[cfg(feature = "plain")]
+const HANDSHAKE_LEN: usize = 64 + 19 + 30;
+
+/// The PLAIN credentials of the `plain` build.
+pub const PLAIN_USER: &str = "mcu";
+/// See [`PLAIN_USER`].
+pub const PLAIN_PASSWORD: &str = "s3cret";
+
+/// The control reply: libzmq REP's greeting and READY (recorded), the delimiter, and the binary
+/// `Granted { port: 6000 }` (`ff 01 00 f0 2e`).
+const REP_BINARY: [u8; 91 + 2 + 2 + 5] = {
+    let mut r = [0u8; 100];
+    let mut i = 0;
+    while i < 91 {
+        r[i] = REP[i];
+        i += 1;
+    }
+    let tail = [0x01, 0x00, 0x00, 0x05, 0xff, 0x01, 0x00, 0xf0, 0x2e];
+    let mut j = 0;
+    while j < tail.len() {
+        r[91 + j] = tail[j];
+        j += 1;
+    }
+    r
+};
 const QUEUE: usize = 384;
 const LINKS: usize = 4;
 
@@ -208,10 +237,18 @@ impl Connect for Loopback {
         }
         s.opened += 1;
         let script = match s.roles[index] {
-            Role::Control => REP,
+            Role::Control => &REP_BINARY[..],
             Role::Publisher => SUB_V31,
             // Greeting and READY only; probes and messages arrive as the node causes them.
             Role::Subscriber => &XPUB[..64 + 28],
+        };
+        #[cfg(feature = "plain")]
+        let script = {
+            let mut g = zerosmq_core::zmtp::Greeting::ours_with(b"PLAIN");
+            g.as_server = true;
+            s.input[index].push(&g.to_bytes());
+            s.input[index].push(b"\x04\x08\x07WELCOME");
+            &script[64..]
         };
         s.input[index].push(script);
         Ok(LinkConn { link: self, index })
@@ -224,6 +261,10 @@ impl Connect for Loopback {
 pub fn node_round_trip(link: &Loopback) -> u32 {
     let master = SocketAddr::new(core::net::Ipv4Addr::new(192, 168, 69, 100).into(), 5555);
     let Ok(node) = zerosmq_embedded::Node::new(link, master, "mcu") else {
+        return 1;
+    };
+    #[cfg(feature = "plain")]
+    let Ok(node) = node.with_plain(PLAIN_USER, PLAIN_PASSWORD) else {
         return 1;
     };
     let mut pub_buf = [0u8; 128];
