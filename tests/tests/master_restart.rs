@@ -27,6 +27,17 @@ fn start(port: u16, state: Option<&std::path::Path>) -> MasterProcess {
     MasterProcess::start(&args)
 }
 
+/// A node on the master at `port` that notices a restart quickly: short control timeout, a
+/// heartbeat every 200 ms.
+fn quick_node(port: u16, name: &str) -> zerosmq::Node {
+    zerosmq::Node::builder(name)
+        .master(format!("tcp://127.0.0.1:{port}"))
+        .timeout(Duration::from_millis(500))
+        .heartbeat(Some(Duration::from_millis(200)))
+        .connect()
+        .unwrap()
+}
+
 struct Outcome {
     recovery: Duration,
     lost: u64,
@@ -37,15 +48,7 @@ struct Outcome {
 fn restart_scenario(state: Option<&std::path::Path>) -> Outcome {
     let port = free_port();
     let mut master = start(port, state);
-    let url = format!("tcp://127.0.0.1:{port}");
-    let node = |name: &str| {
-        zerosmq::Node::builder(name)
-            .master(url.clone())
-            .timeout(Duration::from_millis(500))
-            .heartbeat(Some(Duration::from_millis(200)))
-            .connect()
-            .unwrap()
-    };
+    let node = |name: &str| quick_node(port, name);
     let (pub_node, sub_node) = (node("restart-pub"), node("restart-sub"));
     let mut publisher = pub_node.advertise("stream").unwrap();
     let mut subscriber = sub_node.subscribe("stream").unwrap();
@@ -138,15 +141,7 @@ fn nodes_resume_after_master_restart_without_state_file() {
 fn an_idle_subscriber_keeps_queued_messages_across_a_port_change() {
     let port = free_port();
     let master = start(port, None);
-    let url = format!("tcp://127.0.0.1:{port}");
-    let node = |name: &str| {
-        zerosmq::Node::builder(name)
-            .master(url.clone())
-            .timeout(Duration::from_millis(500))
-            .heartbeat(Some(Duration::from_millis(200)))
-            .connect()
-            .unwrap()
-    };
+    let node = |name: &str| quick_node(port, name);
     let (pn, idle_node, witness_node) = (node("p"), node("idle"), node("witness"));
     let mut publisher = pn.advertise("t").unwrap();
     let mut idle = idle_node.subscribe("t").unwrap();
