@@ -171,21 +171,27 @@ pub struct MqttSub {
     conn: Connection,
 }
 
+/// The head of the next PUBLISH that arrives on `conn` within `timeout`; other events are
+/// skipped.
+fn next_publish(conn: &mut Connection, timeout: Duration) -> Result<Option<[u8; 8]>, String> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Ok(None);
+        }
+        match conn.recv_timeout(left) {
+            Ok(Ok(Event::Incoming(Packet::Publish(p)))) => return Ok(Some(head(&p.payload))),
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Err(format!("mqtt: {e}")),
+            Err(_) => return Ok(None),
+        }
+    }
+}
+
 impl Receive for MqttSub {
     fn recv(&mut self, timeout: Duration) -> Result<Option<[u8; 8]>, String> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Ok(None);
-            }
-            match self.conn.recv_timeout(left) {
-                Ok(Ok(Event::Incoming(Packet::Publish(p)))) => return Ok(Some(head(&p.payload))),
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => return Err(format!("mqtt: {e}")),
-                Err(_) => return Ok(None),
-            }
-        }
+        next_publish(&mut self.conn, timeout)
     }
 }
 
@@ -230,19 +236,7 @@ impl Publish for MqttPeer {
 
 impl Receive for MqttPeer {
     fn recv(&mut self, timeout: Duration) -> Result<Option<[u8; 8]>, String> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Ok(None);
-            }
-            match self.conn.recv_timeout(left) {
-                Ok(Ok(Event::Incoming(Packet::Publish(p)))) => return Ok(Some(head(&p.payload))),
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => return Err(format!("mqtt: {e}")),
-                Err(_) => return Ok(None),
-            }
-        }
+        next_publish(&mut self.conn, timeout)
     }
 }
 
