@@ -79,44 +79,22 @@ fn live_plot_without_a_terminal_says_what_to_do() {
 /// The live plot in a real terminal: tmux gives it one, and shows what it drew.
 #[test]
 fn live_plot_draws_in_a_terminal_and_quits_on_q() {
-    if std::process::Command::new("tmux")
-        .arg("-V")
-        .output()
-        .is_err()
-    {
-        eprintln!("skipped: tmux is not installed");
-        return;
-    }
     let master = start_master();
     let dir = temp_dir("plot-live");
     let status_file = dir.join("status");
     let talker = node(&master, "talker");
     let mut level = talker.advertise("level").unwrap();
     level.wait_ready(WAIT).unwrap();
-    let socket = format!("zerosmq-test-{}", std::process::id());
-    let tmux = |args: &[&str]| {
-        std::process::Command::new("tmux")
-            .args(["-L", &socket])
-            .args(args)
-            .output()
-            .expect("tmux runs")
-    };
     let command = format!(
         "{} --master {} plot level --window 5; echo $? > {}",
         zerosmq_bin().display(),
         master.control_endpoint(),
         status_file.display()
     );
-    let started = tmux(&["new-session", "-d", "-x", "100", "-y", "30", &command]);
-    assert!(started.status.success(), "{started:?}");
-    struct KillServer<'a>(&'a dyn Fn(&[&str]) -> std::process::Output);
-    impl Drop for KillServer<'_> {
-        fn drop(&mut self) {
-            (self.0)(&["kill-server"]);
-        }
-    }
-    let _cleanup = KillServer(&tmux);
-    let screen = || String::from_utf8_lossy(&tmux(&["capture-pane", "-p"]).stdout).into_owned();
+    let Some(tmux) = Tmux::start("plot", 100, 30, &command) else {
+        return;
+    };
+    let screen = || tmux.screen();
     // The chart's frame appears once it runs; then the points, as they are published.
     poll_until("the plot's frame", || {
         screen().contains("zerosmq plot, last 5 s").then_some(())
@@ -140,7 +118,7 @@ fn live_plot_draws_in_a_terminal_and_quits_on_q() {
     poll_until("the skipped count", || {
         screen().contains("1 non-numeric skipped").then_some(())
     });
-    tmux(&["send-keys", "q"]);
+    tmux.run(&["send-keys", "q"]);
     let status = poll_until("the plot to quit", || {
         std::fs::read_to_string(&status_file).ok()
     });

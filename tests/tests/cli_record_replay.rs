@@ -661,14 +661,6 @@ fn multipart_messages_round_trip_through_mcap() {
 #[test]
 fn replay_shows_a_progress_bar_in_a_terminal() {
     let _shared = other_test();
-    if std::process::Command::new("tmux")
-        .arg("-V")
-        .output()
-        .is_err()
-    {
-        eprintln!("skipped: tmux is not installed");
-        return;
-    }
     let master = start_master();
     let dir = temp_dir("progress");
     let file = dir.join("slow.txt");
@@ -677,30 +669,22 @@ fn replay_shows_a_progress_bar_in_a_terminal() {
         .map(|i| format!("{},tick,{i}\r\n", i * 100))
         .collect();
     std::fs::write(&file, text).unwrap();
-    let socket = format!("zerosmq-test-progress-{}", std::process::id());
-    let tmux = |args: &[&str]| {
-        std::process::Command::new("tmux")
-            .args(["-L", &socket])
-            .args(args)
-            .output()
-            .expect("tmux runs")
-    };
     let command = format!(
         "{} --master {} replay {}; sleep 30",
         zerosmq_bin().display(),
         master.control_endpoint(),
         file.display()
     );
-    let started = tmux(&["new-session", "-d", "-x", "120", "-y", "10", &command]);
-    assert!(started.status.success(), "{started:?}");
+    let Some(tmux) = Tmux::start("progress", 120, 10, &command) else {
+        return;
+    };
     let bar = poll_until("a progress bar", || {
-        let screen = String::from_utf8_lossy(&tmux(&["capture-pane", "-p"]).stdout).into_owned();
-        screen
+        tmux.screen()
             .lines()
             .find(|l| l.contains("/40 messages") && !l.contains(" 0/40"))
             .map(str::to_owned)
     });
-    tmux(&["kill-server"]);
+    drop(tmux);
     assert!(bar.contains('[') && bar.contains(']'), "{bar}");
 }
 

@@ -299,3 +299,46 @@ pub fn poll_until<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// A tmux server of the test's own (so tests never touch the user's), running one command in a
+/// detached session of the given size: a real terminal for terminal UIs. Killed on drop.
+pub struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    /// `None` (with a printed reason) when tmux is not installed.
+    pub fn start(name: &str, width: u16, height: u16, command: &str) -> Option<Tmux> {
+        if Command::new("tmux").arg("-V").output().is_err() {
+            eprintln!("skipped: tmux is not installed");
+            return None;
+        }
+        let tmux = Tmux {
+            socket: format!("zerosmq-test-{name}-{}", std::process::id()),
+        };
+        let (w, h) = (width.to_string(), height.to_string());
+        let started = tmux.run(&["new-session", "-d", "-x", &w, "-y", &h, command]);
+        assert!(started.status.success(), "{started:?}");
+        Some(tmux)
+    }
+
+    /// Runs a tmux command against this server.
+    pub fn run(&self, args: &[&str]) -> std::process::Output {
+        Command::new("tmux")
+            .args(["-L", &self.socket])
+            .args(args)
+            .output()
+            .expect("tmux runs")
+    }
+
+    /// What the terminal shows now.
+    pub fn screen(&self) -> String {
+        String::from_utf8_lossy(&self.run(&["capture-pane", "-p"]).stdout).into_owned()
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        self.run(&["kill-server"]);
+    }
+}
