@@ -2,132 +2,15 @@
 //! on demand), polled by a minimal executor: the same flows as the blocking mock tests.
 #![cfg(feature = "async")]
 
-use std::cell::RefCell;
-use std::collections::VecDeque;
-use std::future::Future;
-use std::net::{Ipv4Addr, SocketAddr};
-use std::pin::pin;
-use std::rc::Rc;
-use std::task::{Context, Poll, Waker};
+mod mock;
 
-use embedded_io_async::{ErrorKind, ErrorType, Read, Write};
+use mock::{block_on, MockStack, MASTER};
 use zerosmq_embedded::asynch::Node;
 use zerosmq_embedded::Error;
 
 const REP: &[u8] = include_bytes!("../../core/src/zmtp/testdata/libzmq-rep.bin");
 const SUB_V31: &[u8] = include_bytes!("../../core/src/zmtp/testdata/libzmq-sub-v31.bin");
 const XPUB: &[u8] = include_bytes!("../../core/src/zmtp/testdata/libzmq-xpub.bin");
-const MASTER: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 5555);
-
-/// Polls to completion; the mock never returns Pending, so one poll per step suffices.
-fn block_on<F: Future>(f: F) -> F::Output {
-    let mut f = pin!(f);
-    let mut cx = Context::from_waker(Waker::noop());
-    loop {
-        if let Poll::Ready(v) = f.as_mut().poll(&mut cx) {
-            return v;
-        }
-    }
-}
-
-#[derive(Debug, PartialEq)]
-struct MockError(ErrorKind);
-impl std::fmt::Display for MockError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{:?}", self.0)
-    }
-}
-impl std::error::Error for MockError {}
-impl embedded_io_async::Error for MockError {
-    fn kind(&self) -> ErrorKind {
-        self.0
-    }
-}
-
-#[derive(Default)]
-struct Script {
-    input: VecDeque<u8>,
-    written: Vec<u8>,
-    fail_writes_after: Option<usize>,
-}
-type Shared = Rc<RefCell<Script>>;
-
-struct MockStack {
-    chunk: usize,
-    scripts: RefCell<VecDeque<Shared>>,
-}
-
-impl MockStack {
-    fn new(chunk: usize) -> Self {
-        MockStack {
-            chunk,
-            scripts: RefCell::default(),
-        }
-    }
-    fn script(&self, input: &[u8], fail_writes_after: Option<usize>) -> Shared {
-        let s = Rc::new(RefCell::new(Script {
-            input: input.iter().copied().collect(),
-            fail_writes_after,
-            ..Script::default()
-        }));
-        self.scripts.borrow_mut().push_back(s.clone());
-        s
-    }
-}
-
-struct MockConn {
-    chunk: usize,
-    script: Shared,
-}
-
-impl ErrorType for MockConn {
-    type Error = MockError;
-}
-
-impl Read for MockConn {
-    async fn read(&mut self, buf: &mut [u8]) -> Result<usize, MockError> {
-        let mut s = self.script.borrow_mut();
-        let n = buf.len().min(self.chunk).min(s.input.len());
-        for b in buf.iter_mut().take(n) {
-            *b = s.input.pop_front().unwrap();
-        }
-        Ok(n)
-    }
-}
-
-impl Write for MockConn {
-    async fn write(&mut self, buf: &[u8]) -> Result<usize, MockError> {
-        let mut s = self.script.borrow_mut();
-        if s.fail_writes_after
-            .is_some_and(|l| s.written.len() + buf.len() > l)
-        {
-            return Err(MockError(ErrorKind::BrokenPipe));
-        }
-        let n = buf.len().min(self.chunk);
-        s.written.extend_from_slice(&buf[..n]);
-        Ok(n)
-    }
-
-    async fn flush(&mut self) -> Result<(), MockError> {
-        Ok(())
-    }
-}
-
-impl embedded_nal_async::TcpConnect for MockStack {
-    type Error = MockError;
-    type Connection<'a> = MockConn;
-    async fn connect(&self, _remote: SocketAddr) -> Result<MockConn, MockError> {
-        let script = self
-            .scripts
-            .borrow_mut()
-            .pop_front()
-            .ok_or(MockError(ErrorKind::ConnectionRefused))?;
-        Ok(MockConn {
-            chunk: self.chunk,
-            script,
-        })
-    }
-}
 
 #[test]
 fn async_publisher_reconnects_after_failed_write() {

@@ -1,13 +1,11 @@
 //! The blocking node against a scripted mock stack: recorded libzmq bytes fed in fragments down
 //! to one byte, every byte the node writes checked, writes failed on demand.
 
-use std::cell::RefCell;
-use std::collections::VecDeque;
-use std::net::{Ipv4Addr, SocketAddr};
-use std::rc::Rc;
+mod mock;
 
-use embedded_io::{ErrorKind, ErrorType, Read, Write};
-use zerosmq_embedded::{Connect, Error, Node};
+use embedded_io::ErrorKind;
+use mock::{MockError, MockStack, Shared, MASTER};
+use zerosmq_embedded::{Error, Node};
 
 const REP: &[u8] = include_bytes!("../../core/src/zmtp/testdata/libzmq-rep.bin");
 const SUB_V31: &[u8] = include_bytes!("../../core/src/zmtp/testdata/libzmq-sub-v31.bin");
@@ -18,122 +16,6 @@ const REQ: &[u8] = include_bytes!("../../core/src/zmtp/testdata/libzmq-req.bin")
 fn our_greeting() -> [u8; 64] {
     zerosmq_core::zmtp::Greeting::ours().to_bytes()
 }
-
-#[derive(Debug, PartialEq)]
-struct MockError(ErrorKind);
-impl std::fmt::Display for MockError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{:?}", self.0)
-    }
-}
-impl std::error::Error for MockError {}
-impl embedded_io::Error for MockError {
-    fn kind(&self) -> ErrorKind {
-        self.0
-    }
-}
-
-/// One scripted connection: what the peer sends, what the node wrote.
-#[derive(Default)]
-struct Script {
-    input: VecDeque<u8>,
-    written: Vec<u8>,
-    /// Writes fail once this many bytes were written.
-    fail_writes_after: Option<usize>,
-    remote: Option<SocketAddr>,
-}
-
-type Shared = Rc<RefCell<Script>>;
-
-struct MockStack {
-    chunk: usize,
-    scripts: RefCell<VecDeque<Shared>>,
-    opened: RefCell<Vec<Shared>>,
-}
-
-impl MockStack {
-    fn new(chunk: usize) -> Self {
-        MockStack {
-            chunk,
-            scripts: RefCell::default(),
-            opened: RefCell::default(),
-        }
-    }
-
-    fn script(&self, input: &[u8], fail_writes_after: Option<usize>) -> Shared {
-        let s = Rc::new(RefCell::new(Script {
-            input: input.iter().copied().collect(),
-            fail_writes_after,
-            ..Script::default()
-        }));
-        self.scripts.borrow_mut().push_back(s.clone());
-        s
-    }
-}
-
-struct MockConn {
-    chunk: usize,
-    script: Shared,
-}
-
-impl ErrorType for MockConn {
-    type Error = MockError;
-}
-
-impl Read for MockConn {
-    fn read(&mut self, buf: &mut [u8]) -> Result<usize, MockError> {
-        let mut s = self.script.borrow_mut();
-        let n = buf.len().min(self.chunk).min(s.input.len());
-        for b in buf.iter_mut().take(n) {
-            *b = s.input.pop_front().unwrap();
-        }
-        Ok(n) // 0 when the script is exhausted: the peer closed
-    }
-}
-
-impl embedded_io::ReadReady for MockConn {
-    fn read_ready(&mut self) -> Result<bool, MockError> {
-        Ok(!self.script.borrow().input.is_empty())
-    }
-}
-
-impl Write for MockConn {
-    fn write(&mut self, buf: &[u8]) -> Result<usize, MockError> {
-        let mut s = self.script.borrow_mut();
-        if let Some(limit) = s.fail_writes_after {
-            if s.written.len() + buf.len() > limit {
-                return Err(MockError(ErrorKind::BrokenPipe));
-            }
-        }
-        // Accept in small pieces too, so write_all's loop is exercised.
-        let n = buf.len().min(self.chunk.max(1));
-        s.written.extend_from_slice(&buf[..n]);
-        Ok(n)
-    }
-    fn flush(&mut self) -> Result<(), MockError> {
-        Ok(())
-    }
-}
-
-impl Connect for MockStack {
-    type Error = MockError;
-    type Connection<'a> = MockConn;
-    fn connect(&self, remote: SocketAddr) -> Result<MockConn, MockError> {
-        let script = self
-            .scripts
-            .borrow_mut()
-            .pop_front()
-            .ok_or(MockError(ErrorKind::ConnectionRefused))?;
-        script.borrow_mut().remote = Some(remote);
-        self.opened.borrow_mut().push(script.clone());
-        Ok(MockConn {
-            chunk: self.chunk,
-            script,
-        })
-    }
-}
-
-const MASTER: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 5555);
 
 /// What our REQ writes: greeting, READY (REQ, empty Identity), delimiter and request.
 fn req_bytes(request: &[u8]) -> Vec<u8> {
