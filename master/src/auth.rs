@@ -149,7 +149,7 @@ impl Passwords {
         Ok(Passwords(users))
     }
 
-    fn check(&self, user: &[u8], password: &[u8]) -> Option<&str> {
+    pub(crate) fn check(&self, user: &[u8], password: &[u8]) -> Option<&str> {
         let user = std::str::from_utf8(user).ok()?;
         let (name, expected) = self.0.get_key_value(user)?;
         // Constant-time compare: the time taken must not tell how much of a guess was right.
@@ -340,6 +340,8 @@ mod tests {
 pub struct Security {
     /// Every socket is a PLAIN server checked by the ZAP handler.
     pub plain: bool,
+    /// The PLAIN users, for the native engine's handshakes (the ZAP thread has its own copy).
+    pub passwords: Option<Passwords>,
     /// Every socket is a CURVE server with this secret key (32 bytes): encrypted traffic, and
     /// clients that know the master's public key.
     pub curve_secret: Option<Vec<u8>>,
@@ -409,6 +411,7 @@ impl Security {
             tracing::info!("CURVE encryption on every socket");
             return Ok(Security {
                 plain: false,
+                passwords: None,
                 curve_secret,
                 acl,
             });
@@ -419,6 +422,7 @@ impl Security {
             }
             return Ok(Security {
                 plain: false,
+                passwords: None,
                 curve_secret: None,
                 acl,
             });
@@ -434,10 +438,14 @@ impl Security {
         let zap_acl = acl.clone();
         std::thread::Builder::new()
             .name("zerosmq-zap".into())
-            .spawn(move || serve_zap(zap, passwords, zap_acl))?;
+            .spawn({
+                let passwords = passwords.clone();
+                move || serve_zap(zap, passwords, zap_acl)
+            })?;
         tracing::info!(users = %path.display(), acl = acl.is_some(), "PLAIN authentication on every socket");
         Ok(Security {
             plain: true,
+            passwords: Some(passwords),
             curve_secret: None,
             acl,
         })

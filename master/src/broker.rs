@@ -5,7 +5,7 @@
 //! which at 1,000 topics costs more than the messages. See `poller.rs`.
 
 #[path = "poller.rs"]
-mod poller;
+pub(crate) mod poller;
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Read as _;
@@ -41,18 +41,41 @@ fn heartbeat_ms(config: &MasterConfig) -> i32 {
 }
 
 /// Control requests answered per wake-up before the topics get a turn.
-const CONTROL_BATCH: usize = 64;
+pub(crate) const CONTROL_BATCH: usize = 64;
 
 /// How often, at most, silent nodes are looked for while the forwarder is busy.
 const EXPIRY_CHECK: Duration = Duration::from_millis(100);
 
 /// Poller tokens: a topic socket's token is its descriptor times two, plus one for the outbound.
-const TOKEN_STOP: u64 = u64::MAX;
-const TOKEN_CONTROL: u64 = u64::MAX - 1;
+pub(crate) const TOKEN_STOP: u64 = u64::MAX;
+pub(crate) const TOKEN_CONTROL: u64 = u64::MAX - 1;
+
+/// How a topic's messages travel: libzmq sockets, or the native engine's own connections.
+pub(crate) enum DataPlane {
+    Libzmq(TopicSockets),
+    Native(crate::engine::NativeTopic),
+}
 
 pub(crate) struct TopicState {
-    pub sockets: TopicSockets,
+    pub plane: DataPlane,
     pub counters: TopicCounters,
+}
+
+impl TopicState {
+    /// The ports publishers and subscribers connect to.
+    pub(crate) fn ports(&self) -> (u16, u16) {
+        match &self.plane {
+            DataPlane::Libzmq(s) => (s.publish_port, s.subscribe_port),
+            DataPlane::Native(n) => (n.publish_port, n.subscribe_port),
+        }
+    }
+}
+
+/// Why a topic's ports could not be opened.
+pub(crate) struct OpenError {
+    /// Out of ports or descriptors (a limit, not a fault).
+    pub limit: bool,
+    pub detail: String,
 }
 
 /// Field order matters: sockets must close before the context terminates.
@@ -73,13 +96,15 @@ pub(crate) struct Broker {
     /// Identifies this run of the master in heartbeat replies.
     pub(crate) epoch: u64,
     control_port: u16,
-    poller: Poller,
+    pub(crate) poller: Poller,
+    /// The native engine's state; `None` when the libzmq engine runs.
+    pub(crate) native: Option<crate::engine::NativeEngine>,
     /// Which topic a watched descriptor (`ZMQ_FD`) belongs to.
     watched: HashMap<RawFd, Topic>,
     /// Topics with work pending (their sockets' `pending_*` flags say which side), each once.
     hot: Vec<Topic>,
     /// The control socket may have requests queued.
-    control_hot: bool,
+    pub(crate) control_hot: bool,
     last_expiry_check: Instant,
     pub(crate) security: crate::auth::Security,
     pub(crate) ctx: MasterContext,
@@ -118,6 +143,18 @@ impl Broker {
         let control_port =
             bound_port(&control).map_err(|e| MasterError::zmq("read bound port", e))?;
         info!(bind = %config.bind, port = control_port, "control service listening");
+        let native = match config.engine {
+            crate::Engine::Native if config.curve_keys.is_some() => {
+                info!("CURVE: the native engine has no CURVE, so the libzmq engine runs");
+                None
+            }
+            crate::Engine::Native => Some(crate::engine::NativeEngine::new(config, &security)),
+            crate::Engine::Libzmq => None,
+        };
+        info!(
+            engine = if native.is_some() { "native" } else { "libzmq" },
+            "forwarding engine"
+        );
         let mut poller = Poller::new()?;
         let control_fd = control
             .get_fd()
@@ -142,6 +179,7 @@ impl Broker {
             epoch: zerosmq_core::random::random_u64(),
             control_port,
             poller,
+            native,
             watched: HashMap::new(),
             hot: Vec::new(),
             control_hot: true,
@@ -153,12 +191,61 @@ impl Broker {
         Ok(broker)
     }
 
+    /// Opens a topic's ports with the running engine; `preferred` ports (from the state file of
+    /// a previous run) are tried first so that peers' automatic reconnects find the topic again.
+    pub(crate) fn open_topic(
+        &mut self,
+        topic: &Topic,
+        preferred: Option<(u16, u16)>,
+    ) -> Result<TopicState, OpenError> {
+        let plane = match &mut self.native {
+            Some(native) => native
+                .open_topic(&mut self.poller, &mut self.ports, topic, preferred)
+                .map(DataPlane::Native)
+                .map_err(|e| OpenError {
+                    limit: e.kind() == std::io::ErrorKind::AddrInUse || e.raw_os_error() == Some(24),
+                    detail: e.to_string(),
+                })?,
+            None => TopicSockets::open(
+                &self.ctx,
+                &mut self.ports,
+                topic,
+                self.tuning,
+                &self.security,
+                preferred,
+            )
+            .map(DataPlane::Libzmq)
+            .map_err(|e| OpenError {
+                limit: matches!(e, zmq::Error::EADDRINUSE | zmq::Error::EMFILE),
+                detail: e.to_string(),
+            })?,
+        };
+        Ok(TopicState {
+            plane,
+            counters: TopicCounters::default(),
+        })
+    }
+
+    /// Closes a topic's ports and connections.
+    pub(crate) fn close_topic(&mut self, topic: &Topic) -> bool {
+        let Some(state) = self.topics.remove(topic) else {
+            return false;
+        };
+        if let (DataPlane::Native(n), Some(native)) = (state.plane, &mut self.native) {
+            native.close_topic(n);
+        }
+        true
+    }
+
     pub(crate) fn control_port(&self) -> u16 {
         self.control_port
     }
 
     /// Serves until `stop` becomes readable (a byte written or the other end closed).
     pub(crate) fn run(&mut self, stop: &UnixStream) -> Result<(), MasterError> {
+        if self.native.is_some() {
+            return self.run_native(stop);
+        }
         self.poller.add(stop.as_raw_fd(), TOKEN_STOP)?;
         loop {
             // Block only when no socket has work left; otherwise just collect new signals.
@@ -185,7 +272,7 @@ impl Broker {
     }
 
     /// How long an idle master may sleep: until the next node's heartbeat deadline.
-    fn idle_timeout_ms(&self) -> i32 {
+    pub(crate) fn idle_timeout_ms(&self) -> i32 {
         match self.registry.next_expiry(self.node_timeout) {
             None => -1,
             Some(at) => {
@@ -195,7 +282,7 @@ impl Broker {
         }
     }
 
-    fn expire_nodes_if_due(&mut self, idle: bool) {
+    pub(crate) fn expire_nodes_if_due(&mut self, idle: bool) {
         if idle || self.last_expiry_check.elapsed() >= EXPIRY_CHECK {
             self.last_expiry_check = Instant::now();
             self.expire_nodes();
@@ -219,9 +306,12 @@ impl Broker {
                         .watched
                         .get(&fd)
                         .and_then(|topic| self.topics.get_mut(topic));
-                    match state {
-                        Some(state) if state.sockets.watches(fd) => {
-                            let s = &mut state.sockets;
+                    let sockets = state.and_then(|s| match &mut s.plane {
+                        DataPlane::Libzmq(sockets) => Some(sockets),
+                        DataPlane::Native(_) => None,
+                    });
+                    match sockets {
+                        Some(s) if s.watches(fd) => {
                             if outbound {
                                 s.pending_out = true;
                             } else {
@@ -249,19 +339,23 @@ impl Broker {
     fn serve_topics(&mut self) {
         let hot = std::mem::take(&mut self.hot);
         for topic in hot {
-            let Some(state) = self.topics.get_mut(&topic) else {
+            let Some(TopicState {
+                plane: DataPlane::Libzmq(sockets),
+                counters,
+            }) = self.topics.get_mut(&topic)
+            else {
                 continue; // closed meanwhile
             };
-            let (inbound, outbound) = (state.sockets.pending_in, state.sockets.pending_out);
+            let (inbound, outbound) = (sockets.pending_in, sockets.pending_out);
             if outbound {
-                answer_probes(&topic, &state.sockets.outbound);
+                answer_probes(&topic, &sockets.outbound);
             }
             // A batch that ended before `EAGAIN` leaves messages behind.
-            let inbound_left = inbound && forward(&topic, state);
+            let inbound_left = inbound && forward(&topic, sockets, counters);
             // Sending may have taken the outbound socket's signal for subscriptions that are
             // now queued, so look at its state before sleeping.
-            let outbound_left = readable(&state.sockets.outbound);
-            let s = &mut state.sockets;
+            let outbound_left = readable(&sockets.outbound);
+            let s = sockets;
             s.pending_in = inbound_left;
             s.pending_out = outbound_left;
             s.hot = inbound_left || outbound_left;
@@ -276,7 +370,9 @@ impl Broker {
         let topics = &self.topics;
         self.watched.retain(|_, t| topics.contains_key(t));
         for (topic, state) in self.topics.iter_mut() {
-            let s = &mut state.sockets;
+            let DataPlane::Libzmq(s) = &mut state.plane else {
+                continue;
+            };
             if s.watched {
                 continue;
             }
@@ -305,7 +401,7 @@ impl Broker {
 
 /// True when `socket` has a message to receive (reading `ZMQ_EVENTS` also processes its
 /// pending commands).
-fn readable(socket: &zmq::Socket) -> bool {
+pub(crate) fn readable(socket: &zmq::Socket) -> bool {
     socket
         .get_events()
         .map(|e| e.contains(zmq::POLLIN))
@@ -314,8 +410,7 @@ fn readable(socket: &zmq::Socket) -> bool {
 
 /// Copies up to a batch of messages, every frame unchanged, from the topic's SUB to its XPUB.
 /// Returns true when the batch ended before the SUB ran dry.
-fn forward(topic: &Topic, state: &mut TopicState) -> bool {
-    let TopicState { sockets, counters } = state;
+fn forward(topic: &Topic, sockets: &mut TopicSockets, counters: &mut TopicCounters) -> bool {
     let mut forwarded = 0usize;
     let mut more = false;
     let mut left = true;

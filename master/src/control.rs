@@ -8,10 +8,9 @@ use zerosmq_core::limits::MAX_ERROR_DETAIL_LEN;
 use zerosmq_core::{decode_request, NodeInfo, NodeName, Topic, TopicInfo};
 
 use crate::auth::Access;
-use crate::broker::{Broker, TopicState};
+use crate::broker::Broker;
 use crate::graph;
 use crate::registry::{join, Heartbeat, Role};
-use crate::sockets::TopicSockets;
 
 impl Broker {
     /// Answers up to `batch` pending requests.
@@ -124,34 +123,23 @@ impl Broker {
                 warn!(%topic, "{detail}");
                 return refuse(enc, ErrorCode::LimitReached, &detail);
             }
-            match TopicSockets::open(
-                &self.ctx,
-                &mut self.ports,
-                topic,
-                self.tuning,
-                &self.security,
-                None,
-            ) {
-                Ok(sockets) => {
-                    info!(%topic, publish_port = sockets.publish_port, subscribe_port = sockets.subscribe_port, "topic opened");
-                    self.topics.insert(
-                        topic.clone(),
-                        TopicState {
-                            sockets,
-                            counters: Default::default(),
-                        },
-                    );
+            match self.open_topic(topic, None) {
+                Ok(state) => {
+                    let (publish_port, subscribe_port) = state.ports();
+                    info!(%topic, publish_port, subscribe_port, "topic opened");
+                    self.topics.insert(topic.clone(), state);
                 }
                 Err(e) => {
-                    let (code, detail) = match e {
-                        zmq::Error::EADDRINUSE | zmq::Error::EMFILE => (
+                    let (code, detail) = if e.limit {
+                        (
                             ErrorCode::LimitReached,
-                            format!("no free data port or socket: {e}"),
-                        ),
-                        _ => (
+                            format!("no free data port or socket: {}", e.detail),
+                        )
+                    } else {
+                        (
                             ErrorCode::Internal,
-                            format!("could not open sockets for the topic: {e}"),
-                        ),
+                            format!("could not open sockets for the topic: {}", e.detail),
+                        )
                     };
                     warn!(%topic, "{detail}");
                     return refuse(enc, code, &detail);
@@ -167,8 +155,8 @@ impl Broker {
         self.registry.add(node, topic, role);
         self.dirty = true;
         let port = match role {
-            Role::Publisher => state.sockets.publish_port,
-            Role::Subscriber => state.sockets.subscribe_port,
+            Role::Publisher => state.ports().0,
+            Role::Subscriber => state.ports().1,
         };
         info!(%node, %topic, ?role, port, "granted");
         encode(&ControlReply::Granted { port }, enc)
@@ -247,30 +235,16 @@ impl Broker {
         let saved = crate::state::load(&path)?;
         let now = Instant::now();
         for (topic, publish_port, subscribe_port) in saved.topics {
-            match TopicSockets::open(
-                &self.ctx,
-                &mut self.ports,
-                &topic,
-                self.tuning,
-                &self.security,
-                Some((publish_port, subscribe_port)),
-            ) {
-                Ok(sockets) => {
-                    if (sockets.publish_port, sockets.subscribe_port)
-                        != (publish_port, subscribe_port)
-                    {
+            match self.open_topic(&topic, Some((publish_port, subscribe_port))) {
+                Ok(state) => {
+                    let ports = state.ports();
+                    if ports != (publish_port, subscribe_port) {
                         warn!(%topic, "previous ports taken; nodes re-request the topic with their next heartbeat");
                     }
-                    info!(%topic, publish_port = sockets.publish_port, subscribe_port = sockets.subscribe_port, "topic restored");
-                    self.topics.insert(
-                        topic,
-                        TopicState {
-                            sockets,
-                            counters: Default::default(),
-                        },
-                    );
+                    info!(%topic, publish_port = ports.0, subscribe_port = ports.1, "topic restored");
+                    self.topics.insert(topic, state);
                 }
-                Err(e) => warn!(%topic, error = %e, "could not restore topic"),
+                Err(e) => warn!(%topic, error = %e.detail, "could not restore topic"),
             }
         }
         for (node, role, topic) in saved.roles {
@@ -296,7 +270,7 @@ impl Broker {
         let topics = self
             .topics
             .iter()
-            .map(|(t, s)| (t, s.sockets.publish_port, s.sockets.subscribe_port));
+            .map(|(t, s)| (t, s.ports().0, s.ports().1));
         if let Err(e) = crate::state::save(path, &self.registry, topics) {
             warn!(path = %path.display(), error = %e, "could not write the state file");
         }
@@ -305,7 +279,7 @@ impl Broker {
     /// Closes the sockets of topics that lost their last user.
     pub(crate) fn close_topics(&mut self, topics: Vec<Topic>) {
         for topic in topics {
-            self.topics.remove(&topic);
+            self.close_topic(&topic);
             info!(%topic, "topic closed: no publisher and no subscriber left");
         }
     }
@@ -321,8 +295,8 @@ impl Broker {
         encode(
             &ControlReply::TopicInfo(TopicInfo {
                 topic: topic.as_str(),
-                publish_port: state.sockets.publish_port,
-                subscribe_port: state.sockets.subscribe_port,
+                publish_port: state.ports().0,
+                subscribe_port: state.ports().1,
                 publishers: &publishers,
                 subscribers: &subscribers,
                 messages: c.messages,

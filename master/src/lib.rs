@@ -20,6 +20,7 @@
 pub mod auth;
 mod broker;
 mod control;
+mod engine;
 pub mod graph;
 pub mod registry;
 mod sockets;
@@ -29,6 +30,29 @@ use std::io::Write as _;
 use std::os::unix::net::UnixStream;
 use std::sync::mpsc;
 use std::thread::JoinHandle;
+
+/// What forwards a topic's messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Engine {
+    /// The master's thread accepts the data connections and speaks ZMTP itself (NULL and
+    /// PLAIN): one thread per message, no libzmq on the data path. Without CURVE; with
+    /// `curve_keys` set the master runs the libzmq engine instead.
+    #[default]
+    Native,
+    /// A libzmq SUB and XPUB per topic, forwarded by the master's thread.
+    Libzmq,
+}
+
+impl std::str::FromStr for Engine {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "native" => Ok(Engine::Native),
+            "libzmq" => Ok(Engine::Libzmq),
+            other => Err(format!("unknown engine '{other}': native or libzmq")),
+        }
+    }
+}
 
 /// How the master binds and behaves.
 #[derive(Debug, Clone)]
@@ -71,6 +95,8 @@ pub struct MasterConfig {
     /// CURVE key file (public and secret key, Z85): every socket then encrypts, and clients
     /// must know the public key. Needs a libzmq built with CURVE (see [`auth::curve_available`]).
     pub curve_keys: Option<std::path::PathBuf>,
+    /// What forwards messages (see [`Engine`]).
+    pub engine: Engine,
 }
 
 impl Default for MasterConfig {
@@ -91,6 +117,7 @@ impl Default for MasterConfig {
             acl: None,
             curve_keys: None,
             zmtp_heartbeat: std::time::Duration::from_secs(10),
+            engine: Engine::default(),
         }
     }
 }

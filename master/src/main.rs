@@ -51,6 +51,10 @@ struct Args {
     /// after a PING is closed: half-open TCP).
     #[arg(long, default_value = "10", value_parser = parse_seconds)]
     zmtp_heartbeat: std::time::Duration,
+    /// What forwards messages: `native` (the master speaks ZMTP on its own connections) or
+    /// `libzmq` (a SUB and an XPUB socket per topic). CURVE always uses libzmq.
+    #[arg(long, default_value = "native")]
+    engine: zerosmq_master::Engine,
     /// Most topics served at once.
     #[arg(long, default_value_t = MasterConfig::default().max_topics)]
     max_topics: usize,
@@ -125,6 +129,7 @@ fn main() -> std::process::ExitCode {
         acl: args.acl,
         curve_keys: args.curve_keys,
         zmtp_heartbeat: args.zmtp_heartbeat,
+        engine: args.engine,
         ..Default::default()
     };
     let master = match Master::spawn(config) {

@@ -22,9 +22,11 @@ pub struct EpollEvent {
     pub data: u64,
 }
 
-const EPOLLIN: u32 = 0x001;
+pub const EPOLLIN: u32 = 0x001;
+pub const EPOLLOUT: u32 = 0x004;
 const EPOLL_CTL_ADD: i32 = 1;
 const EPOLL_CTL_DEL: i32 = 2;
+const EPOLL_CTL_MOD: i32 = 3;
 const EPOLL_CLOEXEC: i32 = 0o2000000;
 const EINTR: i32 = 4;
 const EEXIST: i32 = 17;
@@ -58,8 +60,13 @@ impl Poller {
     /// Watches `fd` for input; `token` comes back with its events. Watching a descriptor twice
     /// replaces nothing and is not an error.
     pub fn add(&mut self, fd: RawFd, token: u64) -> io::Result<()> {
+        self.add_with(fd, token, EPOLLIN)
+    }
+
+    /// Watches `fd` for `events` (`EPOLLIN`, `EPOLLOUT`), level-triggered.
+    pub fn add_with(&mut self, fd: RawFd, token: u64, events: u32) -> io::Result<()> {
         let mut ev = EpollEvent {
-            events: EPOLLIN,
+            events,
             data: token,
         };
         // SAFETY: `ev` lives across the call; the kernel copies it.
@@ -68,6 +75,19 @@ impl Poller {
             if e.raw_os_error() != Some(EEXIST) {
                 return Err(e);
             }
+        }
+        Ok(())
+    }
+
+    /// Changes what `fd` is watched for.
+    pub fn modify(&mut self, fd: RawFd, token: u64, events: u32) -> io::Result<()> {
+        let mut ev = EpollEvent {
+            events,
+            data: token,
+        };
+        // SAFETY: as in `add_with`.
+        if unsafe { epoll_ctl(self.epfd, EPOLL_CTL_MOD, fd, &mut ev) } < 0 {
+            return Err(io::Error::last_os_error());
         }
         Ok(())
     }
@@ -83,6 +103,14 @@ impl Poller {
 
     /// Waits up to `timeout_ms` (-1: no limit, 0: just look) and returns the ready tokens.
     pub fn wait(&mut self, timeout_ms: i32) -> io::Result<impl Iterator<Item = u64> + '_> {
+        Ok(self.wait_events(timeout_ms)?.map(|(token, _)| token))
+    }
+
+    /// As [`wait`](Self::wait), with each token's event bits.
+    pub fn wait_events(
+        &mut self,
+        timeout_ms: i32,
+    ) -> io::Result<impl Iterator<Item = (u64, u32)> + '_> {
         // SAFETY: the buffer holds `len` events and outlives the call.
         let n = unsafe {
             epoll_wait(
@@ -101,7 +129,7 @@ impl Poller {
         } else {
             n as usize
         };
-        Ok(self.events[..n].iter().map(|e| e.data))
+        Ok(self.events[..n].iter().map(|e| (e.data, e.events)))
     }
 }
 

@@ -107,6 +107,15 @@ impl PortPlan {
         }
     }
 
+    /// The next port of the range to try (the range's low end without a range).
+    pub fn next_port(&mut self) -> u16 {
+        let port = self.cursor;
+        if let Some((low, high)) = self.range {
+            self.cursor = if port >= high { low } else { port + 1 };
+        }
+        port
+    }
+
     /// Binds `socket` on `preferred` when it is free (and in the range, if any), else on any free
     /// port; returns the port.
     pub fn bind_preferred(
@@ -133,8 +142,7 @@ impl PortPlan {
         };
         let span = u32::from(high - low) + 1;
         for _ in 0..span {
-            let port = self.cursor;
-            self.cursor = if port >= high { low } else { port + 1 };
+            let port = self.next_port();
             match socket.bind(&format!("tcp://{}:{port}", self.bind)) {
                 Ok(()) => return Ok(port),
                 Err(zmq::Error::EADDRINUSE) | Err(zmq::Error::EACCES) => continue,

@@ -1,0 +1,161 @@
+//! One accepted TCP connection: its handshake, partial input, outbound queue, subscriptions and
+//! timers. The engine's `topic.rs` drives it.
+
+use std::net::{SocketAddr, TcpStream};
+use std::time::Instant;
+
+use super::handshake::Handshake;
+use super::outbox::Outbox;
+use super::subscriptions::Subscriptions;
+
+/// Bytes of a unit (greeting, command or message) that arrived without the rest of it. Empty
+/// between units, so an idle connection holds no buffer beyond its capacity.
+#[derive(Debug, Default)]
+pub(super) struct Partial {
+    /// Always initialised up to its length (reads go into `buf[len..]`).
+    buf: Vec<u8>,
+    len: usize,
+}
+
+impl Partial {
+    pub(super) fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Room for the next read: at least `want` bytes after the data.
+    pub(super) fn spare(&mut self, want: usize) -> &mut [u8] {
+        let end = self.len.saturating_add(want);
+        if self.buf.len() < end {
+            self.buf.resize(end, 0);
+        }
+        &mut self.buf[self.len..end]
+    }
+
+    /// `n` bytes were read into [`spare`](Self::spare).
+    pub(super) fn filled(&mut self, n: usize) {
+        self.len = (self.len + n).min(self.buf.len());
+    }
+
+    pub(super) fn data_mut(&mut self) -> &mut [u8] {
+        &mut self.buf[..self.len]
+    }
+
+    /// Keeps `data[from..to]`, moved to the front.
+    pub(super) fn keep(&mut self, from: usize, to: usize) {
+        self.buf.copy_within(from..to, 0);
+        self.len = to - from;
+        // A large message passed: give the memory back once it is gone.
+        if self.len == 0 && self.buf.len() > super::READ_LEN * 4 {
+            self.buf = Vec::new();
+        }
+    }
+
+    /// Starts over with `bytes` (the leftover of a read into the engine's scratch buffer).
+    pub(super) fn set(&mut self, bytes: &[u8]) {
+        self.len = 0;
+        self.spare(bytes.len()).copy_from_slice(bytes);
+        self.len = bytes.len();
+    }
+}
+
+pub(super) struct Conn {
+    pub stream: TcpStream,
+    pub peer: SocketAddr,
+    pub handshake: Handshake,
+    pub partial: Partial,
+    /// Bytes the unit in `partial` needs in all, when known (sizes the next read).
+    pub need: usize,
+    pub outbox: Outbox,
+    /// Subscriber connections only.
+    pub subs: Subscriptions,
+    pub accepted: Instant,
+    pub last_recv: Instant,
+    pub last_ping: Instant,
+    /// Watched for writability (the outbox could not be written out).
+    pub write_wait: bool,
+    /// In the topic's list of connections to flush.
+    pub touched: bool,
+    /// Missing messages because the outbox is at the high-water mark.
+    pub dropping: bool,
+    pub missed: u64,
+}
+
+impl Conn {
+    pub(super) fn new(stream: TcpStream, peer: SocketAddr, handshake: Handshake, now: Instant) -> Self {
+        Conn {
+            stream,
+            peer,
+            handshake,
+            partial: Partial::default(),
+            need: 0,
+            outbox: Outbox::default(),
+            subs: Subscriptions::default(),
+            accepted: now,
+            last_recv: now,
+            last_ping: now,
+            write_wait: false,
+            touched: false,
+            dropping: false,
+            missed: 0,
+        }
+    }
+}
+
+/// A vector of slots with reused free indices: connection handles stay small integers that fit
+/// an epoll token.
+pub(super) struct Slab<T> {
+    items: Vec<Option<T>>,
+    free: Vec<usize>,
+}
+
+impl<T> Default for Slab<T> {
+    fn default() -> Self {
+        Slab {
+            items: Vec::new(),
+            free: Vec::new(),
+        }
+    }
+}
+
+impl<T> Slab<T> {
+    pub(super) fn insert(&mut self, item: T) -> usize {
+        match self.free.pop() {
+            Some(i) => {
+                self.items[i] = Some(item);
+                i
+            }
+            None => {
+                self.items.push(Some(item));
+                self.items.len() - 1
+            }
+        }
+    }
+
+    pub(super) fn remove(&mut self, i: usize) -> Option<T> {
+        let item = self.items.get_mut(i)?.take();
+        if item.is_some() {
+            self.free.push(i);
+        }
+        item
+    }
+
+    pub(super) fn get_mut(&mut self, i: usize) -> Option<&mut T> {
+        self.items.get_mut(i)?.as_mut()
+    }
+
+    /// One past the highest index in use or ever used.
+    pub(super) fn bound(&self) -> usize {
+        self.items.len()
+    }
+
+    pub(super) fn iter_mut(&mut self) -> impl Iterator<Item = (usize, &mut T)> {
+        self.items
+            .iter_mut()
+            .enumerate()
+            .filter_map(|(i, t)| t.as_mut().map(|t| (i, t)))
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.items.len() - self.free.len()
+    }
+}

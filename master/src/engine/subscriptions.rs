@@ -1,0 +1,85 @@
+//! One subscriber connection's subscriptions: prefixes with counts, as libzmq's XPUB keeps them
+//! (subscribing twice needs two cancels).
+
+use zerosmq_core::zmtp::Command;
+
+#[derive(Debug, Default)]
+pub(super) struct Subscriptions {
+    prefixes: Vec<(Vec<u8>, u32)>,
+}
+
+/// A subscription change a subscriber sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Change<'a> {
+    Subscribe(&'a [u8]),
+    Cancel(&'a [u8]),
+}
+
+impl<'a> Change<'a> {
+    /// ZMTP 3.0's form, also sent by libzmq 4.3 on 3.1: a one-frame message `0x01 prefix` or
+    /// `0x00 prefix`.
+    pub(super) fn from_message(frame: &'a [u8]) -> Option<Self> {
+        match frame.split_first()? {
+            (1, prefix) => Some(Change::Subscribe(prefix)),
+            (0, prefix) => Some(Change::Cancel(prefix)),
+            _ => None,
+        }
+    }
+
+    /// ZMTP 3.1's SUBSCRIBE and CANCEL commands.
+    pub(super) fn from_command(command: &Command<'a>) -> Option<Self> {
+        match *command {
+            Command::Subscribe(prefix) => Some(Change::Subscribe(prefix)),
+            Command::Cancel(prefix) => Some(Change::Cancel(prefix)),
+            _ => None,
+        }
+    }
+}
+
+impl Subscriptions {
+    pub(super) fn apply(&mut self, change: Change<'_>) {
+        match change {
+            Change::Subscribe(prefix) => {
+                match self.prefixes.iter_mut().find(|(p, _)| p == prefix) {
+                    Some((_, n)) => *n = n.saturating_add(1),
+                    None => self.prefixes.push((prefix.to_vec(), 1)),
+                }
+            }
+            Change::Cancel(prefix) => {
+                if let Some(i) = self.prefixes.iter().position(|(p, _)| p == prefix) {
+                    self.prefixes[i].1 -= 1;
+                    if self.prefixes[i].1 == 0 {
+                        self.prefixes.swap_remove(i);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Whether a message whose first frame is `first` goes to this subscriber.
+    pub(super) fn matches(&self, first: &[u8]) -> bool {
+        self.prefixes.iter().any(|(p, _)| first.starts_with(p))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefixes_are_counted_and_cancelled() {
+        let mut s = Subscriptions::default();
+        assert!(!s.matches(b"clock 1"));
+        s.apply(Change::from_message(b"\x01clock").unwrap());
+        s.apply(Change::Subscribe(b"clock"));
+        assert!(s.matches(b"clock 1") && !s.matches(b"cloc"));
+        s.apply(Change::from_message(b"\x00clock").unwrap());
+        assert!(s.matches(b"clock 1"), "one of two subscriptions is left");
+        s.apply(Change::Cancel(b"clock"));
+        assert!(!s.matches(b"clock 1"));
+        s.apply(Change::Cancel(b"never"));
+        s.apply(Change::Subscribe(b""));
+        assert!(s.matches(b"anything"));
+        assert_eq!(Change::from_message(b"\x02x"), None);
+    }
+}
