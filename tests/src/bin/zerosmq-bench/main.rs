@@ -343,9 +343,19 @@ fn spawn_master() -> Result<MasterHandle, String> {
     Master::spawn(MasterConfig {
         bind: "127.0.0.1".into(),
         port: 0,
+        engine: master_engine()?,
         ..Default::default()
     })
     .map_err(|e| format!("master: {e}"))
+}
+
+/// The master's engine for the master rows: `ZEROSMQ_ENGINE=native|libzmq` (default: the
+/// master's default), so the two engines can be compared A/B.
+pub fn master_engine() -> Result<zerosmq_master::Engine, String> {
+    match std::env::var("ZEROSMQ_ENGINE") {
+        Ok(name) => name.parse(),
+        Err(_) => Ok(zerosmq_master::Engine::default()),
+    }
 }
 
 /// libzmq clients through a broker answering the control protocol at `control`.
