@@ -203,7 +203,8 @@ impl Broker {
                 .open_topic(&mut self.poller, &mut self.ports, topic, preferred)
                 .map(DataPlane::Native)
                 .map_err(|e| OpenError {
-                    limit: e.kind() == std::io::ErrorKind::AddrInUse || e.raw_os_error() == Some(24),
+                    limit: e.kind() == std::io::ErrorKind::AddrInUse
+                        || e.raw_os_error() == Some(24),
                     detail: e.to_string(),
                 })?,
             None => TopicSockets::open(

@@ -81,7 +81,12 @@ pub(super) struct Conn {
 }
 
 impl Conn {
-    pub(super) fn new(stream: TcpStream, peer: SocketAddr, handshake: Handshake, now: Instant) -> Self {
+    pub(super) fn new(
+        stream: TcpStream,
+        peer: SocketAddr,
+        handshake: Handshake,
+        now: Instant,
+    ) -> Self {
         Conn {
             stream,
             peer,

@@ -4,12 +4,17 @@
 //! Core's `Connection` is the client side; the server side needs HELLO and INITIATE parsing and
 //! a WELCOME encoder, kept here because only the master (std) needs them.
 
-use zerosmq_core::zmtp::command::{encode_error, encode_ready};
+use zerosmq_core::zmtp::command::encode_ready;
 use zerosmq_core::zmtp::greeting::{MECHANISM_NULL, MECHANISM_PLAIN};
 use zerosmq_core::zmtp::{Command, CommandError, Greeting, GreetingError, Properties, SocketType};
 
 /// WELCOME: a command frame of the 7-byte name alone.
 const WELCOME: [u8; 10] = [0x04, 8, 7, b'W', b'E', b'L', b'C', b'O', b'M', b'E'];
+
+/// PLAIN's refusal exactly as libzmq 4.3's PLAIN server sends it: its `"\x05ERROR"` literal
+/// reads as `0x5E 'RROR'` in C, and libzmq's PLAIN client only recognises that form (a
+/// well-formed ERROR is an "unexpected command" to it). Core's client accepts both.
+const PLAIN_REFUSED: [u8; 11] = [0x04, 9, 0x5E, b'R', b'R', b'O', b'R', 3, b'4', b'0', b'0'];
 
 /// The security mechanism a port speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,7 +55,9 @@ pub(super) enum HandshakeError {
     MissingSocketType,
     IncompatiblePeer(SocketType),
     /// PLAIN credentials or the ACL refused; `user` for the log.
-    Refused { user: String },
+    Refused {
+        user: String,
+    },
     /// The peer sent ERROR.
     PeerError(String),
 }
@@ -155,9 +162,9 @@ impl Handshake {
                     parse_hello(body).ok_or(HandshakeError::Malformed(CommandError::Truncated))?;
                 let user_text = String::from_utf8_lossy(user).into_owned();
                 if !allow(user, password) {
-                    // libzmq's PLAIN server answers a ZAP refusal with ERROR carrying the
-                    // status code; core's client reads it as `AuthFailed { status: 400 }`.
-                    push_encoded(out, |b| encode_error(b"400", b));
+                    // The ZAP status code, which libzmq clients report as an authentication
+                    // failure (and core's as `AuthFailed { status: 400 }`).
+                    out.extend_from_slice(&PLAIN_REFUSED);
                     return Err(HandshakeError::Refused { user: user_text });
                 }
                 out.extend_from_slice(&WELCOME);
@@ -194,7 +201,7 @@ impl Handshake {
             .socket_type()
             .ok_or(HandshakeError::MissingSocketType)?;
         if !self.ours.accepts(peer) {
-            push_encoded(out, |b| encode_error(b"Invalid socket type", b));
+            // As libzmq: close without a word.
             return Err(HandshakeError::IncompatiblePeer(peer));
         }
         push_encoded(out, |b| encode_ready(self.ours, b"", b));
@@ -321,7 +328,10 @@ mod tests {
                 user: "alice".into()
             })
         );
-        assert_eq!(out, [0x04, 10, 5, b'E', b'R', b'R', b'O', b'R', 3, b'4', b'0', b'0']);
+        // Byte for byte what libzmq 4.3.5's PLAIN server sent when it refused a client.
+        let recorded =
+            include_bytes!("../../../core/src/zmtp/testdata/libzmq-plain-xpub-refused.bin");
+        assert!(recorded.ends_with(&out), "{recorded:02x?}");
         assert_eq!(parse_hello(&[5, b'H']), None);
     }
 }

@@ -202,7 +202,10 @@ impl NativeEngine {
             self.free_slots.push(native.slot);
         }
         if native.connections() > 0 {
-            info!(connections = native.connections(), "closing the topic's connections");
+            info!(
+                connections = native.connections(),
+                "closing the topic's connections"
+            );
         }
     }
 }

@@ -208,13 +208,7 @@ impl NativeTopic {
 
     /// Reads what the connection has (a few reads at most), handles every complete unit, and
     /// answers on it.
-    fn read(
-        &mut self,
-        side: Side,
-        idx: usize,
-        env: &mut Env<'_>,
-        counters: &mut TopicCounters,
-    ) {
+    fn read(&mut self, side: Side, idx: usize, env: &mut Env<'_>, counters: &mut TopicCounters) {
         for _ in 0..READS_PER_TURN {
             let Some(conn) = self.conns(side).get_mut(idx) else {
                 return;
@@ -508,7 +502,11 @@ impl NativeTopic {
             Err(e) => return self.close(side, idx, &e, true),
         };
         if want_write != conn.write_wait {
-            let events = if want_write { EPOLLIN | EPOLLOUT } else { EPOLLIN };
+            let events = if want_write {
+                EPOLLIN | EPOLLOUT
+            } else {
+                EPOLLIN
+            };
             let fd = conn.stream.as_raw_fd();
             match env.poller.modify(fd, token(slot, side.kind(), idx), events) {
                 Ok(()) => conn.write_wait = want_write,
