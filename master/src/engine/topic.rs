@@ -16,7 +16,7 @@ use super::connection::{Conn, Slab};
 use super::handshake::{push_encoded, Handshake, HandshakeError};
 use super::inbound::{next_unit, InboundError, Unit};
 use super::outbox::Flushed;
-use super::subscriptions::Change;
+use super::subscriptions::{has_prefix, Change};
 use super::{token, Env, Kind, READ_LEN};
 use crate::auth::Access;
 use crate::broker::poller::{EPOLLIN, EPOLLOUT};
@@ -351,7 +351,7 @@ impl NativeTopic {
                     let first = &buf[at + first.start..at + first.end];
                     match side {
                         // As a SUB: only what starts with the topic.
-                        Side::Publishers if first.starts_with(self.topic.as_bytes()) => {
+                        Side::Publishers if has_prefix(first, self.topic.as_bytes()) => {
                             let wire = &buf[at + wire.start..at + wire.end];
                             self.fan_out(wire, first, limits.hwm, counters);
                             counters.messages += 1;
