@@ -1,9 +1,11 @@
 //! # zerosmq-master
 //!
 //! The zerosmq master: a control service (ZeroMQ REP, the original's text protocol and our binary
-//! one) that hands out one SUB and one XPUB socket per topic, and a forwarder that copies every
-//! message from a topic's SUB socket to its XPUB socket. It also keeps the node/topic graph and
-//! serves it as Graphviz DOT.
+//! one) that hands out two ports per topic (publishers connect to one, where the master is their
+//! SUB; subscribers to the other, where it is their XPUB), and a forwarder that copies every
+//! message from the topic's publishers to its subscribers. The forwarder is the native engine
+//! (the master speaks ZMTP on its own connections) or libzmq sockets (see [`Engine`]). It also
+//! keeps the node/topic graph and serves it as Graphviz DOT.
 //!
 //! Run it as a binary (`zerosmq-master --port 5555`) or in-process:
 //!
@@ -77,7 +79,7 @@ pub struct MasterConfig {
     /// [`state`]); `None` keeps nothing.
     pub state_file: Option<std::path::PathBuf>,
     /// Largest message (one frame) a peer may send on a data socket; a peer that sends more is
-    /// disconnected by libzmq and the others go on.
+    /// disconnected and the others go on.
     pub max_message_size: usize,
     /// Most nodes registered at once.
     pub max_nodes: usize,
