@@ -53,7 +53,7 @@ struct Args {
     zmtp_heartbeat: std::time::Duration,
     /// What forwards messages: `native` (the master speaks ZMTP on its own connections) or
     /// `libzmq` (a SUB and an XPUB socket per topic). CURVE always uses libzmq.
-    #[arg(long, default_value = "native")]
+    #[arg(long, env = "ZEROSMQ_ENGINE", default_value = "native")]
     engine: zerosmq_master::Engine,
     /// Most topics served at once.
     #[arg(long, default_value_t = MasterConfig::default().max_topics)]

@@ -298,7 +298,9 @@ fn handshake_outcome(
     monitor.connect(&endpoint).unwrap();
     s.connect(&format!("tcp://127.0.0.1:{port}")).unwrap();
     loop {
-        let event = monitor.recv_multipart(0).expect("a monitor event");
+        let event = monitor
+            .recv_multipart(0)
+            .unwrap_or_else(|e| panic!("{tag}: no handshake outcome: {e}"));
         let id = u16::from_ne_bytes([event[0][0], event[0][1]]);
         if id == succeeded {
             return 0;

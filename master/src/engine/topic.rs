@@ -221,8 +221,10 @@ impl NativeTopic {
                 asked = env.scratch.len();
                 conn.stream.read(env.scratch)
             } else {
+                // At least what the unit lacks (up to a whole read), and some more, so that the
+                // messages behind it come in the same system call.
                 let want = conn.need.saturating_sub(conn.partial.data_mut().len());
-                let spare = conn.partial.spare(want.clamp(1, READ_LEN));
+                let spare = conn.partial.spare(want.clamp(READ_LEN / 4, READ_LEN));
                 asked = spare.len();
                 conn.stream.read(spare)
             };
