@@ -26,6 +26,9 @@ use crate::registry::TopicCounters;
 /// brings it back if more is waiting): bounded work, so one busy topic cannot starve the rest.
 const READS_PER_TURN: usize = 4;
 
+/// Idle time before the kernel probes a silent connection (as `SocketTuning` sets on libzmq's).
+const KEEPALIVE_IDLE: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Connections accepted per wake-up of a listener.
 const ACCEPTS_PER_TURN: usize = 64;
 
@@ -171,9 +174,13 @@ impl NativeTopic {
                 }
             };
             // Latency: every message is written as soon as a batch ends; Nagle would hold it.
+            // Kernel keepalive as on the libzmq sockets, for peers that vanish without a FIN
+            // (ZMTP 3.0 peers get no heartbeats).
+            let keepalive = socket2::TcpKeepalive::new().with_time(KEEPALIVE_IDLE);
             if let Err(e) = stream
                 .set_nonblocking(true)
                 .and_then(|()| stream.set_nodelay(true))
+                .and_then(|()| socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive))
             {
                 warn!(topic = %self.topic, %peer, error = %e, "cannot configure a connection");
                 continue;
