@@ -334,4 +334,41 @@ mod tests {
         assert!(recorded.ends_with(&out), "{recorded:02x?}");
         assert_eq!(parse_hello(&[5, b'H']), None);
     }
+
+    /// Any command body in any phase: a result, never a panic.
+    #[test]
+    fn arbitrary_commands_never_panic() {
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let names: [&[u8]; 5] = [
+            b"\x05HELLO",
+            b"\x08INITIATE",
+            b"\x05READY",
+            b"\x05ERROR",
+            b"",
+        ];
+        for round in 0..20_000u32 {
+            let mechanism = if round % 2 == 0 {
+                Mechanism::Null
+            } else {
+                Mechanism::Plain
+            };
+            let mut h = Handshake::new(SocketType::XPub, mechanism);
+            let name = if mechanism == Mechanism::Plain {
+                MECHANISM_PLAIN
+            } else {
+                MECHANISM_NULL
+            };
+            h.on_greeting(&client_greeting(name, 1)).unwrap();
+            let mut body = names[round as usize % names.len()].to_vec();
+            for _ in 0..(round % 40) {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                body.push((state >> 24) as u8 % 16);
+            }
+            let mut out = Vec::new();
+            let _ = h.on_command(&body, |_, _| round % 3 == 0, &mut out);
+            let _ = h.on_command(&body, |_, _| true, &mut out);
+        }
+    }
 }

@@ -218,4 +218,38 @@ mod tests {
             })
         );
     }
+
+    /// Any bytes, cut anywhere: a unit or an error, never a panic, and ranges inside the buffer.
+    #[test]
+    fn arbitrary_input_never_panics() {
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut bytes = [0u8; 600];
+        for round in 0..20_000 {
+            for b in bytes.iter_mut() {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                // Mostly valid flags, so that frames chain into messages.
+                *b = if state % 3 == 0 {
+                    (state >> 8) as u8 & 0x07
+                } else {
+                    (state >> 16) as u8
+                };
+            }
+            let len = (state as usize >> 3) % bytes.len();
+            let buf = &bytes[..len];
+            match next_unit(buf, round % 7 == 0, 300, 500) {
+                Ok(Unit::Message { wire, first, .. }) => {
+                    assert!(wire.end <= len && first.end <= wire.end)
+                }
+                Ok(Unit::Command { end, body }) => assert!(end <= len && body.end <= end),
+                Ok(Unit::CommandInMessage { frame, body }) => {
+                    assert!(frame.end <= len && body.end <= frame.end)
+                }
+                Ok(Unit::Incomplete { need }) => assert!(need > len),
+                Ok(Unit::Greeting) => assert!(len >= GREETING_LEN),
+                Err(_) => {}
+            }
+        }
+    }
 }
