@@ -84,6 +84,8 @@ impl std::fmt::Display for HandshakeError {
     }
 }
 
+impl std::error::Error for HandshakeError {}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
     Greeting,

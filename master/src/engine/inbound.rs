@@ -62,6 +62,8 @@ impl std::fmt::Display for InboundError {
     }
 }
 
+impl std::error::Error for InboundError {}
+
 /// Looks at the front of `buf`. `greeting` says the peer's greeting is still due. `max_frame`
 /// caps each frame's body, `max_message` a whole message's bytes on the wire.
 pub(super) fn next_unit(
