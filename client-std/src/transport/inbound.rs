@@ -178,11 +178,13 @@ impl Inbound {
     /// Splits one frame off `ready`, which holds only whole frames (checked by
     /// [`complete_prefix`]); an impossible short frame yields an empty body.
     fn next_frame(&mut self) -> (FrameHeader, Bytes) {
+        use bytes::Buf;
         let (header, header_len) =
             FrameHeader::parse(&self.ready).unwrap_or((FrameHeader::message(0, false), 0));
         let end = (header_len + header.len as usize).min(self.ready.len());
-        let mut frame = self.ready.split_to(end);
-        let body = frame.split_off(header_len.min(frame.len()));
+        // One reference count for the body; the header bytes are just skipped.
+        let body = self.ready.slice(header_len.min(end)..end);
+        self.ready.advance(end);
         (header, body)
     }
 

@@ -156,7 +156,8 @@ impl SubscriberLink {
     /// The next message within `timeout` (zero: only what is already there, one non-blocking
     /// read at most). Commands are handled on the way; a lost connection is re-made.
     pub(crate) fn recv(&mut self, timeout: Duration) -> Result<Option<Frames>, LinkError> {
-        let deadline = Instant::now() + timeout;
+        // The clock is read only once there is nothing to hand out (a system call on some VMs).
+        let mut deadline = None;
         loop {
             let Some(live) = &mut self.live else {
                 self.try_connect()?;
@@ -164,6 +165,7 @@ impl SubscriberLink {
                     continue;
                 }
                 let now = Instant::now();
+                let deadline = *deadline.get_or_insert(now + timeout);
                 if now >= deadline {
                     return Ok(None);
                 }
@@ -209,6 +211,7 @@ impl SubscriberLink {
             }
             // Nothing there right after a read: give up now if the time is up.
             let now = Instant::now();
+            let deadline = *deadline.get_or_insert(now + timeout);
             if now >= deadline {
                 return Ok(None);
             }
