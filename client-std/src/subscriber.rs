@@ -88,7 +88,8 @@ pub struct Subscriber {
 
 /// How messages arrive: our own ZMTP connection, or a libzmq socket (CURVE).
 enum Path {
-    Native(SubscriberLink),
+    /// Boxed: it holds the receive buffer state, the libzmq path a socket handle.
+    Native(Box<SubscriberLink>),
     Zmq(ZmqSubscriber),
 }
 
@@ -170,7 +171,7 @@ impl Subscriber {
             };
             let mut link = SubscriberLink::open(target).map_err(|e| link_error(&node, e))?;
             link.subscribe(&prefix);
-            Path::Native(link)
+            Path::Native(Box::new(link))
         } else {
             Path::Zmq(ZmqSubscriber::open(&node, request, &prefix)?)
         };
