@@ -8,6 +8,7 @@ use zerosmq_core::control::{ControlReply, ControlRequest, Encoding};
 use zerosmq_core::limits::CONTROL_REQUEST_BUF_LEN;
 use zerosmq_core::{decode_reply, ErrorCode, NodeName, Topic};
 
+use crate::transport::subscriber_link::SubscriberLink;
 use crate::transport::sys::Waker;
 use crate::{Error, Publisher, Result, Subscriber};
 
@@ -133,6 +134,7 @@ impl NodeBuilder {
                 curve,
                 session: zerosmq_core::random::random_u64(),
                 liveness: Mutex::new(LivenessState::default()),
+                kept: Mutex::new(None),
             }),
         })
     }
@@ -172,6 +174,8 @@ pub(crate) struct NodeInner {
     /// Random per node instance: lets the master tell a restarted node from a duplicate.
     session: u64,
     liveness: Mutex<LivenessState>,
+    /// Native subscriber links the keeper thread serves while their application is away.
+    kept: Mutex<Option<Vec<Weak<Mutex<SubscriberLink>>>>>,
 }
 
 /// CURVE keys: the master's public key and this node's own pair.
@@ -373,6 +377,31 @@ fn heartbeat_loop(
     }
 }
 
+/// How often the keeper thread looks at the node's subscriber links: well inside the
+/// shortest ZMTP heartbeat timeout a master is run with (seconds).
+const KEEP_TICK: Duration = Duration::from_millis(500);
+
+/// Runs in its own thread until the node is dropped: serves subscriber links whose application
+/// is away (see `transport::subscriber_link`), skipping any that is in use.
+fn keeper_loop(node: Weak<NodeInner>) {
+    loop {
+        std::thread::sleep(KEEP_TICK);
+        let Some(node) = node.upgrade() else { return };
+        let links: Vec<Arc<Mutex<SubscriberLink>>> = {
+            let mut kept = node.kept.lock().unwrap_or_else(|e| e.into_inner());
+            let links = kept.get_or_insert_with(Vec::new);
+            links.retain(|l| l.strong_count() > 0);
+            links.iter().filter_map(Weak::upgrade).collect()
+        };
+        let hwm = node.hwm.max(1) as usize;
+        for link in links {
+            if let Ok(mut l) = link.try_lock() {
+                l.keep_alive(hwm);
+            }
+        }
+    }
+}
+
 impl NodeInner {
     /// Sends one request, waits for its reply, and hands the decoded reply to `read`.
     pub(crate) fn request<T>(
@@ -473,6 +502,23 @@ impl NodeInner {
             Ok(event == Some(zmq::SocketEvent::HANDSHAKE_FAILED_AUTH.to_raw()))
         };
         probe().unwrap_or(false)
+    }
+
+    /// Hands a native subscriber link to the keeper thread (started with the first one), which
+    /// answers its master's PINGs while the application does not receive.
+    pub(crate) fn keep(self: &Arc<Self>, link: Weak<Mutex<SubscriberLink>>) -> Result<()> {
+        let mut kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
+        match kept.as_mut() {
+            Some(links) => links.push(link),
+            None => {
+                let weak = Arc::downgrade(self);
+                std::thread::Builder::new()
+                    .name(format!("zerosmq-keeper-{}", self.name))
+                    .spawn(move || keeper_loop(weak))?;
+                *kept = Some(vec![link]);
+            }
+        }
+        Ok(())
     }
 
     /// Whether data goes over our own ZMTP connections; CURVE keeps libzmq sockets (core has

@@ -2,7 +2,7 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -88,8 +88,9 @@ pub struct Subscriber {
 
 /// How messages arrive: our own ZMTP connection, or a libzmq socket (CURVE).
 enum Path {
-    /// Boxed: it holds the receive buffer state, the libzmq path a socket handle.
-    Native(Box<SubscriberLink>),
+    /// Shared with the node's keeper thread (see `subscriber_link`), which only takes it when
+    /// the application has not received for a while.
+    Native(Arc<Mutex<SubscriberLink>>),
     Zmq(ZmqSubscriber),
 }
 
@@ -97,7 +98,7 @@ impl Path {
     fn subscribe(&mut self, prefix: &[u8]) -> Result<()> {
         match self {
             Path::Native(l) => {
-                l.subscribe(prefix);
+                lock(l).subscribe(prefix);
                 Ok(())
             }
             Path::Zmq(z) => z.subscribe(prefix),
@@ -107,7 +108,7 @@ impl Path {
     fn unsubscribe(&mut self, prefix: &[u8]) -> Result<()> {
         match self {
             Path::Native(l) => {
-                l.unsubscribe(prefix);
+                lock(l).unsubscribe(prefix);
                 Ok(())
             }
             Path::Zmq(z) => z.unsubscribe(prefix),
@@ -116,24 +117,28 @@ impl Path {
 
     fn moved(&self) -> bool {
         match self {
-            Path::Native(l) => l.moved(),
+            Path::Native(l) => lock(l).moved(),
             Path::Zmq(z) => z.moved(),
         }
     }
 
     fn follow(&mut self, node: &NodeInner) -> Result<()> {
         match self {
-            Path::Native(l) => l.follow().map_err(|e| link_error(node, e)),
+            Path::Native(l) => lock(l).follow().map_err(|e| link_error(node, e)),
             Path::Zmq(z) => z.follow(node),
         }
     }
 
     fn recv(&mut self, node: &NodeInner, timeout: Duration) -> Result<Option<Frames>> {
         match self {
-            Path::Native(l) => l.recv(timeout).map_err(|e| link_error(node, e)),
+            Path::Native(l) => lock(l).recv(timeout).map_err(|e| link_error(node, e)),
             Path::Zmq(z) => z.recv(timeout),
         }
     }
+}
+
+fn lock(link: &Mutex<SubscriberLink>) -> MutexGuard<'_, SubscriberLink> {
+    link.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 fn link_error(node: &NodeInner, e: LinkError) -> Error {
@@ -171,7 +176,9 @@ impl Subscriber {
             };
             let mut link = SubscriberLink::open(target).map_err(|e| link_error(&node, e))?;
             link.subscribe(&prefix);
-            Path::Native(Box::new(link))
+            let link = Arc::new(Mutex::new(link));
+            node.keep(Arc::downgrade(&link))?;
+            Path::Native(link)
         } else {
             Path::Zmq(ZmqSubscriber::open(&node, request, &prefix)?)
         };

@@ -1,6 +1,12 @@
 //! A subscriber's connection to the master's XPUB socket for its topic, driven from the
 //! caller's thread: `recv` reads the socket itself (64 KiB at a time, many messages per read),
 //! answers PINGs, and reconnects with backoff, re-sending the subscriptions.
+//!
+//! An application that does not call `recv` for a while would leave the master's PINGs
+//! unanswered, and the master would drop the connection (libzmq's I/O thread answered them).
+//! So the node's keeper thread calls [`SubscriberLink::keep_alive`] about once a second: for a
+//! link nobody used for [`KEEP_IDLE`], it parks what arrived (up to the high-water mark, as
+//! libzmq's receive queue) and answers PINGs. A busy subscriber never meets the keeper.
 
 use std::io::Write;
 use std::net::TcpStream;
@@ -9,12 +15,17 @@ use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use std::collections::VecDeque;
+
 use bytes::Bytes;
 use zerosmq_core::zmtp::{command, SocketType};
 
 use super::handshake::{self, ConnectError};
 use super::inbound::{Fill, Inbound, Item};
 use super::{encode_subscription, next_backoff, sys, DEAD_AFTER, PING_AFTER, RECONNECT_FIRST};
+
+/// A link unused for this long is served by the keeper thread.
+pub(crate) const KEEP_IDLE: Duration = Duration::from_millis(500);
 
 /// Where and how to connect.
 pub(crate) struct Target {
@@ -54,6 +65,10 @@ pub(crate) struct SubscriberLink {
     backoff: Duration,
     /// Reused for outgoing commands.
     out: Vec<u8>,
+    /// Messages the keeper read while the application was away; `recv` hands them out first.
+    parked: VecDeque<Frames>,
+    /// When `recv` last returned.
+    last_use: Instant,
 }
 
 impl SubscriberLink {
@@ -68,6 +83,8 @@ impl SubscriberLink {
             next_attempt: Instant::now(),
             backoff: RECONNECT_FIRST,
             out: Vec::new(),
+            parked: VecDeque::new(),
+            last_use: Instant::now(),
         };
         link.try_connect()?;
         Ok(link)
@@ -156,6 +173,30 @@ impl SubscriberLink {
     /// The next message within `timeout` (zero: only what is already there, one non-blocking
     /// read at most). Commands are handled on the way; a lost connection is re-made.
     pub(crate) fn recv(&mut self, timeout: Duration) -> Result<Option<Frames>, LinkError> {
+        if let Some(f) = self.parked.pop_front() {
+            return Ok(Some(f));
+        }
+        let r = self.receive(timeout);
+        self.last_use = Instant::now();
+        r
+    }
+
+    /// For the keeper thread: when nobody used the link for [`KEEP_IDLE`], reads what arrived
+    /// without waiting, parks up to `hwm` messages, answers PINGs, sends our own PING on a
+    /// quiet connection and reconnects a lost one.
+    pub(crate) fn keep_alive(&mut self, hwm: usize) {
+        if self.last_use.elapsed() < KEEP_IDLE {
+            return;
+        }
+        while self.parked.len() < hwm.max(1) {
+            match self.receive(Duration::ZERO) {
+                Ok(Some(f)) => self.parked.push_back(f),
+                Ok(None) | Err(_) => break,
+            }
+        }
+    }
+
+    fn receive(&mut self, timeout: Duration) -> Result<Option<Frames>, LinkError> {
         // The clock is read only once there is nothing to hand out (a system call on some VMs).
         let mut deadline = None;
         loop {
@@ -209,12 +250,9 @@ impl SubscriberLink {
                     continue;
                 }
             }
-            // Nothing there right after a read: give up now if the time is up.
+            // Nothing there right after a read.
             let now = Instant::now();
             let deadline = *deadline.get_or_insert(now + timeout);
-            if now >= deadline {
-                return Ok(None);
-            }
             let quiet = now.saturating_duration_since(live.last_rx);
             if quiet >= DEAD_AFTER {
                 self.live = None; // half-open: nothing from the master for too long
@@ -224,6 +262,9 @@ impl SubscriberLink {
                 live.pinged = true;
                 self.ping();
                 continue;
+            }
+            if now >= deadline {
+                return Ok(None);
             }
             let until = if live.pinged { DEAD_AFTER } else { PING_AFTER } - quiet;
             let wait = deadline.saturating_duration_since(now).min(until);
