@@ -42,6 +42,9 @@ struct Live {
     inbound: Inbound,
     last_rx: Instant,
     pinged: bool,
+    /// The last read found nothing and nothing was read since: a waiting receive right after
+    /// a non-blocking one (`recv_timeout`, a sweep over topics) goes straight to poll.
+    drained: bool,
 }
 
 /// Why the link cannot go on.
@@ -155,6 +158,7 @@ impl SubscriberLink {
                     inbound: Inbound::new(),
                     last_rx: Instant::now(),
                     pinged: false,
+                    drained: false,
                 });
                 self.write_out();
                 Ok(())
@@ -199,6 +203,7 @@ impl SubscriberLink {
     fn receive(&mut self, timeout: Duration) -> Result<Option<Frames>, LinkError> {
         // The clock is read only once there is nothing to hand out (a system call on some VMs).
         let mut deadline = None;
+        let mut skip_read = !timeout.is_zero() && self.live.as_ref().is_some_and(|l| l.drained);
         loop {
             let Some(live) = &mut self.live else {
                 self.try_connect()?;
@@ -238,16 +243,19 @@ impl SubscriberLink {
                 }
             }
             let fd = live.stream.as_raw_fd();
-            match live.inbound.fill(fd) {
-                Ok(Fill::Data) => {
-                    live.last_rx = Instant::now();
-                    live.pinged = false;
-                    continue;
-                }
-                Ok(Fill::Empty) => {}
-                Ok(Fill::Closed) | Err(_) => {
-                    self.live = None;
-                    continue;
+            if !std::mem::take(&mut skip_read) {
+                match live.inbound.fill(fd) {
+                    Ok(Fill::Data) => {
+                        live.last_rx = Instant::now();
+                        live.pinged = false;
+                        live.drained = false;
+                        continue;
+                    }
+                    Ok(Fill::Empty) => live.drained = true,
+                    Ok(Fill::Closed) | Err(_) => {
+                        self.live = None;
+                        continue;
+                    }
                 }
             }
             // Nothing there right after a read.

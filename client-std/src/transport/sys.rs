@@ -92,14 +92,18 @@ pub(crate) fn poll_in(
             revents: 0,
         },
     ];
-    let ms = timeout.map_or(-1, |t| {
-        // Round up: a 0.3 ms wait must not become a busy 0 ms poll.
-        let ms = t.as_micros().div_ceil(1000);
-        ms.min(i32::MAX as u128) as i32
+    // ppoll, not poll: a 200 µs wait must stay 200 µs, neither 0 (a busy loop) nor 1 ms (a
+    // receiver cycling over many topics would wait a millisecond on each empty one).
+    let ts = timeout.map(|t| libc::timespec {
+        tv_sec: t.as_secs().min(i32::MAX as u64) as libc::time_t,
+        tv_nsec: t.subsec_nanos() as libc::c_long,
     });
+    let ts_ptr = ts
+        .as_ref()
+        .map_or(std::ptr::null(), |t| t as *const libc::timespec);
     let n = if second.is_some() { 2 } else { 1 };
-    // SAFETY: fds is a valid array of `n` pollfd.
-    let r = unsafe { libc::poll(fds.as_mut_ptr(), n, ms) };
+    // SAFETY: fds is a valid array of `n` pollfd; ts_ptr is null or points to a live timespec.
+    let r = unsafe { libc::ppoll(fds.as_mut_ptr(), n, ts_ptr, std::ptr::null()) };
     if r < 0 {
         let e = io::Error::last_os_error();
         if e.kind() == io::ErrorKind::Interrupted {
