@@ -8,6 +8,7 @@ use zerosmq_core::control::{ControlReply, ControlRequest, Encoding};
 use zerosmq_core::limits::CONTROL_REQUEST_BUF_LEN;
 use zerosmq_core::{decode_reply, ErrorCode, NodeName, Topic};
 
+use crate::transport::publisher_link::Flusher;
 use crate::transport::subscriber_link::SubscriberLink;
 use crate::transport::sys::Waker;
 use crate::{Error, Publisher, Result, Subscriber};
@@ -135,6 +136,7 @@ impl NodeBuilder {
                 session: zerosmq_core::random::random_u64(),
                 liveness: Mutex::new(LivenessState::default()),
                 kept: Mutex::new(None),
+                flusher: Mutex::new(None),
             }),
         })
     }
@@ -174,8 +176,19 @@ pub(crate) struct NodeInner {
     /// Random per node instance: lets the master tell a restarted node from a duplicate.
     session: u64,
     liveness: Mutex<LivenessState>,
+    /// Drains native publishers' outboxes; started with the first publisher.
+    flusher: Mutex<Option<Arc<Flusher>>>,
     /// Native subscriber links the keeper thread serves while their application is away.
     kept: Mutex<Option<Vec<Weak<Mutex<SubscriberLink>>>>>,
+}
+
+impl Drop for NodeInner {
+    /// The flusher thread ends with the node (every publisher holds the node, so none is left).
+    fn drop(&mut self) {
+        if let Some(f) = self.flusher.get_mut().ok().and_then(|f| f.take()) {
+            f.stop();
+        }
+    }
 }
 
 /// CURVE keys: the master's public key and this node's own pair.
@@ -502,6 +515,17 @@ impl NodeInner {
             Ok(event == Some(zmq::SocketEvent::HANDSHAKE_FAILED_AUTH.to_raw()))
         };
         probe().unwrap_or(false)
+    }
+
+    /// The node's flusher thread (see `transport::publisher_link`), started on first use.
+    pub(crate) fn flusher(&self) -> Result<Arc<Flusher>> {
+        let mut f = self.flusher.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(f) = f.as_ref() {
+            return Ok(f.clone());
+        }
+        let started = Flusher::start()?;
+        *f = Some(started.clone());
+        Ok(started)
     }
 
     /// Hands a native subscriber link to the keeper thread (started with the first one), which

@@ -63,6 +63,7 @@ impl Publisher {
                 credentials: node.plain().cloned(),
                 timeout: node.timeout,
                 topic_head: frame.clone(),
+                flusher: node.flusher()?,
             };
             Path::Native(PublisherLink::start(target, waker, LINGER)?)
         } else {

@@ -1,11 +1,15 @@
 //! A publisher's connection to the master's SUB socket for its topic.
 //!
-//! Batching without added latency: a message published after a pause is sent at once from the
-//! caller's thread (one non-blocking `sendmsg`, no hand-off); a message that closely follows
-//! another is appended to the outbox, which a writer thread drains in large writes while the
-//! caller keeps appending. The writer is woken (an eventfd write) only when it sleeps, so a
-//! burst costs one wake-up, not one per message. The writer also reads the socket: the
-//! master's SUBSCRIBE (readiness) and PINGs, answered even when the application only publishes.
+//! Batching without added latency: a message published after a pause (of every publisher of
+//! the node) is sent at once from the caller's thread (one non-blocking `sendmsg`, no
+//! hand-off); a message that closely follows another is appended to its topic's outbox, and the
+//! node's [`Flusher`] thread drains the outboxes in large non-blocking writes while callers keep
+//! appending. The flusher is woken (an eventfd write) only when it sleeps, so a burst costs one
+//! wake-up, not one per message, and under load each topic's outbox gathers many messages per
+//! write even when a burst goes round a thousand topics. Each publisher also has its own
+//! writer thread: it connects, reads the socket (the master's SUBSCRIBE, i.e. readiness, and
+//! PINGs, answered even when the application only publishes) and finishes writes the socket
+//! did not take at once, so a stalled master stalls only its own topic.
 //!
 //! Never blocking: like libzmq's PUB, a message nobody subscribed to (no master connected yet,
 //! or not yet subscribed) is dropped, and so is a message beyond `hwm` queued ones when the
@@ -30,6 +34,135 @@ use super::{next_backoff, DEAD_AFTER, PING_AFTER, RECONNECT_FIRST};
 /// bursts well under 1 µs.
 const BATCH_GAP: Duration = Duration::from_micros(20);
 
+/// The node-wide thread that drains publishers' outboxes (see the module doc), and the clock
+/// that tells a burst from an isolated message.
+pub(crate) struct Flusher {
+    state: Mutex<FlushState>,
+    waker: Waker,
+    base: Instant,
+    /// Nanoseconds since `base` of the node's last publish.
+    last_publish: std::sync::atomic::AtomicU64,
+}
+
+struct FlushState {
+    /// Publishers with messages in their outbox, each once.
+    dirty: Vec<Arc<Shared>>,
+    sleeping: bool,
+    woken: bool,
+    stop: bool,
+}
+
+impl Flusher {
+    /// Starts the flusher thread; it runs until [`Flusher::stop`].
+    pub(crate) fn start() -> std::io::Result<Arc<Flusher>> {
+        let flusher = Arc::new(Flusher {
+            state: Mutex::new(FlushState {
+                dirty: Vec::new(),
+                sleeping: false,
+                woken: false,
+                stop: false,
+            }),
+            waker: Waker::new()?,
+            base: Instant::now(),
+            last_publish: std::sync::atomic::AtomicU64::new(0),
+        });
+        let f = flusher.clone();
+        std::thread::Builder::new()
+            .name("zerosmq-flush".into())
+            .spawn(move || f.run())?;
+        Ok(flusher)
+    }
+
+    /// Ends the thread (the node is dropped; its publishers are gone).
+    pub(crate) fn stop(&self) {
+        self.lock().stop = true;
+        self.waker.wake();
+    }
+
+    fn lock(&self) -> MutexGuard<'_, FlushState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Records a publish now; returns the time since the node's previous one.
+    fn tick(&self) -> Duration {
+        let now = self.base.elapsed().as_nanos() as u64;
+        let before = self.last_publish.swap(now, Ordering::Relaxed);
+        Duration::from_nanos(now.saturating_sub(before))
+    }
+
+    /// Queues `shared` (whose outbox just got its first message) and wakes the thread if it
+    /// sleeps.
+    fn mark(&self, shared: Arc<Shared>) {
+        let mut st = self.lock();
+        st.dirty.push(shared);
+        if st.sleeping && !st.woken {
+            st.woken = true;
+            self.waker.wake();
+        }
+    }
+
+    fn run(&self) {
+        let mut list = Vec::new();
+        let mut batch = Vec::with_capacity(64 * 1024);
+        loop {
+            {
+                let mut st = self.lock();
+                if st.stop {
+                    return;
+                }
+                if st.dirty.is_empty() {
+                    st.sleeping = true;
+                    st.woken = false;
+                    drop(st);
+                    let _ = sys::poll_in(self.waker.fd(), None, None);
+                    self.waker.reset();
+                    self.lock().sleeping = false;
+                    continue;
+                }
+                std::mem::swap(&mut st.dirty, &mut list);
+            }
+            for shared in list.drain(..) {
+                flush_outbox(&shared, &mut batch);
+            }
+        }
+    }
+}
+
+/// Writes what `shared`'s outbox holds, as far as the socket takes it now; the rest goes back
+/// to the front of the outbox for the publisher's own writer, which may block.
+fn flush_outbox(shared: &Shared, batch: &mut Vec<u8>) {
+    let mut st = lock(shared);
+    st.dirty = false;
+    let Some(fd) = st.fd else { return };
+    if st.writing || st.out.is_empty() {
+        return;
+    }
+    std::mem::swap(&mut st.out, batch);
+    st.in_flight = st.out_msgs;
+    st.out_msgs = 0;
+    st.writing = true;
+    drop(st);
+    // The fd stays open while `writing` is set (see `serve`'s end).
+    let sent = sys::send_now(fd, &[batch]).unwrap_or(0);
+    let mut st = lock(shared);
+    st.writing = false;
+    if sent < batch.len() {
+        st.out.splice(0..0, batch[sent..].iter().copied());
+        st.out_msgs += st.in_flight;
+        if st.sleeping && !st.woken {
+            st.woken = true;
+            shared.waker.wake();
+        }
+    }
+    st.in_flight = 0;
+    batch.clear();
+    let notify = st.flush_waiters > 0 || st.fd.is_none();
+    drop(st);
+    if notify {
+        shared.changed.notify_all();
+    }
+}
+
 /// Where and how to connect.
 pub(crate) struct Target {
     pub host: String,
@@ -38,6 +171,8 @@ pub(crate) struct Target {
     pub timeout: Duration,
     /// `TOPIC SP`: a subscription that is a prefix of it makes the path ready.
     pub topic_head: Vec<u8>,
+    /// The node's flusher.
+    pub flusher: Arc<Flusher>,
 }
 
 struct Shared {
@@ -66,7 +201,8 @@ struct State {
     sleeping: bool,
     /// A wake is already pending.
     woken: bool,
-    last_publish: Instant,
+    /// Queued at the flusher.
+    dirty: bool,
     /// Threads waiting in `flush`.
     flush_waiters: usize,
     /// The publisher is being dropped; the writer sends what is queued until this deadline.
@@ -116,7 +252,7 @@ impl PublisherLink {
                 subscriptions: Vec::new(),
                 sleeping: false,
                 woken: false,
-                last_publish: Instant::now(),
+                dirty: false,
                 flush_waiters: 0,
                 closing: None,
                 finished: false,
@@ -149,14 +285,8 @@ impl PublisherLink {
         if !st.matches(head, body) || st.out_msgs + st.in_flight >= hwm.max(1) {
             return;
         }
-        // The clock is read only when a direct send is possible at all: during a burst the
-        // writer is busy, and `Instant::now` is a system call on some VMs.
-        let direct = st.out.is_empty() && !st.writing && {
-            let now = Instant::now();
-            let gap = now.duration_since(st.last_publish);
-            st.last_publish = now;
-            gap >= BATCH_GAP
-        };
+        let gap = self.shared.target.flusher.tick();
+        let direct = st.out.is_empty() && !st.writing && gap >= BATCH_GAP;
         let (h, n) = Connection::message_header(head.len() + body.len(), !rest.is_empty());
         st.out.extend_from_slice(&h[..n]);
         st.out.extend_from_slice(head);
@@ -179,9 +309,10 @@ impl PublisherLink {
                 st.out.drain(..sent);
             }
         }
-        if st.sleeping && !st.woken {
-            st.woken = true;
-            self.shared.waker.wake();
+        if !st.dirty {
+            st.dirty = true;
+            drop(st);
+            self.shared.target.flusher.mark(self.shared.clone());
         }
     }
 
@@ -324,7 +455,7 @@ fn serve(shared: &Shared, est: Established, port: u16) {
         if shared.target.port.load(Ordering::Acquire) != port {
             break End::Reconnect;
         }
-        if !st.out.is_empty() {
+        if !st.out.is_empty() && !st.writing {
             std::mem::swap(&mut st.out, &mut batch);
             st.in_flight = st.out_msgs;
             st.out_msgs = 0;
@@ -400,6 +531,10 @@ fn serve(shared: &Shared, est: Established, port: u16) {
     };
     let mut st = lock(shared);
     st.fd = None;
+    // The flusher may be writing on this descriptor: close it only after.
+    while st.writing {
+        st = wait(&shared.changed, st, Duration::from_millis(100));
+    }
     st.subscriptions.clear();
     st.out.clear();
     st.out_msgs = 0;
