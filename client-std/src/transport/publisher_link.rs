@@ -163,6 +163,9 @@ fn flush_outbox(shared: &Shared, batch: &mut Vec<u8>) {
     }
 }
 
+/// Stack of a publisher's writer thread.
+const WRITER_STACK: usize = 256 * 1024;
+
 /// Where and how to connect.
 pub(crate) struct Target {
     pub host: String,
@@ -265,6 +268,9 @@ impl PublisherLink {
         let writer = shared.clone();
         let thread = std::thread::Builder::new()
             .name("zerosmq-pub".into())
+            // One per topic: a thousand topics must not reserve 2 GiB of stacks. Its buffers
+            // are on the heap.
+            .stack_size(WRITER_STACK)
             .spawn(move || writer_loop(&writer))?;
         Ok(PublisherLink {
             shared,
