@@ -2,7 +2,7 @@
 //!
 //! libzmq hands every message from the application thread to its I/O thread and back; here the
 //! caller's thread reads and writes the socket itself (see [`publisher_link`] for when a
-//! publisher hands bytes to its writer thread instead). Pieces:
+//! publisher hands bytes to the node's flusher thread instead). Pieces:
 //!
 //! - [`handshake`]: connect, then the NULL or PLAIN client handshake through core's
 //!   [`Connection`](zerosmq_core::zmtp::Connection), read exactly up to the peer's READY.
