@@ -43,6 +43,9 @@ pub enum Error {
     /// A payload could not be encoded or decoded with postcard.
     #[error("payload (de)serialization failed: {0}")]
     Serde(#[from] postcard::Error),
+    /// A system call of the data path failed (starting a thread, making an eventfd).
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
     /// libzmq failed.
     #[error("zmq: {0}")]
     Zmq(#[from] zmq::Error),

@@ -22,6 +22,7 @@ mod node;
 mod publisher;
 pub mod recording;
 mod subscriber;
+mod transport;
 
 pub use error::{Error, Result};
 pub use node::{

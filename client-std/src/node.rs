@@ -8,6 +8,9 @@ use zerosmq_core::control::{ControlReply, ControlRequest, Encoding};
 use zerosmq_core::limits::CONTROL_REQUEST_BUF_LEN;
 use zerosmq_core::{decode_reply, ErrorCode, NodeName, Topic};
 
+use crate::transport::publisher_link::Flusher;
+use crate::transport::subscriber_link::SubscriberLink;
+use crate::transport::sys::Waker;
 use crate::{Error, Publisher, Result, Subscriber};
 
 /// Environment variable with the master's address (like `ROS_MASTER_URI`).
@@ -132,6 +135,8 @@ impl NodeBuilder {
                 curve,
                 session: zerosmq_core::random::random_u64(),
                 liveness: Mutex::new(LivenessState::default()),
+                kept: Mutex::new(None),
+                flusher: Mutex::new(None),
             }),
         })
     }
@@ -171,6 +176,19 @@ pub(crate) struct NodeInner {
     /// Random per node instance: lets the master tell a restarted node from a duplicate.
     session: u64,
     liveness: Mutex<LivenessState>,
+    /// Drains native publishers' outboxes; started with the first publisher.
+    flusher: Mutex<Option<Arc<Flusher>>>,
+    /// Native subscriber links the keeper thread serves while their application is away.
+    kept: Mutex<Option<Vec<Weak<Mutex<SubscriberLink>>>>>,
+}
+
+impl Drop for NodeInner {
+    /// The flusher thread ends with the node (every publisher holds the node, so none is left).
+    fn drop(&mut self) {
+        if let Some(f) = self.flusher.get_mut().ok().and_then(|f| f.take()) {
+            f.stop();
+        }
+    }
 }
 
 /// CURVE keys: the master's public key and this node's own pair.
@@ -190,31 +208,36 @@ struct LivenessState {
     grants: Vec<Grant>,
 }
 
-/// One publish or subscribe grant; the port cell tells the socket owner to reconnect.
+/// One publish or subscribe grant; the port cell tells the socket owner to reconnect, and the
+/// waker (a native publisher's writer thread sleeps on it) that it should look.
 pub(crate) struct Grant {
     pub(crate) request: ControlRequest,
     pub(crate) port: Arc<AtomicU16>,
+    pub(crate) waker: Option<Arc<Waker>>,
 }
 
-/// A data socket's connection to its granted port, which follows the grant when the master
-/// hands out a new port (after a restart without its state file).
+/// A data connection's grant: the port it connected to, which follows the grant when the
+/// master hands out a new port (after a restart without its state file).
 pub(crate) struct DataLink {
     cell: Arc<AtomicU16>,
     port: u16,
 }
 
 impl DataLink {
-    /// Registers `request` with the master and connects `socket` to the granted port.
+    /// Registers `request` with the master; `waker` is woken when the granted port changes.
     pub(crate) fn open(
         node: &Arc<NodeInner>,
         request: ControlRequest,
-        socket: &zmq::Socket,
+        waker: Option<Arc<Waker>>,
     ) -> Result<Self> {
-        let cell = node.register(request)?;
+        let cell = node.register(request, waker)?;
         let port = cell.load(Ordering::Acquire);
-        node.prepare_socket(socket)?;
-        socket.connect(&node.data_endpoint(port))?;
         Ok(DataLink { cell, port })
+    }
+
+    /// The shared port cell, for a native link that follows it by itself.
+    pub(crate) fn cell(&self) -> Arc<AtomicU16> {
+        self.cell.clone()
     }
 
     /// Whether the grant's port changed since the socket connected.
@@ -222,8 +245,15 @@ impl DataLink {
         self.cell.load(Ordering::Acquire) != self.port
     }
 
-    /// Reconnects `socket` when the grant's port changed; returns true when it did. One atomic
-    /// load when nothing changed, so it is cheap enough for every send and receive.
+    /// Connects a libzmq `socket` to the granted port.
+    pub(crate) fn connect_zmq(&self, node: &NodeInner, socket: &zmq::Socket) -> Result<()> {
+        node.prepare_socket(socket)?;
+        socket.connect(&node.data_endpoint(self.port))?;
+        Ok(())
+    }
+
+    /// Reconnects a libzmq `socket` when the grant's port changed; returns true when it did.
+    /// One atomic load when nothing changed, so it is cheap enough for every send and receive.
     pub(crate) fn follow(&mut self, node: &NodeInner, socket: &zmq::Socket) -> Result<bool> {
         let now = self.cell.load(Ordering::Acquire);
         if now == self.port {
@@ -241,13 +271,18 @@ impl NodeInner {
     /// Registers a publish or subscribe grant: claims the node name with a first heartbeat (so a
     /// duplicate name fails here, with the master's reason), asks for the port, and remembers the
     /// grant for re-registration. Returns the shared port cell.
-    pub(crate) fn register(self: &Arc<Self>, request: ControlRequest) -> Result<Arc<AtomicU16>> {
+    pub(crate) fn register(
+        self: &Arc<Self>,
+        request: ControlRequest,
+        waker: Option<Arc<Waker>>,
+    ) -> Result<Arc<AtomicU16>> {
         self.start_heartbeat()?;
         let port = Arc::new(AtomicU16::new(self.grant(&request)?));
         let mut live = self.liveness.lock().unwrap_or_else(|e| e.into_inner());
         live.grants.push(Grant {
             request,
             port: port.clone(),
+            waker,
         });
         Ok(port)
     }
@@ -297,7 +332,7 @@ impl NodeInner {
         std::thread::Builder::new()
             .name(format!("zerosmq-heartbeat-{}", self.name))
             .spawn(move || heartbeat_loop(weak, stop_rx, interval, epoch))
-            .map_err(|e| Error::Zmq(zmq::Error::from_raw(e.raw_os_error().unwrap_or(0))))?;
+            .map_err(Error::Io)?;
         live.started = true;
         live._stop = Some(stop_tx);
         Ok(())
@@ -306,16 +341,21 @@ impl NodeInner {
     /// Asks again for every grant (after a master restart or an outage long enough for the
     /// master to drop this node); a changed port is stored for the socket owner to reconnect.
     fn reregister(&self) {
-        let grants: Vec<(ControlRequest, Arc<AtomicU16>)> = {
+        type Entry = (ControlRequest, Arc<AtomicU16>, Option<Arc<Waker>>);
+        let grants: Vec<Entry> = {
             let live = self.liveness.lock().unwrap_or_else(|e| e.into_inner());
             live.grants
                 .iter()
-                .map(|g| (g.request.clone(), g.port.clone()))
+                .map(|g| (g.request.clone(), g.port.clone(), g.waker.clone()))
                 .collect()
         };
-        for (request, cell) in grants {
+        for (request, cell, waker) in grants {
             if let Ok(port) = self.grant(&request) {
-                cell.store(port, Ordering::Release);
+                if cell.swap(port, Ordering::AcqRel) != port {
+                    if let Some(w) = waker {
+                        w.wake();
+                    }
+                }
             }
         }
     }
@@ -346,6 +386,31 @@ fn heartbeat_loop(
                 missed = false;
             }
             Err(_) => missed = true,
+        }
+    }
+}
+
+/// How often the keeper thread looks at the node's subscriber links: well inside the
+/// shortest ZMTP heartbeat timeout a master is run with (seconds).
+const KEEP_TICK: Duration = Duration::from_millis(500);
+
+/// Runs in its own thread until the node is dropped: serves subscriber links whose application
+/// is away (see `transport::subscriber_link`), skipping any that is in use.
+fn keeper_loop(node: Weak<NodeInner>) {
+    loop {
+        std::thread::sleep(KEEP_TICK);
+        let Some(node) = node.upgrade() else { return };
+        let links: Vec<Arc<Mutex<SubscriberLink>>> = {
+            let mut kept = node.kept.lock().unwrap_or_else(|e| e.into_inner());
+            let links = kept.get_or_insert_with(Vec::new);
+            links.retain(|l| l.strong_count() > 0);
+            links.iter().filter_map(Weak::upgrade).collect()
+        };
+        let hwm = node.hwm.max(1) as usize;
+        for link in links {
+            if let Ok(mut l) = link.try_lock() {
+                l.keep_alive(hwm);
+            }
         }
     }
 }
@@ -450,6 +515,52 @@ impl NodeInner {
             Ok(event == Some(zmq::SocketEvent::HANDSHAKE_FAILED_AUTH.to_raw()))
         };
         probe().unwrap_or(false)
+    }
+
+    /// The node's flusher thread (see `transport::publisher_link`), started on first use.
+    pub(crate) fn flusher(&self) -> Result<Arc<Flusher>> {
+        let mut f = self.flusher.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(f) = f.as_ref() {
+            return Ok(f.clone());
+        }
+        let started = Flusher::start()?;
+        *f = Some(started.clone());
+        Ok(started)
+    }
+
+    /// Hands a native subscriber link to the keeper thread (started with the first one), which
+    /// answers its master's PINGs while the application does not receive.
+    pub(crate) fn keep(self: &Arc<Self>, link: Weak<Mutex<SubscriberLink>>) -> Result<()> {
+        let mut kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
+        match kept.as_mut() {
+            Some(links) => links.push(link),
+            None => {
+                let weak = Arc::downgrade(self);
+                std::thread::Builder::new()
+                    .name(format!("zerosmq-keeper-{}", self.name))
+                    .spawn(move || keeper_loop(weak))?;
+                *kept = Some(vec![link]);
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether data goes over our own ZMTP connections; CURVE keeps libzmq sockets (core has
+    /// no CURVE).
+    pub(crate) fn native_data_path(&self) -> bool {
+        self.curve.is_none()
+    }
+
+    /// The error of a data connection whose PLAIN credentials the master refused.
+    pub(crate) fn auth_failed(&self) -> Error {
+        Error::AuthFailed {
+            master: self.control_endpoint.clone(),
+        }
+    }
+
+    /// PLAIN credentials, if any.
+    pub(crate) fn plain(&self) -> Option<&(String, String)> {
+        self.plain.as_ref()
     }
 
     pub(crate) fn data_endpoint(&self, port: u16) -> String {

@@ -2,27 +2,34 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use serde::Deserialize;
 use zerosmq_core::control::ControlRequest;
 use zerosmq_core::message::{DataFrame, READY_PROBE_PREFIX};
 use zerosmq_core::Topic;
 
 use crate::node::{DataLink, NodeInner};
-
-/// Longest single wait in a receive, in ms (see `Subscriber::receive`).
-const FOLLOW_SLICE_MS: i64 = 250;
+use crate::transport::libzmq::ZmqSubscriber;
+use crate::transport::subscriber_link::{Frames, LinkError, SubscriberLink, Target};
 use crate::{Error, Result};
 
-/// One received message. The payload is not copied out of the ZeroMQ frame.
+/// Longest single wait in a receive (see `Subscriber::receive`).
+const FOLLOW_SLICE: Duration = Duration::from_millis(250);
+
+/// Longest handshake wait inside a receive: a receive with a short timeout must not hang on a
+/// master that accepts TCP but does not answer.
+const DATA_HANDSHAKE_MAX: Duration = Duration::from_secs(2);
+
+/// One received message. The payload is not copied: it shares the buffer it was read into.
 pub struct Message {
-    frame: zmq::Message,
+    frame: Bytes,
     /// Where the payload starts in `frame` (after `TOPIC SP`).
     offset: usize,
     /// Further frames of a multipart message, unchanged.
-    parts: Vec<zmq::Message>,
+    parts: Vec<Bytes>,
 }
 
 impl std::fmt::Debug for Message {
@@ -70,14 +77,74 @@ impl Message {
 pub struct Subscriber {
     node: Arc<NodeInner>,
     topic: Topic,
-    socket: zmq::Socket,
-    link: DataLink,
+    path: Path,
     /// Messages that arrived while waiting for the ready probe.
     pending: VecDeque<Message>,
     ready: bool,
     registered: bool,
     /// Set while `drain_into_pending` runs, so the receive it calls does not follow the port.
     draining: bool,
+}
+
+/// How messages arrive: our own ZMTP connection, or a libzmq socket (CURVE).
+enum Path {
+    /// Shared with the node's keeper thread (see `subscriber_link`), which only takes it when
+    /// the application has not received for a while.
+    Native(Arc<Mutex<SubscriberLink>>),
+    Zmq(ZmqSubscriber),
+}
+
+impl Path {
+    fn subscribe(&mut self, prefix: &[u8]) -> Result<()> {
+        match self {
+            Path::Native(l) => {
+                lock(l).subscribe(prefix);
+                Ok(())
+            }
+            Path::Zmq(z) => z.subscribe(prefix),
+        }
+    }
+
+    fn unsubscribe(&mut self, prefix: &[u8]) -> Result<()> {
+        match self {
+            Path::Native(l) => {
+                lock(l).unsubscribe(prefix);
+                Ok(())
+            }
+            Path::Zmq(z) => z.unsubscribe(prefix),
+        }
+    }
+
+    fn moved(&self) -> bool {
+        match self {
+            Path::Native(l) => lock(l).moved(),
+            Path::Zmq(z) => z.moved(),
+        }
+    }
+
+    fn follow(&mut self, node: &NodeInner) -> Result<()> {
+        match self {
+            Path::Native(l) => lock(l).follow().map_err(|e| link_error(node, e)),
+            Path::Zmq(z) => z.follow(node),
+        }
+    }
+
+    fn recv(&mut self, node: &NodeInner, timeout: Duration) -> Result<Option<Frames>> {
+        match self {
+            Path::Native(l) => lock(l).recv(timeout).map_err(|e| link_error(node, e)),
+            Path::Zmq(z) => z.recv(timeout),
+        }
+    }
+}
+
+fn lock(link: &Mutex<SubscriberLink>) -> MutexGuard<'_, SubscriberLink> {
+    link.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn link_error(node: &NodeInner, e: LinkError) -> Error {
+    match e {
+        LinkError::AuthFailed => node.auth_failed(),
+    }
 }
 
 impl std::fmt::Debug for Subscriber {
@@ -91,24 +158,34 @@ impl std::fmt::Debug for Subscriber {
 
 impl Subscriber {
     pub(crate) fn open(node: Arc<NodeInner>, topic: Topic) -> Result<Self> {
-        let socket = node.ctx.socket(zmq::SUB)?;
-        socket.set_linger(0)?;
-        socket.set_rcvhwm(node.hwm)?;
         // `TOPIC SP`, not just `TOPIC`: a subscriber of `imu` must not get `imu2` messages.
         let mut prefix = Vec::with_capacity(topic.len() + 1);
         prefix.extend_from_slice(topic.as_bytes());
         prefix.push(zerosmq_core::message::SEPARATOR);
-        socket.set_subscribe(&prefix)?;
         let request = ControlRequest::Subscribe {
             node: node.name.clone(),
             topic: topic.clone(),
         };
-        let link = DataLink::open(&node, request, &socket)?;
+        let path = if node.native_data_path() {
+            let grant = DataLink::open(&node, request, None)?;
+            let target = Target {
+                host: node.host.clone(),
+                port: grant.cell(),
+                credentials: node.plain().cloned(),
+                timeout: node.timeout.min(DATA_HANDSHAKE_MAX),
+            };
+            let mut link = SubscriberLink::open(target).map_err(|e| link_error(&node, e))?;
+            link.subscribe(&prefix);
+            let link = Arc::new(Mutex::new(link));
+            node.keep(Arc::downgrade(&link))?;
+            Path::Native(link)
+        } else {
+            Path::Zmq(ZmqSubscriber::open(&node, request, &prefix)?)
+        };
         Ok(Subscriber {
             node,
             topic,
-            socket,
-            link,
+            path,
             pending: VecDeque::new(),
             ready: false,
             registered: true,
@@ -139,11 +216,11 @@ impl Subscriber {
         );
         let mut probe = READY_PROBE_PREFIX.to_vec();
         probe.extend_from_slice(nonce.as_bytes());
-        self.socket.set_subscribe(&probe)?;
+        self.path.subscribe(&probe)?;
         let deadline = Instant::now() + timeout;
         let result = loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            match self.receive(left.as_millis() as i64, Some(&probe)) {
+            match self.receive(left, Some(&probe)) {
                 Ok(Some(msg)) => self.pending.push_back(msg),
                 Ok(None) if self.ready => break Ok(()),
                 Ok(None) if left.is_zero() => {
@@ -156,14 +233,14 @@ impl Subscriber {
                 Err(e) => break Err(e),
             }
         };
-        self.socket.set_unsubscribe(&probe)?;
+        self.path.unsubscribe(&probe)?;
         result
     }
 
     /// Receives the next message, waiting as long as it takes.
     pub fn recv(&mut self) -> Result<Message> {
         loop {
-            if let Some(m) = self.next(-1)? {
+            if let Some(m) = self.next(FOLLOW_SLICE)? {
                 return Ok(m);
             }
         }
@@ -172,13 +249,13 @@ impl Subscriber {
     /// Receives the next message, or `None` after `timeout`.
     pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Option<Message>> {
         // A message already queued needs no clock.
-        if let Some(m) = self.next(0)? {
+        if let Some(m) = self.next(Duration::ZERO)? {
             return Ok(Some(m));
         }
         let deadline = Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            match self.next(left.as_millis() as i64)? {
+            match self.next(left)? {
                 Some(m) => return Ok(Some(m)),
                 None if left.is_zero() => return Ok(None),
                 None => {}
@@ -188,7 +265,7 @@ impl Subscriber {
 
     /// Receives a message if one is queued, without waiting.
     pub fn try_recv(&mut self) -> Result<Option<Message>> {
-        self.next(0)
+        self.next(Duration::ZERO)
     }
 
     /// Blocking iterator over incoming messages.
@@ -196,61 +273,33 @@ impl Subscriber {
         std::iter::from_fn(move || Some(self.recv()))
     }
 
-    fn next(&mut self, timeout_ms: i64) -> Result<Option<Message>> {
+    fn next(&mut self, timeout: Duration) -> Result<Option<Message>> {
         if let Some(m) = self.pending.pop_front() {
             return Ok(Some(m));
         }
-        self.receive(timeout_ms, None)
+        self.receive(timeout, None)
     }
 
-    /// One receive, waiting (poll) only when nothing is queued. Returns `None` on timeout or when
-    /// what arrived was not a message of this topic (a ready probe: marks the subscriber ready
-    /// when it is `probe`).
+    /// One receive, waiting only when nothing is queued. Returns `None` on timeout or when what
+    /// arrived was not a message of this topic (a ready probe: marks the subscriber ready when
+    /// it is `probe`).
     ///
-    /// Waits at most [`FOLLOW_SLICE_MS`] at a time, so that a blocked receiver follows a new port
+    /// Waits at most [`FOLLOW_SLICE`] at a time, so that a blocked receiver follows a new port
     /// after a master restart; callers loop.
-    fn receive(&mut self, timeout_ms: i64, probe: Option<&[u8]>) -> Result<Option<Message>> {
-        if self.link.changed() && !self.draining {
+    fn receive(&mut self, timeout: Duration, probe: Option<&[u8]>) -> Result<Option<Message>> {
+        if !self.draining && self.path.moved() {
             // The master moved this topic (it restarted without its state file). Disconnecting
             // drops what the old connection already delivered, so keep that first.
             self.draining = true;
             let drained = self.drain_into_pending();
             self.draining = false;
             drained?;
-            if self.link.follow(&self.node, &self.socket)? {
-                self.ready = false;
-            }
+            self.path.follow(&self.node)?;
+            self.ready = false;
         }
-        // Receive first: under load a message is nearly always queued, and `zmq_poll` costs a
-        // poll(2) system call and two socket-option reads per call (measured: it was most of a
-        // subscriber's time at 8 B).
-        let frame = match self.socket.recv_msg(zmq::DONTWAIT) {
-            Ok(m) => m,
-            Err(zmq::Error::EAGAIN) if timeout_ms == 0 => return Ok(None),
-            Err(zmq::Error::EAGAIN) => {
-                let slice = if (0..FOLLOW_SLICE_MS).contains(&timeout_ms) {
-                    timeout_ms
-                } else {
-                    FOLLOW_SLICE_MS
-                };
-                if self.socket.poll(zmq::POLLIN, slice)? == 0 {
-                    return Ok(None);
-                }
-                match self.socket.recv_msg(zmq::DONTWAIT) {
-                    Ok(m) => m,
-                    Err(zmq::Error::EAGAIN) => return Ok(None),
-                    Err(e) => return Err(e.into()),
-                }
-            }
-            Err(e) => return Err(e.into()),
+        let Some((frame, parts)) = self.path.recv(&self.node, timeout.min(FOLLOW_SLICE))? else {
+            return Ok(None);
         };
-        let mut parts = Vec::new();
-        let mut more = frame.get_more();
-        while more {
-            let part = self.socket.recv_msg(0)?;
-            more = part.get_more();
-            parts.push(part);
-        }
         if frame.starts_with(&READY_PROBE_PREFIX[..1]) {
             if probe.is_some_and(|p| p == &frame[..]) {
                 self.ready = true;
@@ -268,12 +317,12 @@ impl Subscriber {
         }
     }
 
-    /// Moves every message already queued on the socket to `pending`.
+    /// Moves every message already received to `pending`.
     fn drain_into_pending(&mut self) -> Result<()> {
-        while self.socket.get_events()?.contains(zmq::POLLIN) {
-            if let Some(m) = self.receive(0, None)? {
-                self.pending.push_back(m);
-            }
+        // A probe or a foreign frame reads as `None` too; a short run of them ends the drain
+        // early, which only costs what libzmq's disconnect cost before.
+        while let Some(m) = self.receive(Duration::ZERO, None)? {
+            self.pending.push_back(m);
         }
         Ok(())
     }

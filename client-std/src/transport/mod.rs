@@ -1,0 +1,59 @@
+//! The native data path: ZMTP over the node's own TCP sockets, driven by `zerosmq_core::zmtp`.
+//!
+//! libzmq hands every message from the application thread to its I/O thread and back; here the
+//! caller's thread reads and writes the socket itself (see [`publisher_link`] for when a
+//! publisher hands bytes to the node's flusher thread instead). Pieces:
+//!
+//! - [`handshake`]: connect, then the NULL or PLAIN client handshake through core's
+//!   [`Connection`](zerosmq_core::zmtp::Connection), read exactly up to the peer's READY.
+//! - [`inbound`]: frames after the handshake, decoded in place from large reads.
+//! - [`publisher_link`], [`subscriber_link`]: one topic's connection, reconnecting by itself.
+//! - [`sys`]: the few system calls std does not offer (non-blocking send, poll, eventfd).
+//!
+//! CURVE keeps libzmq sockets (core has no CURVE); see `crate::publisher`.
+
+pub(crate) mod handshake;
+pub(crate) mod inbound;
+pub(crate) mod libzmq;
+pub(crate) mod publisher_link;
+pub(crate) mod subscriber_link;
+pub(crate) mod sys;
+
+use std::time::Duration;
+
+/// How long after the last byte from the master we send a ZMTP PING, and how long a silent
+/// connection lives before it is dropped as half-open: libzmq's settings of the old path.
+pub(crate) const PING_AFTER: Duration = Duration::from_secs(10);
+pub(crate) const DEAD_AFTER: Duration = Duration::from_secs(30);
+
+/// First and longest wait between reconnect attempts (libzmq waited 100 ms each time; the
+/// backoff stops a node from hammering a master that is down for long).
+pub(crate) const RECONNECT_FIRST: Duration = Duration::from_millis(100);
+pub(crate) const RECONNECT_MAX: Duration = Duration::from_secs(1);
+
+/// Doubles a reconnect wait up to [`RECONNECT_MAX`].
+pub(crate) fn next_backoff(wait: Duration) -> Duration {
+    (wait * 2).min(RECONNECT_MAX)
+}
+
+/// Encodes a subscription (`subscribe`) or cancellation for a peer of ZMTP 3.`minor`: a
+/// command from 3.1 on, a message starting with 1 or 0 before (RFC 37 and RFC 23).
+pub(crate) fn encode_subscription(minor: u8, subscribe: bool, prefix: &[u8], out: &mut Vec<u8>) {
+    use zerosmq_core::zmtp::{command, Connection};
+    let mut buf = [0u8; 16 + 1 + zerosmq_core::message::MAX_READY_PROBE_LEN + 64];
+    let n = if minor >= 1 {
+        let r = if subscribe {
+            command::encode_subscribe(prefix, &mut buf)
+        } else {
+            command::encode_cancel(prefix, &mut buf)
+        };
+        r.unwrap_or(0)
+    } else {
+        let (h, n) = Connection::message_header(prefix.len() + 1, false);
+        out.extend_from_slice(&h[..n]);
+        out.push(u8::from(subscribe));
+        out.extend_from_slice(prefix);
+        return;
+    };
+    out.extend_from_slice(&buf[..n]);
+}
