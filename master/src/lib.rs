@@ -99,6 +99,11 @@ pub struct MasterConfig {
     pub curve_keys: Option<std::path::PathBuf>,
     /// What forwards messages (see [`Engine`]).
     pub engine: Engine,
+    /// Native engine: when events have been arriving less than this apart, the master polls
+    /// for up to this long before it sleeps, which saves waking a sleeping thread (most of a
+    /// round trip on a VM). Sparse traffic and an idle master never spin; zero turns spinning
+    /// off.
+    pub spin: std::time::Duration,
 }
 
 impl Default for MasterConfig {
@@ -120,6 +125,7 @@ impl Default for MasterConfig {
             curve_keys: None,
             zmtp_heartbeat: std::time::Duration::from_secs(10),
             engine: Engine::default(),
+            spin: std::time::Duration::from_micros(50),
         }
     }
 }

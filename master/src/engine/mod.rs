@@ -17,6 +17,7 @@ mod connection;
 mod handshake;
 mod inbound;
 mod outbox;
+mod spin;
 mod subscriptions;
 mod topic;
 
@@ -128,6 +129,7 @@ pub(crate) struct NativeEngine {
     auth: Option<Auth>,
     sweep_every: Duration,
     next_sweep: Instant,
+    spin: spin::Spin,
 }
 
 impl NativeEngine {
@@ -162,6 +164,7 @@ impl NativeEngine {
             auth,
             sweep_every,
             next_sweep: Instant::now() + sweep_every,
+            spin: spin::Spin::new(config.spin),
         }
     }
 
@@ -277,9 +280,22 @@ impl Broker {
                     ms => ms.min(sweep_ms),
                 }
             };
+            let blocking = timeout;
+            let timeout = match self.native.as_mut() {
+                Some(n) => n.spin.timeout(timeout, Instant::now()),
+                None => timeout,
+            };
+            if timeout == 0 && blocking != 0 {
+                // Spinning: let a runnable thread on this core (a client, on a small machine)
+                // go first, so that the spin takes only time nobody else wants.
+                std::thread::yield_now();
+            }
             events.clear();
             events.extend(self.poller.wait_events(timeout)?);
             let now = Instant::now();
+            if let Some(n) = self.native.as_mut() {
+                n.spin.after_wait(!events.is_empty(), now);
+            }
             let Some(native) = self.native.as_mut() else {
                 return Err(MasterError::Config("native engine not set up".into()));
             };

@@ -340,22 +340,28 @@ fn topic_names(n: usize) -> Vec<String> {
 }
 
 fn spawn_master() -> Result<MasterHandle, String> {
-    Master::spawn(MasterConfig {
-        bind: "127.0.0.1".into(),
-        port: 0,
-        engine: master_engine()?,
-        ..Default::default()
-    })
-    .map_err(|e| format!("master: {e}"))
+    Master::spawn(master_config()?).map_err(|e| format!("master: {e}"))
 }
 
-/// The master's engine for the master rows: `ZEROSMQ_ENGINE=native|libzmq` (default: the
-/// master's default), so the two engines can be compared A/B.
-pub fn master_engine() -> Result<zerosmq_master::Engine, String> {
-    match std::env::var("ZEROSMQ_ENGINE") {
-        Ok(name) => name.parse(),
-        Err(_) => Ok(zerosmq_master::Engine::default()),
+/// The master under test on 127.0.0.1 and a free port. For A/B runs, `ZEROSMQ_ENGINE=native|libzmq`
+/// picks the engine and `ZEROSMQ_SPIN_US=N` the native engine's spin limit (defaults: the
+/// master's).
+pub fn master_config() -> Result<MasterConfig, String> {
+    let mut config = MasterConfig {
+        bind: "127.0.0.1".into(),
+        port: 0,
+        ..Default::default()
+    };
+    if let Ok(name) = std::env::var("ZEROSMQ_ENGINE") {
+        config.engine = name.parse()?;
     }
+    if let Ok(us) = std::env::var("ZEROSMQ_SPIN_US") {
+        let us = us
+            .parse()
+            .map_err(|e| format!("ZEROSMQ_SPIN_US={us}: {e}"))?;
+        config.spin = std::time::Duration::from_micros(us);
+    }
+    Ok(config)
 }
 
 /// libzmq clients through a broker answering the control protocol at `control`.

@@ -11,15 +11,9 @@ use crate::zmq_clients::{self, Control};
 /// Serves a broker in this process until stdin closes; prints `PORT n` first.
 pub fn serve(which: &str) -> std::process::ExitCode {
     let (port, keep): (u16, Box<dyn std::any::Any>) = match which {
-        "master" => match crate::master_engine().and_then(|engine| {
-            zerosmq_master::Master::spawn(zerosmq_master::MasterConfig {
-                bind: "127.0.0.1".into(),
-                port: 0,
-                engine,
-                ..Default::default()
-            })
-            .map_err(|e| e.to_string())
-        }) {
+        "master" => match crate::master_config()
+            .and_then(|config| zerosmq_master::Master::spawn(config).map_err(|e| e.to_string()))
+        {
             Ok(m) => (m.control_port(), Box::new(m)),
             Err(e) => {
                 eprintln!("master: {e}");
