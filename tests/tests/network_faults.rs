@@ -238,8 +238,10 @@ fn half_open_connections_are_detected_and_recovered() {
     drop(sub);
     drop(far);
     drop(proxy);
+    // Connections a reconnecting client opened while the path was dark may be half-open too;
+    // the master closes those by its heartbeat (2 s PING, 6 s silence), so allow for that.
     assert!(
-        wait_until(WAIT, || m.open_fds() <= baseline + 8).is_some(),
+        wait_until(Duration::from_secs(20), || m.open_fds() <= baseline + 8).is_some(),
         "descriptors leaked: {} vs {baseline}",
         m.open_fds()
     );
