@@ -5,6 +5,8 @@
 //! - [`command`]: READY (with `Socket-Type`, `Identity`), ERROR, SUBSCRIBE, CANCEL, PING, PONG,
 //!   and PLAIN's HELLO, WELCOME, INITIATE.
 //! - [`decoder`]: [`FrameDecoder`], which says which bytes it needs next and decodes in place.
+//! - [`stream`]: [`next_unit`](stream::next_unit), which finds the greeting, commands and whole
+//!   (multipart) messages at the front of a large read, in place (the master's forwarder).
 //! - [`connection`]: [`Connection`], the NULL or PLAIN (client) handshake and per-connection state
 //!   (negotiated version, pending PONG), turning frames into [`Event`]s.
 //!
@@ -17,6 +19,7 @@ pub mod connection;
 pub mod decoder;
 pub mod frame;
 pub mod greeting;
+pub mod stream;
 
 use core::fmt;
 

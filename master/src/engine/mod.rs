@@ -2,7 +2,8 @@
 //! ZMTP itself, so a message crosses one thread (read, fan out, write) instead of libzmq's I/O
 //! thread, the broker and libzmq again.
 //!
-//! - `inbound.rs`: splits a read into greeting, commands and whole messages, in place.
+//! - `zerosmq_core::zmtp::stream` (in core, fuzzed): splits a read into greeting, commands and
+//!   whole messages, in place.
 //! - `handshake.rs`: the server side of the NULL and PLAIN handshakes (sans-IO).
 //! - `connection.rs`: one connection's state; `outbox.rs`: its outbound queue;
 //!   `subscriptions.rs`: a subscriber's prefixes.
@@ -15,7 +16,6 @@
 
 mod connection;
 mod handshake;
-mod inbound;
 mod outbox;
 mod spin;
 mod subscriptions;

@@ -14,13 +14,13 @@ use zerosmq_core::Topic;
 
 use super::connection::{Conn, Slab};
 use super::handshake::{push_encoded, Handshake, HandshakeError};
-use super::inbound::{next_unit, InboundError, Unit};
 use super::outbox::Flushed;
 use super::subscriptions::{has_prefix, Change};
 use super::{token, Env, Kind, READ_LEN};
 use crate::auth::Access;
 use crate::broker::poller::{EPOLLIN, EPOLLOUT};
 use crate::registry::TopicCounters;
+use zerosmq_core::zmtp::stream::{next_unit, InboundError, Unit};
 
 /// Reads from one connection per wake-up before the others get a turn (level-triggered epoll
 /// brings it back if more is waiting): bounded work, so one busy topic cannot starve the rest.

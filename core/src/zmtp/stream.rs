@@ -1,17 +1,17 @@
 //! Splits a peer's byte stream into greeting, commands and whole messages, in place.
 //!
-//! Unlike `zerosmq_core::zmtp::FrameDecoder`, which reads one frame at a time into a small
-//! buffer, the engine reads up to 64 KiB at once and wants every complete message in that read:
-//! [`next_unit`] looks at the front of a buffer and says what it holds, without copying. Frame
-//! headers are parsed by core's `FrameHeader::parse`.
+//! Unlike [`FrameDecoder`](super::FrameDecoder), which reads one frame at a time into a small
+//! buffer, a forwarder (the master) reads up to 64 KiB at once and wants every complete message
+//! in that read: [`next_unit`] looks at the front of a buffer and says what it holds, without
+//! copying.
 
-use std::ops::Range;
+use core::ops::Range;
 
-use zerosmq_core::zmtp::{FrameHeader, FrameKind, HeaderError, GREETING_LEN};
+use super::{FrameHeader, FrameKind, HeaderError, GREETING_LEN};
 
 /// What the front of a buffer holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) enum Unit {
+pub enum Unit {
     /// Not complete yet; `need` is the buffer length the unit needs, when known.
     Incomplete { need: usize },
     /// The peer's 64-byte greeting.
@@ -36,7 +36,7 @@ pub(super) enum Unit {
 
 /// Why a peer's stream is refused; the peer is disconnected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum InboundError {
+pub enum InboundError {
     /// A frame header with reserved bits or a command with MORE.
     BadHeader(HeaderError),
     /// A frame longer than `max_message_size`.
@@ -45,8 +45,8 @@ pub(super) enum InboundError {
     MessageTooLarge { max: usize },
 }
 
-impl std::fmt::Display for InboundError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl core::fmt::Display for InboundError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
             InboundError::BadHeader(HeaderError::ReservedFlags(b)) => {
                 write!(f, "frame flags {b:#04x} set reserved bits")
@@ -62,11 +62,11 @@ impl std::fmt::Display for InboundError {
     }
 }
 
-impl std::error::Error for InboundError {}
+impl core::error::Error for InboundError {}
 
 /// Looks at the front of `buf`. `greeting` says the peer's greeting is still due. `max_frame`
 /// caps each frame's body, `max_message` a whole message's bytes on the wire.
-pub(super) fn next_unit(
+pub fn next_unit(
     buf: &[u8],
     greeting: bool,
     max_frame: u64,
@@ -97,8 +97,13 @@ pub(super) fn next_unit(
                 max: max_frame,
             });
         }
-        // Fits usize: capped by `max_frame`, which came from a usize.
-        let len = header.len as usize;
+        // A frame this long cannot be in memory on this target (32-bit): too large.
+        let Ok(len) = usize::try_from(header.len) else {
+            return Err(InboundError::FrameTooLarge {
+                len: header.len,
+                max: max_frame,
+            });
+        };
         let start = at + header_len;
         let body = start..start.saturating_add(len);
         if body.end > max_message {
@@ -121,7 +126,7 @@ pub(super) fn next_unit(
             });
         }
         frames += 1;
-        body_len += header.len;
+        body_len = body_len.saturating_add(header.len);
         let end = body.end;
         first.get_or_insert(body);
         if !header.more {
@@ -176,8 +181,8 @@ mod tests {
 
     #[test]
     fn long_frames_and_limits() {
-        let mut buf = vec![0x02, 0, 0, 0, 0, 0, 0, 1, 0];
-        buf.extend(std::iter::repeat_n(7u8, 256));
+        let mut buf = [7u8; 9 + 256];
+        buf[..9].copy_from_slice(&[0x02, 0, 0, 0, 0, 0, 0, 1, 0]);
         assert!(matches!(
             next_unit(&buf, false, MAX, 1 << 20),
             Ok(Unit::Message { wire, .. }) if wire == (0..265)
@@ -209,9 +214,10 @@ mod tests {
             next_unit(&ping, false, MAX, 1 << 20),
             Ok(Unit::Command { end: 9, body: 2..9 })
         );
-        let mut buf = vec![0x01, 1, b'x'];
-        buf.extend_from_slice(&ping);
-        buf.extend_from_slice(&[0x00, 1, b'y']);
+        let mut buf = [0u8; 3 + 9 + 3];
+        buf[..3].copy_from_slice(&[0x01, 1, b'x']);
+        buf[3..12].copy_from_slice(&ping);
+        buf[12..].copy_from_slice(&[0x00, 1, b'y']);
         assert_eq!(
             next_unit(&buf, false, MAX, 1 << 20),
             Ok(Unit::CommandInMessage {
