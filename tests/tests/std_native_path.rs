@@ -327,3 +327,123 @@ fn a_stream_written_in_tiny_fragments_is_decoded() {
         "PONG with the PING's context expected in {tail:?}"
     );
 }
+
+/// Reads from the subscriber until its `imu ` subscription came.
+fn read_topic_subscription(stream: &mut TcpStream, conn: &mut Connection) {
+    let mut rx = [0u8; 256];
+    loop {
+        let dst = conn.read_buffer(&mut rx);
+        let n = stream.read(dst).unwrap();
+        assert!(n > 0, "peer closed before subscribing");
+        if let Some(Event::Subscribe { start, len }) = conn.commit(n, &rx).unwrap() {
+            if &rx[start..start + len] == b"imu " {
+                return;
+            }
+        }
+    }
+}
+
+fn send_message(stream: &mut TcpStream, body: &[u8]) {
+    let mut buf = vec![0u8; body.len() + 9];
+    let n = Connection::encode_message(body, false, &mut buf).unwrap();
+    stream.write_all(&buf[..n]).unwrap();
+}
+
+/// Longest a `recv_timeout(20 ms)` may take while the master is silent (generous for a loaded
+/// CI machine; the handshake timeout it must not wait out is 2 s).
+const SILENT_RECV_MAX: Duration = Duration::from_millis(500);
+
+/// The master's data port accepts TCP but never answers (a master hung mid-restart): the
+/// subscriber's reconnect runs in the background of its receives, which return on time, and
+/// gives up each handshake after its timeout to try again; once a real peer answers, messages
+/// flow again.
+#[test]
+fn recv_timeout_returns_on_time_while_the_master_accepts_but_does_not_answer() {
+    let ctx = zmq::Context::new();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let control = FakeControl::start(&ctx, 1, listener.local_addr().unwrap().port());
+    let node = control.node("silent-master");
+    let (accepted_tx, accepted) = mpsc::channel::<(TcpStream, Connection<'static>)>();
+    let first = thread::spawn(move || {
+        let peer = accept_as_xpub(&listener);
+        accepted_tx.send(peer).unwrap();
+        listener
+    });
+    let mut sub = node.subscribe("imu").unwrap();
+    let (mut stream, mut conn) = accepted.recv().unwrap();
+    let listener = first.join().unwrap();
+    read_topic_subscription(&mut stream, &mut conn);
+    send_message(&mut stream, b"imu one");
+    assert_eq!(sub.recv_timeout(WAIT).unwrap().unwrap().payload(), b"one");
+
+    // The connection drops; from now on the port accepts and holds connections silently.
+    drop(stream);
+    listener.set_nonblocking(true).unwrap();
+    let silent = Arc::new(AtomicBool::new(true));
+    let silent2 = silent.clone();
+    let holder = thread::spawn(move || {
+        let mut held = Vec::new();
+        while silent2.load(Ordering::Relaxed) {
+            match listener.accept() {
+                Ok((s, _)) => held.push(s),
+                Err(_) => thread::sleep(Duration::from_millis(1)),
+            }
+        }
+        (listener, held.len())
+    });
+    // Longer than a handshake timeout (2 s) plus the first backoff: one attempt gives up and
+    // another starts while the receives go on.
+    let phase = std::time::Instant::now();
+    let (mut calls, mut longest) = (0u32, Duration::ZERO);
+    while phase.elapsed() < Duration::from_millis(3_000) {
+        let t = std::time::Instant::now();
+        assert!(sub
+            .recv_timeout(Duration::from_millis(20))
+            .unwrap()
+            .is_none());
+        let took = t.elapsed();
+        assert!(
+            took < SILENT_RECV_MAX,
+            "recv_timeout(20 ms) took {took:?} against a silent master"
+        );
+        longest = longest.max(took);
+        calls += 1;
+    }
+    silent.store(false, Ordering::Relaxed);
+    // Dropping the held connections ends the attempt under way; the next one is answered.
+    let (listener, attempts) = holder.join().unwrap();
+    println!(
+        "silent master: {calls} recv_timeout(20 ms) calls, longest {longest:?}; {attempts} connection attempts held"
+    );
+    assert!(
+        attempts >= 2,
+        "the first handshake timed out and another attempt followed ({attempts} seen)"
+    );
+
+    listener.set_nonblocking(false).unwrap();
+    let (again_tx, again) = mpsc::channel::<(TcpStream, Connection<'static>)>();
+    let second = thread::spawn(move || {
+        let (mut stream, mut conn) = accept_as_xpub(&listener);
+        read_topic_subscription(&mut stream, &mut conn);
+        send_message(&mut stream, b"imu two");
+        again_tx.send((stream, conn)).unwrap();
+    });
+    // The subscriber's receives drive the reconnect.
+    let t = std::time::Instant::now();
+    let got = loop {
+        assert!(
+            t.elapsed() < WAIT,
+            "no message after the master answered again"
+        );
+        if let Some(m) = sub.recv_timeout(Duration::from_millis(20)).unwrap() {
+            break m;
+        }
+    };
+    assert_eq!(got.payload(), b"two");
+    println!(
+        "messages flow again {:?} after the master answered",
+        t.elapsed()
+    );
+    second.join().unwrap();
+    let _peer = again.recv().unwrap();
+}

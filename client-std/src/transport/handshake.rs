@@ -1,10 +1,18 @@
-//! Connecting a data socket: TCP, then the ZMTP handshake as a client.
+//! Connecting a data socket: a non-blocking TCP connect, then the ZMTP handshake as a client,
+//! advanced by whoever holds the [`Handshake`] as far as the socket allows before their own
+//! deadline. A subscriber drives it from its receive calls (which must not block longer than
+//! asked, as libzmq's background connect never did); a publisher's writer thread with
+//! [`connect`].
 
 use std::io::{self, Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
+use socket2::{Domain, Protocol, Socket, Type};
 use zerosmq_core::zmtp::{Connection, Event, PlainCredentials, SocketType, ZmtpError};
+
+use super::sys;
 
 /// A connection past the handshake: the next byte on `stream` starts a frame.
 #[derive(Debug)]
@@ -35,12 +43,229 @@ impl From<io::Error> for ConnectError {
 /// Longest handshake frame we accept (READY or WELCOME with libzmq's metadata).
 const HANDSHAKE_RX_LEN: usize = 1024;
 
+/// Room for our largest handshake frame: HELLO with two 255-byte strings.
+const HANDSHAKE_TX_LEN: usize = 2 * 256 + 64;
+
 /// Bounds each blocking write after the handshake, so writers can look at their shutdown and
 /// port flags while a stalled master does not read.
 pub(crate) const WRITE_SLICE: Duration = Duration::from_millis(250);
 
+/// The addresses of `host:port`. Endpoint hosts keep IPv6 brackets (libzmq wants them); the
+/// resolver does not. Resolving a name may block: callers that must not resolve once.
+pub(crate) fn resolve(host: &str, port: u16) -> io::Result<Vec<SocketAddr>> {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    Ok((bare, port).to_socket_addrs()?.collect())
+}
+
+/// PLAIN credentials as core borrows them; too long ones are refused as the master would.
+fn plain(
+    credentials: Option<&(String, String)>,
+) -> Result<Option<PlainCredentials<'_>>, ConnectError> {
+    match credentials {
+        Some((user, password)) => PlainCredentials::new(user, password)
+            .map(Some)
+            .map_err(|_| ConnectError::AuthFailed),
+        None => Ok(None),
+    }
+}
+
+/// One connection attempt in progress: TCP connect, then the handshake up to the peer's READY.
+pub(crate) struct Handshake {
+    /// Addresses to try in turn; `at` is the one `stream` connects to.
+    addrs: Vec<SocketAddr>,
+    at: usize,
+    stream: TcpStream,
+    /// The TCP connect completed.
+    connected: bool,
+    /// Stored with placeholder credentials; the real ones are lent for each step.
+    conn: Connection<'static>,
+    rx: [u8; HANDSHAKE_RX_LEN],
+    tx: [u8; HANDSHAKE_TX_LEN],
+    /// Bytes of `tx` still to write: `tx[sent..queued]`.
+    queued: usize,
+    sent: usize,
+    /// The whole attempt ends here.
+    deadline: Instant,
+}
+
+impl std::fmt::Debug for Handshake {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Handshake")
+            .field("addr", &self.addrs.get(self.at))
+            .field("connected", &self.connected)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Handshake {
+    /// Starts connecting to the first of `addrs` as a `socket_type` socket, with PLAIN
+    /// `credentials` if any; the attempt fails after `timeout`. Never blocks.
+    pub(crate) fn start(
+        addrs: Vec<SocketAddr>,
+        socket_type: SocketType,
+        credentials: Option<&(String, String)>,
+        timeout: Duration,
+    ) -> Result<Handshake, ConnectError> {
+        let conn = Connection::with_mechanism(socket_type, plain(credentials)?)
+            .with_credentials(PlainCredentials::EMPTY);
+        let (at, stream) = connect_first(&addrs, 0)?;
+        Ok(Handshake {
+            addrs,
+            at,
+            stream,
+            connected: false,
+            conn,
+            rx: [0; HANDSHAKE_RX_LEN],
+            tx: [0; HANDSHAKE_TX_LEN],
+            queued: 0,
+            sent: 0,
+            deadline: Instant::now() + timeout,
+        })
+    }
+
+    /// Advances the attempt as far as the socket allows, waiting for it until `until` at the
+    /// latest: true once the peer's READY arrived ([`finish`](Self::finish) then), false when
+    /// `until` came first (call again), or why the attempt failed (including its own timeout).
+    /// `credentials` must be those given to [`start`](Self::start).
+    pub(crate) fn advance(
+        &mut self,
+        credentials: Option<&(String, String)>,
+        until: Instant,
+    ) -> Result<bool, ConnectError> {
+        let creds = plain(credentials)?.unwrap_or(PlainCredentials::EMPTY);
+        let conn = std::mem::replace(&mut self.conn, Connection::new(SocketType::Sub));
+        let mut conn = conn.with_credentials(creds);
+        let r = self.step(&mut conn, until);
+        self.conn = conn.with_credentials(PlainCredentials::EMPTY);
+        r
+    }
+
+    /// The connection past the handshake, back in blocking mode (with [`WRITE_SLICE`]).
+    pub(crate) fn finish(self) -> Result<Established, ConnectError> {
+        self.stream.set_nonblocking(false)?;
+        self.stream.set_write_timeout(Some(WRITE_SLICE))?;
+        Ok(Established {
+            stream: self.stream,
+            minor: self.conn.minor(),
+        })
+    }
+
+    fn step(&mut self, conn: &mut Connection<'_>, until: Instant) -> Result<bool, ConnectError> {
+        loop {
+            if !self.connected {
+                if !self.wait(true, until)? {
+                    return Ok(false);
+                }
+                // Writable: the connect finished, well or not.
+                match self.stream.take_error() {
+                    Ok(None) => {
+                        self.connected = true;
+                        self.stream.set_nodelay(true)?;
+                    }
+                    Ok(Some(_)) | Err(_) => self.next_address()?,
+                }
+                continue;
+            }
+            if self.sent == self.queued {
+                self.sent = 0;
+                self.queued = conn
+                    .poll_transmit(&mut self.tx)
+                    .map_err(|_| ConnectError::Protocol)?
+                    .unwrap_or(0);
+            }
+            if self.sent < self.queued {
+                match (&self.stream).write(&self.tx[self.sent..self.queued]) {
+                    Ok(n) => self.sent += n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        if !self.wait(true, until)? {
+                            return Ok(false);
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e.into()),
+                }
+                continue;
+            }
+            // Exactly up to the end of the next frame: nothing of the data stream is consumed.
+            let dst = conn.read_buffer(&mut self.rx);
+            if dst.is_empty() {
+                return Err(ConnectError::Protocol);
+            }
+            let n = match (&self.stream).read(dst) {
+                Ok(0) => return Err(ConnectError::Io),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if !self.wait(false, until)? {
+                        return Ok(false);
+                    }
+                    continue;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e.into()),
+            };
+            match conn.commit(n, &self.rx) {
+                Ok(Some(Event::Ready { .. })) => return Ok(true),
+                Ok(_) => {}
+                Err(ZmtpError::AuthFailed { .. }) => return Err(ConnectError::AuthFailed),
+                Err(_) => return Err(ConnectError::Protocol),
+            }
+        }
+    }
+
+    /// Waits until the socket is readable (writable, for `write`: a connect that finished or a
+    /// send buffer with room), until `until` or the attempt's deadline; false when `until` came
+    /// first, an error when the attempt's deadline did.
+    fn wait(&self, write: bool, until: Instant) -> Result<bool, ConnectError> {
+        let now = Instant::now();
+        if now >= self.deadline {
+            return Err(ConnectError::Io);
+        }
+        let end = until.min(self.deadline);
+        let wait = end.saturating_duration_since(now);
+        let ready = sys::poll_one(self.stream.as_raw_fd(), write, wait)?;
+        if ready {
+            return Ok(true);
+        }
+        if Instant::now() >= self.deadline {
+            return Err(ConnectError::Io);
+        }
+        Ok(false)
+    }
+
+    /// The connect to the current address failed: starts on the next one, if any.
+    fn next_address(&mut self) -> Result<(), ConnectError> {
+        (self.at, self.stream) = connect_first(&self.addrs, self.at + 1)?;
+        Ok(())
+    }
+}
+
+/// A socket connecting to the first of `addrs[from..]` that does not fail at once, and its
+/// index. The connect is under way, or done, or failed later: the first wait tells.
+fn connect_first(addrs: &[SocketAddr], from: usize) -> Result<(usize, TcpStream), ConnectError> {
+    let mut at = from;
+    loop {
+        let addr = addrs.get(at).ok_or(ConnectError::Io)?;
+        if let Ok(stream) = connect_nonblocking(*addr) {
+            return Ok((at, stream));
+        }
+        at += 1;
+    }
+}
+
+fn connect_nonblocking(addr: SocketAddr) -> io::Result<TcpStream> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_nonblocking(true)?;
+    match socket.connect(&addr.into()) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+        Err(e) => return Err(e),
+    }
+    Ok(socket.into())
+}
+
 /// Connects to `host:port` as a `socket_type` socket, with PLAIN `credentials` if any, within
-/// `timeout`. Reads exactly up to the peer's READY, so nothing of the data stream is consumed.
+/// `timeout`, blocking (for threads of their own). Reads exactly up to the peer's READY, so
+/// nothing of the data stream is consumed.
 pub(crate) fn connect(
     host: &str,
     port: u16,
@@ -49,62 +274,9 @@ pub(crate) fn connect(
     timeout: Duration,
 ) -> Result<Established, ConnectError> {
     let deadline = Instant::now() + timeout;
-    // Endpoint hosts keep IPv6 brackets (libzmq wants them); the resolver does not.
-    let bare = host.trim_start_matches('[').trim_end_matches(']');
-    let mut last = io::Error::new(io::ErrorKind::NotFound, "no address for the master");
-    let mut stream = None;
-    for addr in (bare, port).to_socket_addrs()? {
-        match TcpStream::connect_timeout(&addr, timeout) {
-            Ok(s) => {
-                stream = Some(s);
-                break;
-            }
-            Err(e) => last = e,
-        }
-    }
-    let mut stream = stream.ok_or(last)?;
-    stream.set_nodelay(true)?;
-    let plain = match credentials {
-        Some((user, password)) => {
-            Some(PlainCredentials::new(user, password).map_err(|_| ConnectError::AuthFailed)?)
-        }
-        None => None,
-    };
-    let mut conn = Connection::with_mechanism(socket_type, plain);
-    let mut rx = [0u8; HANDSHAKE_RX_LEN];
-    let mut tx = [0u8; 2 * 256 + 64];
-    let minor = loop {
-        while let Some(n) = conn
-            .poll_transmit(&mut tx)
-            .map_err(|_| ConnectError::Protocol)?
-        {
-            stream.set_write_timeout(Some(left(deadline)?))?;
-            stream.write_all(&tx[..n])?;
-        }
-        let dst = conn.read_buffer(&mut rx);
-        if dst.is_empty() {
-            return Err(ConnectError::Protocol);
-        }
-        stream.set_read_timeout(Some(left(deadline)?))?;
-        let n = stream.read(dst)?;
-        if n == 0 {
-            return Err(io::Error::from(io::ErrorKind::UnexpectedEof).into());
-        }
-        match conn.commit(n, &rx) {
-            Ok(Some(Event::Ready { minor, .. })) => break minor,
-            Ok(_) => {}
-            Err(ZmtpError::AuthFailed { .. }) => return Err(ConnectError::AuthFailed),
-            Err(_) => return Err(ConnectError::Protocol),
-        }
-    };
-    stream.set_read_timeout(None)?;
-    stream.set_write_timeout(Some(WRITE_SLICE))?;
-    Ok(Established { stream, minor })
-}
-
-fn left(deadline: Instant) -> io::Result<Duration> {
-    match deadline.checked_duration_since(Instant::now()) {
-        Some(d) if !d.is_zero() => Ok(d),
-        _ => Err(io::ErrorKind::TimedOut.into()),
-    }
+    let addrs = resolve(host, port)?;
+    let mut handshake = Handshake::start(addrs, socket_type, credentials, timeout)?;
+    // Returns false only at `deadline`, which is the attempt's own: its next wait fails.
+    while !handshake.advance(credentials, deadline)? {}
+    handshake.finish()
 }

@@ -4,8 +4,9 @@
 //! caller's thread reads and writes the socket itself (see [`publisher_link`] for when a
 //! publisher hands bytes to the node's flusher thread instead). Pieces:
 //!
-//! - [`handshake`]: connect, then the NULL or PLAIN client handshake through core's
-//!   [`Connection`](zerosmq_core::zmtp::Connection), read exactly up to the peer's READY.
+//! - [`handshake`]: a non-blocking connect, then the NULL or PLAIN client handshake through
+//!   core's [`Connection`](zerosmq_core::zmtp::Connection), read exactly up to the peer's READY
+//!   and advanced by its caller within the caller's deadline.
 //! - [`inbound`]: frames after the handshake, decoded in place from large reads.
 //! - [`publisher_link`], [`subscriber_link`]: one topic's connection, reconnecting by itself.
 //! - [`sys`]: the few system calls std does not offer (non-blocking send, poll, eventfd).

@@ -2,6 +2,11 @@
 //! caller's thread: `recv` reads the socket itself (64 KiB at a time, many messages per read),
 //! answers PINGs, and reconnects with backoff, re-sending the subscriptions.
 //!
+//! Reconnecting never makes a receive wait longer than asked: the TCP connect is non-blocking
+//! and the handshake ([`Handshake`]) advances as far as the bytes already there allow, then
+//! waits at most until the caller's deadline; the next receive (or the keeper) carries on.
+//! libzmq connected in its I/O thread, so a `recv_timeout(10 ms)` never saw a silent master.
+//!
 //! An application that does not call `recv` for a while would leave the master's PINGs
 //! unanswered, and the master would drop the connection (libzmq's I/O thread answered them).
 //! So the node's keeper thread calls [`SubscriberLink::keep_alive`] about once a second: for a
@@ -9,7 +14,7 @@
 //! libzmq's receive queue) and answers PINGs. A busy subscriber never meets the keeper.
 
 use std::io::Write;
-use std::net::TcpStream;
+use std::net::{SocketAddr, TcpStream};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::Arc;
@@ -20,7 +25,7 @@ use std::collections::VecDeque;
 use bytes::Bytes;
 use zerosmq_core::zmtp::{command, SocketType};
 
-use super::handshake::{self, ConnectError};
+use super::handshake::{self, ConnectError, Established, Handshake};
 use super::inbound::{Fill, Inbound, Item};
 use super::{encode_subscription, next_backoff, sys, DEAD_AFTER, PING_AFTER, RECONNECT_FIRST};
 
@@ -61,7 +66,11 @@ pub(crate) struct SubscriberLink {
     target: Target,
     /// The port of the live (or last tried) connection.
     port: u16,
+    /// The master's addresses, resolved once (resolving may block); their ports are ignored.
+    addrs: Vec<SocketAddr>,
     live: Option<Live>,
+    /// The connection attempt under way, when not live.
+    connecting: Option<Handshake>,
     /// Every prefix subscribed, sent again after a reconnect.
     subscriptions: Vec<Vec<u8>>,
     next_attempt: Instant,
@@ -75,13 +84,17 @@ pub(crate) struct SubscriberLink {
 }
 
 impl SubscriberLink {
-    /// Connects at once (the common case: the master is there), else later, inside `recv`.
+    /// Connects at once, waiting up to the handshake timeout (the common case: the master is
+    /// there), else later, inside `recv`.
     pub(crate) fn open(target: Target) -> Result<Self, LinkError> {
         let port = target.port.load(Ordering::Acquire);
+        let until = Instant::now() + target.timeout;
         let mut link = SubscriberLink {
+            addrs: handshake::resolve(&target.host, port).unwrap_or_default(),
             target,
             port,
             live: None,
+            connecting: None,
             subscriptions: Vec::new(),
             next_attempt: Instant::now(),
             backoff: RECONNECT_FIRST,
@@ -89,7 +102,7 @@ impl SubscriberLink {
             parked: VecDeque::new(),
             last_use: Instant::now(),
         };
-        link.try_connect()?;
+        link.connect(until)?;
         Ok(link)
     }
 
@@ -98,13 +111,14 @@ impl SubscriberLink {
         self.target.port.load(Ordering::Acquire) != self.port
     }
 
-    /// Drops the connection and connects to the grant's current port.
+    /// Drops the connection and starts connecting to the grant's current port.
     pub(crate) fn follow(&mut self) -> Result<(), LinkError> {
         self.live = None;
+        self.connecting = None;
         self.port = self.target.port.load(Ordering::Acquire);
         self.backoff = RECONNECT_FIRST;
         self.next_attempt = Instant::now();
-        self.try_connect()
+        self.connect(Instant::now())
     }
 
     pub(crate) fn subscribe(&mut self, prefix: &[u8]) {
@@ -134,44 +148,81 @@ impl SubscriberLink {
         }
     }
 
-    fn try_connect(&mut self) -> Result<(), LinkError> {
-        if self.live.is_some() || Instant::now() < self.next_attempt {
+    /// Starts an attempt when none is under way and the backoff passed, and advances it,
+    /// waiting until `until` at the latest; at the peer's READY the connection goes live.
+    fn connect(&mut self, until: Instant) -> Result<(), LinkError> {
+        if self.live.is_some() {
             return Ok(());
         }
-        let t = &self.target;
-        match handshake::connect(
-            &t.host,
-            self.port,
-            SocketType::Sub,
-            t.credentials.as_ref(),
-            t.timeout,
-        ) {
-            Ok(est) => {
-                self.backoff = RECONNECT_FIRST;
-                self.out.clear();
-                for p in &self.subscriptions {
-                    encode_subscription(est.minor, true, p, &mut self.out);
-                }
-                self.live = Some(Live {
-                    stream: est.stream,
-                    minor: est.minor,
-                    inbound: Inbound::new(),
-                    last_rx: Instant::now(),
-                    pinged: false,
-                    drained: false,
-                });
-                self.write_out();
-                Ok(())
+        if self.connecting.is_none() {
+            if Instant::now() < self.next_attempt {
+                return Ok(());
             }
-            Err(e) => {
-                self.next_attempt = Instant::now() + self.backoff;
-                self.backoff = next_backoff(self.backoff);
-                match e {
-                    ConnectError::AuthFailed => Err(LinkError::AuthFailed),
-                    _ => Ok(()),
-                }
+            let addrs = self.addresses();
+            let t = &self.target;
+            match Handshake::start(addrs, SocketType::Sub, t.credentials.as_ref(), t.timeout) {
+                Ok(h) => self.connecting = Some(h),
+                Err(e) => return self.attempt_failed(e),
             }
         }
+        let Some(h) = &mut self.connecting else {
+            return Ok(());
+        };
+        match h.advance(self.target.credentials.as_ref(), until) {
+            Ok(false) => Ok(()),
+            Ok(true) => match self.connecting.take().map(Handshake::finish) {
+                Some(Ok(est)) => {
+                    self.go_live(est);
+                    Ok(())
+                }
+                Some(Err(e)) => self.attempt_failed(e),
+                None => Ok(()),
+            },
+            Err(e) => {
+                self.connecting = None;
+                self.attempt_failed(e)
+            }
+        }
+    }
+
+    /// The master's addresses with the current port.
+    fn addresses(&mut self) -> Vec<SocketAddr> {
+        if self.addrs.is_empty() {
+            // Resolving failed when opening: try again (blocking, but only in this rare case).
+            self.addrs = handshake::resolve(&self.target.host, self.port).unwrap_or_default();
+        }
+        let port = self.port;
+        self.addrs
+            .iter()
+            .map(|a| SocketAddr::new(a.ip(), port))
+            .collect()
+    }
+
+    fn attempt_failed(&mut self, e: ConnectError) -> Result<(), LinkError> {
+        self.next_attempt = Instant::now() + self.backoff;
+        self.backoff = next_backoff(self.backoff);
+        match e {
+            ConnectError::AuthFailed => Err(LinkError::AuthFailed),
+            ConnectError::Io | ConnectError::Protocol => Ok(()),
+        }
+    }
+
+    /// The handshake is done: re-sends every subscription.
+    fn go_live(&mut self, est: Established) {
+        self.backoff = RECONNECT_FIRST;
+        self.out.clear();
+        for p in &self.subscriptions {
+            encode_subscription(est.minor, true, p, &mut self.out);
+        }
+        self.live = Some(Live {
+            stream: est.stream,
+            minor: est.minor,
+            inbound: Inbound::new(),
+            last_rx: Instant::now(),
+            pinged: false,
+            drained: false,
+        });
+        self.write_out();
     }
 
     /// The next message within `timeout` (zero: only what is already there, one non-blocking
@@ -206,20 +257,19 @@ impl SubscriberLink {
         let mut skip_read = !timeout.is_zero() && self.live.as_ref().is_some_and(|l| l.drained);
         loop {
             let Some(live) = &mut self.live else {
-                self.try_connect()?;
+                let deadline = *deadline.get_or_insert_with(|| Instant::now() + timeout);
+                self.connect(deadline)?;
                 if self.live.is_some() {
                     continue;
                 }
                 let now = Instant::now();
-                let deadline = *deadline.get_or_insert(now + timeout);
                 if now >= deadline {
                     return Ok(None);
                 }
-                std::thread::sleep(
-                    self.next_attempt
-                        .min(deadline)
-                        .saturating_duration_since(now),
-                );
+                if self.connecting.is_none() {
+                    // Backing off.
+                    std::thread::sleep(self.next_attempt.min(deadline) - now);
+                }
                 continue;
             };
             // Decoded messages first: under load most calls end here, without a system call.

@@ -92,6 +92,31 @@ pub(crate) fn poll_in(
             revents: 0,
         },
     ];
+    let n = if second.is_some() { 2 } else { 1 };
+    if !ppoll(&mut fds[..n], timeout)? {
+        return Ok(Readable::default());
+    }
+    let hit = |f: &libc::pollfd| f.revents != 0;
+    Ok(Readable {
+        first: hit(&fds[0]),
+        second: n == 2 && hit(&fds[1]),
+    })
+}
+
+/// Waits until `fd` is readable (or writable, for `write`), hung up or failed, or `timeout`
+/// passed; true when it is.
+pub(crate) fn poll_one(fd: RawFd, write: bool, timeout: Duration) -> io::Result<bool> {
+    let events = if write { libc::POLLOUT } else { libc::POLLIN };
+    let mut fds = [libc::pollfd {
+        fd,
+        events,
+        revents: 0,
+    }];
+    Ok(ppoll(&mut fds, Some(timeout))? && fds[0].revents != 0)
+}
+
+/// `ppoll` over `fds`; false when interrupted.
+fn ppoll(fds: &mut [libc::pollfd], timeout: Option<Duration>) -> io::Result<bool> {
     // ppoll, not poll: a 200 µs wait must stay 200 µs, neither 0 (a busy loop) nor 1 ms (a
     // receiver cycling over many topics would wait a millisecond on each empty one).
     let ts = timeout.map(|t| libc::timespec {
@@ -101,21 +126,24 @@ pub(crate) fn poll_in(
     let ts_ptr = ts
         .as_ref()
         .map_or(std::ptr::null(), |t| t as *const libc::timespec);
-    let n = if second.is_some() { 2 } else { 1 };
-    // SAFETY: fds is a valid array of `n` pollfd; ts_ptr is null or points to a live timespec.
-    let r = unsafe { libc::ppoll(fds.as_mut_ptr(), n, ts_ptr, std::ptr::null()) };
+    // SAFETY: fds is a valid array of `fds.len()` pollfd; ts_ptr is null or points to a live
+    // timespec.
+    let r = unsafe {
+        libc::ppoll(
+            fds.as_mut_ptr(),
+            fds.len() as libc::nfds_t,
+            ts_ptr,
+            std::ptr::null(),
+        )
+    };
     if r < 0 {
         let e = io::Error::last_os_error();
         if e.kind() == io::ErrorKind::Interrupted {
-            return Ok(Readable::default());
+            return Ok(false);
         }
         return Err(e);
     }
-    let hit = |f: &libc::pollfd| f.revents != 0;
-    Ok(Readable {
-        first: hit(&fds[0]),
-        second: n == 2 && hit(&fds[1]),
-    })
+    Ok(true)
 }
 
 /// Wakes a thread sleeping in [`poll_in`] on [`Waker::fd`] (an eventfd).

@@ -37,6 +37,14 @@ impl core::fmt::Display for CredentialsTooLong {
 
 impl core::error::Error for CredentialsTooLong {}
 
+impl PlainCredentials<'static> {
+    /// An empty user name and password (a placeholder, see [`Connection::with_credentials`]).
+    pub const EMPTY: PlainCredentials<'static> = PlainCredentials {
+        user: b"",
+        password: b"",
+    };
+}
+
 impl<'c> PlainCredentials<'c> {
     /// Checks that the user name and the password fit PLAIN's short strings (255 bytes).
     pub const fn new(user: &'c str, password: &'c str) -> Result<Self, CredentialsTooLong> {
@@ -138,6 +146,25 @@ impl<'c> Connection<'c> {
             send_ready: false,
             pong: None,
             in_multipart: false,
+        }
+    }
+
+    /// The same state holding `credentials` in place of its own; a NULL connection stays NULL.
+    /// A driver that keeps a PLAIN handshake between calls stores it with placeholder
+    /// credentials ([`PlainCredentials::EMPTY`]) and lends the real ones for each step, so the
+    /// stored state borrows nothing from its owner.
+    pub fn with_credentials<'d>(self, credentials: PlainCredentials<'d>) -> Connection<'d> {
+        Connection {
+            socket_type: self.socket_type,
+            decoder: self.decoder,
+            phase: self.phase,
+            minor: self.minor,
+            plain: self.plain.map(|_| credentials),
+            send_greeting: self.send_greeting,
+            send_hello: self.send_hello,
+            send_ready: self.send_ready,
+            pong: self.pong,
+            in_multipart: self.in_multipart,
         }
     }
 
@@ -669,6 +696,28 @@ mod tests {
         let n = c.poll_transmit(&mut tx).unwrap().unwrap();
         assert_eq!(&tx[..n], &recorded[89..]);
         assert!(!c.is_open());
+    }
+
+    #[test]
+    fn stored_with_empty_credentials_the_lent_ones_go_into_hello() {
+        // Greeting exchanged while holding the placeholder; HELLO carries what is lent later.
+        let mut c =
+            Connection::plain(SocketType::Sub, ALICE).with_credentials(PlainCredentials::EMPTY);
+        let mut tx = [0u8; 64];
+        assert_eq!(c.poll_transmit(&mut tx).unwrap(), Some(64));
+        assert_eq!(&tx[12..18], b"PLAIN\0");
+        let mut rx = [0u8; 64];
+        let mut g = Greeting::ours_with(b"PLAIN");
+        g.as_server = true;
+        c.read_buffer(&mut rx).copy_from_slice(&g.to_bytes());
+        assert_eq!(c.commit(64, &rx), Ok(None));
+        let mut c = c.with_credentials(ALICE);
+        let n = c.poll_transmit(&mut tx).unwrap().unwrap();
+        assert_eq!(&tx[..n], b"\x04\x17\x05HELLO\x05alice\x0awonderland");
+        // A NULL connection stays NULL.
+        let mut null = Connection::new(SocketType::Sub).with_credentials(ALICE);
+        assert_eq!(null.poll_transmit(&mut tx).unwrap(), Some(64));
+        assert_eq!(&tx[12..17], b"NULL\0");
     }
 
     #[test]
