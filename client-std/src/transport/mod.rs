@@ -37,6 +37,15 @@ pub(crate) fn next_backoff(wait: Duration) -> Duration {
     (wait * 2).min(RECONNECT_MAX)
 }
 
+/// Appends our ZMTP PING: its TTL tells the master how long we wait for an answer.
+pub(crate) fn push_ping(out: &mut Vec<u8>) {
+    let mut buf = [0u8; 16];
+    let ttl = u16::try_from(DEAD_AFTER.as_millis() / 100).unwrap_or(u16::MAX);
+    if let Ok(n) = zerosmq_core::zmtp::command::encode_ping(ttl, b"", &mut buf) {
+        out.extend_from_slice(&buf[..n]);
+    }
+}
+
 /// Encodes a subscription (`subscribe`) or cancellation for a peer of ZMTP 3.`minor`: a
 /// command from 3.1 on, a message starting with 1 or 0 before (RFC 37 and RFC 23).
 pub(crate) fn encode_subscription(minor: u8, subscribe: bool, prefix: &[u8], out: &mut Vec<u8>) {

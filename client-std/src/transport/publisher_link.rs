@@ -27,7 +27,7 @@ use zerosmq_core::zmtp::{command, Connection, SocketType};
 use super::handshake::{self, ConnectError, Established};
 use super::inbound::{Fill, Inbound, Item};
 use super::sys::{self, Waker};
-use super::{next_backoff, DEAD_AFTER, PING_AFTER, RECONNECT_FIRST};
+use super::{next_backoff, push_ping, DEAD_AFTER, PING_AFTER, RECONNECT_FIRST};
 
 /// A message published less than this after the previous one goes through the writer thread
 /// (batched); after a longer pause it is written directly. Round trips are tens of µs apart,
@@ -481,13 +481,8 @@ fn serve(shared: &Shared, est: Established, port: u16) {
                 break End::Reconnect;
             }
             // Input waits at most one batch: PINGs and subscriptions are small and rare.
-            match read_input(shared, fd, &mut inbound) {
-                Ok(true) => {
-                    last_rx = Instant::now();
-                    pinged = false;
-                }
-                Ok(false) => {}
-                Err(()) => break End::Reconnect,
+            if take_input(shared, fd, &mut inbound, &mut last_rx, &mut pinged).is_err() {
+                break End::Reconnect;
             }
             continue;
         }
@@ -500,14 +495,7 @@ fn serve(shared: &Shared, est: Established, port: u16) {
         }
         if quiet >= PING_AFTER && !pinged {
             pinged = true;
-            let mut buf = [0u8; 16];
-            if let Ok(n) = command::encode_ping(
-                u16::try_from(DEAD_AFTER.as_millis() / 100).unwrap_or(u16::MAX),
-                b"",
-                &mut buf,
-            ) {
-                st.out.extend_from_slice(&buf[..n]);
-            }
+            push_ping(&mut st.out);
             continue;
         }
         let until = if pinged { DEAD_AFTER } else { PING_AFTER };
@@ -524,15 +512,10 @@ fn serve(shared: &Shared, est: Established, port: u16) {
         if readable.second {
             shared.waker.reset();
         }
-        if readable.first {
-            match read_input(shared, fd, &mut inbound) {
-                Ok(true) => {
-                    last_rx = Instant::now();
-                    pinged = false;
-                }
-                Ok(false) => {}
-                Err(()) => break End::Reconnect,
-            }
+        if readable.first
+            && take_input(shared, fd, &mut inbound, &mut last_rx, &mut pinged).is_err()
+        {
+            break End::Reconnect;
         }
     };
     let mut st = lock(shared);
@@ -583,6 +566,22 @@ fn write_all(
 
 /// Reads and handles what the master sent: subscriptions, cancellations, PINGs. `Ok(true)`
 /// when bytes arrived; `Err` when the connection is over.
+/// Reads what the master sent (see [`read_input`]); anything heard restarts the PING clock.
+/// `Err`: the connection is gone.
+fn take_input(
+    shared: &Shared,
+    fd: RawFd,
+    inbound: &mut Inbound,
+    last_rx: &mut Instant,
+    pinged: &mut bool,
+) -> Result<(), ()> {
+    if read_input(shared, fd, inbound)? {
+        *last_rx = Instant::now();
+        *pinged = false;
+    }
+    Ok(())
+}
+
 fn read_input(shared: &Shared, fd: RawFd, inbound: &mut Inbound) -> Result<bool, ()> {
     let mut got = false;
     loop {

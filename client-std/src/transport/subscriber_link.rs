@@ -27,7 +27,9 @@ use zerosmq_core::zmtp::{command, SocketType};
 
 use super::handshake::{self, ConnectError, Established, Handshake};
 use super::inbound::{Fill, Inbound, Item};
-use super::{encode_subscription, next_backoff, sys, DEAD_AFTER, PING_AFTER, RECONNECT_FIRST};
+use super::{
+    encode_subscription, next_backoff, push_ping, sys, DEAD_AFTER, PING_AFTER, RECONNECT_FIRST,
+};
 
 /// A link unused for this long is served by the keeper thread.
 pub(crate) const KEEP_IDLE: Duration = Duration::from_millis(500);
@@ -333,13 +335,9 @@ impl SubscriberLink {
     }
 
     fn ping(&mut self) {
-        let mut buf = [0u8; 16];
-        let ttl = u16::try_from(DEAD_AFTER.as_millis() / 100).unwrap_or(u16::MAX);
-        if let Ok(n) = command::encode_ping(ttl, b"", &mut buf) {
-            self.out.clear();
-            self.out.extend_from_slice(&buf[..n]);
-            self.write_out();
-        }
+        self.out.clear();
+        push_ping(&mut self.out);
+        self.write_out();
     }
 
     fn pong(&mut self, context: &[u8]) {
