@@ -28,6 +28,14 @@ fn grant(req: &zmq::Socket, request: &str) -> u16 {
     reply.rsplit(' ').next().unwrap().trim().parse().unwrap()
 }
 
+/// Publish and subscribe ports of `topic`, granted over `req` (nodes `p` and `s`).
+fn grant_both(req: &zmq::Socket, topic: &str) -> (u16, u16) {
+    (
+        grant(req, &format!("REQUEST_PUB p {topic}")),
+        grant(req, &format!("REQUEST_SUB s {topic}")),
+    )
+}
+
 fn socket(ctx: &zmq::Context, kind: zmq::SocketType, port: u16) -> zmq::Socket {
     let s = ctx.socket(kind).unwrap();
     s.set_linger(0).unwrap();
@@ -137,8 +145,7 @@ fn zmtp_30_and_31_peers_interoperate_on_both_ports() {
         let master = master(engine);
         let ctx = zmq::Context::new();
         let req = raw_control(&ctx, &master);
-        let pub_port = grant(&req, "REQUEST_PUB p t");
-        let sub_port = grant(&req, "REQUEST_SUB s t");
+        let (pub_port, sub_port) = grant_both(&req, "t");
 
         // 3.1 subscriber (libzmq) and 3.0 subscriber (raw, subscription as a message).
         let sub31 = socket(&ctx, zmq::XSUB, sub_port);
@@ -184,8 +191,7 @@ fn subscriptions_and_cancels_filter_each_connection() {
         let master = master(engine);
         let ctx = zmq::Context::new();
         let req = raw_control(&ctx, &master);
-        let pub_port = grant(&req, "REQUEST_PUB p news");
-        let sub_port = grant(&req, "REQUEST_SUB s news");
+        let (pub_port, sub_port) = grant_both(&req, "news");
         let publisher = socket(&ctx, zmq::XPUB, pub_port);
         assert_eq!(publisher.recv_bytes(0).unwrap(), b"\x01news");
         // XSUBs do no filtering of their own: what they get is the master's filtering.
@@ -329,8 +335,7 @@ fn plain_and_the_acl_guard_the_data_ports() {
         req.set_plain_username(Some("alice")).unwrap();
         req.set_plain_password(Some("wonderland")).unwrap();
         req.connect(&master.control_endpoint()).unwrap();
-        let pub_port = grant(&req, "REQUEST_PUB p t");
-        let sub_port = grant(&req, "REQUEST_SUB s t");
+        let (pub_port, sub_port) = grant_both(&req, "t");
         let tag = |t: &str| format!("{engine:?}-{t}");
         let alice = Some(("alice", "wonderland"));
         let bob = Some(("bob", "builder"));
@@ -374,8 +379,7 @@ fn peers_of_the_wrong_socket_type_are_refused() {
         let master = master(engine);
         let ctx = zmq::Context::new();
         let req = raw_control(&ctx, &master);
-        let pub_port = grant(&req, "REQUEST_PUB p t");
-        let sub_port = grant(&req, "REQUEST_SUB s t");
+        let (pub_port, sub_port) = grant_both(&req, "t");
         let tag = |t: &str| format!("{engine:?}-type-{t}");
         for (kind, port, name) in [
             (zmq::PUB, sub_port, "pub-on-sub-port"),
