@@ -46,24 +46,11 @@ pub(crate) fn push_ping(out: &mut Vec<u8>) {
     }
 }
 
-/// Encodes a subscription (`subscribe`) or cancellation for a peer of ZMTP 3.`minor`: a
-/// command from 3.1 on, a message starting with 1 or 0 before (RFC 37 and RFC 23).
+/// Appends a subscription (`subscribe`) or cancellation in the form a peer of ZMTP 3.`minor`
+/// needs (see `zerosmq_core::zmtp::encode_subscription`).
 pub(crate) fn encode_subscription(minor: u8, subscribe: bool, prefix: &[u8], out: &mut Vec<u8>) {
-    use zerosmq_core::zmtp::{command, Connection};
     let mut buf = [0u8; 16 + 1 + zerosmq_core::message::MAX_READY_PROBE_LEN + 64];
-    let n = if minor >= 1 {
-        let r = if subscribe {
-            command::encode_subscribe(prefix, &mut buf)
-        } else {
-            command::encode_cancel(prefix, &mut buf)
-        };
-        r.unwrap_or(0)
-    } else {
-        let (h, n) = Connection::message_header(prefix.len() + 1, false);
-        out.extend_from_slice(&h[..n]);
-        out.push(u8::from(subscribe));
-        out.extend_from_slice(prefix);
-        return;
-    };
-    out.extend_from_slice(&buf[..n]);
+    if let Ok(n) = zerosmq_core::zmtp::encode_subscription(minor, subscribe, prefix, &mut buf) {
+        out.extend_from_slice(&buf[..n]);
+    }
 }

@@ -406,17 +406,29 @@ impl<'c> Connection<'c> {
         prefix: &[u8],
         tx: &mut [u8],
     ) -> Result<usize, EncodeError> {
-        match (self.minor >= 1, subscribe) {
-            (true, true) => command::encode_subscribe(prefix, tx),
-            (true, false) => command::encode_cancel(prefix, tx),
-            (false, _) => {
-                let at = FrameHeader::message(prefix.len() + 1, false).encode(tx)?;
-                let end = at + 1 + prefix.len();
-                let out = tx.get_mut(at..end).ok_or(EncodeError::BufferTooSmall)?;
-                out[0] = u8::from(subscribe);
-                out[1..].copy_from_slice(prefix);
-                Ok(end)
-            }
+        encode_subscription(self.minor, subscribe, prefix, tx)
+    }
+}
+
+/// A subscription (`subscribe`) or cancellation in the form a peer of ZMTP 3.`minor` needs:
+/// SUBSCRIBE/CANCEL command from 3.1 on, message `0x01 prefix` / `0x00 prefix` before (RFC 37,
+/// RFC 23). For drivers that track the negotiated version themselves (the master, the std client).
+pub fn encode_subscription(
+    minor: u8,
+    subscribe: bool,
+    prefix: &[u8],
+    tx: &mut [u8],
+) -> Result<usize, EncodeError> {
+    match (minor >= 1, subscribe) {
+        (true, true) => command::encode_subscribe(prefix, tx),
+        (true, false) => command::encode_cancel(prefix, tx),
+        (false, _) => {
+            let at = FrameHeader::message(prefix.len() + 1, false).encode(tx)?;
+            let end = at + 1 + prefix.len();
+            let out = tx.get_mut(at..end).ok_or(EncodeError::BufferTooSmall)?;
+            out[0] = u8::from(subscribe);
+            out[1..].copy_from_slice(prefix);
+            Ok(end)
         }
     }
 }

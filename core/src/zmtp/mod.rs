@@ -24,7 +24,9 @@ pub mod stream;
 use core::fmt;
 
 pub use command::{Command, CommandError, Properties, SocketType};
-pub use connection::{Connection, CredentialsTooLong, Event, PlainCredentials};
+pub use connection::{
+    encode_subscription, Connection, CredentialsTooLong, Event, PlainCredentials,
+};
 pub use decoder::{Decoded, FrameDecoder, MIN_RX_LEN};
 pub use frame::{FrameHeader, FrameKind, HeaderError};
 pub use greeting::{Greeting, GreetingError, GREETING_LEN};

@@ -8,7 +8,8 @@ use std::time::Instant;
 
 use tracing::{debug, info, warn};
 use zerosmq_core::message::{MAX_READY_PROBE_LEN, READY_PROBE_PREFIX};
-use zerosmq_core::zmtp::command::{encode_ping, encode_pong, encode_subscribe};
+use zerosmq_core::zmtp::command::{encode_ping, encode_pong};
+use zerosmq_core::zmtp::encode_subscription;
 use zerosmq_core::zmtp::{Command, FrameHeader, SocketType, GREETING_LEN};
 use zerosmq_core::Topic;
 
@@ -414,15 +415,10 @@ impl NativeTopic {
                 if side == Side::Publishers {
                     // As libzmq's SUB: subscribe to the topic's bytes, which is also what a
                     // waiting publisher sees arrive.
-                    let prefix = topic.as_bytes();
-                    if conn.handshake.minor() >= 1 {
-                        push_encoded(conn.outbox.control_buf(), |b| encode_subscribe(prefix, b));
-                    } else {
-                        let header = FrameHeader::message(prefix.len() + 1, false).to_bytes();
-                        conn.outbox.push_control(&header.0[..header.1]);
-                        conn.outbox.push_control(&[1]);
-                        conn.outbox.push_control(prefix);
-                    }
+                    let minor = conn.handshake.minor();
+                    push_encoded(conn.outbox.control_buf(), |b| {
+                        encode_subscription(minor, true, topic.as_bytes(), b)
+                    });
                 }
             }
             return Ok(());
