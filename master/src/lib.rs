@@ -104,6 +104,18 @@ pub struct MasterConfig {
     /// round trip on a VM). Sparse traffic and an idle master never spin; zero turns spinning
     /// off.
     pub spin: std::time::Duration,
+    /// Native engine: most data connections at once over all topics (as mosquitto's
+    /// `max_connections`); also kept below what the descriptor limit allows. A connection past
+    /// it is accepted and closed at once, with a rate-limited warning.
+    pub max_connections: usize,
+    /// Native engine: most data connections on one topic (publishers and subscribers).
+    pub max_topic_connections: usize,
+    /// Native engine: most subscriptions one subscriber connection may hold; a peer that sends
+    /// more is dropped.
+    pub max_subscriptions: usize,
+    /// Native engine: a ZMTP 3.0 publisher connection silent this long (3.0 has no heartbeat to
+    /// tell it alive), or a subscriber connection holding no subscription this long, is closed.
+    pub idle_timeout: std::time::Duration,
 }
 
 impl Default for MasterConfig {
@@ -126,6 +138,10 @@ impl Default for MasterConfig {
             zmtp_heartbeat: std::time::Duration::from_secs(10),
             engine: Engine::default(),
             spin: std::time::Duration::from_micros(50),
+            max_connections: 10_000,
+            max_topic_connections: 1_000,
+            max_subscriptions: 1_000,
+            idle_timeout: std::time::Duration::from_secs(60),
         }
     }
 }

@@ -63,6 +63,20 @@ struct Args {
     /// Most topics served at once.
     #[arg(long, default_value_t = MasterConfig::default().max_topics)]
     max_topics: usize,
+    /// Most data connections at once over all topics (also kept below the descriptor limit);
+    /// one past it is closed at once.
+    #[arg(long, default_value_t = MasterConfig::default().max_connections)]
+    max_connections: usize,
+    /// Most data connections on one topic.
+    #[arg(long, default_value_t = MasterConfig::default().max_topic_connections)]
+    max_topic_connections: usize,
+    /// Most subscriptions one subscriber connection may hold (a peer sending more is dropped).
+    #[arg(long, default_value_t = MasterConfig::default().max_subscriptions)]
+    max_subscriptions: usize,
+    /// Seconds after which a silent ZMTP 3.0 publisher connection, or a subscriber connection
+    /// without a subscription, is closed.
+    #[arg(long, default_value = "60", value_parser = parse_seconds)]
+    idle_timeout: std::time::Duration,
 }
 
 fn parse_range(s: &str) -> Result<(u16, u16), String> {
@@ -136,6 +150,10 @@ fn main() -> std::process::ExitCode {
         zmtp_heartbeat: args.zmtp_heartbeat,
         engine: args.engine,
         spin: std::time::Duration::from_micros(args.spin_us),
+        max_connections: args.max_connections,
+        max_topic_connections: args.max_topic_connections,
+        max_subscriptions: args.max_subscriptions,
+        idle_timeout: args.idle_timeout,
         ..Default::default()
     };
     let master = match Master::spawn(config) {

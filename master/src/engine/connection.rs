@@ -78,6 +78,10 @@ pub(super) struct Conn {
     /// Missing messages because the outbox is at the high-water mark.
     pub dropping: bool,
     pub missed: u64,
+    /// Input is left in `partial` from a turn that used up its budget; not read meanwhile.
+    pub backlog: bool,
+    /// Subscriber connections: since when it holds no subscription.
+    pub unsubscribed_since: Instant,
 }
 
 impl Conn {
@@ -102,6 +106,8 @@ impl Conn {
             touched: false,
             dropping: false,
             missed: 0,
+            backlog: false,
+            unsubscribed_since: now,
         }
     }
 }

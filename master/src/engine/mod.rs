@@ -21,10 +21,12 @@ mod spin;
 mod subscriptions;
 mod topic;
 
+use std::cell::Cell;
 use std::io::Read as _;
 use std::net::{TcpListener, ToSocketAddrs as _};
 use std::os::fd::AsRawFd as _;
 use std::os::unix::net::UnixStream;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use tracing::info;
@@ -47,6 +49,40 @@ const HANDSHAKE: Duration = Duration::from_millis(crate::sockets::HANDSHAKE_MS a
 
 /// Connection handles must fit the token's low 30 bits.
 const MAX_CONNECTIONS: usize = 1 << 30;
+
+/// Descriptors kept free of data connections: the control socket and its peers, libzmq's own,
+/// the state file, logging (on top of two per open topic for its listeners).
+const RESERVED_FDS: usize = 64;
+
+/// A repeated warning is logged at most this often, with how many times it happened.
+const WARN_INTERVAL: Duration = Duration::from_secs(1);
+
+/// A warning logged at most once per [`WARN_INTERVAL`].
+#[derive(Debug, Default)]
+pub(super) struct RateLimited {
+    next: Option<Instant>,
+    left_out: u64,
+}
+
+impl RateLimited {
+    /// `Some(n)` when the warning is to be logged now, `n` being how many times it was left out
+    /// since it was last logged.
+    pub(super) fn hit(&mut self, now: Instant) -> Option<u64> {
+        if self.next.is_some_and(|next| now < next) {
+            self.left_out += 1;
+            return None;
+        }
+        self.next = Some(now + WARN_INTERVAL);
+        Some(std::mem::take(&mut self.left_out))
+    }
+}
+
+/// The engine's repeated warnings.
+#[derive(Debug, Default)]
+pub(super) struct Warnings {
+    pub refused: RateLimited,
+    pub accept_failed: RateLimited,
+}
 
 /// What an epoll token stands for (bits 30-31; bits 32-63 are the topic's slot, 0-29 the
 /// connection).
@@ -85,6 +121,12 @@ pub(crate) struct Limits {
     max_message: usize,
     heartbeat: Duration,
     mechanism: Mechanism,
+    /// Prefixes one subscriber connection may hold.
+    max_subscriptions: usize,
+    /// Connections (publishers and subscribers) on one topic.
+    max_topic_connections: usize,
+    /// A ZMTP 3.0 publisher silent, or a subscriber without a subscription, this long is closed.
+    idle: Duration,
 }
 
 /// PLAIN credentials and the ACL, checked in the handshake of every data connection (what the
@@ -117,6 +159,11 @@ pub(super) struct Env<'a> {
     limits: &'a Limits,
     auth: Option<&'a Auth>,
     now: Instant,
+    warnings: &'a mut Warnings,
+    /// Connections with input left over after their turn (tokens), served next turn.
+    backlog: &'a mut Vec<u64>,
+    /// Data connections allowed over all topics now (`--max-connections`, and descriptors).
+    connection_limit: usize,
 }
 
 /// The native engine's state outside the topics.
@@ -130,6 +177,14 @@ pub(crate) struct NativeEngine {
     sweep_every: Duration,
     next_sweep: Instant,
     spin: spin::Spin,
+    /// Data connections open over all topics.
+    open: Rc<Cell<usize>>,
+    open_topics: usize,
+    max_connections: usize,
+    /// The process's descriptor limit.
+    fd_limit: usize,
+    warnings: Warnings,
+    backlog: Vec<u64>,
 }
 
 impl NativeEngine {
@@ -160,12 +215,32 @@ impl NativeEngine {
                 } else {
                     Mechanism::Null
                 },
+                max_subscriptions: config.max_subscriptions,
+                max_topic_connections: config.max_topic_connections,
+                idle: config.idle_timeout,
             },
             auth,
             sweep_every,
             next_sweep: Instant::now() + sweep_every,
             spin: spin::Spin::new(config.spin),
+            open: Rc::new(Cell::new(0)),
+            open_topics: 0,
+            max_connections: config.max_connections,
+            fd_limit: rlimit::getrlimit(rlimit::Resource::NOFILE)
+                .map_or(1024, |(soft, _)| usize::try_from(soft).unwrap_or(usize::MAX)),
+            warnings: Warnings::default(),
+            backlog: Vec::new(),
         }
+    }
+
+    /// Data connections allowed now: `--max-connections`, and what the descriptor limit leaves
+    /// after the topics' listeners and a reserve (so that the control service and libzmq always
+    /// have descriptors).
+    fn connection_limit(&self) -> usize {
+        let room = self
+            .fd_limit
+            .saturating_sub(RESERVED_FDS + 2 * self.open_topics);
+        self.max_connections.min(room)
     }
 
     /// Binds a topic's two ports (`preferred` first, from the state file) and watches them.
@@ -185,7 +260,7 @@ impl NativeEngine {
                 u32::try_from(self.slots.len() - 1).map_err(|_| std::io::ErrorKind::OutOfMemory)?
             }
         };
-        let native = NativeTopic::new(topic.clone(), slot, publish, subscribe);
+        let native = NativeTopic::new(topic.clone(), slot, publish, subscribe, self.open.clone());
         let (p, s) = native.listener_fds();
         let watched = poller
             .add(p, token(slot, Kind::PublishListener, 0))
@@ -195,6 +270,7 @@ impl NativeEngine {
             return Err(e);
         }
         self.slots[slot as usize] = Some(topic.clone());
+        self.open_topics += 1;
         Ok(native)
     }
 
@@ -203,6 +279,7 @@ impl NativeEngine {
         if let Some(s) = self.slots.get_mut(native.slot as usize) {
             *s = None;
             self.free_slots.push(native.slot);
+            self.open_topics = self.open_topics.saturating_sub(1);
         }
         if native.connections() > 0 {
             info!(
@@ -267,7 +344,8 @@ impl Broker {
         self.poller.add(stop.as_raw_fd(), TOKEN_STOP)?;
         let mut events: Vec<(u64, u32)> = Vec::with_capacity(256);
         loop {
-            let timeout = if self.control_hot {
+            let backlog = self.native.as_ref().is_some_and(|n| !n.backlog.is_empty());
+            let timeout = if self.control_hot || backlog {
                 0
             } else {
                 self.expire_nodes_if_due(true);
@@ -299,11 +377,15 @@ impl Broker {
             let Some(native) = self.native.as_mut() else {
                 return Err(MasterError::Config("native engine not set up".into()));
             };
+            let connection_limit = native.connection_limit();
+            let backlog = std::mem::take(&mut native.backlog);
             let NativeEngine {
                 slots,
                 scratch,
                 limits,
                 auth,
+                warnings,
+                backlog: next_backlog,
                 ..
             } = native;
             let mut env = Env {
@@ -312,6 +394,9 @@ impl Broker {
                 limits,
                 auth: auth.as_ref(),
                 now,
+                warnings,
+                backlog: next_backlog,
+                connection_limit,
             };
             for &(token, bits) in &events {
                 match token {
@@ -333,6 +418,17 @@ impl Broker {
                         if let DataPlane::Native(t) = &mut state.plane {
                             t.on_event(kind, idx, bits, &mut env, &mut state.counters);
                         }
+                    }
+                }
+            }
+            for token in backlog {
+                let (slot, kind, idx) = untoken(token);
+                let Some(topic) = slots.get(slot).and_then(Option::as_ref) else {
+                    continue;
+                };
+                if let Some(state) = self.topics.get_mut(topic) {
+                    if let DataPlane::Native(t) = &mut state.plane {
+                        t.resume(kind, idx, &mut env, &mut state.counters);
                     }
                 }
             }

@@ -3,6 +3,8 @@
 //!
 //! The queue counts messages (not commands) so that the high-water mark means what libzmq's
 //! means: messages waiting in the master for this peer (the kernel's socket buffer comes on top).
+//! Commands a peer causes (PONGs) are counted apart, so that a peer which sends PINGs and never
+//! reads is bounded too.
 
 use std::collections::VecDeque;
 use std::io::{self, Write};
@@ -20,6 +22,8 @@ pub(super) struct Outbox {
     head: usize,
     /// End offsets (in `buf`) of the queued messages, oldest first.
     ends: VecDeque<usize>,
+    /// End offsets of the queued replies a peer asked for (PONGs), oldest first.
+    replies: VecDeque<usize>,
 }
 
 /// What a flush left.
@@ -52,6 +56,17 @@ impl Outbox {
         self.buf.extend_from_slice(bytes);
     }
 
+    /// Replies the peer asked for (PONGs) queued and not yet fully written.
+    pub(super) fn replies(&self) -> usize {
+        self.replies.len()
+    }
+
+    /// Marks what was pushed since the last mark (through [`control_buf`](Self::control_buf))
+    /// as one reply, counted by [`replies`](Self::replies).
+    pub(super) fn mark_reply(&mut self) {
+        self.replies.push_back(self.buf.len());
+    }
+
     /// The buffer commands are encoded into (see `handshake::push_encoded`).
     pub(super) fn control_buf(&mut self) -> &mut Vec<u8> {
         &mut self.buf
@@ -74,8 +89,16 @@ impl Outbox {
         self.buf.clear();
         self.head = 0;
         self.ends.clear();
+        self.replies.clear();
         if self.buf.capacity() > KEEP_CAPACITY {
             self.buf.shrink_to(KEEP_CAPACITY);
+        }
+        // The offsets of a long queue go too (one per message).
+        if self.ends.capacity() > KEEP_CAPACITY / 64 {
+            self.ends.shrink_to(KEEP_CAPACITY / 64);
+        }
+        if self.replies.capacity() > KEEP_CAPACITY / 64 {
+            self.replies.shrink_to(KEEP_CAPACITY / 64);
         }
         Ok(Flushed::Empty)
     }
@@ -85,6 +108,9 @@ impl Outbox {
         while self.ends.front().is_some_and(|&end| end <= self.head) {
             self.ends.pop_front();
         }
+        while self.replies.front().is_some_and(|&end| end <= self.head) {
+            self.replies.pop_front();
+        }
     }
 
     /// Drops the written front when it is large, so a subscriber that is always a little behind
@@ -92,7 +118,7 @@ impl Outbox {
     fn compact(&mut self) {
         if self.head >= COMPACT_AFTER && self.head * 2 >= self.buf.len() {
             self.buf.drain(..self.head);
-            for end in self.ends.iter_mut() {
+            for end in self.ends.iter_mut().chain(self.replies.iter_mut()) {
                 *end -= self.head;
             }
             self.head = 0;
@@ -145,5 +171,23 @@ mod tests {
         assert_eq!(o.flush(&mut p).unwrap(), Flushed::Empty);
         assert_eq!(p.got, b"Gabcde");
         assert!(o.is_empty() && o.messages() == 0);
+    }
+
+    #[test]
+    fn counts_replies_until_written() {
+        let mut o = Outbox::default();
+        o.push_message(b"m");
+        o.control_buf().extend_from_slice(b"PONG");
+        o.mark_reply();
+        assert_eq!((o.messages(), o.replies()), (1, 1));
+        let mut p = Pipe {
+            got: Vec::new(),
+            room: 4,
+        };
+        assert_eq!(o.flush(&mut p).unwrap(), Flushed::Blocked);
+        assert_eq!((o.messages(), o.replies()), (0, 1));
+        p.room = 1;
+        assert_eq!(o.flush(&mut p).unwrap(), Flushed::Empty);
+        assert_eq!((o.messages(), o.replies()), (0, 0));
     }
 }

@@ -2,13 +2,27 @@
 //! connection (its trie holds a set of pipes per prefix): subscribing twice on one connection is
 //! one subscription, and one cancel ends it. A libzmq SUB or XSUB counts duplicates itself and
 //! only sends the last cancel.
+//!
+//! Subscribe and cancel cost O(1) (a hash index into the list); matching scans the list, which
+//! is fastest for the one or two prefixes a subscriber holds, and the per-connection cap bounds
+//! it for a peer that holds many. Only the master matches prefixes of many peers (a std
+//! publisher sees one subscriber, the master), so this lives here and not in `core`.
+
+use std::collections::HashMap;
 
 use zerosmq_core::zmtp::Command;
 
 #[derive(Debug, Default)]
 pub(super) struct Subscriptions {
-    prefixes: Vec<Vec<u8>>,
+    /// Every prefix, in no order (matching scans it).
+    prefixes: Vec<Box<[u8]>>,
+    /// Where each prefix sits in `prefixes`.
+    index: HashMap<Box<[u8]>, usize>,
 }
+
+/// A subscription past the connection's cap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct TooMany;
 
 /// A subscription change a subscriber sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,15 +53,42 @@ impl<'a> Change<'a> {
 }
 
 impl Subscriptions {
-    pub(super) fn apply(&mut self, change: Change<'_>) {
+    /// Applies a change; a new prefix beyond `cap` held ones is refused.
+    pub(super) fn apply(&mut self, change: Change<'_>, cap: usize) -> Result<(), TooMany> {
         match change {
             Change::Subscribe(prefix) => {
-                if !self.prefixes.iter().any(|p| p == prefix) {
-                    self.prefixes.push(prefix.to_vec());
+                if self.index.contains_key(prefix) {
+                    return Ok(());
+                }
+                if self.prefixes.len() >= cap {
+                    return Err(TooMany);
+                }
+                self.index.insert(prefix.into(), self.prefixes.len());
+                self.prefixes.push(prefix.into());
+            }
+            Change::Cancel(prefix) => {
+                let Some(i) = self.index.remove(prefix) else {
+                    return Ok(());
+                };
+                self.prefixes.swap_remove(i);
+                if let Some(moved) = self.prefixes.get(i) {
+                    if let Some(at) = self.index.get_mut(moved) {
+                        *at = i;
+                    }
+                }
+                // A storm that was cancelled should not pin its memory.
+                if self.prefixes.capacity() > 64 && self.prefixes.len() < self.prefixes.capacity() / 4 {
+                    self.prefixes.shrink_to(self.prefixes.len() * 2);
+                    self.index.shrink_to(self.prefixes.len() * 2);
                 }
             }
-            Change::Cancel(prefix) => self.prefixes.retain(|p| p != prefix),
         }
+        Ok(())
+    }
+
+    /// Prefixes held.
+    pub(super) fn len(&self) -> usize {
+        self.prefixes.len()
     }
 
     /// Whether a message whose first frame is `first` goes to this subscriber.
@@ -71,18 +112,41 @@ mod tests {
     fn prefixes_are_a_set() {
         let mut s = Subscriptions::default();
         assert!(!s.matches(b"clock 1"));
-        s.apply(Change::from_message(b"\x01clock").unwrap());
-        s.apply(Change::Subscribe(b"clock"));
+        s.apply(Change::from_message(b"\x01clock").unwrap(), 8).unwrap();
+        s.apply(Change::Subscribe(b"clock"), 8).unwrap();
         assert!(s.matches(b"clock 1") && !s.matches(b"cloc"));
-        s.apply(Change::from_message(b"\x00clock").unwrap());
+        s.apply(Change::from_message(b"\x00clock").unwrap(), 8).unwrap();
         assert!(
             !s.matches(b"clock 1"),
             "one cancel ends a duplicated subscription"
         );
-        s.apply(Change::Cancel(b"never"));
-        s.apply(Change::Subscribe(b""));
+        s.apply(Change::Cancel(b"never"), 8).unwrap();
+        s.apply(Change::Subscribe(b""), 8).unwrap();
         assert!(s.matches(b"anything"));
         assert_eq!(Change::from_message(b"\x02x"), None);
         assert!(has_prefix(b"abc", b"ab") && has_prefix(b"abc", b"") && !has_prefix(b"ab", b"abc"));
+    }
+
+    #[test]
+    fn cap_and_cancel_in_any_order() {
+        let mut s = Subscriptions::default();
+        for i in 0..100u32 {
+            s.apply(Change::Subscribe(&i.to_be_bytes()), 100).unwrap();
+        }
+        assert_eq!(s.apply(Change::Subscribe(b"one more"), 100), Err(TooMany));
+        assert_eq!(s.apply(Change::Subscribe(&7u32.to_be_bytes()), 100), Ok(()));
+        for i in (0..100u32).filter(|i| i % 3 != 0) {
+            s.apply(Change::Cancel(&i.to_be_bytes()), 100).unwrap();
+        }
+        assert_eq!(s.len(), 34);
+        for i in 0..100u32 {
+            let held = i % 3 == 0;
+            assert_eq!(s.matches(&[&i.to_be_bytes()[..], b" payload"].concat()), held, "{i}");
+        }
+        for i in (0..100u32).filter(|i| i % 3 == 0) {
+            s.apply(Change::Cancel(&i.to_be_bytes()), 100).unwrap();
+        }
+        assert_eq!(s.len(), 0);
+        assert!(s.index.is_empty() && !s.matches(b"\0\0\0\0"));
     }
 }

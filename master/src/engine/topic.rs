@@ -1,9 +1,11 @@
 //! One topic in the native engine: its two listeners, the publisher connections it reads and
 //! the subscriber connections it forwards to.
 
+use std::cell::Cell;
 use std::io::{self, Read as _};
 use std::net::TcpListener;
 use std::os::fd::AsRawFd as _;
+use std::rc::Rc;
 use std::time::Instant;
 
 use tracing::{debug, info, warn};
@@ -32,6 +34,11 @@ const KEEPALIVE_IDLE: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Connections accepted per wake-up of a listener.
 const ACCEPTS_PER_TURN: usize = 64;
+
+/// Commands and subscription changes handled from one connection per wake-up; the rest of its
+/// input waits (not read further) until the next turn of the loop, so that a peer sending tiny
+/// frames cannot hold the loop (messages are bounded by the bytes of a turn's reads instead).
+const CHANGES_PER_TURN: usize = 1024;
 
 /// The peers on one port.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,6 +78,8 @@ enum Close {
     Handshake(HandshakeError),
     Malformed,
     PeerError,
+    TooManySubscriptions(usize),
+    UnreadPongs(usize),
 }
 
 impl std::fmt::Display for Close {
@@ -80,6 +89,10 @@ impl std::fmt::Display for Close {
             Close::Handshake(e) => e.fmt(f),
             Close::Malformed => f.write_str("malformed command"),
             Close::PeerError => f.write_str("peer sent ERROR"),
+            Close::TooManySubscriptions(n) => {
+                write!(f, "more than {n} subscriptions (--max-subscriptions)")
+            }
+            Close::UnreadPongs(n) => write!(f, "{n} PONGs queued unread (peer does not read)"),
         }
     }
 }
@@ -95,6 +108,15 @@ pub(crate) struct NativeTopic {
     subscribers: Slab<Conn>,
     /// Subscribers given messages since their last flush.
     touched: Vec<usize>,
+    /// Commands and subscription changes the current connection may still cause this turn.
+    budget: usize,
+    /// Connections open over all topics (the engine's count, shared).
+    open: Rc<Cell<usize>>,
+    /// Connections refused because a connection or descriptor limit was reached.
+    pub(crate) refused: u64,
+    /// Listeners not watched since accepting failed for want of descriptors (publishers',
+    /// subscribers'); watched again at the next sweep.
+    paused: [bool; 2],
 }
 
 impl NativeTopic {
@@ -103,6 +125,7 @@ impl NativeTopic {
         slot: u32,
         (publish_listener, publish_port): (TcpListener, u16),
         (subscribe_listener, subscribe_port): (TcpListener, u16),
+        open: Rc<Cell<usize>>,
     ) -> Self {
         NativeTopic {
             topic,
@@ -114,6 +137,10 @@ impl NativeTopic {
             publishers: Slab::default(),
             subscribers: Slab::default(),
             touched: Vec::new(),
+            budget: CHANGES_PER_TURN,
+            open,
+            refused: 0,
+            paused: [false; 2],
         }
     }
 
@@ -154,26 +181,66 @@ impl NativeTopic {
             self.flush(side, idx, env);
         }
         if events & !EPOLLOUT != 0 {
+            self.budget = CHANGES_PER_TURN;
             self.read(side, idx, env, counters);
         }
         self.flush_touched(env);
     }
 
+    /// Another turn for a connection that had input left over after its last one.
+    pub(super) fn resume(
+        &mut self,
+        kind: Kind,
+        idx: usize,
+        env: &mut Env<'_>,
+        counters: &mut TopicCounters,
+    ) {
+        let side = match kind {
+            Kind::Publisher => Side::Publishers,
+            Kind::Subscriber => Side::Subscribers,
+            Kind::PublishListener | Kind::SubscribeListener => return,
+        };
+        self.budget = CHANGES_PER_TURN;
+        self.read(side, idx, env, counters);
+        self.flush_touched(env);
+    }
+
+    fn listener(&self, side: Side) -> &TcpListener {
+        match side {
+            Side::Publishers => &self.publish_listener,
+            Side::Subscribers => &self.subscribe_listener,
+        }
+    }
+
     fn accept(&mut self, side: Side, env: &mut Env<'_>) {
         for _ in 0..ACCEPTS_PER_TURN {
-            let listener = match side {
-                Side::Publishers => &self.publish_listener,
-                Side::Subscribers => &self.subscribe_listener,
-            };
-            let (stream, peer) = match listener.accept() {
+            let (stream, peer) = match self.listener(side).accept() {
                 Ok(s) => s,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
-                    warn!(topic = %self.topic, error = %e, "accepting a connection failed");
+                    // Out of descriptors (EMFILE, ENFILE) or kernel memory: the listener stays
+                    // readable, so stop watching it until the next sweep instead of spinning.
+                    let fd = self.listener(side).as_raw_fd();
+                    env.poller.remove(fd);
+                    self.paused[side as usize] = true;
+                    if let Some(more) = env.warnings.accept_failed.hit(env.now) {
+                        warn!(topic = %self.topic, error = %e, failures = more + 1, "accepting connections paused until the next sweep: accepting failed");
+                    }
                     return;
                 }
             };
+            let (open, on_topic) = (self.open.get(), self.connections());
+            if open >= env.connection_limit || on_topic >= env.limits.max_topic_connections {
+                // As mosquitto's max_connections: accepted and closed at once, so the peer
+                // learns it (and a libzmq peer retries at its reconnect interval).
+                drop(stream);
+                self.refused += 1;
+                if let Some(more) = env.warnings.refused.hit(env.now) {
+                    warn!(topic = %self.topic, %peer, open, on_topic, limit = env.connection_limit, per_topic = env.limits.max_topic_connections, refused = more + 1, "connection refused: connection limit reached (--max-connections, --max-topic-connections or descriptors)");
+                }
+                continue;
+            }
             // Latency: every message is written as soon as a batch ends; Nagle would hold it.
             // Kernel keepalive as on the libzmq sockets, for peers that vanish without a FIN
             // (ZMTP 3.0 peers get no heartbeats).
@@ -209,6 +276,7 @@ impl NativeTopic {
                 warn!(topic = %self.topic, %peer, error = %e, "cannot watch a connection");
                 continue;
             }
+            self.open.set(self.open.get() + 1);
             debug!(topic = %self.topic, %peer, ?side, "connection accepted");
             self.flush(side, idx, env);
         }
@@ -221,6 +289,33 @@ impl NativeTopic {
             let Some(conn) = self.conns(side).get_mut(idx) else {
                 return;
             };
+            if conn.backlog {
+                // Input left from an earlier turn comes before any new read.
+                let mut partial = std::mem::take(&mut conn.partial);
+                let outcome = self.consume(
+                    side,
+                    idx,
+                    partial.data_mut(),
+                    env.limits,
+                    env.auth,
+                    counters,
+                    env.now,
+                );
+                if let (Ok((at, len, need)), Some(conn)) = (&outcome, self.conns(side).get_mut(idx))
+                {
+                    partial.keep(*at, *len);
+                    conn.partial = partial;
+                    conn.need = *need;
+                }
+                if !self.after_consume(side, idx, outcome, env) {
+                    return;
+                }
+                if let Some(conn) = self.conns(side).get_mut(idx) {
+                    conn.backlog = false;
+                    self.rewatch(side, idx, env);
+                }
+                continue;
+            }
             // Nothing pending: read into the shared scratch buffer and keep only a leftover.
             // A unit under way: read into the connection's own buffer, sized for that unit.
             let from_scratch = conn.partial.is_empty();
@@ -280,24 +375,51 @@ impl NativeTopic {
                 }
                 outcome
             };
-            if let Err(why) = outcome {
-                // Best effort: an ERROR the handshake queued goes out before the close.
-                if let Some(conn) = self.conns(side).get_mut(idx) {
-                    let _ = conn.outbox.flush(&mut conn.stream);
-                }
-                return self.close(side, idx, &why, false);
-            }
-            if self
-                .conns(side)
-                .get_mut(idx)
-                .is_some_and(|c| !c.outbox.is_empty())
-            {
-                self.flush(side, idx, env);
+            if !self.after_consume(side, idx, outcome, env) {
+                return;
             }
             if n < asked {
                 return; // drained
             }
         }
+    }
+
+    /// Closes the connection on an error, answers on it, and parks it when it used up its turn
+    /// with input left over. Returns whether it may read on.
+    fn after_consume(
+        &mut self,
+        side: Side,
+        idx: usize,
+        outcome: Result<(usize, usize, usize), Close>,
+        env: &mut Env<'_>,
+    ) -> bool {
+        if let Err(why) = outcome {
+            // Best effort: an ERROR the handshake queued goes out before the close.
+            if let Some(conn) = self.conns(side).get_mut(idx) {
+                let _ = conn.outbox.flush(&mut conn.stream);
+            }
+            self.close(side, idx, &why, false);
+            return false;
+        }
+        let Some(conn) = self.conns(side).get_mut(idx) else {
+            return false;
+        };
+        if !conn.outbox.is_empty() {
+            self.flush(side, idx, env);
+        }
+        if self.budget > 0 {
+            return true;
+        }
+        // Not read again (no EPOLLIN) until the engine gives it another turn.
+        let Some(conn) = self.conns(side).get_mut(idx) else {
+            return false;
+        };
+        if !conn.backlog {
+            conn.backlog = true;
+            self.rewatch(side, idx, env);
+        }
+        env.backlog.push(token(self.slot, side.kind(), idx));
+        false
     }
 
     /// Handles every complete unit at the front of `buf`. Returns `(at, len, need)`: the
@@ -317,6 +439,9 @@ impl NativeTopic {
         let mut at = 0;
         let mut len = buf.len();
         loop {
+            if self.budget == 0 {
+                return Ok((at, len, 0));
+            }
             let Some(conn) = self.conns(side).get_mut(idx) else {
                 return Ok((at, at, 0));
             };
@@ -337,7 +462,8 @@ impl NativeTopic {
                 }
                 Unit::Command { end, body } => {
                     let body = &buf[at + body.start..at + body.end];
-                    self.on_command(side, idx, body, auth, now)?;
+                    self.budget -= 1;
+                    self.on_command(side, idx, body, limits, auth, now)?;
                     at += end;
                 }
                 Unit::CommandInMessage { frame, body } => {
@@ -345,7 +471,8 @@ impl NativeTopic {
                         return Err(Close::Handshake(HandshakeError::Unexpected));
                     }
                     let body = &buf[at + body.start..at + body.end];
-                    self.on_command(side, idx, body, auth, now)?;
+                    self.budget -= 1;
+                    self.on_command(side, idx, body, limits, auth, now)?;
                     buf.copy_within(at + frame.end..len, at + frame.start);
                     len -= frame.len();
                 }
@@ -370,10 +497,11 @@ impl NativeTopic {
                         }
                         Side::Publishers => {}
                         Side::Subscribers => {
+                            self.budget -= 1;
                             if let Some(change) =
                                 (frames == 1).then(|| Change::from_message(first)).flatten()
                             {
-                                self.on_subscription(idx, change);
+                                self.on_subscription(idx, change, limits, now)?;
                             }
                         }
                     }
@@ -389,6 +517,7 @@ impl NativeTopic {
         side: Side,
         idx: usize,
         body: &[u8],
+        limits: &super::Limits,
         auth: Option<&super::Auth>,
         now: Instant,
     ) -> Result<(), Close> {
@@ -426,13 +555,19 @@ impl NativeTopic {
         let command = Command::parse(body).map_err(|_| Close::Malformed)?;
         match command {
             Command::Ping { context, .. } => {
+                // A PONG waits in the queue like a message; a peer that lets `--hwm` of them
+                // pile up sends PINGs without reading, and is dropped.
+                if conn.outbox.replies() >= limits.hwm {
+                    return Err(Close::UnreadPongs(conn.outbox.replies()));
+                }
                 push_encoded(conn.outbox.control_buf(), |b| encode_pong(context, b));
+                conn.outbox.mark_reply();
             }
             Command::Error { .. } => return Err(Close::PeerError),
             _ => {
                 if side == Side::Subscribers {
                     if let Some(change) = Change::from_command(&command) {
-                        self.on_subscription(idx, change);
+                        self.on_subscription(idx, change, limits, now)?;
                     }
                 }
             }
@@ -442,19 +577,37 @@ impl NativeTopic {
 
     /// A subscriber's subscription change; a ready probe is answered to it alone with a message
     /// of the probe's bytes (see `zerosmq_core::message::READY_PROBE_PREFIX`).
-    fn on_subscription(&mut self, idx: usize, change: Change<'_>) {
+    /// A probe answer is a message like any other: past `--hwm` queued ones it is missed.
+    fn on_subscription(
+        &mut self,
+        idx: usize,
+        change: Change<'_>,
+        limits: &super::Limits,
+        now: Instant,
+    ) -> Result<(), Close> {
         let Some(conn) = self.subscribers.get_mut(idx) else {
-            return;
+            return Ok(());
         };
-        conn.subs.apply(change);
+        let cap = limits.max_subscriptions;
+        conn.subs
+            .apply(change, cap)
+            .map_err(|_| Close::TooManySubscriptions(cap))?;
+        if conn.subs.len() == 0 {
+            conn.unsubscribed_since = now;
+        }
         if let Change::Subscribe(prefix) = change {
             if prefix.starts_with(READY_PROBE_PREFIX) && prefix.len() <= MAX_READY_PROBE_LEN {
+                if conn.outbox.messages() >= limits.hwm {
+                    debug!(topic = %self.topic, peer = %conn.peer, "ready probe missed: subscriber at the high-water mark");
+                    return Ok(());
+                }
                 debug!(topic = %self.topic, peer = %conn.peer, "answering ready probe");
                 let header = FrameHeader::message(prefix.len(), false).to_bytes();
                 conn.outbox.push_control(&header.0[..header.1]);
                 conn.outbox.push_message(prefix);
             }
         }
+        Ok(())
     }
 
     /// Queues one message for every subscriber whose subscriptions match; one that is at the
@@ -495,7 +648,6 @@ impl NativeTopic {
 
     /// Writes a connection's outbox; watches for writability while it cannot be written out.
     fn flush(&mut self, side: Side, idx: usize, env: &mut Env<'_>) {
-        let slot = self.slot;
         let Some(conn) = self.conns(side).get_mut(idx) else {
             return;
         };
@@ -507,23 +659,42 @@ impl NativeTopic {
             Err(e) => return self.close(side, idx, &e, true),
         };
         if want_write != conn.write_wait {
-            let events = if want_write {
-                EPOLLIN | EPOLLOUT
-            } else {
-                EPOLLIN
-            };
-            let fd = conn.stream.as_raw_fd();
-            match env.poller.modify(fd, token(slot, side.kind(), idx), events) {
-                Ok(()) => conn.write_wait = want_write,
-                Err(e) => self.close(side, idx, &e, false),
-            }
+            conn.write_wait = want_write;
+            self.rewatch(side, idx, env);
+        }
+    }
+
+    /// Watches a connection for what it waits for: input unless it has some left over from its
+    /// last turn, output while its outbox could not be written out.
+    fn rewatch(&mut self, side: Side, idx: usize, env: &mut Env<'_>) {
+        let slot = self.slot;
+        let Some(conn) = self.conns(side).get_mut(idx) else {
+            return;
+        };
+        let events = if conn.backlog { 0 } else { EPOLLIN }
+            | if conn.write_wait { EPOLLOUT } else { 0 };
+        let fd = conn.stream.as_raw_fd();
+        if let Err(e) = env.poller.modify(fd, token(slot, side.kind(), idx), events) {
+            self.close(side, idx, &e, false);
         }
     }
 
     /// Handshake deadline, PINGs and silent peers; called about once a second.
     pub(super) fn sweep(&mut self, env: &mut Env<'_>) {
         let heartbeat = env.limits.heartbeat;
+        let idle = env.limits.idle;
         for side in [Side::Publishers, Side::Subscribers] {
+            if std::mem::take(&mut self.paused[side as usize]) {
+                let fd = self.listener(side).as_raw_fd();
+                let kind = match side {
+                    Side::Publishers => Kind::PublishListener,
+                    Side::Subscribers => Kind::SubscribeListener,
+                };
+                if let Err(e) = env.poller.add(fd, token(self.slot, kind, 0)) {
+                    warn!(topic = %self.topic, error = %e, "cannot watch the listener again");
+                    self.paused[side as usize] = true;
+                }
+            }
             for idx in 0..self.conns(side).bound() {
                 let Some(conn) = self.conns(side).get_mut(idx) else {
                     continue;
@@ -534,8 +705,22 @@ impl NativeTopic {
                     }
                     continue;
                 }
-                // ZMTP 3.0 has no heartbeats.
+                // A subscriber connection without a subscription receives nothing: it only holds
+                // a descriptor. One with a subscription may stay silent (that is what
+                // subscribers do); kernel keepalive and failed writes find it dead.
+                if side == Side::Subscribers
+                    && conn.subs.len() == 0
+                    && env.now.duration_since(conn.unsubscribed_since) >= idle
+                {
+                    self.close(side, idx, "no subscription for --idle-timeout", false);
+                    continue;
+                }
+                // ZMTP 3.0 has no heartbeats: a publisher that stays silent cannot be told
+                // from a dead or hostile one, so it goes (a libzmq peer reconnects by itself).
                 if conn.handshake.minor() < 1 {
+                    if side == Side::Publishers && env.now.duration_since(conn.last_recv) >= idle {
+                        self.close(side, idx, "ZMTP 3.0 peer silent for --idle-timeout", false);
+                    }
                     continue;
                 }
                 if env.now.duration_since(conn.last_recv) >= heartbeat * 3 {
@@ -557,10 +742,18 @@ impl NativeTopic {
         let Some(conn) = self.conns(side).remove(idx) else {
             return;
         };
+        self.open.set(self.open.get().saturating_sub(1));
         if quiet {
             info!(topic = %self.topic, peer = %conn.peer, ?side, reason = %why, "peer disconnected");
         } else {
             warn!(topic = %self.topic, peer = %conn.peer, ?side, reason = %why, "peer dropped");
         }
+    }
+}
+
+impl Drop for NativeTopic {
+    fn drop(&mut self) {
+        self.open
+            .set(self.open.get().saturating_sub(self.connections()));
     }
 }
