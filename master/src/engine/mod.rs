@@ -226,8 +226,7 @@ impl NativeEngine {
             open: Rc::new(Cell::new(0)),
             open_topics: 0,
             max_connections: config.max_connections,
-            fd_limit: rlimit::getrlimit(rlimit::Resource::NOFILE)
-                .map_or(1024, |(soft, _)| usize::try_from(soft).unwrap_or(usize::MAX)),
+            fd_limit: fd_limit(),
             warnings: Warnings::default(),
             backlog: Vec::new(),
         }
@@ -288,6 +287,13 @@ impl NativeEngine {
             );
         }
     }
+}
+
+/// The process's (soft) descriptor limit.
+fn fd_limit() -> usize {
+    rlimit::getrlimit(rlimit::Resource::NOFILE).map_or(1024, |(soft, _)| {
+        usize::try_from(soft).unwrap_or(usize::MAX)
+    })
 }
 
 /// Binds a listener on `preferred` when it is free (and in the range, if any), else on any free
@@ -434,6 +440,8 @@ impl Broker {
             }
             if now >= native.next_sweep {
                 native.next_sweep = now + native.sweep_every;
+                // It can change under a running master (`prlimit`).
+                native.fd_limit = fd_limit();
                 for state in self.topics.values_mut() {
                     if let DataPlane::Native(t) = &mut state.plane {
                         t.sweep(&mut env);

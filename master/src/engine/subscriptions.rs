@@ -77,7 +77,9 @@ impl Subscriptions {
                     }
                 }
                 // A storm that was cancelled should not pin its memory.
-                if self.prefixes.capacity() > 64 && self.prefixes.len() < self.prefixes.capacity() / 4 {
+                if self.prefixes.capacity() > 64
+                    && self.prefixes.len() < self.prefixes.capacity() / 4
+                {
                     self.prefixes.shrink_to(self.prefixes.len() * 2);
                     self.index.shrink_to(self.prefixes.len() * 2);
                 }
@@ -112,10 +114,12 @@ mod tests {
     fn prefixes_are_a_set() {
         let mut s = Subscriptions::default();
         assert!(!s.matches(b"clock 1"));
-        s.apply(Change::from_message(b"\x01clock").unwrap(), 8).unwrap();
+        s.apply(Change::from_message(b"\x01clock").unwrap(), 8)
+            .unwrap();
         s.apply(Change::Subscribe(b"clock"), 8).unwrap();
         assert!(s.matches(b"clock 1") && !s.matches(b"cloc"));
-        s.apply(Change::from_message(b"\x00clock").unwrap(), 8).unwrap();
+        s.apply(Change::from_message(b"\x00clock").unwrap(), 8)
+            .unwrap();
         assert!(
             !s.matches(b"clock 1"),
             "one cancel ends a duplicated subscription"
@@ -141,7 +145,11 @@ mod tests {
         assert_eq!(s.len(), 34);
         for i in 0..100u32 {
             let held = i % 3 == 0;
-            assert_eq!(s.matches(&[&i.to_be_bytes()[..], b" payload"].concat()), held, "{i}");
+            assert_eq!(
+                s.matches(&[&i.to_be_bytes()[..], b" payload"].concat()),
+                held,
+                "{i}"
+            );
         }
         for i in (0..100u32).filter(|i| i % 3 == 0) {
             s.apply(Change::Cancel(&i.to_be_bytes()), 100).unwrap();

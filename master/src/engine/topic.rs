@@ -671,8 +671,8 @@ impl NativeTopic {
         let Some(conn) = self.conns(side).get_mut(idx) else {
             return;
         };
-        let events = if conn.backlog { 0 } else { EPOLLIN }
-            | if conn.write_wait { EPOLLOUT } else { 0 };
+        let events =
+            if conn.backlog { 0 } else { EPOLLIN } | if conn.write_wait { EPOLLOUT } else { 0 };
         let fd = conn.stream.as_raw_fd();
         if let Err(e) = env.poller.modify(fd, token(slot, side.kind(), idx), events) {
             self.close(side, idx, &e, false);
