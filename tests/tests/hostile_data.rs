@@ -163,17 +163,6 @@ fn cpu_seconds(master: &MasterProcess) -> f64 {
     ticks as f64 / 100.0 // USER_HZ
 }
 
-/// The master's peak resident memory (VmHWM), in KiB.
-fn peak_rss_kib(master: &MasterProcess) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{}/status", master.child.id())).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
-
 /// Measurements around an attack.
 struct Meter {
     cpu: f64,
@@ -193,7 +182,7 @@ impl Meter {
     /// Prints the `figures:` line and checks what must hold afterwards.
     fn report(&self, name: &str, master: &mut MasterProcess, seen: Seen, extra: &str) {
         let cpu = cpu_seconds(master) - self.cpu;
-        let peak = peak_rss_kib(master);
+        let peak = master.peak_rss_kib();
         // Memory and descriptors come back once the attacker is gone.
         let settled = wait_until(WAIT, || {
             master.rss_kib() <= self.rss + 8 * 1024 && master.open_fds() <= self.fds + 4

@@ -291,22 +291,7 @@ impl NativeTopic {
             };
             if conn.backlog {
                 // Input left from an earlier turn comes before any new read.
-                let mut partial = std::mem::take(&mut conn.partial);
-                let outcome = self.consume(
-                    side,
-                    idx,
-                    partial.data_mut(),
-                    env.limits,
-                    env.auth,
-                    counters,
-                    env.now,
-                );
-                if let (Ok((at, len, need)), Some(conn)) = (&outcome, self.conns(side).get_mut(idx))
-                {
-                    partial.keep(*at, *len);
-                    conn.partial = partial;
-                    conn.need = *need;
-                }
+                let outcome = self.consume_partial(side, idx, env, counters);
                 if !self.after_consume(side, idx, outcome, env) {
                     return;
                 }
@@ -357,23 +342,7 @@ impl NativeTopic {
                 outcome
             } else {
                 conn.partial.filled(n);
-                let mut partial = std::mem::take(&mut conn.partial);
-                let outcome = self.consume(
-                    side,
-                    idx,
-                    partial.data_mut(),
-                    env.limits,
-                    env.auth,
-                    counters,
-                    env.now,
-                );
-                if let (Ok((at, len, need)), Some(conn)) = (&outcome, self.conns(side).get_mut(idx))
-                {
-                    partial.keep(*at, *len);
-                    conn.partial = partial;
-                    conn.need = *need;
-                }
-                outcome
+                self.consume_partial(side, idx, env, counters)
             };
             if !self.after_consume(side, idx, outcome, env) {
                 return;
@@ -382,6 +351,35 @@ impl NativeTopic {
                 return; // drained
             }
         }
+    }
+
+    /// Handles the units in the connection's own buffer and keeps what is left of them.
+    fn consume_partial(
+        &mut self,
+        side: Side,
+        idx: usize,
+        env: &mut Env<'_>,
+        counters: &mut TopicCounters,
+    ) -> Result<(usize, usize, usize), Close> {
+        let Some(conn) = self.conns(side).get_mut(idx) else {
+            return Ok((0, 0, 0));
+        };
+        let mut partial = std::mem::take(&mut conn.partial);
+        let outcome = self.consume(
+            side,
+            idx,
+            partial.data_mut(),
+            env.limits,
+            env.auth,
+            counters,
+            env.now,
+        );
+        if let (Ok((at, len, need)), Some(conn)) = (&outcome, self.conns(side).get_mut(idx)) {
+            partial.keep(*at, *len);
+            conn.partial = partial;
+            conn.need = *need;
+        }
+        outcome
     }
 
     /// Closes the connection on an error, answers on it, and parks it when it used up its turn
