@@ -596,6 +596,8 @@ pub struct TopicInfo {
     pub bytes: u64,
     /// Times a subscriber fell a high-water mark behind and started missing messages.
     pub overflows: u64,
+    /// Connections the master refused on the topic's ports: a connection limit was reached.
+    pub refused: u64,
     pub idle: Option<Duration>,
 }
 
@@ -721,6 +723,7 @@ impl Node {
                 messages: t.messages,
                 bytes: t.bytes,
                 overflows: t.overflows,
+                refused: t.refused,
                 idle: t.idle_ms.map(Duration::from_millis),
             }),
             _ => Err(Error::Protocol(zerosmq_core::DecodeError::UnexpectedReply)),

@@ -69,6 +69,14 @@ impl TopicState {
             DataPlane::Native(n) => (n.publish_port, n.subscribe_port),
         }
     }
+
+    /// Connections refused because a limit was reached (the native engine's caps).
+    pub(crate) fn refused(&self) -> u64 {
+        match &self.plane {
+            DataPlane::Libzmq(_) => 0,
+            DataPlane::Native(n) => n.refused,
+        }
+    }
 }
 
 /// Why a topic's ports could not be opened.

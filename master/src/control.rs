@@ -302,6 +302,7 @@ impl Broker {
                 messages: c.messages,
                 bytes: c.bytes,
                 overflows: c.overflows,
+                refused: state.refused(),
                 idle_ms: c.last_activity.map(|t| t.elapsed().as_millis() as u64),
             }),
             enc,

@@ -505,6 +505,17 @@ fn descriptor_exhaustion() {
         (1..=hold.as_secs() as usize + 3).contains(&refusals),
         "{refusals} refusal lines"
     );
+    let inspector = zerosmq::Node::builder("inspector")
+        .master(master.endpoint())
+        .timeout(WAIT)
+        .connect()
+        .expect("inspector node");
+    let info = inspector.topic_info(TOPIC).expect("topic info");
+    assert_eq!(
+        info.refused, refused,
+        "topic info counts the refused connections"
+    );
+    drop(inspector);
     let held_count = held.len();
     drop(held);
     let seen = witness.finish();
@@ -513,7 +524,8 @@ fn descriptor_exhaustion() {
         &mut master,
         seen,
         &format!(
-            ", RLIMIT_NOFILE 128: {held_count} of 200 peers served, {refused} refused, CPU {cpu_held:.2} s while held {} s, {refusals} log lines",
+            ", RLIMIT_NOFILE 128: {held_count} of 200 peers served, {refused} refused (topic info refused={}), CPU {cpu_held:.2} s while held {} s, {refusals} log lines",
+            info.refused,
             hold.as_secs()
         ),
     );

@@ -213,6 +213,9 @@ pub struct TopicInfo<'a> {
     /// messages that subscriber misses until it catches up. libzmq's XPUB does not say how many
     /// messages each run is, so runs are what is counted.
     pub overflows: u64,
+    /// Connections the master turned away on this topic's ports because a connection or
+    /// descriptor limit was reached (native engine; 0 otherwise).
+    pub refused: u64,
     /// Milliseconds since the last forwarded message; `None` when nothing was forwarded yet.
     pub idle_ms: Option<u64>,
 }

@@ -150,9 +150,10 @@ fn replies_round_trip_in_both_encodings() {
                 messages: 3,
                 bytes: 4,
                 overflows: 5,
+                refused: 6,
                 idle_ms: None,
             }),
-            b"TOPIC_INFO topic=t publish_port=1 subscribe_port=2 messages=3 bytes=4 overflows=5 idle_ms= publishers=a,b subscribers=",
+            b"TOPIC_INFO topic=t publish_port=1 subscribe_port=2 messages=3 bytes=4 overflows=5 refused=6 idle_ms= publishers=a,b subscribers=",
         ),
         (
             ReplyKind::NodeInfo,

@@ -128,8 +128,8 @@ pub fn encode_reply(reply: &ControlReply<'_>, buf: &mut [u8]) -> Result<usize, E
         ControlReply::TopicInfo(t) => {
             let r = write!(
                 w,
-                "TOPIC_INFO topic={} publish_port={} subscribe_port={} messages={} bytes={} overflows={} idle_ms=",
-                t.topic, t.publish_port, t.subscribe_port, t.messages, t.bytes, t.overflows
+                "TOPIC_INFO topic={} publish_port={} subscribe_port={} messages={} bytes={} overflows={} refused={} idle_ms=",
+                t.topic, t.publish_port, t.subscribe_port, t.messages, t.bytes, t.overflows, t.refused
             );
             r.and_then(|()| match t.idle_ms {
                 Some(ms) => write!(w, "{ms}"),
@@ -203,6 +203,7 @@ pub fn decode_reply(kind: ReplyKind, bytes: &[u8]) -> Result<ControlReply<'_>, D
             let messages = f.number("messages")?;
             let bytes = f.number("bytes")?;
             let overflows = f.number("overflows")?;
+            let refused = f.number("refused")?;
             let idle = f.next("idle_ms")?;
             let idle_ms = if idle.is_empty() {
                 None
@@ -221,6 +222,7 @@ pub fn decode_reply(kind: ReplyKind, bytes: &[u8]) -> Result<ControlReply<'_>, D
                 messages,
                 bytes,
                 overflows,
+                refused,
                 idle_ms,
             })
         }

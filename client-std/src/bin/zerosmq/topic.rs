@@ -161,6 +161,12 @@ fn info(cli: &Cli, topic: &str) -> CliResult {
     }
     println!("Messages forwarded: {}", info.messages);
     println!("Bytes forwarded: {}", info.bytes);
+    if info.refused > 0 {
+        println!(
+            "Connections refused: {} (the master's connection limit was reached)",
+            info.refused
+        );
+    }
     match info.idle {
         Some(idle) => println!("Last message: {:.3} s ago", idle.as_secs_f64()),
         None => println!("Last message: never"),
