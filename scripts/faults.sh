@@ -10,17 +10,23 @@ cargo build -q -p zerosmq-tests --tests --bins -p zerosmq-master -p zerosmq-exam
 
 rows=()
 failed=0
-run() { # name, test file, test filter
-  local name="$1" file="$2" filter="$3" out status figures
-  out=$(cargo test -q -p zerosmq-tests --test "$file" "$filter" -- --nocapture --test-threads 1 2>&1)
-  status=$?
-  figures=$(printf '%s\n' "$out" | grep -vE '^(running|test |$|\.+$|test result|warning|   )' | grep -vE 'panicked|stack backtrace|note:' | paste -sd ';' - | sed 's/;/; /g')
-  if [ $status -eq 0 ]; then
+# One table row from a test run: name, exit status, output, figures.
+row() {
+  local name="$1" status="$2" out="$3" figures="$4"
+  if [ "$status" -eq 0 ]; then
     rows+=("| $name | survived | ${figures:-passed} |")
   else
     failed=1
     rows+=("| $name | FAILED | $(printf '%s\n' "$out" | grep -m1 -A1 panicked | paste -sd ' ' -) |")
   fi
+}
+
+run() { # name, test file, test filter
+  local name="$1" file="$2" filter="$3" out status figures
+  out=$(cargo test -q -p zerosmq-tests --test "$file" "$filter" -- --nocapture --test-threads 1 2>&1)
+  status=$?
+  figures=$(printf '%s\n' "$out" | grep -vE '^(running|test |$|\.+$|test result|warning|   )' | grep -vE 'panicked|stack backtrace|note:' | paste -sd ';' - | sed 's/;/; /g')
+  row "$name" "$status" "$out" "$figures"
 }
 
 run "master SIGKILL + restart, --state" master_restart with_state_file
@@ -46,14 +52,7 @@ attack() { # name, test file, test function
   fi
   out=$(cargo test -q -p zerosmq-tests --test "$file" -- --exact "$test" --nocapture --test-threads 1 2>&1)
   status=$?
-  local figures
-  figures=$(printf '%s\n' "$out" | grep -o 'figures: .*' | sed 's/^figures: //' | paste -sd ';' -)
-  if [ $status -eq 0 ]; then
-    rows+=("| $name | survived | ${figures:-passed} |")
-  else
-    failed=1
-    rows+=("| $name | FAILED | $(printf '%s\n' "$out" | grep -m1 -A1 panicked | paste -sd ' ' -) |")
-  fi
+  row "$name" "$status" "$out" "$(printf '%s\n' "$out" | grep -o 'figures: .*' | sed 's/^figures: //' | paste -sd ';' -)"
 }
 
 attack "ACL: stop requests for another user's nodes" hostile_control acl_stop_for_another_users_node
