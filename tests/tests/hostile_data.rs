@@ -461,9 +461,18 @@ fn descriptor_exhaustion() {
     let port = topic_port(&master, false);
     let pid = master.child.id() as i32;
     rlimit::prlimit(pid, rlimit::Resource::NOFILE, Some((128, 128)), None).expect("prlimit");
-    // The master reads its limit at its next sweep (at most a second).
-    std::thread::sleep(Duration::from_millis(1100));
-    let _ = master.log.try_iter().count();
+    // The master rereads its limit at its next sweep (at most a second later) and says so.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = master
+            .log
+            .recv_timeout(left)
+            .expect("the master logs the new limit");
+        if line.contains("descriptor limit changed") && line.contains("limit=128") {
+            break;
+        }
+    }
     let meter = Meter::start(&master);
     // 200 ZMTP 3.0 publishers held on the publish port (a handshake each, then silence).
     let mut held = Vec::new();

@@ -441,7 +441,11 @@ impl Broker {
             if now >= native.next_sweep {
                 native.next_sweep = now + native.sweep_every;
                 // It can change under a running master (`prlimit`).
-                native.fd_limit = fd_limit();
+                let limit = fd_limit();
+                if limit != native.fd_limit {
+                    native.fd_limit = limit;
+                    info!(limit, "descriptor limit changed");
+                }
                 for state in self.topics.values_mut() {
                     if let DataPlane::Native(t) = &mut state.plane {
                         t.sweep(&mut env);
