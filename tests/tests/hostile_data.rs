@@ -527,14 +527,52 @@ fn descriptor_exhaustion() {
     drop(inspector);
     let held_count = held.len();
     drop(held);
+    assert!(
+        wait_until(WAIT, || master.open_fds() <= meter.fds + 4).is_some(),
+        "the held peers' descriptors are closed"
+    );
+    // Now the descriptors run out before the cap does: 80 control clients take most of what
+    // is left, so `accept` on the data port fails (EMFILE) and the listener must back off.
+    let ctx = zmq::Context::new();
+    let controls: Vec<zmq::Socket> = (0..80)
+        .map(|_| {
+            let req = ctx.socket(zmq::REQ).unwrap();
+            req.set_linger(0).unwrap();
+            req.set_rcvtimeo(WAIT.as_millis() as i32).unwrap();
+            req.connect(&master.endpoint()).unwrap();
+            req.send("LIST_ALL_TOPICS null null", 0).unwrap();
+            req.recv_bytes(0).expect("control answers");
+            req
+        })
+        .collect();
+    // 100 (not 200): those the master does not accept wait in the listen backlog, and connects
+    // beyond it would block in SYN retries.
+    let peers: Vec<TcpStream> = (0..100)
+        .map(|_| TcpStream::connect(("127.0.0.1", port)).unwrap())
+        .collect();
+    let _ = master.log.try_iter().count();
+    let cpu_before = cpu_seconds(&master);
+    std::thread::sleep(hold);
+    let cpu_exhausted = cpu_seconds(&master) - cpu_before;
+    let lines: Vec<String> = master.log.try_iter().collect();
+    let paused = lines
+        .iter()
+        .filter(|l| l.contains("accepting connections paused"))
+        .count();
+    assert!(
+        (1..=hold.as_secs() as usize + 3).contains(&paused),
+        "{paused} lines about accepting paused"
+    );
+    drop((peers, controls, ctx));
     let seen = witness.finish();
     meter.report(
         "descriptor exhaustion",
         &mut master,
         seen,
         &format!(
-            ", RLIMIT_NOFILE 128: {held_count} of 200 peers served, {refused} refused (topic info refused={}), CPU {cpu_held:.2} s while held {} s, {refusals} log lines",
+            ", RLIMIT_NOFILE 128: {held_count} of 200 peers served, {refused} refused (topic info refused={}), CPU {cpu_held:.2} s while held {} s, {refusals} log lines; with 80 control clients holding descriptors and 100 peers, accept failing: CPU {cpu_exhausted:.2} s in {} s, {paused} log lines",
             info.refused,
+            hold.as_secs(),
             hold.as_secs()
         ),
     );
