@@ -7,18 +7,16 @@
 //! (for example on `embassy_time::with_timeout`) while it waits for bytes loses nothing, because
 //! bytes are committed to the decoder as soon as a read returns.
 
-use core::cell::Cell;
 use core::net::SocketAddr;
 
-use embedded_io_async::{Error as _, ErrorKind, Read, Write};
+use embedded_io_async::{Read, Write};
 use embedded_nal_async::TcpConnect as Connect;
 use zerosmq_core::control::{ControlReply, ControlRequest, Encoding};
-use zerosmq_core::zmtp::{
-    Connection, CredentialsTooLong, Event, PlainCredentials, SocketType, ZmtpError,
-};
-use zerosmq_core::{NodeName, Topic};
+use zerosmq_core::zmtp::{Connection, CredentialsTooLong, Event, PlainCredentials, SocketType};
+use zerosmq_core::Topic;
 
-use crate::node::{self, ReplyReader, SubAction, SubscriptionCount, PROBE_LEN};
+use crate::link;
+use crate::node::{self, NodeConfig, ReplyReader, SubState, SubStep, SubscriptionCount, PROBE_LEN};
 use crate::Error;
 
 type Result<T, C> = core::result::Result<T, Error<<C as Connect>::Error>>;
@@ -29,7 +27,7 @@ async fn flush<T: Write>(
     conn: &mut Connection<'_>,
     buf: &mut [u8],
 ) -> core::result::Result<(), Error<T::Error>> {
-    while let Some(n) = conn.poll_transmit(buf).map_err(|_| Error::BufferTooSmall)? {
+    while let Some(n) = link::transmit(conn, buf)? {
         io.write_all(&buf[..n]).await.map_err(Error::Transport)?;
     }
     io.flush().await.map_err(Error::Transport)
@@ -47,31 +45,9 @@ async fn next_event<T: Read + Write>(
         if conn.wants_transmit() {
             flush(io, conn, buf).await?;
         }
-        let dst = conn.read_buffer(buf);
-        if dst.is_empty() {
-            return Err(if conn.is_closed() {
-                Error::Protocol(ZmtpError::Closed)
-            } else {
-                Error::BufferTooSmall
-            });
-        }
-        let n = match io.read(dst).await {
-            Ok(0) => return Err(Error::Disconnected),
-            Ok(n) => n,
-            Err(e) if e.kind() == ErrorKind::TimedOut => return Err(Error::TimedOut),
-            Err(e) => return Err(Error::Transport(e)),
-        };
-        match conn.commit(n, buf) {
-            Ok(Some(ev)) => return Ok(ev),
-            Ok(None) => {}
-            Err(ZmtpError::FrameTooLarge { header, capacity }) if !conn.is_closed() => {
-                return Err(Error::FrameTooLarge {
-                    len: header.len,
-                    capacity,
-                })
-            }
-            Err(ZmtpError::AuthFailed { status }) => return Err(Error::AuthFailed { status }),
-            Err(e) => return Err(Error::Protocol(e)),
+        let read = io.read(link::read_buffer(conn, buf)?).await;
+        if let Some(ev) = link::on_read(conn, read, buf)? {
+            return Ok(ev);
         }
     }
 }
@@ -101,12 +77,7 @@ async fn open<'n, C: Connect>(
 #[derive(Debug)]
 pub struct Node<C: Connect> {
     connector: C,
-    master: SocketAddr,
-    name: NodeName,
-    encoding: Encoding,
-    plain: Option<PlainCredentials<'static>>,
-    seed: u64,
-    probes: Cell<u32>,
+    cfg: NodeConfig,
 }
 
 impl<C: Connect> Node<C> {
@@ -116,23 +87,14 @@ impl<C: Connect> Node<C> {
         master: SocketAddr,
         name: &str,
     ) -> core::result::Result<Self, zerosmq_core::NameError> {
-        let name = NodeName::new(name)?;
-        let seed = node::fnv1a(&[name.as_bytes()]);
-        Ok(Node {
-            connector,
-            master,
-            name,
-            encoding: node::DEFAULT_ENCODING,
-            plain: None,
-            seed,
-            probes: Cell::new(0),
-        })
+        let cfg = NodeConfig::new(master, name)?;
+        Ok(Node { connector, cfg })
     }
 
     /// Sends control requests in the binary encoding instead of the original's text (the
     /// default with feature `text`; without it, binary is the default and text is refused).
     pub fn with_encoding(mut self, encoding: Encoding) -> Self {
-        self.encoding = encoding;
+        self.cfg.encoding = encoding;
         self
     }
 
@@ -145,20 +107,20 @@ impl<C: Connect> Node<C> {
         user: &'static str,
         password: &'static str,
     ) -> core::result::Result<Self, CredentialsTooLong> {
-        self.plain = Some(PlainCredentials::new(user, password)?);
+        self.cfg.plain = Some(PlainCredentials::new(user, password)?);
         Ok(self)
     }
 
     /// Mixes a random value (from the board's RNG) into ready-probe nonces, so two boards with
     /// the same name never share a probe.
     pub fn with_probe_seed(mut self, seed: u64) -> Self {
-        self.seed ^= seed;
+        self.cfg.seed ^= seed;
         self
     }
 
     /// The node's name.
     pub fn name(&self) -> &str {
-        self.name.as_str()
+        self.cfg.name.as_str()
     }
 
     /// Sends one control request over a fresh REQ connection; the reply borrows `buf` (at least
@@ -170,14 +132,14 @@ impl<C: Connect> Node<C> {
     ) -> Result<ControlReply<'b>, C> {
         let (mut io, mut conn) = open(
             &self.connector,
-            self.master,
+            self.cfg.master,
             SocketType::Req,
-            self.plain,
+            self.cfg.plain,
             buf,
         )
         .await?;
         let (start, end) =
-            node::encode_request(req, self.encoding, buf).map_err(|_| Error::BufferTooSmall)?;
+            node::encode_request(req, self.cfg.encoding, buf).map_err(|_| Error::BufferTooSmall)?;
         io.write_all(&buf[start..end])
             .await
             .map_err(Error::Transport)?;
@@ -197,27 +159,16 @@ impl<C: Connect> Node<C> {
     /// that did must repeat it well within the master's node timeout (5 s by default). Returns the
     /// master's epoch, which changes when the master restarts.
     pub async fn heartbeat(&self, buf: &mut [u8]) -> Result<u64, C> {
-        let req = ControlRequest::Heartbeat {
-            node: self.name.clone(),
-            session: self.seed,
-        };
-        match self.request(&req, buf).await? {
-            ControlReply::Alive { epoch } => Ok(epoch),
-            _ => Err(Error::BadReply),
-        }
+        node::alive(self.request(&self.cfg.heartbeat_request(), buf).await?)
     }
 
     /// The topic graph as Graphviz DOT, borrowed from `buf`.
     pub async fn graph<'b>(&self, buf: &'b mut [u8]) -> Result<&'b str, C> {
-        match self.request(&ControlRequest::Graph, buf).await? {
-            ControlReply::Graph(dot) => Ok(dot),
-            _ => Err(Error::BadReply),
-        }
+        node::graph(self.request(&ControlRequest::Graph, buf).await?)
     }
 
     async fn grant(&self, req: &ControlRequest, buf: &mut [u8]) -> Result<SocketAddr, C> {
-        let port = node::granted(self.request(req, buf).await?)?;
-        Ok(SocketAddr::new(self.master.ip(), port))
+        self.cfg.granted_addr(self.request(req, buf).await?)
     }
 
     /// Asks the master for `topic`'s publisher port and connects. Call
@@ -256,12 +207,6 @@ impl<C: Connect> Node<C> {
         subscriber.connect().await?;
         Ok(subscriber)
     }
-
-    fn next_probe(&self, topic: &Topic) -> [u8; PROBE_LEN] {
-        let n = self.probes.get().wrapping_add(1);
-        self.probes.set(n);
-        node::make_probe(self.seed ^ node::fnv1a(&[topic.as_bytes()]), n)
-    }
 }
 
 struct PubLink<T> {
@@ -299,16 +244,13 @@ impl<'n, C: Connect> Publisher<'n, '_, C> {
     }
 
     async fn connect(&mut self) -> Result<(), C> {
-        let req = ControlRequest::Publish {
-            node: self.node.name.clone(),
-            topic: self.topic.clone(),
-        };
+        let req = self.node.cfg.grant_request(true, &self.topic);
         let addr = self.node.grant(&req, self.buf).await?;
         let (io, conn) = open(
             &self.node.connector,
             addr,
             SocketType::Pub,
-            self.node.plain,
+            self.node.cfg.plain,
             self.buf,
         )
         .await?;
@@ -410,8 +352,7 @@ impl<'n, C: Connect> Publisher<'n, '_, C> {
 struct SubLink<T> {
     io: T,
     conn: Connection<'static>,
-    ready: bool,
-    in_multipart: bool,
+    state: SubState,
 }
 
 /// Receives the messages of one topic through the master.
@@ -445,24 +386,21 @@ impl<'n, C: Connect> Subscriber<'n, '_, C> {
 
     /// Whether the ready probe came back on the current connection.
     pub fn is_ready(&self) -> bool {
-        self.link.as_ref().is_some_and(|l| l.ready)
+        self.link.as_ref().is_some_and(|l| l.state.ready)
     }
 
     async fn connect(&mut self) -> Result<(), C> {
-        let req = ControlRequest::Subscribe {
-            node: self.node.name.clone(),
-            topic: self.topic.clone(),
-        };
+        let req = self.node.cfg.grant_request(false, &self.topic);
         let addr = self.node.grant(&req, self.buf).await?;
         let (mut io, conn) = open(
             &self.node.connector,
             addr,
             SocketType::Sub,
-            self.node.plain,
+            self.node.cfg.plain,
             self.buf,
         )
         .await?;
-        self.probe = self.node.next_probe(&self.topic);
+        self.probe = self.node.cfg.next_probe(&self.topic);
         let n = node::encode_subscriptions(&conn, self.topic.as_bytes(), &self.probe, self.buf)
             .map_err(|_| Error::BufferTooSmall)?;
         io.write_all(&self.buf[..n])
@@ -473,8 +411,7 @@ impl<'n, C: Connect> Subscriber<'n, '_, C> {
         self.link = Some(SubLink {
             io,
             conn,
-            ready: false,
-            in_multipart: false,
+            state: SubState::default(),
         });
         Ok(())
     }
@@ -520,14 +457,12 @@ impl<'n, C: Connect> Subscriber<'n, '_, C> {
                 return Ok(None);
             }
         };
-        let topic = self.topic.as_bytes();
-        match node::classify(&mut link.in_multipart, ev, self.buf, topic, &self.probe) {
-            SubAction::ProbeEcho => {
-                link.ready = true;
-                let n = link
-                    .conn
-                    .encode_cancel(&self.probe, self.buf)
-                    .map_err(|_| Error::BufferTooSmall)?;
+        match link
+            .state
+            .on_event(&link.conn, ev, self.buf, self.topic.as_bytes(), &self.probe)?
+        {
+            SubStep::Deliver(at, end) => Ok(Some((at, end))),
+            SubStep::Write(n) => {
                 let sent = link.io.write_all(&self.buf[..n]).await;
                 let sent = match sent {
                     Ok(()) => link.io.flush().await,
@@ -539,11 +474,7 @@ impl<'n, C: Connect> Subscriber<'n, '_, C> {
                 }
                 Ok(None)
             }
-            SubAction::Deliver { payload_at } => match ev {
-                Event::Message { len, .. } => Ok(Some((payload_at, len))),
-                _ => Ok(None),
-            },
-            SubAction::Ignore => Ok(None),
+            SubStep::Nothing => Ok(None),
         }
     }
 }

@@ -31,6 +31,7 @@ pub mod asynch;
 pub mod blocking;
 pub mod connect;
 mod error;
+mod link;
 mod node;
 
 pub use blocking::{Node, Publisher, Subscriber};

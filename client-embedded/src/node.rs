@@ -1,8 +1,12 @@
 //! The roles' protocol logic, shared by the blocking and async drivers: no I/O here.
 
+use core::cell::Cell;
+use core::net::SocketAddr;
+
 use zerosmq_core::control::{decode_reply, ControlReply, ControlRequest, Encoding};
 use zerosmq_core::message::READY_PROBE_PREFIX;
-use zerosmq_core::zmtp::{Connection, EncodeError, Event, FrameHeader};
+use zerosmq_core::zmtp::{Connection, EncodeError, Event, FrameHeader, PlainCredentials};
+use zerosmq_core::{NameError, NodeName, Topic};
 
 use crate::Error;
 
@@ -74,7 +78,7 @@ pub(crate) fn decode<'b, E>(
 }
 
 /// The port of a `Granted` reply.
-pub(crate) fn granted<E>(reply: ControlReply<'_>) -> Result<u16, Error<E>> {
+fn granted<E>(reply: ControlReply<'_>) -> Result<u16, Error<E>> {
     match reply {
         ControlReply::Granted { port } => Ok(port),
         _ => Err(Error::BadReply),
@@ -200,6 +204,124 @@ pub(crate) fn classify(
 /// Header of a data frame `TOPIC SP PAYLOAD`, for writing topic and payload without a copy.
 pub(crate) fn data_header(topic: &[u8], payload: &[u8]) -> ([u8; 9], usize) {
     FrameHeader::message(topic.len() + 1 + payload.len(), false).to_bytes()
+}
+
+/// What both drivers' `Node` hold besides the stack: who the node is and how it talks.
+#[derive(Debug)]
+pub(crate) struct NodeConfig {
+    pub(crate) master: SocketAddr,
+    pub(crate) name: NodeName,
+    pub(crate) encoding: Encoding,
+    pub(crate) plain: Option<PlainCredentials<'static>>,
+    /// The heartbeat session and the base of probe nonces.
+    pub(crate) seed: u64,
+    probes: Cell<u32>,
+}
+
+impl NodeConfig {
+    pub(crate) fn new(master: SocketAddr, name: &str) -> Result<Self, NameError> {
+        let name = NodeName::new(name)?;
+        let seed = fnv1a(&[name.as_bytes()]);
+        Ok(NodeConfig {
+            master,
+            name,
+            encoding: DEFAULT_ENCODING,
+            plain: None,
+            seed,
+            probes: Cell::new(0),
+        })
+    }
+
+    pub(crate) fn heartbeat_request(&self) -> ControlRequest {
+        ControlRequest::Heartbeat {
+            node: self.name.clone(),
+            session: self.seed,
+        }
+    }
+
+    /// The grant request of a publisher (`publish`) or a subscriber of `topic`.
+    pub(crate) fn grant_request(&self, publish: bool, topic: &Topic) -> ControlRequest {
+        let (node, topic) = (self.name.clone(), topic.clone());
+        if publish {
+            ControlRequest::Publish { node, topic }
+        } else {
+            ControlRequest::Subscribe { node, topic }
+        }
+    }
+
+    /// The address a grant reply points to.
+    pub(crate) fn granted_addr<E>(&self, reply: ControlReply<'_>) -> Result<SocketAddr, Error<E>> {
+        Ok(SocketAddr::new(self.master.ip(), granted(reply)?))
+    }
+
+    /// A fresh ready probe for a subscriber of `topic`.
+    pub(crate) fn next_probe(&self, topic: &Topic) -> [u8; PROBE_LEN] {
+        let n = self.probes.get().wrapping_add(1);
+        self.probes.set(n);
+        make_probe(self.seed ^ fnv1a(&[topic.as_bytes()]), n)
+    }
+}
+
+/// The epoch of an `Alive` reply.
+pub(crate) fn alive<E>(reply: ControlReply<'_>) -> Result<u64, Error<E>> {
+    match reply {
+        ControlReply::Alive { epoch } => Ok(epoch),
+        _ => Err(Error::BadReply),
+    }
+}
+
+/// The DOT text of a `Graph` reply.
+pub(crate) fn graph<E>(reply: ControlReply<'_>) -> Result<&str, Error<E>> {
+    match reply {
+        ControlReply::Graph(dot) => Ok(dot),
+        _ => Err(Error::BadReply),
+    }
+}
+
+/// A subscriber connection's state above ZMTP: probe echoed, inside a multipart message.
+#[derive(Debug, Default)]
+pub(crate) struct SubState {
+    pub(crate) ready: bool,
+    in_multipart: bool,
+}
+
+/// What a subscriber's driver does after an event.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum SubStep {
+    /// Hand `buf[start..end]` to the caller.
+    Deliver(usize, usize),
+    /// Write `buf[..n]` (the probe's cancellation), then read on.
+    Write(usize),
+    /// Read on.
+    Nothing,
+}
+
+impl SubState {
+    pub(crate) fn on_event<E>(
+        &mut self,
+        conn: &Connection<'_>,
+        ev: Event,
+        buf: &mut [u8],
+        topic: &[u8],
+        probe: &[u8],
+    ) -> Result<SubStep, Error<E>> {
+        Ok(
+            match classify(&mut self.in_multipart, ev, buf, topic, probe) {
+                SubAction::ProbeEcho => {
+                    self.ready = true;
+                    let n = conn
+                        .encode_cancel(probe, buf)
+                        .map_err(|_| Error::BufferTooSmall)?;
+                    SubStep::Write(n)
+                }
+                SubAction::Deliver { payload_at } => match ev {
+                    Event::Message { len, .. } => SubStep::Deliver(payload_at, len),
+                    _ => SubStep::Nothing,
+                },
+                SubAction::Ignore => SubStep::Nothing,
+            },
+        )
+    }
 }
 
 #[cfg(test)]
