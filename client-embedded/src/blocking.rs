@@ -81,8 +81,7 @@ fn open<'n, C: Connect>(
 /// caller gives it, so nothing is allocated.
 #[derive(Debug)]
 pub struct Node<C: Connect> {
-    connector: C,
-    cfg: NodeConfig,
+    cfg: NodeConfig<C>,
 }
 
 impl<C: Connect> Node<C> {
@@ -92,8 +91,8 @@ impl<C: Connect> Node<C> {
         master: SocketAddr,
         name: &str,
     ) -> core::result::Result<Self, zerosmq_core::NameError> {
-        let cfg = NodeConfig::new(master, name)?;
-        Ok(Node { connector, cfg })
+        let cfg = NodeConfig::new(connector, master, name)?;
+        Ok(Node { cfg })
     }
 
     /// Sends control requests in the binary encoding instead of the original's text (the
@@ -136,7 +135,7 @@ impl<C: Connect> Node<C> {
         buf: &'b mut [u8],
     ) -> Result<ControlReply<'b>, C> {
         let (mut io, mut conn) = open(
-            &self.connector,
+            &self.cfg.connector,
             self.cfg.master,
             SocketType::Req,
             self.cfg.plain,
@@ -249,7 +248,7 @@ impl<'n, C: Connect> Publisher<'n, '_, C> {
         let req = self.node.cfg.grant_request(true, &self.topic);
         let addr = self.node.grant(&req, self.buf)?;
         let (io, conn) = open(
-            &self.node.connector,
+            &self.node.cfg.connector,
             addr,
             SocketType::Pub,
             self.node.cfg.plain,
@@ -398,7 +397,7 @@ impl<'n, C: Connect> Subscriber<'n, '_, C> {
         let req = self.node.cfg.grant_request(false, &self.topic);
         let addr = self.node.grant(&req, self.buf)?;
         let (mut io, conn) = open(
-            &self.node.connector,
+            &self.node.cfg.connector,
             addr,
             SocketType::Sub,
             self.node.cfg.plain,

@@ -1,5 +1,8 @@
 //! One connection's I/O steps, shared by both drivers: what to write next, where to read, and
 //! what a read produced, as the node's error values. The drivers only move the bytes.
+//!
+//! `#[inline]`: each is called from one place per driver loop, and `opt-level = "z"` would
+//! otherwise keep the calls (the firmware's flash grew by them).
 
 use embedded_io::ErrorKind;
 use zerosmq_core::zmtp::{Connection, Event, ZmtpError};
@@ -7,6 +10,7 @@ use zerosmq_core::zmtp::{Connection, Event, ZmtpError};
 use crate::Error;
 
 /// The next bytes to write (greeting, handshake command, PONG): `buf[..n]`, or `None`.
+#[inline]
 pub(crate) fn transmit<E>(
     conn: &mut Connection<'_>,
     buf: &mut [u8],
@@ -15,6 +19,7 @@ pub(crate) fn transmit<E>(
 }
 
 /// The part of `buf` to read into; empty would mean a read that can never make progress.
+#[inline]
 pub(crate) fn read_buffer<'b, E>(
     conn: &Connection<'_>,
     buf: &'b mut [u8],
@@ -32,6 +37,7 @@ pub(crate) fn read_buffer<'b, E>(
 
 /// Commits what a read into [`read_buffer`] returned: an event, `None` for more, or the error
 /// (EOF is [`Error::Disconnected`], a transport timeout [`Error::TimedOut`]).
+#[inline]
 pub(crate) fn on_read<E: embedded_io::Error>(
     conn: &mut Connection<'_>,
     read: Result<usize, E>,

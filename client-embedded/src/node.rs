@@ -206,9 +206,11 @@ pub(crate) fn data_header(topic: &[u8], payload: &[u8]) -> ([u8; 9], usize) {
     FrameHeader::message(topic.len() + 1 + payload.len(), false).to_bytes()
 }
 
-/// What both drivers' `Node` hold besides the stack: who the node is and how it talks.
+/// What both drivers' `Node` hold: the stack's connector, who the node is and how it talks.
 #[derive(Debug)]
-pub(crate) struct NodeConfig {
+pub(crate) struct NodeConfig<C> {
+    /// The stack's way of opening connections.
+    pub(crate) connector: C,
     pub(crate) master: SocketAddr,
     pub(crate) name: NodeName,
     pub(crate) encoding: Encoding,
@@ -218,11 +220,12 @@ pub(crate) struct NodeConfig {
     probes: Cell<u32>,
 }
 
-impl NodeConfig {
-    pub(crate) fn new(master: SocketAddr, name: &str) -> Result<Self, NameError> {
+impl<C> NodeConfig<C> {
+    pub(crate) fn new(connector: C, master: SocketAddr, name: &str) -> Result<Self, NameError> {
         let name = NodeName::new(name)?;
         let seed = fnv1a(&[name.as_bytes()]);
         Ok(NodeConfig {
+            connector,
             master,
             name,
             encoding: DEFAULT_ENCODING,
@@ -250,6 +253,7 @@ impl NodeConfig {
     }
 
     /// The address a grant reply points to.
+    #[inline]
     pub(crate) fn granted_addr<E>(&self, reply: ControlReply<'_>) -> Result<SocketAddr, Error<E>> {
         Ok(SocketAddr::new(self.master.ip(), granted(reply)?))
     }
@@ -297,6 +301,7 @@ pub(crate) enum SubStep {
 }
 
 impl SubState {
+    #[inline]
     pub(crate) fn on_event<E>(
         &mut self,
         conn: &Connection<'_>,
