@@ -100,11 +100,23 @@ pub fn save<'a>(
     for node in registry.live_nodes() {
         out.push_str(&format!("live {node}\n"));
     }
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(out.as_bytes())?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)
+    // A fresh name opened with O_CREAT|O_EXCL: a planted file or symlink is never written through.
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let tmp = path.with_extension(format!("tmp.{}.{nanos:08x}", std::process::id()));
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&tmp)?;
+    let written = f
+        .write_all(out.as_bytes())
+        .and_then(|()| f.sync_all())
+        .and_then(|()| std::fs::rename(&tmp, path));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
 }
 
 #[cfg(test)]
@@ -133,6 +145,20 @@ mod tests {
         std::fs::write(&path, "something else\n").unwrap();
         assert_eq!(load(&path).unwrap(), SavedState::default());
         assert_eq!(load(&dir.join("missing")).unwrap(), SavedState::default());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_planted_symlink_is_not_written_through() {
+        let dir = std::env::temp_dir().join(format!("zerosmq-state-link-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let target = dir.join("victim");
+        std::fs::write(&target, "keep").unwrap();
+        std::os::unix::fs::symlink(&target, dir.join("m.tmp")).unwrap();
+        let path = dir.join("m.state");
+        save(&path, &Registry::default(), std::iter::empty()).unwrap();
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep");
+        assert!(std::fs::read_to_string(&path).unwrap().starts_with(HEADER));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
