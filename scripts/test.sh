@@ -48,4 +48,7 @@ for extra in .ci/embedded.sh .ci/bench-smoke.sh; do
   fi
 done
 
+step "board projects (examples/boards): build each for its chip"
+bash scripts/boards.sh
+
 step "all tests passed"
