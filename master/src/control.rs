@@ -68,20 +68,26 @@ impl Broker {
     }
 
     fn execute(&mut self, req: ControlRequest, enc: Encoding, user: Option<&str>) -> Vec<u8> {
-        if let ControlRequest::Publish { node, topic } | ControlRequest::Subscribe { node, topic } =
-            &req
-        {
-            let access = match req {
-                ControlRequest::Publish { .. } => Access::Write,
-                _ => Access::Read,
-            };
+        // A stop, like a grant, is allowed only for a role the requester may hold: otherwise any
+        // user could close another user's topic.
+        let checked = match &req {
+            ControlRequest::Publish { node, topic } => {
+                Some((node, topic, Access::Write, "publish"))
+            }
+            ControlRequest::Subscribe { node, topic } => {
+                Some((node, topic, Access::Read, "subscribe to"))
+            }
+            ControlRequest::StopPublish { node, topic } => {
+                Some((node, topic, Access::Write, "stop publishing"))
+            }
+            ControlRequest::StopSubscribe { node, topic } => {
+                Some((node, topic, Access::Read, "stop subscribing to"))
+            }
+            _ => None,
+        };
+        if let Some((node, topic, access, what)) = checked {
             if !self.security.allows(user, node, topic, access) {
                 let who = user.map_or_else(|| format!("node '{node}'"), |u| format!("user '{u}'"));
-                let what = if access == Access::Write {
-                    "publish"
-                } else {
-                    "subscribe to"
-                };
                 let detail = format!("{who} may not {what} '{topic}' (ACL)");
                 warn!(%node, %topic, "{detail}");
                 return refuse(enc, ErrorCode::Refused, &detail);
