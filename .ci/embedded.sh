@@ -41,6 +41,7 @@ debian_cargo() { RUSTC_BOOTSTRAP=1 RUSTC=/usr/bin/rustc CARGO_TARGET_DIR="$FIRMW
 step "host: feature combinations, unit and mock-transport tests"
 export CARGO_TARGET_DIR="$HOST_TARGET_DIR"
 cargo test -q -p zerosmq-embedded --features std,async
+cargo test -q -p zerosmq-embedded --features std,async,clock --test mock_transport
 cargo check -q -p zerosmq-embedded --features async,log
 # Without the text control protocol (what the firmware builds): core, and the node binary-only.
 cargo check -q -p zerosmq-core --no-default-features

@@ -10,6 +10,8 @@ use zerosmq_core::control::{ControlReply, ControlRequest, Encoding};
 use zerosmq_core::zmtp::{Connection, CredentialsTooLong, Event, PlainCredentials, SocketType};
 use zerosmq_core::Topic;
 
+#[cfg(feature = "clock")]
+use crate::clock::{Clock, HeartbeatTimer, HEARTBEAT_BUF_LEN};
 use crate::connect::Connect;
 use crate::link;
 use crate::node::{self, NodeConfig, ReplyReader, SubState, SubStep, SubscriptionCount, PROBE_LEN};
@@ -120,6 +122,30 @@ impl<C: Connect> Node<C> {
     pub fn with_probe_seed(mut self, seed: u64) -> Self {
         self.cfg.seed ^= seed;
         self
+    }
+
+    /// Gives the node a clock: from then on `publish` and `recv` send the node's heartbeat when
+    /// `heartbeat_every_ms` has passed (keep it well within the master's `--node-timeout`, 5 s by
+    /// default). An application that only publishes then stays in the graph without calling
+    /// [`heartbeat`](Self::heartbeat), and leaves it within the node timeout once it stops.
+    #[cfg(feature = "clock")]
+    pub fn with_clock(mut self, clock: &'static dyn Clock, heartbeat_every_ms: u64) -> Self {
+        self.cfg.heartbeat = Some(HeartbeatTimer::new(clock, heartbeat_every_ms));
+        self
+    }
+
+    /// Sends the heartbeat if the clock says it is due. A failure is logged, not returned: the
+    /// master may be restarting, and the roles reconnect by themselves. Not inlined, so its
+    /// buffer takes stack only while it runs.
+    #[inline(never)]
+    #[cfg(feature = "clock")]
+    fn beat_if_due(&self) {
+        if self.cfg.heartbeat_due() {
+            let mut buf = [0u8; HEARTBEAT_BUF_LEN];
+            if self.heartbeat(&mut buf).is_err() {
+                warn!("heartbeat failed");
+            }
+        }
     }
 
     /// The node's name.
@@ -305,6 +331,8 @@ impl<'n, C: Connect> Publisher<'n, '_, C> {
     /// Publishes one message. If the connection is gone (the master restarted), asks for a new
     /// grant, reconnects, waits for the master's subscription and sends again, once.
     pub fn publish(&mut self, payload: &[u8]) -> Result<(), C> {
+        #[cfg(feature = "clock")]
+        self.node.beat_if_due();
         if self.link.is_none() {
             self.wait_ready()?;
         }
@@ -433,6 +461,8 @@ impl<'n, C: Connect> Subscriber<'n, '_, C> {
     /// returned and the next call tries again.
     pub fn recv(&mut self) -> Result<&[u8], C> {
         loop {
+            #[cfg(feature = "clock")]
+            self.node.beat_if_due();
             if let Some((at, end)) = self.next_payload()? {
                 return Ok(&self.buf[at..end]);
             }

@@ -29,12 +29,16 @@ mod fmt;
 #[cfg(feature = "async")]
 pub mod asynch;
 pub mod blocking;
+mod clock;
 pub mod connect;
 mod error;
 mod link;
 mod node;
 
 pub use blocking::{Node, Publisher, Subscriber};
+pub use clock::Clock;
+#[cfg(feature = "std")]
+pub use clock::StdClock;
 pub use connect::Connect;
 #[cfg(feature = "std")]
 pub use connect::{StdConnect, StdError, StdStream};

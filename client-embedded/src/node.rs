@@ -8,6 +8,8 @@ use zerosmq_core::message::READY_PROBE_PREFIX;
 use zerosmq_core::zmtp::{Connection, EncodeError, Event, FrameHeader, PlainCredentials};
 use zerosmq_core::{NameError, NodeName, Topic};
 
+#[cfg(feature = "clock")]
+use crate::clock::HeartbeatTimer;
 use crate::Error;
 
 /// The encoding a new node uses: the original's text with feature `text`, else binary.
@@ -218,6 +220,9 @@ pub(crate) struct NodeConfig<C> {
     /// The heartbeat session and the base of probe nonces.
     pub(crate) seed: u64,
     probes: Cell<u32>,
+    /// With a clock: the node sends its own heartbeats.
+    #[cfg(feature = "clock")]
+    pub(crate) heartbeat: Option<HeartbeatTimer>,
 }
 
 impl<C> NodeConfig<C> {
@@ -232,7 +237,17 @@ impl<C> NodeConfig<C> {
             plain: None,
             seed,
             probes: Cell::new(0),
+            #[cfg(feature = "clock")]
+            heartbeat: None,
         })
+    }
+
+    /// Whether the node's own heartbeat is due now (never without a clock).
+    #[cfg(feature = "clock")]
+    pub(crate) fn heartbeat_due(&self) -> bool {
+        self.heartbeat
+            .as_ref()
+            .is_some_and(HeartbeatTimer::take_due)
     }
 
     pub(crate) fn heartbeat_request(&self) -> ControlRequest {

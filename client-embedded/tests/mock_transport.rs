@@ -305,3 +305,45 @@ fn plain_refusal_is_auth_failed_once_not_a_hang_or_a_retry_loop() {
         .with_plain(long, "p")
         .is_err());
 }
+
+/// A clock the test moves by hand.
+#[cfg(feature = "clock")]
+struct TestClock(std::sync::atomic::AtomicU64);
+
+#[cfg(feature = "clock")]
+impl zerosmq_embedded::Clock for TestClock {
+    fn now_ms(&self) -> u64 {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+#[cfg(feature = "clock")]
+#[test]
+fn publisher_with_a_clock_sends_the_heartbeat_when_due_and_only_then() {
+    use std::sync::atomic::Ordering;
+    static CLOCK: TestClock = TestClock(std::sync::atomic::AtomicU64::new(1_000));
+    let stack = MockStack::new(5);
+    stack.script(REP, None);
+    let data = stack.script(SUB_V31, None);
+    let beat = stack.script(REP, None); // the reply is a grant, not ALIVE: logged, not returned
+    let node = Node::new(&stack, MASTER, "n")
+        .unwrap()
+        .with_clock(&CLOCK, 500);
+    let mut buf = [0u8; 128];
+    let mut publisher = node.advertise("imu", &mut buf).unwrap();
+    publisher.wait_ready().unwrap();
+    publisher.publish(b"1").unwrap(); // due at once: the first heartbeat
+    CLOCK.0.fetch_add(499, Ordering::Relaxed);
+    publisher.publish(b"2").unwrap(); // not due: no connection is opened
+    assert_eq!(stack.opened.borrow().len(), 3);
+    let written = beat.borrow().written.clone();
+    assert!(
+        written.windows(12).any(|w| w == b"HEARTBEAT n "),
+        "no heartbeat request in {written:?}"
+    );
+    assert!(data.borrow().written.ends_with(b"\x00\x05imu 2"));
+    CLOCK.0.fetch_add(1, Ordering::Relaxed);
+    // Due again: a fourth connection is asked for, refused (no script), logged; publish goes on.
+    publisher.publish(b"3").unwrap();
+    assert!(data.borrow().written.ends_with(b"\x00\x05imu 3"));
+}

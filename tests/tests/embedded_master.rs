@@ -255,3 +255,51 @@ fn plain_embedded_node_against_a_master_with_passwords_and_an_acl() {
     drop(mcu_sub);
     master.shutdown().unwrap();
 }
+
+#[test]
+fn publisher_with_a_clock_heartbeats_by_itself_and_expires_when_it_stops() {
+    // A master with a short node timeout: an embedded node that only publishes stays in
+    // `node list` past it (its own heartbeats, sent from publish), and is dropped once it stops,
+    // which proves the heartbeats were what kept it (a node that never sent one never expires).
+    const NODE_TIMEOUT: Duration = Duration::from_secs(2);
+    static CLOCK: zerosmq_embedded::StdClock = zerosmq_embedded::StdClock;
+    let master = zerosmq_tests::start_master_with(zerosmq_tests::MasterConfig {
+        node_timeout: NODE_TIMEOUT,
+        ..Default::default()
+    });
+    let stack = StdConnect {
+        read_timeout: Some(WAIT),
+    };
+    let mcu = Node::new(&stack, control_addr(master.control_port()), "clocked-mcu")
+        .unwrap()
+        .with_clock(&CLOCK, 500);
+    let observer = node(&master, "observer");
+    let listed = || observer.nodes().unwrap().iter().any(|n| n == "clocked-mcu");
+    let mut buf = [0u8; 128];
+    let mut publisher = mcu.advertise("clocked", &mut buf).unwrap();
+    let publish_until = Instant::now() + NODE_TIMEOUT * 3;
+    let mut checks = 0;
+    while Instant::now() < publish_until {
+        publisher.publish(b"tick").unwrap();
+        assert!(listed(), "dropped while publishing with its clock");
+        checks += 1;
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    println!(
+        "listed at each of {checks} checks over {:?}",
+        NODE_TIMEOUT * 3
+    );
+    drop(publisher);
+    let stopped = Instant::now();
+    let dropped = zerosmq_tests::wait_until(WAIT, || !listed());
+    assert!(
+        dropped.is_some(),
+        "still listed {:?} after it stopped",
+        WAIT
+    );
+    println!(
+        "dropped {:?} after its last publish (node timeout {NODE_TIMEOUT:?})",
+        stopped.elapsed()
+    );
+    master.shutdown().unwrap();
+}
