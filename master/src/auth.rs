@@ -19,7 +19,14 @@
 //! user alice
 //! topic write sensors/*
 //! topic read commands
+//! node sensor-*
 //! ```
+//!
+//! `node PATTERN` lines (ours; same patterns) say which node names a user may use: a user to
+//! whom any `node` line applies (theirs, or one before the first `user` line) may register and
+//! heartbeat only under matching names; a user with none may use any free name. They apply with
+//! passwords only (without them the node name is the principal). Whatever the ACL says, a name
+//! is bound to the first user that uses it while it has roles or heartbeats.
 //!
 //! With passwords, every master socket is a PLAIN server: the control socket in ZAP domain
 //! `zerosmq`, a topic's publisher socket in domain `pub:TOPIC` and its subscriber socket in
@@ -52,11 +59,7 @@ impl Rule {
             Access::Read => self.read,
             Access::Write => self.write,
         };
-        allowed
-            && match self.pattern.strip_suffix('*') {
-                Some(prefix) => topic.starts_with(prefix),
-                None => self.pattern == topic,
-            }
+        allowed && pattern_matches(&self.pattern, topic)
     }
 }
 
@@ -65,6 +68,18 @@ impl Rule {
 pub struct Acl {
     everyone: Vec<Rule>,
     users: BTreeMap<String, Vec<Rule>>,
+    /// `node` patterns before the first `user` line.
+    everyone_names: Vec<String>,
+    /// `node` patterns per user.
+    user_names: BTreeMap<String, Vec<String>>,
+}
+
+/// Whether `name` matches a pattern: exact, or a prefix followed by `*`.
+fn pattern_matches(pattern: &str, name: &str) -> bool {
+    match pattern.strip_suffix('*') {
+        Some(prefix) => name.starts_with(prefix),
+        None => pattern == name,
+    }
 }
 
 impl Acl {
@@ -109,9 +124,16 @@ impl Acl {
                         None => acl.everyone.push(rule),
                     }
                 }
+                ["node", pattern] => {
+                    let pattern = pattern.replace('#', "*");
+                    match &user {
+                        Some(u) => acl.user_names.entry(u.clone()).or_default().push(pattern),
+                        None => acl.everyone_names.push(pattern),
+                    }
+                }
                 _ => {
                     return Err(format!(
-                        "line {}: expected 'user NAME' or 'topic ACCESS PATTERN'",
+                        "line {}: expected 'user NAME', 'topic ACCESS PATTERN' or 'node PATTERN'",
                         n + 1
                     ))
                 }
@@ -126,6 +148,17 @@ impl Acl {
             .iter()
             .chain(self.users.get(principal).into_iter().flatten())
             .any(|r| r.matches(topic, access))
+    }
+
+    /// Whether `user` may use node name `node`: yes unless `node` lines apply to the user and
+    /// none matches.
+    pub fn allows_name(&self, user: &str, node: &str) -> bool {
+        let mut patterns = self
+            .everyone_names
+            .iter()
+            .chain(self.user_names.get(user).into_iter().flatten())
+            .peekable();
+        patterns.peek().is_none() || patterns.any(|p| pattern_matches(p, node))
     }
 }
 
@@ -259,7 +292,32 @@ mod tests {
             "exact patterns are exact"
         );
         assert!(Acl::parse("topic sometimes x").is_err());
+        assert!(Acl::parse("node").is_err());
         assert!(Acl::parse("users alice").is_err());
+    }
+
+    #[test]
+    fn node_lines_reserve_names() {
+        let acl =
+            Acl::parse("node shared-*\nuser alice\nnode a-*\nuser bob\nnode b-one\n").unwrap();
+        assert!(acl.allows_name("alice", "a-pub"));
+        assert!(
+            acl.allows_name("alice", "shared-x"),
+            "everyone's lines apply too"
+        );
+        assert!(!acl.allows_name("alice", "b-one"));
+        assert!(acl.allows_name("bob", "b-one"));
+        assert!(!acl.allows_name("bob", "b-two"), "exact patterns are exact");
+        assert!(
+            !acl.allows_name("carol", "a-pub"),
+            "everyone's lines restrict carol"
+        );
+        let open = Acl::parse("user alice\nnode a-*\n").unwrap();
+        assert!(
+            open.allows_name("bob", "anything"),
+            "no line for bob: any name"
+        );
+        assert!(!open.allows_name("alice", "anything"));
     }
 
     #[test]
@@ -462,6 +520,15 @@ impl Security {
             socket.set_curve_secretkey(secret)?;
         }
         Ok(())
+    }
+
+    /// Whether the authenticated `user` may use node name `node` (the ACL's `node` lines; without
+    /// authentication every name is allowed).
+    pub fn allows_name(&self, user: Option<&str>, node: &str) -> bool {
+        match (&self.acl, user) {
+            (Some(acl), Some(user)) => acl.allows_name(user, node),
+            _ => true,
+        }
     }
 
     /// Whether a grant is allowed: by the authenticated user when there is one, else by node.

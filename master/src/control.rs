@@ -10,7 +10,7 @@ use zerosmq_core::{decode_request, NodeInfo, NodeName, Topic, TopicInfo};
 use crate::auth::Access;
 use crate::broker::Broker;
 use crate::graph;
-use crate::registry::{join, Heartbeat, Role};
+use crate::registry::{join, Heartbeat, NameRefusal, Role};
 
 impl Broker {
     /// Answers up to `batch` pending requests.
@@ -92,13 +92,16 @@ impl Broker {
                 warn!(%node, %topic, "{detail}");
                 return refuse(enc, ErrorCode::Refused, &detail);
             }
+            if let Some(refusal) = self.check_name(node, user, enc) {
+                return refusal;
+            }
         }
         match req {
             ControlRequest::Publish { node, topic } => {
-                self.register(&node, &topic, Role::Publisher, enc)
+                self.register(&node, &topic, Role::Publisher, user, enc)
             }
             ControlRequest::Subscribe { node, topic } => {
-                self.register(&node, &topic, Role::Subscriber, enc)
+                self.register(&node, &topic, Role::Subscriber, user, enc)
             }
             ControlRequest::StopPublish { node, topic } => {
                 self.unregister(&node, &topic, Role::Publisher, enc)
@@ -118,11 +121,40 @@ impl Broker {
             }
             ControlRequest::TopicInfo { topic } => self.topic_info(&topic, enc),
             ControlRequest::NodeInfo { node } => self.node_info(&node, enc),
-            ControlRequest::Heartbeat { node, session } => self.heartbeat(&node, session, enc),
+            ControlRequest::Heartbeat { node, session } => {
+                self.heartbeat(&node, session, user, enc)
+            }
         }
     }
 
-    fn register(&mut self, node: &NodeName, topic: &Topic, role: Role, enc: Encoding) -> Vec<u8> {
+    /// Refuses a request under `node` from `user` when the ACL's `node` lines do not give the
+    /// user that name, or the name is bound to another user (a stop, like a grant, only for
+    /// one's own nodes).
+    fn check_name(&self, node: &NodeName, user: Option<&str>, enc: Encoding) -> Option<Vec<u8>> {
+        let user_name = user?;
+        if !self.security.allows_name(user, node) {
+            let detail = format!("user '{user_name}' may not use node name '{node}' (ACL)");
+            warn!(%node, "{detail}");
+            return Some(refuse(enc, ErrorCode::Refused, &detail));
+        }
+        if let Err(NameRefusal::Owned { owner }) = self.registry.check_owner(node, user) {
+            let detail = format!(
+                "node '{node}' belongs to user '{owner}': user '{user_name}' may not act for it"
+            );
+            warn!(%node, "{detail}");
+            return Some(refuse(enc, ErrorCode::NameInUse, &detail));
+        }
+        None
+    }
+
+    fn register(
+        &mut self,
+        node: &NodeName,
+        topic: &Topic,
+        role: Role,
+        user: Option<&str>,
+        enc: Encoding,
+    ) -> Vec<u8> {
         if !self.topics.contains_key(topic) {
             if self.topics.len() >= self.max_topics {
                 let detail = format!("the master serves at most {} topics", self.max_topics);
@@ -159,6 +191,9 @@ impl Broker {
             return refuse(enc, ErrorCode::Internal, "topic vanished");
         };
         self.registry.add(node, topic, role);
+        if let Some(user) = user {
+            self.registry.bind_owner(node, user);
+        }
         self.dirty = true;
         let port = match role {
             Role::Publisher => state.ports().0,
@@ -171,7 +206,7 @@ impl Broker {
     /// Refuses a grant that would pass `max_nodes` or `max_grants_per_node`.
     fn check_node_limits(&self, node: &NodeName, enc: Encoding) -> Option<Vec<u8>> {
         let detail = match self.registry.node(node) {
-            None if self.registry.nodes().count() >= self.max_nodes => {
+            None if !self.registry.knows(node) && self.registry.name_count() >= self.max_nodes => {
                 format!("the master serves at most {} nodes", self.max_nodes)
             }
             Some(e) if e.publishes.len() + e.subscribes.len() >= self.max_grants_per_node => {
@@ -196,11 +231,26 @@ impl Broker {
         encode(&ControlReply::Done, enc)
     }
 
-    fn heartbeat(&mut self, node: &NodeName, session: u64, enc: Encoding) -> Vec<u8> {
-        match self
-            .registry
-            .heartbeat(node, session, Instant::now(), self.node_timeout)
-        {
+    fn heartbeat(
+        &mut self,
+        node: &NodeName,
+        session: u64,
+        user: Option<&str>,
+        enc: Encoding,
+    ) -> Vec<u8> {
+        if let Some(refusal) = self.check_name(node, user, enc) {
+            return refusal;
+        }
+        // Every name the master keeps counts against the node limit, heartbeat-only ones too.
+        if !self.registry.knows(node) && self.registry.name_count() >= self.max_nodes {
+            let detail = format!("the master serves at most {} nodes", self.max_nodes);
+            warn!(%node, "{detail}");
+            return refuse(enc, ErrorCode::LimitReached, &detail);
+        }
+        let outcome =
+            self.registry
+                .heartbeat(node, session, user, Instant::now(), self.node_timeout);
+        match outcome {
             Ok(Heartbeat::Claimed) => {
                 info!(%node, session = format_args!("{session:016x}"), "node alive")
             }
@@ -210,15 +260,33 @@ impl Broker {
                 self.close_topics(closed);
                 self.dirty = true;
             }
-            Err(e) => {
-                let detail = format!(
-                    "node name '{node}' is used by another live node (heard from {} ms ago); \
-                     pick another name or wait {} s for it to time out",
-                    e.last_seen_ago.as_millis(),
-                    self.node_timeout.as_secs_f32()
-                );
+            Err(refusal) => {
+                let (code, detail) = match refusal {
+                    NameRefusal::InUse { last_seen_ago } => (
+                        ErrorCode::NameInUse,
+                        format!(
+                            "node name '{node}' is used by another live node (heard from {} ms ago); \
+                             pick another name or wait {} s for it to time out",
+                            last_seen_ago.as_millis(),
+                            self.node_timeout.as_secs_f32()
+                        ),
+                    ),
+                    NameRefusal::Owned { owner } => (
+                        ErrorCode::NameInUse,
+                        format!("node name '{node}' belongs to user '{owner}'"),
+                    ),
+                    NameRefusal::NoHeartbeats { registered_ago } => (
+                        ErrorCode::Refused,
+                        format!(
+                            "node '{node}' was registered without heartbeats {} s ago (an \
+                             original-protocol node, which never expires); a heartbeat may not \
+                             make it expire: pick another name, or stop its roles first",
+                            registered_ago.as_secs()
+                        ),
+                    ),
+                };
                 warn!(%node, "{detail}");
-                return refuse(enc, ErrorCode::NameInUse, &detail);
+                return refuse(enc, code, &detail);
             }
         }
         encode(&ControlReply::Alive { epoch: self.epoch }, enc)
@@ -262,6 +330,9 @@ impl Broker {
             if self.registry.node(&node).is_some() {
                 self.registry.restore_live(&node, now);
             }
+        }
+        for (node, user) in saved.owners {
+            self.registry.bind_owner(&node, &user);
         }
         info!(path = %path.display(), topics = self.topics.len(), "state restored");
         Ok(())

@@ -1,7 +1,7 @@
 //! Who publishes and subscribes what, and what each topic carried: pure data, no sockets.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use zerosmq_core::{NodeName, Topic};
 
@@ -69,11 +69,34 @@ pub enum Heartbeat {
     Replaced { closed: Vec<Topic> },
 }
 
-/// The name is held by another session that is still alive.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct NameInUse {
-    /// How long ago the holder was last heard from.
-    pub last_seen_ago: std::time::Duration,
+/// Why a request under a node name is refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NameRefusal {
+    /// The name is bound to another authenticated user.
+    Owned { owner: String },
+    /// The name is held by another session that is still alive.
+    InUse {
+        /// How long ago the holder was last heard from.
+        last_seen_ago: Duration,
+    },
+    /// The name has roles registered without heartbeats (an original-protocol node) for longer
+    /// than the node timeout: a heartbeat may not turn it into a node that expires.
+    NoHeartbeats {
+        /// How long ago the name was first registered.
+        registered_ago: Duration,
+    },
+}
+
+/// What the master keeps about a node name besides its roles. The name is taken while it has
+/// roles or a live heartbeat session.
+#[derive(Debug, Clone)]
+struct NameEntry {
+    /// When the name was first used (a grant or a heartbeat).
+    since: Instant,
+    /// Set for nodes that send heartbeats; the others (original nodes) are never expired.
+    liveness: Option<Liveness>,
+    /// The authenticated user the name is bound to (with `--passwords`): its first user.
+    owner: Option<String>,
 }
 
 /// The graph of nodes and topics. Sorted maps keep every listing stable.
@@ -81,13 +104,26 @@ pub struct NameInUse {
 pub struct Registry {
     topics: BTreeMap<Topic, TopicEntry>,
     nodes: BTreeMap<NodeName, NodeEntry>,
-    /// Nodes that send heartbeats; the others (original nodes) are never expired.
-    liveness: BTreeMap<NodeName, Liveness>,
+    /// Every name the master keeps: those with roles and those that only send heartbeats.
+    names: BTreeMap<NodeName, NameEntry>,
+    /// Heartbeating names by their last heartbeat, oldest first, so that expiry looks only at
+    /// the names that expired (O(expired · log n), not a scan of every name).
+    deadlines: BTreeSet<(Instant, NodeName)>,
 }
 
 impl Registry {
     /// Records that `node` plays `role` on `topic` (idempotent).
     pub fn add(&mut self, node: &NodeName, topic: &Topic, role: Role) {
+        self.add_at(node, topic, role, Instant::now());
+    }
+
+    /// [`add`](Self::add) at `now` (when the name is new, it was first used then).
+    pub fn add_at(&mut self, node: &NodeName, topic: &Topic, role: Role, now: Instant) {
+        self.names.entry(node.clone()).or_insert_with(|| NameEntry {
+            since: now,
+            liveness: None,
+            owner: None,
+        });
         let t = self.topics.entry(topic.clone()).or_default();
         let n = self.nodes.entry(node.clone()).or_default();
         match role {
@@ -103,7 +139,8 @@ impl Registry {
     }
 
     /// Removes `node`'s `role` on `topic` (idempotent). Returns true when the topic has no user
-    /// left and was dropped from the registry. A node with no role left is dropped too.
+    /// left and was dropped from the registry. A node with no role left is dropped too (and its
+    /// name freed unless it sends heartbeats).
     pub fn remove(&mut self, node: &NodeName, topic: &Topic, role: Role) -> bool {
         if let Some(n) = self.nodes.get_mut(node) {
             match role {
@@ -112,6 +149,7 @@ impl Registry {
             };
             if n.publishes.is_empty() && n.subscribes.is_empty() {
                 self.nodes.remove(node);
+                self.forget_if_unused(node);
             }
         }
         let Some(t) = self.topics.get_mut(topic) else {
@@ -128,65 +166,136 @@ impl Registry {
         false
     }
 
-    /// Records a heartbeat of `node` from `session` at `now`. Another session may take the name
-    /// only when the holder has been silent for `timeout` (it crashed), and then replaces it.
+    /// Drops the name of `node` when it has neither roles nor a heartbeat session.
+    fn forget_if_unused(&mut self, node: &NodeName) {
+        let unused = !self.nodes.contains_key(node)
+            && self.names.get(node).is_some_and(|e| e.liveness.is_none());
+        if unused {
+            self.names.remove(node);
+        }
+    }
+
+    /// Whether `user` (the authenticated user, `None` without authentication) may act under
+    /// `node`: not when the name is bound to another user.
+    pub fn check_owner(&self, node: &NodeName, user: Option<&str>) -> Result<(), NameRefusal> {
+        match (self.owner(node), user) {
+            (Some(owner), Some(user)) if owner != user => Err(NameRefusal::Owned {
+                owner: owner.to_owned(),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Binds `node` to `user` if it is not bound yet (the name must be known).
+    pub fn bind_owner(&mut self, node: &NodeName, user: &str) {
+        if let Some(entry) = self.names.get_mut(node) {
+            entry.owner.get_or_insert_with(|| user.to_owned());
+        }
+    }
+
+    /// The user `node` is bound to.
+    pub fn owner(&self, node: &NodeName) -> Option<&str> {
+        self.names.get(node)?.owner.as_deref()
+    }
+
+    /// Names bound to a user, with the user.
+    pub fn owners(&self) -> impl Iterator<Item = (&NodeName, &str)> {
+        self.names
+            .iter()
+            .filter_map(|(n, e)| Some((n, e.owner.as_deref()?)))
+    }
+
+    /// Records a heartbeat of `node` from `session` (sent by `user` when authenticated) at
+    /// `now`. Another session may take the name only when the holder has been silent for
+    /// `timeout` (it crashed), and then replaces it. A name bound to another user is refused,
+    /// and so is a name whose roles were registered without heartbeats, unless its owner sends
+    /// the heartbeat or it comes within `timeout` of the first grant (a node that sends its
+    /// first heartbeat with its first message, as the embedded client with a clock does).
     pub fn heartbeat(
         &mut self,
         node: &NodeName,
         session: u64,
+        user: Option<&str>,
         now: Instant,
-        timeout: std::time::Duration,
-    ) -> Result<Heartbeat, NameInUse> {
-        let outcome = match self.liveness.get(node) {
-            None => Heartbeat::Claimed,
-            Some(l) if l.session == session || l.session == RESTORED_SESSION => {
+        timeout: Duration,
+    ) -> Result<Heartbeat, NameRefusal> {
+        self.check_owner(node, user)?;
+        let entry = self.names.get(node);
+        let outcome = match entry.and_then(|e| e.liveness.map(|l| (e, l))) {
+            None => match entry {
+                Some(e) if self.nodes.contains_key(node) => {
+                    let owner_beats = user.is_some() && e.owner.as_deref() == user;
+                    let ago = now.saturating_duration_since(e.since);
+                    if !owner_beats && ago >= timeout {
+                        return Err(NameRefusal::NoHeartbeats {
+                            registered_ago: ago,
+                        });
+                    }
+                    Heartbeat::Claimed
+                }
+                _ => Heartbeat::Claimed,
+            },
+            Some((_, l)) if l.session == session || l.session == RESTORED_SESSION => {
                 Heartbeat::Refreshed
             }
-            Some(l) => {
+            Some((_, l)) => {
                 let ago = now.saturating_duration_since(l.last_seen);
                 if ago < timeout {
-                    return Err(NameInUse { last_seen_ago: ago });
+                    return Err(NameRefusal::InUse { last_seen_ago: ago });
                 }
                 Heartbeat::Replaced {
                     closed: self.remove_node(node),
                 }
             }
         };
-        self.liveness.insert(
-            node.clone(),
-            Liveness {
-                session,
-                last_seen: now,
-            },
-        );
+        self.set_liveness(node, session, now);
+        if let Some(user) = user {
+            self.bind_owner(node, user);
+        }
         Ok(outcome)
     }
 
+    /// Sets `node`'s heartbeat session and last heartbeat, creating the name if it is new.
+    fn set_liveness(&mut self, node: &NodeName, session: u64, now: Instant) {
+        let entry = self.names.entry(node.clone()).or_insert_with(|| NameEntry {
+            since: now,
+            liveness: None,
+            owner: None,
+        });
+        if let Some(old) = entry.liveness.replace(Liveness {
+            session,
+            last_seen: now,
+        }) {
+            self.deadlines.remove(&(old.last_seen, node.clone()));
+        }
+        self.deadlines.insert((now, node.clone()));
+    }
+
     /// Drops nodes whose last heartbeat is `timeout` or more before `now`, with all their roles.
-    /// Returns each dropped node and the topics that lost their last user.
-    pub fn expire(
-        &mut self,
-        now: Instant,
-        timeout: std::time::Duration,
-    ) -> Vec<(NodeName, Vec<Topic>)> {
-        let dead: Vec<NodeName> = self
-            .liveness
-            .iter()
-            .filter(|(_, l)| now.saturating_duration_since(l.last_seen) >= timeout)
-            .map(|(n, _)| n.clone())
-            .collect();
-        dead.into_iter()
-            .map(|n| {
-                self.liveness.remove(&n);
-                let closed = self.remove_node(&n);
-                (n, closed)
-            })
-            .collect()
+    /// Returns each dropped node and the topics that lost their last user. Looks only at the
+    /// expired names.
+    pub fn expire(&mut self, now: Instant, timeout: Duration) -> Vec<(NodeName, Vec<Topic>)> {
+        let mut dropped = Vec::new();
+        while let Some((last_seen, _)) = self.deadlines.first() {
+            if now.saturating_duration_since(*last_seen) < timeout {
+                break;
+            }
+            let Some((_, node)) = self.deadlines.pop_first() else {
+                break;
+            };
+            if let Some(entry) = self.names.get_mut(&node) {
+                entry.liveness = None;
+            }
+            let closed = self.remove_node(&node);
+            self.forget_if_unused(&node);
+            dropped.push((node, closed));
+        }
+        dropped
     }
 
     /// When the next node expires, if any sends heartbeats.
-    pub fn next_expiry(&self, timeout: std::time::Duration) -> Option<Instant> {
-        self.liveness.values().map(|l| l.last_seen + timeout).min()
+    pub fn next_expiry(&self, timeout: Duration) -> Option<Instant> {
+        self.deadlines.first().map(|(at, _)| *at + timeout)
     }
 
     /// Removes every role of `node`; returns the topics that lost their last user.
@@ -211,23 +320,30 @@ impl Registry {
     /// Marks `node`, restored from a state file, as one that sends heartbeats: it keeps its roles
     /// if any session heartbeats under its name within the timeout, and is dropped otherwise.
     pub fn restore_live(&mut self, node: &NodeName, now: Instant) {
-        self.liveness.insert(
-            node.clone(),
-            Liveness {
-                session: RESTORED_SESSION,
-                last_seen: now,
-            },
-        );
+        self.set_liveness(node, RESTORED_SESSION, now);
     }
 
     /// Nodes that send heartbeats.
     pub fn live_nodes(&self) -> impl Iterator<Item = &NodeName> {
-        self.liveness.keys()
+        self.names
+            .iter()
+            .filter(|(_, e)| e.liveness.is_some())
+            .map(|(n, _)| n)
     }
 
     /// Whether `node` sends heartbeats.
     pub fn liveness(&self, node: &NodeName) -> Option<&Liveness> {
-        self.liveness.get(node)
+        self.names.get(node)?.liveness.as_ref()
+    }
+
+    /// Whether the master keeps `node` (with roles or heartbeats).
+    pub fn knows(&self, node: &NodeName) -> bool {
+        self.names.contains_key(node)
+    }
+
+    /// How many names the master keeps: nodes with roles and names that only send heartbeats.
+    pub fn name_count(&self) -> usize {
+        self.names.len()
     }
 
     pub fn topic(&self, topic: &Topic) -> Option<&TopicEntry> {
@@ -311,28 +427,36 @@ mod tests {
         let timeout = Duration::from_secs(3);
         let t0 = Instant::now();
         let mut r = Registry::default();
-        assert_eq!(r.heartbeat(&n("a"), 1, t0, timeout), Ok(Heartbeat::Claimed));
+        assert_eq!(
+            r.heartbeat(&n("a"), 1, None, t0, timeout),
+            Ok(Heartbeat::Claimed)
+        );
         r.add(&n("a"), &t("x"), Role::Publisher);
         assert_eq!(
-            r.heartbeat(&n("a"), 1, t0 + Duration::from_secs(1), timeout),
+            r.heartbeat(&n("a"), 1, None, t0 + Duration::from_secs(1), timeout),
             Ok(Heartbeat::Refreshed)
         );
         // A second live instance under the same name is refused.
         assert!(r
-            .heartbeat(&n("a"), 2, t0 + Duration::from_secs(2), timeout)
+            .heartbeat(&n("a"), 2, None, t0 + Duration::from_secs(2), timeout)
             .is_err());
         assert_eq!(r.next_expiry(timeout), Some(t0 + Duration::from_secs(4)));
         // Once the first is silent for the timeout, a new instance replaces it and its roles.
         assert_eq!(
-            r.heartbeat(&n("a"), 2, t0 + Duration::from_secs(4), timeout),
+            r.heartbeat(&n("a"), 2, None, t0 + Duration::from_secs(4), timeout),
             Ok(Heartbeat::Replaced {
                 closed: vec![t("x")]
             })
         );
         assert!(r.node(&n("a")).is_none());
         // A node that stops sending heartbeats is dropped with its roles.
-        r.add(&n("a"), &t("y"), Role::Subscriber);
-        r.add(&n("legacy"), &t("y"), Role::Subscriber);
+        r.add_at(
+            &n("a"),
+            &t("y"),
+            Role::Subscriber,
+            t0 + Duration::from_secs(4),
+        );
+        r.add_at(&n("legacy"), &t("y"), Role::Subscriber, t0);
         assert!(r.expire(t0 + Duration::from_secs(5), timeout).is_empty());
         assert_eq!(
             r.expire(t0 + Duration::from_secs(7), timeout),
@@ -344,5 +468,107 @@ mod tests {
             "nodes without heartbeats are never expired"
         );
         assert_eq!(r.next_expiry(timeout), None);
+    }
+
+    #[test]
+    fn names_are_bound_to_their_first_user() {
+        let t0 = Instant::now();
+        let timeout = Duration::from_secs(3);
+        let mut r = Registry::default();
+        r.add_at(&n("a-pub"), &t("x"), Role::Publisher, t0);
+        r.bind_owner(&n("a-pub"), "alice");
+        assert_eq!(r.check_owner(&n("a-pub"), Some("alice")), Ok(()));
+        assert_eq!(
+            r.check_owner(&n("a-pub"), Some("mallory")),
+            Err(NameRefusal::Owned {
+                owner: "alice".into()
+            })
+        );
+        assert_eq!(r.check_owner(&n("free"), Some("mallory")), Ok(()));
+        // Another user's heartbeat is refused, the owner's adopts the node even late.
+        let late = t0 + Duration::from_secs(10);
+        assert!(matches!(
+            r.heartbeat(&n("a-pub"), 7, Some("mallory"), late, timeout),
+            Err(NameRefusal::Owned { .. })
+        ));
+        assert!(r.liveness(&n("a-pub")).is_none());
+        assert_eq!(
+            r.heartbeat(&n("a-pub"), 7, Some("alice"), late, timeout),
+            Ok(Heartbeat::Claimed)
+        );
+        // A heartbeat claims a new name for its user; the name goes with its last role and
+        // heartbeat.
+        assert_eq!(
+            r.heartbeat(&n("b-node"), 8, Some("bob"), t0, timeout),
+            Ok(Heartbeat::Claimed)
+        );
+        assert_eq!(r.owner(&n("b-node")), Some("bob"));
+        assert_eq!(r.name_count(), 2);
+        let owners: Vec<_> = r.owners().map(|(n, u)| (n.as_str(), u)).collect();
+        assert_eq!(owners, vec![("a-pub", "alice"), ("b-node", "bob")]);
+        assert_eq!(
+            r.expire(t0 + Duration::from_secs(3), timeout),
+            vec![(n("b-node"), vec![])]
+        );
+        assert!(!r.knows(&n("b-node")));
+        r.add_at(&n("c"), &t("z"), Role::Subscriber, t0);
+        assert!(r.remove(&n("c"), &t("z"), Role::Subscriber));
+        assert!(
+            !r.knows(&n("c")),
+            "a name without roles or heartbeats is freed"
+        );
+    }
+
+    #[test]
+    fn a_heartbeat_does_not_hijack_a_node_registered_without_heartbeats() {
+        let t0 = Instant::now();
+        let timeout = Duration::from_secs(3);
+        let mut r = Registry::default();
+        r.add_at(&n("legacy"), &t("x"), Role::Publisher, t0);
+        assert_eq!(
+            r.heartbeat(&n("legacy"), 9, None, t0 + Duration::from_secs(60), timeout),
+            Err(NameRefusal::NoHeartbeats {
+                registered_ago: Duration::from_secs(60)
+            })
+        );
+        assert_eq!(
+            r.next_expiry(timeout),
+            None,
+            "still a node that never expires"
+        );
+        // Within the node timeout of its first grant a node may start heartbeats (the
+        // embedded client sends its first with its first message).
+        r.add_at(&n("mcu"), &t("x"), Role::Publisher, t0);
+        assert_eq!(
+            r.heartbeat(&n("mcu"), 5, None, t0 + Duration::from_secs(1), timeout),
+            Ok(Heartbeat::Claimed)
+        );
+    }
+
+    #[test]
+    fn expiry_looks_only_at_expired_names() {
+        let t0 = Instant::now();
+        let timeout = Duration::from_secs(3);
+        let mut r = Registry::default();
+        for i in 0..1000u64 {
+            let at = t0 + Duration::from_millis(i);
+            r.heartbeat(&n(&format!("n{i:04}")), i + 1, None, at, timeout)
+                .unwrap();
+        }
+        // Refreshing moves a name to the back of the queue.
+        r.heartbeat(&n("n0000"), 1, None, t0 + Duration::from_secs(1), timeout)
+            .unwrap();
+        assert_eq!(
+            r.next_expiry(timeout),
+            Some(t0 + Duration::from_millis(3001))
+        );
+        let dropped = r.expire(t0 + Duration::from_millis(3010), timeout);
+        let names: Vec<_> = dropped.iter().map(|(n, _)| n.as_str().to_owned()).collect();
+        assert_eq!(
+            names,
+            (1..=10).map(|i| format!("n{i:04}")).collect::<Vec<_>>()
+        );
+        assert_eq!(r.name_count(), 990);
+        assert!(r.liveness(&n("n0000")).is_some());
     }
 }

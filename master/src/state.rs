@@ -10,7 +10,10 @@
 //! pub talker chatter
 //! sub listener chatter
 //! live talker
+//! owner talker alice
 //! ```
+//!
+//! (`owner NODE USER`: the authenticated user a node name is bound to, with `--passwords`.)
 //!
 //! Written to a temporary file and renamed, so a crash mid-write leaves the previous state.
 
@@ -30,6 +33,8 @@ pub struct SavedState {
     pub topics: Vec<(Topic, u16, u16)>,
     pub roles: Vec<(NodeName, Role, Topic)>,
     pub live: Vec<NodeName>,
+    /// Node names bound to an authenticated user.
+    pub owners: Vec<(NodeName, String)>,
 }
 
 /// Reads a state file. A missing file is an empty state; malformed lines are skipped with a
@@ -55,6 +60,14 @@ pub fn load(path: &Path) -> std::io::Result<SavedState> {
 }
 
 fn parse_line(line: &str, state: &mut SavedState) -> Option<()> {
+    // A user name is the rest of the line (the password file allows spaces in it).
+    if let Some(rest) = line.strip_prefix("owner ") {
+        let (node, user) = rest.split_once(' ')?;
+        state
+            .owners
+            .push((NodeName::new(node).ok()?, user.to_owned()));
+        return Some(());
+    }
     let words: Vec<&str> = line.split(' ').collect();
     match words.as_slice() {
         ["topic", t, p, s] => {
@@ -100,6 +113,9 @@ pub fn save<'a>(
     for node in registry.live_nodes() {
         out.push_str(&format!("live {node}\n"));
     }
+    for (node, user) in registry.owners() {
+        out.push_str(&format!("owner {node} {user}\n"));
+    }
     // A fresh name opened with O_CREAT|O_EXCL: a planted file or symlink is never written through.
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -133,11 +149,13 @@ mod tests {
         let t = Topic::new("chatter").unwrap();
         r.add(&n, &t, Role::Publisher);
         r.restore_live(&n, std::time::Instant::now());
+        r.bind_owner(&n, "alice smith");
         save(&path, &r, [(&t, 40001u16, 40002u16)].into_iter()).unwrap();
         let loaded = load(&path).unwrap();
         assert_eq!(loaded.topics, vec![(t.clone(), 40001, 40002)]);
         assert_eq!(loaded.roles, vec![(n.clone(), Role::Publisher, t.clone())]);
         assert_eq!(loaded.live, vec![n.clone()]);
+        assert_eq!(loaded.owners, vec![(n.clone(), "alice smith".to_owned())]);
         let mut damaged = std::fs::read_to_string(&path).unwrap();
         damaged.push_str("topic bad\npub a b c d\n\u{0}garbage\ntopic x 1 99999\n");
         std::fs::write(&path, damaged).unwrap();

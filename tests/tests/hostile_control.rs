@@ -50,11 +50,16 @@ fn acl_stop_for_another_users_node() {
     let dir = std::env::temp_dir().join(format!("zerosmq-hostile-acl-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let passwords = dir.join("passwords");
-    std::fs::write(&passwords, "alice:wonderland\nbob:builder\nmallory:evil\n").unwrap();
+    std::fs::write(
+        &passwords,
+        "alice:wonderland\nbob:builder\nmallory:evil\ncarol:rights\n",
+    )
+    .unwrap();
     let acl = dir.join("acl");
     std::fs::write(
         &acl,
-        "user alice\ntopic write A_*\nuser bob\ntopic read A_*\nuser mallory\ntopic read other\n",
+        "user alice\ntopic write A_*\nuser bob\ntopic read A_*\nuser mallory\ntopic read other\n\
+         user carol\ntopic readwrite A_*\n",
     )
     .unwrap();
     let master = start_master_with(MasterConfig {
@@ -88,6 +93,28 @@ fn acl_stop_for_another_users_node() {
             "a stop for another user's node must be refused, got {reply:?}"
         );
     }
+    // Carol may publish and subscribe A_*, but the nodes are alice's and bob's: her stops for
+    // them, and her grants under their names, are refused too.
+    let carol = plain_control(&ctx, &master, "carol", "rights");
+    for (request, owner) in [
+        (&b"REQUEST_STOP_PUB a-pub A_x"[..], "alice"),
+        (&b"REQUEST_STOP_SUB a-sub A_x"[..], "bob"),
+        (&b"REQUEST_PUB a-pub A_x"[..], "alice"),
+    ] {
+        let start = Instant::now();
+        carol.send(request, 0).unwrap();
+        let reply = carol.recv_bytes(0).expect("the master answers carol");
+        worst = worst.max(start.elapsed());
+        let reply = String::from_utf8_lossy(&reply);
+        assert!(
+            reply.starts_with("ERROR ") && reply.contains(&format!("belongs to user '{owner}'")),
+            "a request for another user's node must be refused, got {reply:?}"
+        );
+    }
+    // Her own node on the same topic is served.
+    carol.send(&b"REQUEST_SUB c-sub A_x"[..], 0).unwrap();
+    let reply = carol.recv_bytes(0).unwrap();
+    assert!(reply.starts_with(b"REQUEST GRANT "), "{reply:?}");
     assert!(
         worst < Duration::from_secs(1),
         "control answered in {worst:?}"
@@ -101,8 +128,8 @@ fn acl_stop_for_another_users_node() {
         "the publisher is still registered: {info:?}"
     );
     assert_eq!(
-        info.subscribers.len(),
-        1,
+        info.subscribers,
+        ["a-sub", "c-sub"],
         "the subscriber is still registered: {info:?}"
     );
     witness_streams(&mut publisher, &mut subscriber, 1_000);
@@ -110,7 +137,167 @@ fn acl_stop_for_another_users_node() {
     // The owner may still stop its own role.
     publisher.stop().expect("alice stops her own publisher");
     println!(
-        "figures: 2 forged stops refused; control worst {:.1} ms; witness 1500 sent, 0 lost",
+        "figures: 4 forged stops and 1 forged grant refused; control worst {:.1} ms; witness 1500 sent, 0 lost",
+        worst.as_secs_f64() * 1e3
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// A std node that never sends heartbeats, as an original-protocol node.
+fn original_style(master: &MasterHandle, name: &str) -> zerosmq::Node {
+    zerosmq::Node::builder(name)
+        .master(master.control_endpoint())
+        .timeout(WAIT)
+        .heartbeat(None)
+        .connect()
+        .expect("node")
+}
+
+/// Sends one request on `req` and returns the reply as text and how long it took.
+fn ask(req: &zmq::Socket, request: &str) -> (String, Duration) {
+    let start = Instant::now();
+    req.send(request.as_bytes(), 0).unwrap();
+    let reply = req.recv_bytes(0).expect("the master answers");
+    (
+        String::from_utf8_lossy(&reply).into_owned(),
+        start.elapsed(),
+    )
+}
+
+#[test]
+fn heartbeat_hijack_and_name_squatting() {
+    // Twice the std client's heartbeat interval, so that the honest std nodes never expire.
+    const NODE_TIMEOUT: Duration = Duration::from_secs(2);
+    let mut worst = Duration::ZERO;
+    let mut refused = 0;
+    let mut sent = 0;
+    let mut expect_refused = |reply: (String, Duration), what: &str| {
+        worst = worst.max(reply.1);
+        assert!(reply.0.starts_with("ERROR "), "{what}: got {:?}", reply.0);
+        refused += 1;
+    };
+
+    // Without authentication: an original-protocol pair (no heartbeats) and a std pair.
+    let master = start_master_with(MasterConfig {
+        node_timeout: NODE_TIMEOUT,
+        ..Default::default()
+    });
+    let old_pub = original_style(&master, "old-pub");
+    let old_sub = original_style(&master, "old-sub");
+    let mut publisher = old_pub.advertise("old").unwrap();
+    let mut subscriber = old_sub.subscribe("old").unwrap();
+    publisher.wait_ready(WAIT).unwrap();
+    subscriber.wait_ready(WAIT).unwrap();
+    let beating = zerosmq_tests::node(&master, "beating");
+    let _beating_sub = beating.subscribe("old").unwrap();
+    witness_streams(&mut publisher, &mut subscriber, 200);
+    sent += 200;
+    // Past the node timeout since their grants, a heartbeat may not adopt the original nodes
+    // (it would make them expire one timeout later); one for the live std node's name from
+    // another session is refused too.
+    std::thread::sleep(NODE_TIMEOUT);
+    let ctx = zmq::Context::new();
+    let attacker = zerosmq_tests::raw_control(&ctx, &master);
+    for name in ["old-pub", "old-sub"] {
+        let reply = ask(&attacker, &format!("HEARTBEAT {name} 00000000deadbeef"));
+        assert!(
+            reply.0.contains("registered without heartbeats"),
+            "{reply:?}"
+        );
+        expect_refused(reply, "hijacking an original node");
+    }
+    let reply = ask(&attacker, "HEARTBEAT beating 00000000deadbeef");
+    assert!(reply.0.starts_with("ERROR name-in-use"), "{reply:?}");
+    expect_refused(reply, "hijacking a live std node");
+    // Two node timeouts later the original nodes are still there and stream on.
+    std::thread::sleep(NODE_TIMEOUT * 2);
+    let info = old_pub.topic_info("old").unwrap();
+    assert_eq!(info.publishers, ["old-pub"], "{info:?}");
+    assert_eq!(info.subscribers, ["beating", "old-sub"], "{info:?}");
+    witness_streams(&mut publisher, &mut subscriber, 500);
+    sent += 500;
+    drop((
+        publisher,
+        subscriber,
+        old_pub,
+        old_sub,
+        _beating_sub,
+        beating,
+    ));
+    master.shutdown().unwrap();
+
+    // With passwords: names are bound to their first user, and the ACL reserves prefixes.
+    let dir = std::env::temp_dir().join(format!("zerosmq-hostile-names-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let passwords = dir.join("passwords");
+    std::fs::write(&passwords, "alice:wonderland\nmallory:evil\n").unwrap();
+    let acl = dir.join("acl");
+    std::fs::write(
+        &acl,
+        "topic readwrite A_*\nuser alice\nnode a-*\nnode shared-*\nuser mallory\nnode m-*\nnode shared-*\n",
+    )
+    .unwrap();
+    let master = start_master_with(MasterConfig {
+        node_timeout: NODE_TIMEOUT,
+        passwords: Some(passwords),
+        acl: Some(acl),
+        ..Default::default()
+    });
+    let mallory = plain_control(&ctx, &master, "mallory", "evil");
+    // Squatting a reserved name before its owner starts is refused.
+    for request in ["HEARTBEAT a-pub 00000000deadbeef", "REQUEST_SUB a-sub A_x"] {
+        let reply = ask(&mallory, request);
+        assert!(reply.0.contains("may not use node name"), "{reply:?}");
+        expect_refused(reply, "squatting a reserved name");
+    }
+    // A name both may use is bound to whoever takes it first.
+    let alice = user(&master, "a-pub", "alice", "wonderland");
+    let shared = user(&master, "shared-sub", "alice", "wonderland");
+    let alice_quiet = zerosmq::Node::builder("a-quiet")
+        .master(master.control_endpoint())
+        .timeout(WAIT)
+        .heartbeat(None)
+        .plain("alice", "wonderland")
+        .connect()
+        .unwrap();
+    let mut publisher = alice.advertise("A_x").unwrap();
+    let mut subscriber = shared.subscribe("A_x").unwrap();
+    let _quiet = alice_quiet.subscribe("A_x").unwrap();
+    publisher.wait_ready(WAIT).unwrap();
+    subscriber.wait_ready(WAIT).unwrap();
+    witness_streams(&mut publisher, &mut subscriber, 200);
+    sent += 200;
+    for (request, expected) in [
+        (
+            "HEARTBEAT shared-sub 00000000deadbeef",
+            "belongs to user 'alice'",
+        ),
+        ("REQUEST_PUB shared-sub A_x", "belongs to user 'alice'"),
+        ("REQUEST_STOP_SUB shared-sub A_x", "belongs to user 'alice'"),
+        (
+            "HEARTBEAT a-quiet 00000000deadbeef",
+            "may not use node name",
+        ),
+    ] {
+        let reply = ask(&mallory, request);
+        assert!(reply.0.contains(expected), "{request}: {reply:?}");
+        expect_refused(reply, "taking alice's name");
+    }
+    // Her own names work.
+    let reply = ask(&mallory, "HEARTBEAT m-node 00000000deadbeef");
+    assert!(reply.0.starts_with("ALIVE "), "{reply:?}");
+    std::thread::sleep(NODE_TIMEOUT * 2);
+    let info = alice.topic_info("A_x").unwrap();
+    assert_eq!(info.publishers, ["a-pub"], "{info:?}");
+    assert_eq!(info.subscribers, ["a-quiet", "shared-sub"], "{info:?}");
+    witness_streams(&mut publisher, &mut subscriber, 500);
+    sent += 500;
+    assert!(
+        worst < Duration::from_secs(1),
+        "control answered in {worst:?}"
+    );
+    println!(
+        "figures: {refused} hijack and squatting requests refused; control worst {:.1} ms; witness {sent} sent, 0 lost; original nodes kept past 3 node timeouts",
         worst.as_secs_f64() * 1e3
     );
     std::fs::remove_dir_all(&dir).ok();
