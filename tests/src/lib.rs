@@ -5,6 +5,7 @@ use std::time::Duration;
 pub use zerosmq_master::{Master, MasterConfig, MasterHandle};
 
 pub mod fault_proxy;
+pub mod hostile;
 
 /// How long tests wait for anything that should happen at once; generous for loaded CI machines.
 pub const WAIT: Duration = Duration::from_secs(10);

@@ -5,7 +5,8 @@
 
 use std::time::{Duration, Instant};
 
-use zerosmq_tests::{start_master_with, MasterConfig, MasterHandle, WAIT};
+use zerosmq_tests::hostile::{cpu_seconds, Meter, Witness};
+use zerosmq_tests::{start_master_with, MasterConfig, MasterHandle, MasterProcess, WAIT};
 
 fn user(master: &MasterHandle, name: &str, user: &str, password: &str) -> zerosmq::Node {
     zerosmq::Node::builder(name)
@@ -301,4 +302,93 @@ fn heartbeat_hijack_and_name_squatting() {
         worst.as_secs_f64() * 1e3
     );
     std::fs::remove_dir_all(&dir).ok();
+}
+
+/// Sends every request in `requests` on a DEALER without waiting for replies (as many in flight
+/// as the high-water marks allow) and returns the replies, in order.
+fn pipelined(endpoint: &str, requests: &[Vec<u8>]) -> Vec<Vec<u8>> {
+    let ctx = zmq::Context::new();
+    let dealer = ctx.socket(zmq::DEALER).unwrap();
+    dealer.set_linger(0).unwrap();
+    dealer.connect(endpoint).unwrap();
+    let mut replies = Vec::with_capacity(requests.len());
+    let mut next = 0;
+    while replies.len() < requests.len() {
+        let mut events = zmq::POLLIN;
+        if next < requests.len() {
+            events |= zmq::POLLOUT;
+        }
+        let mut items = [dealer.as_poll_item(events)];
+        zmq::poll(&mut items, WAIT.as_millis() as i64).unwrap();
+        assert!(
+            items[0]
+                .get_revents()
+                .intersects(zmq::POLLIN | zmq::POLLOUT),
+            "the master stopped reading or answering"
+        );
+        // REP expects the empty delimiter a REQ would send.
+        while next < requests.len() {
+            match dealer.send_multipart([&b""[..], &requests[next]], zmq::DONTWAIT) {
+                Ok(()) => next += 1,
+                Err(zmq::Error::EAGAIN) => break,
+                Err(e) => panic!("send: {e}"),
+            }
+        }
+        while let Ok(mut frames) = dealer.recv_multipart(zmq::DONTWAIT) {
+            replies.push(frames.pop().unwrap_or_default());
+        }
+    }
+    replies
+}
+
+#[test]
+fn heartbeat_name_spam() {
+    const NAMES: u32 = 50_000;
+    const MAX_NODES: usize = 10_000;
+    let mut master = MasterProcess::start(&["--node-timeout", "30", "--max-nodes", "10000"]);
+    let witness = Witness::start(&master);
+    let meter = Meter::start(&master);
+    let requests: Vec<Vec<u8>> = (0..NAMES)
+        .map(|i| {
+            format!(
+                "HEARTBEAT hs{i:06} {:016x}",
+                0x5eed_0000_0000 + u64::from(i)
+            )
+            .into_bytes()
+        })
+        .collect();
+    let started = Instant::now();
+    let replies = pipelined(&master.endpoint(), &requests);
+    let spam_took = started.elapsed();
+    let alive = replies.iter().filter(|r| r.starts_with(b"ALIVE ")).count();
+    let limited = replies
+        .iter()
+        .filter(|r| r.starts_with(b"ERROR limit-reached"))
+        .count();
+    assert_eq!(
+        alive + limited,
+        replies.len(),
+        "every heartbeat is answered ALIVE or limit-reached"
+    );
+    assert!(
+        alive < MAX_NODES,
+        "the node limit counts heartbeat-only names: {alive} accepted"
+    );
+    assert!(limited >= NAMES as usize - MAX_NODES, "{limited} refused");
+    // With 10,000 names live (for 30 s), the master's wake-ups cost what they did without them.
+    let cpu_before = cpu_seconds(&master);
+    let idle = Duration::from_secs(3);
+    std::thread::sleep(idle);
+    let cpu_live = cpu_seconds(&master) - cpu_before;
+    let seen = witness.finish();
+    meter.report(
+        "heartbeat name spam",
+        &mut master,
+        seen,
+        &format!(
+            ", {NAMES} pipelined HEARTBEATs answered in {:.2} s: {alive} names accepted, {limited} refused (--max-nodes {MAX_NODES}); CPU {cpu_live:.2} s in {} s with the names live",
+            spam_took.as_secs_f64(),
+            idle.as_secs()
+        ),
+    );
 }
