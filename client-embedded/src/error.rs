@@ -72,6 +72,36 @@ impl<E: fmt::Debug> fmt::Display for Error<E> {
 
 impl<E: fmt::Debug> core::error::Error for Error<E> {}
 
+/// The same words as `Display`, for `defmt` (without the details that need `core::fmt`).
+#[cfg(feature = "defmt")]
+impl<E: defmt::Format> defmt::Format for Error<E> {
+    fn format(&self, f: defmt::Formatter<'_>) {
+        match self {
+            Error::Transport(e) => defmt::write!(f, "transport error: {}", e),
+            Error::Disconnected => defmt::write!(f, "peer closed the connection"),
+            Error::TimedOut => defmt::write!(f, "read timed out"),
+            Error::Protocol(_) => defmt::write!(f, "ZMTP protocol error"),
+            Error::FrameTooLarge { len, capacity } => defmt::write!(
+                f,
+                "a {}-byte frame was skipped: the receive buffer holds {}",
+                len,
+                capacity
+            ),
+            Error::Refused(code) => {
+                defmt::write!(f, "master refused the request: {}", code.as_str())
+            }
+            Error::AuthFailed { status } => defmt::write!(
+                f,
+                "authentication failed: wrong PLAIN credentials (status {})",
+                status
+            ),
+            Error::BadReply => defmt::write!(f, "master's reply does not answer the request"),
+            Error::BufferTooSmall => defmt::write!(f, "buffer too small"),
+            Error::InvalidName(_) => defmt::write!(f, "invalid name"),
+        }
+    }
+}
+
 impl<E> From<NameError> for Error<E> {
     fn from(e: NameError) -> Self {
         Error::InvalidName(e)
