@@ -115,6 +115,7 @@ pub(crate) struct Broker {
     pub(crate) control_hot: bool,
     last_expiry_check: Instant,
     pub(crate) security: crate::auth::Security,
+    pub(crate) service: crate::control::ControlService,
     pub(crate) ctx: MasterContext,
 }
 
@@ -193,6 +194,7 @@ impl Broker {
             control_hot: true,
             last_expiry_check: Instant::now(),
             security,
+            service: crate::control::ControlService::new(),
             ctx,
         };
         broker.restore()?;

@@ -10,7 +10,38 @@ use zerosmq_core::{decode_request, NodeInfo, NodeName, Topic, TopicInfo};
 use crate::auth::Access;
 use crate::broker::Broker;
 use crate::graph;
+use crate::ratelimit::PerPeer;
 use crate::registry::{join, Heartbeat, NameRefusal, Role};
+use crate::replies::{
+    send_shared, OverBudget, Reply, ReplyCache, Shared, MAX_QUEUED_PER_PEER, MAX_SHARED_BYTES,
+};
+
+/// What the control service keeps between requests.
+pub(crate) struct ControlService {
+    /// Large replies shared by their queued copies, and the bound on their bytes.
+    pub replies: ReplyCache,
+    /// Rate limits of the warnings about refused requests and new names, per peer.
+    pub logs: PerPeer,
+    /// The address of the peer whose request is being answered.
+    pub peer: String,
+}
+
+impl ControlService {
+    pub fn new() -> ControlService {
+        crate::replies::return_large_buffers_to_the_system();
+        ControlService {
+            replies: ReplyCache::default(),
+            logs: PerPeer::default(),
+            peer: String::new(),
+        }
+    }
+}
+
+impl From<Vec<u8>> for Reply {
+    fn from(bytes: Vec<u8>) -> Reply {
+        Reply::Owned(bytes)
+    }
+}
 
 impl Broker {
     /// Answers up to `batch` pending requests.
@@ -41,33 +72,90 @@ impl Broker {
             }
             // Set by the ZAP handler when the peer authenticated with PLAIN.
             let user = request.gets("User-Id").map(str::to_owned);
-            let reply = self.answer(&request, frames, user.as_deref());
-            if let Err(e) = self.control.send(reply, 0) {
+            // The peer's IP address (libzmq gives no port), for rate-limited warnings.
+            self.service.peer.clear();
+            self.service
+                .peer
+                .push_str(request.gets("Peer-Address").unwrap_or("?"));
+            let sent = match self.answer(&request, frames, user.as_deref()) {
+                Reply::Owned(bytes) => self.control.send(bytes, 0),
+                Reply::Shared(shared, peer) => send_shared(&mut self.control, shared, peer),
+            };
+            if let Err(e) = sent {
                 // The requester vanished; REP drops the reply and is ready for the next request.
                 warn!(error = %e, "control reply failed");
             }
         }
+        self.service.replies.trim();
     }
 
-    fn answer(&mut self, request: &[u8], frames: usize, user: Option<&str>) -> Vec<u8> {
+    fn answer(&mut self, request: &[u8], frames: usize, user: Option<&str>) -> Reply {
         let encoding = Encoding::of(request);
         if frames > 1 {
             let detail = format!("a control request is one frame, this one had {frames}");
-            return refuse(encoding, ErrorCode::BadRequest, &detail);
+            return self
+                .refused(encoding, ErrorCode::BadRequest, &detail)
+                .into();
         }
         match decode_request(request) {
             Ok(req) => {
                 debug!(?req, "control request");
                 self.execute(req, encoding, user)
             }
-            Err(e) => {
-                warn!(error = %e, len = request.len(), "refused control request");
-                refuse(encoding, e.code(), &e.to_string())
+            Err(e) => self.refused(encoding, e.code(), &e.to_string()).into(),
+        }
+    }
+
+    /// A refusal, with a warning rate-limited per peer (a flood of bad requests must not become
+    /// a flood of log lines).
+    fn refused(&mut self, enc: Encoding, code: ErrorCode, detail: &str) -> Vec<u8> {
+        let peer = &self.service.peer;
+        if let Some(unlogged) = self.service.logs.hit(peer, "refused", Instant::now()) {
+            warn!(%peer, code = code.as_str(), unlogged, "refused control request: {detail}");
+        }
+        refuse(enc, code, detail)
+    }
+
+    /// A list or graph reply: built once per registry change and shared by every queued copy.
+    fn shared_reply(&mut self, kind: Shared, enc: Encoding) -> Reply {
+        let registry = &self.registry;
+        let service = &mut self.service;
+        let built =
+            service.replies.get(
+                kind,
+                enc,
+                registry.generation(),
+                &service.peer,
+                || match kind {
+                    Shared::Graph => encode(&ControlReply::Graph(&graph::to_dot(registry)), enc),
+                    Shared::Nodes => encode(&ControlReply::Nodes(&registry.node_names()), enc),
+                    Shared::Topics => {
+                        encode(&ControlReply::Topics(&registry.published_topics()), enc)
+                    }
+                },
+            );
+        match built {
+            Ok(reply) => reply,
+            Err(OverBudget::Total { alive }) => {
+                let detail = format!(
+                    "{} MiB of large replies are queued for peers that do not read them (at most \
+                     {} MiB); try again later",
+                    alive >> 20,
+                    MAX_SHARED_BYTES >> 20
+                );
+                self.refused(enc, ErrorCode::LimitReached, &detail).into()
+            }
+            Err(OverBudget::Peer) => {
+                let detail = format!(
+                    "{MAX_QUEUED_PER_PEER} large replies to this address are queued unread; read \
+                     them first"
+                );
+                self.refused(enc, ErrorCode::LimitReached, &detail).into()
             }
         }
     }
 
-    fn execute(&mut self, req: ControlRequest, enc: Encoding, user: Option<&str>) -> Vec<u8> {
+    fn execute(&mut self, req: ControlRequest, enc: Encoding, user: Option<&str>) -> Reply {
         // A stop, like a grant, is allowed only for a role the requester may hold: otherwise any
         // user could close another user's topic.
         let checked = match &req {
@@ -89,14 +177,13 @@ impl Broker {
             if !self.security.allows(user, node, topic, access) {
                 let who = user.map_or_else(|| format!("node '{node}'"), |u| format!("user '{u}'"));
                 let detail = format!("{who} may not {what} '{topic}' (ACL)");
-                warn!(%node, %topic, "{detail}");
-                return refuse(enc, ErrorCode::Refused, &detail);
+                return self.refused(enc, ErrorCode::Refused, &detail).into();
             }
             if let Some(refusal) = self.check_name(node, user, enc) {
-                return refusal;
+                return refusal.into();
             }
         }
-        match req {
+        let reply = match req {
             ControlRequest::Publish { node, topic } => {
                 self.register(&node, &topic, Role::Publisher, user, enc)
             }
@@ -109,40 +196,37 @@ impl Broker {
             ControlRequest::StopSubscribe { node, topic } => {
                 self.unregister(&node, &topic, Role::Subscriber, enc)
             }
-            ControlRequest::ListTopics { .. } => encode(
-                &ControlReply::Topics(&self.registry.published_topics()),
-                enc,
-            ),
-            ControlRequest::ListNodes => {
-                encode(&ControlReply::Nodes(&self.registry.node_names()), enc)
-            }
-            ControlRequest::Graph => {
-                encode(&ControlReply::Graph(&graph::to_dot(&self.registry)), enc)
-            }
+            ControlRequest::ListTopics { .. } => return self.shared_reply(Shared::Topics, enc),
+            ControlRequest::ListNodes => return self.shared_reply(Shared::Nodes, enc),
+            ControlRequest::Graph => return self.shared_reply(Shared::Graph, enc),
             ControlRequest::TopicInfo { topic } => self.topic_info(&topic, enc),
             ControlRequest::NodeInfo { node } => self.node_info(&node, enc),
             ControlRequest::Heartbeat { node, session } => {
                 self.heartbeat(&node, session, user, enc)
             }
-        }
+        };
+        reply.into()
     }
 
     /// Refuses a request under `node` from `user` when the ACL's `node` lines do not give the
     /// user that name, or the name is bound to another user (a stop, like a grant, only for
     /// one's own nodes).
-    fn check_name(&self, node: &NodeName, user: Option<&str>, enc: Encoding) -> Option<Vec<u8>> {
+    fn check_name(
+        &mut self,
+        node: &NodeName,
+        user: Option<&str>,
+        enc: Encoding,
+    ) -> Option<Vec<u8>> {
         let user_name = user?;
         if !self.security.allows_name(user, node) {
             let detail = format!("user '{user_name}' may not use node name '{node}' (ACL)");
-            warn!(%node, "{detail}");
-            return Some(refuse(enc, ErrorCode::Refused, &detail));
+            return Some(self.refused(enc, ErrorCode::Refused, &detail));
         }
         if let Err(NameRefusal::Owned { owner }) = self.registry.check_owner(node, user) {
             let detail = format!(
                 "node '{node}' belongs to user '{owner}': user '{user_name}' may not act for it"
             );
-            warn!(%node, "{detail}");
-            return Some(refuse(enc, ErrorCode::NameInUse, &detail));
+            return Some(self.refused(enc, ErrorCode::NameInUse, &detail));
         }
         None
     }
@@ -158,8 +242,7 @@ impl Broker {
         if !self.topics.contains_key(topic) {
             if self.topics.len() >= self.max_topics {
                 let detail = format!("the master serves at most {} topics", self.max_topics);
-                warn!(%topic, "{detail}");
-                return refuse(enc, ErrorCode::LimitReached, &detail);
+                return self.refused(enc, ErrorCode::LimitReached, &detail);
             }
             match self.open_topic(topic, None) {
                 Ok(state) => {
@@ -179,8 +262,7 @@ impl Broker {
                             format!("could not open sockets for the topic: {}", e.detail),
                         )
                     };
-                    warn!(%topic, "{detail}");
-                    return refuse(enc, code, &detail);
+                    return self.refused(enc, code, &format!("topic '{topic}': {detail}"));
                 }
             }
         }
@@ -204,7 +286,7 @@ impl Broker {
     }
 
     /// Refuses a grant that would pass `max_nodes` or `max_grants_per_node`.
-    fn check_node_limits(&self, node: &NodeName, enc: Encoding) -> Option<Vec<u8>> {
+    fn check_node_limits(&mut self, node: &NodeName, enc: Encoding) -> Option<Vec<u8>> {
         let detail = match self.registry.node(node) {
             None if !self.registry.knows(node) && self.registry.name_count() >= self.max_nodes => {
                 format!("the master serves at most {} nodes", self.max_nodes)
@@ -217,8 +299,11 @@ impl Broker {
             }
             _ => return None,
         };
-        warn!(%node, "{detail}");
-        Some(refuse(enc, ErrorCode::LimitReached, &detail))
+        Some(self.refused(
+            enc,
+            ErrorCode::LimitReached,
+            &format!("node '{node}': {detail}"),
+        ))
     }
 
     /// Idempotent, as MQTT's unsubscribe: stopping what is not registered is granted too.
@@ -244,15 +329,23 @@ impl Broker {
         // Every name the master keeps counts against the node limit, heartbeat-only ones too.
         if !self.registry.knows(node) && self.registry.name_count() >= self.max_nodes {
             let detail = format!("the master serves at most {} nodes", self.max_nodes);
-            warn!(%node, "{detail}");
-            return refuse(enc, ErrorCode::LimitReached, &detail);
+            return self.refused(
+                enc,
+                ErrorCode::LimitReached,
+                &format!("node '{node}': {detail}"),
+            );
         }
         let outcome =
             self.registry
                 .heartbeat(node, session, user, Instant::now(), self.node_timeout);
         match outcome {
             Ok(Heartbeat::Claimed) => {
-                info!(%node, session = format_args!("{session:016x}"), "node alive")
+                // Per peer at most once a second: made-up names in bulk must not flood the log.
+                let peer = &self.service.peer;
+                if let Some(unlogged) = self.service.logs.hit(peer, "new name", Instant::now()) {
+                    let session = format_args!("{session:016x}");
+                    info!(%node, session, %peer, unlogged, "node alive");
+                }
             }
             Ok(Heartbeat::Refreshed) => {}
             Ok(Heartbeat::Replaced { closed }) => {
@@ -285,8 +378,7 @@ impl Broker {
                         ),
                     ),
                 };
-                warn!(%node, "{detail}");
-                return refuse(enc, code, &detail);
+                return self.refused(enc, code, &detail);
             }
         }
         encode(&ControlReply::Alive { epoch: self.epoch }, enc)

@@ -24,7 +24,9 @@ mod broker;
 mod control;
 mod engine;
 pub mod graph;
+mod ratelimit;
 pub mod registry;
+mod replies;
 mod sockets;
 pub mod state;
 

@@ -109,6 +109,9 @@ pub struct Registry {
     /// Heartbeating names by their last heartbeat, oldest first, so that expiry looks only at
     /// the names that expired (O(expired · log n), not a scan of every name).
     deadlines: BTreeSet<(Instant, NodeName)>,
+    /// Changes with every role added or removed, so that replies built from the graph can be
+    /// reused until it changes.
+    generation: u64,
 }
 
 impl Registry {
@@ -124,6 +127,7 @@ impl Registry {
             liveness: None,
             owner: None,
         });
+        self.generation += 1;
         let t = self.topics.entry(topic.clone()).or_default();
         let n = self.nodes.entry(node.clone()).or_default();
         match role {
@@ -142,6 +146,7 @@ impl Registry {
     /// left and was dropped from the registry. A node with no role left is dropped too (and its
     /// name freed unless it sends heartbeats).
     pub fn remove(&mut self, node: &NodeName, topic: &Topic, role: Role) -> bool {
+        self.generation += 1;
         if let Some(n) = self.nodes.get_mut(node) {
             match role {
                 Role::Publisher => n.publishes.remove(topic),
@@ -339,6 +344,11 @@ impl Registry {
     /// Whether the master keeps `node` (with roles or heartbeats).
     pub fn knows(&self, node: &NodeName) -> bool {
         self.names.contains_key(node)
+    }
+
+    /// A number that changes whenever a role is added or removed.
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     /// How many names the master keeps: nodes with roles and names that only send heartbeats.

@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use zerosmq_tests::hostile::{cpu_seconds, Meter, Witness};
+use zerosmq_tests::hostile::{cpu_seconds, log_lines, Meter, Witness};
 use zerosmq_tests::{start_master_with, MasterConfig, MasterHandle, MasterProcess, WAIT};
 
 fn user(master: &MasterHandle, name: &str, user: &str, password: &str) -> zerosmq::Node {
@@ -357,6 +357,7 @@ fn heartbeat_name_spam() {
             .into_bytes()
         })
         .collect();
+    let _ = master.log.try_iter().count();
     let started = Instant::now();
     let replies = pipelined(&master.endpoint(), &requests);
     let spam_took = started.elapsed();
@@ -380,15 +381,122 @@ fn heartbeat_name_spam() {
     let idle = Duration::from_secs(3);
     std::thread::sleep(idle);
     let cpu_live = cpu_seconds(&master) - cpu_before;
+    // One line per second and kind (new name, refusal) for the spammer, with a count.
+    let log_lines = master.log.try_iter().count();
+    assert!(
+        log_lines < 40,
+        "{log_lines} log lines for {NAMES} heartbeats"
+    );
     let seen = witness.finish();
     meter.report(
         "heartbeat name spam",
         &mut master,
         seen,
         &format!(
-            ", {NAMES} pipelined HEARTBEATs answered in {:.2} s: {alive} names accepted, {limited} refused (--max-nodes {MAX_NODES}); CPU {cpu_live:.2} s in {} s with the names live",
+            ", {NAMES} pipelined HEARTBEATs answered in {:.2} s: {alive} names accepted, {limited} refused (--max-nodes {MAX_NODES}); CPU {cpu_live:.2} s in {} s with the names live; {log_lines} log lines",
             spam_took.as_secs_f64(),
             idle.as_secs()
         ),
+    );
+}
+
+#[test]
+fn graph_amplification() {
+    let mut master = MasterProcess::start(&[]);
+    // 300 publishers and 300 subscribers on one topic: a DOT graph of 90,000 edges.
+    let ctx = zmq::Context::new();
+    let req = ctx.socket(zmq::REQ).unwrap();
+    req.set_linger(0).unwrap();
+    req.set_rcvtimeo(WAIT.as_millis() as i32).unwrap();
+    req.connect(&master.endpoint()).unwrap();
+    for i in 0..300 {
+        for role in ["PUB", "SUB"] {
+            let (reply, _) = ask(
+                &req,
+                &format!("REQUEST_{role} {}{i:03} big", role.to_lowercase()),
+            );
+            assert!(reply.starts_with("REQUEST GRANT "), "{reply}");
+        }
+    }
+    let (graph, graph_took) = ask(&req, "REQUEST_MAP null null");
+    assert!(graph.len() > 3 << 20, "a graph of {} bytes", graph.len());
+    let witness = Witness::start(&master);
+    let meter = Meter::start(&master);
+    // Peers that ask for the graph and never read the replies (a one-message receive queue and
+    // a 4 KiB socket buffer, so that they really do not take them).
+    let reader_that_never_reads = || {
+        let dealer = ctx.socket(zmq::DEALER).unwrap();
+        dealer.set_linger(0).unwrap();
+        dealer.set_rcvhwm(1).unwrap();
+        dealer.set_rcvbuf(4096).unwrap();
+        dealer.set_sndhwm(0).unwrap();
+        dealer.connect(&master.endpoint()).unwrap();
+        dealer
+    };
+    let watch_rss = |within: Duration| {
+        let mut most = 0;
+        let until = Instant::now() + within;
+        while Instant::now() < until {
+            most = most.max(master.rss_kib());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        most
+    };
+    // One peer, 100 requests for an unchanged graph: one shared buffer.
+    let flood = reader_that_never_reads();
+    for _ in 0..100 {
+        flood
+            .send_multipart([&b""[..], b"REQUEST_MAP null null"], 0)
+            .unwrap();
+    }
+    let same_graph = watch_rss(Duration::from_secs(3));
+    drop(flood);
+    // Ten peers, each asking for the graph after changing it, ten times: distinct buffers,
+    // bounded per peer address (all are 127.0.0.1 here) and in total.
+    let floods: Vec<zmq::Socket> = (0..10)
+        .map(|p| {
+            let f = reader_that_never_reads();
+            for i in 0..10 {
+                let change = format!("REQUEST_PUB churn{p}-{i} big");
+                f.send_multipart([&b""[..], change.as_bytes()], 0).unwrap();
+                f.send_multipart([&b""[..], b"REQUEST_MAP null null"], 0)
+                    .unwrap();
+            }
+            f
+        })
+        .collect();
+    let changing_graph = watch_rss(Duration::from_secs(5));
+    // Control stays answered meanwhile (the witness's prober), and so do graph requests.
+    let (_, control_took) = ask(&req, "LIST_NODES null null");
+    drop(floods);
+    let refusals = log_lines(&master, "queued unread");
+    assert!(
+        refusals > 0,
+        "the refusals past the per-peer bound are logged"
+    );
+    let seen = witness.finish();
+    let over = |kib: u64| kib.saturating_sub(meter.rss) as f64 / 1024.0;
+    meter.report(
+        "graph amplification",
+        &mut master,
+        seen,
+        &format!(
+            ", graph {:.1} MB (built and sent in {:.0} ms); 100 REQUEST_MAP unread: +{:.1} MiB; 10 peers x 10 (graph changed each time) unread: +{:.1} MiB; a request meanwhile {:.1} ms; {refusals} rate-limited log lines",
+            graph.len() as f64 / 1e6,
+            graph_took.as_secs_f64() * 1e3,
+            over(same_graph),
+            over(changing_graph),
+            control_took.as_secs_f64() * 1e3,
+        ),
+    );
+    assert!(
+        over(same_graph) < 32.0,
+        "100 unread copies of one graph grew the master by {:.1} MiB",
+        over(same_graph)
+    );
+    assert!(
+        over(changing_graph) < 100.0,
+        "unread distinct graphs grew the master by {:.1} MiB",
+        over(changing_graph)
     );
 }

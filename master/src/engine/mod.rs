@@ -54,28 +54,7 @@ const MAX_CONNECTIONS: usize = 1 << 30;
 /// the state file, logging (on top of two per open topic for its listeners).
 const RESERVED_FDS: usize = 64;
 
-/// A repeated warning is logged at most this often, with how many times it happened.
-const WARN_INTERVAL: Duration = Duration::from_secs(1);
-
-/// A warning logged at most once per [`WARN_INTERVAL`].
-#[derive(Debug, Default)]
-pub(super) struct RateLimited {
-    next: Option<Instant>,
-    left_out: u64,
-}
-
-impl RateLimited {
-    /// `Some(n)` when the warning is to be logged now, `n` being how many times it was left out
-    /// since it was last logged.
-    pub(super) fn hit(&mut self, now: Instant) -> Option<u64> {
-        if self.next.is_some_and(|next| now < next) {
-            self.left_out += 1;
-            return None;
-        }
-        self.next = Some(now + WARN_INTERVAL);
-        Some(std::mem::take(&mut self.left_out))
-    }
-}
+pub(super) use crate::ratelimit::RateLimited;
 
 /// The engine's repeated warnings.
 #[derive(Debug, Default)]
