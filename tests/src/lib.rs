@@ -36,10 +36,15 @@ pub fn node(master: &MasterHandle, name: &str) -> zerosmq::Node {
 
 /// A raw libzmq REQ socket on the master's control port, as an original node has.
 pub fn raw_control(ctx: &zmq::Context, master: &MasterHandle) -> zmq::Socket {
+    raw_control_at(ctx, &master.control_endpoint())
+}
+
+/// A raw libzmq REQ socket on the control service at `endpoint` (a [`MasterProcess`]'s).
+pub fn raw_control_at(ctx: &zmq::Context, endpoint: &str) -> zmq::Socket {
     let req = ctx.socket(zmq::REQ).expect("req socket");
     req.set_linger(0).expect("linger");
     req.set_rcvtimeo(WAIT.as_millis() as i32).expect("rcvtimeo");
-    req.connect(&master.control_endpoint()).expect("connect");
+    req.connect(endpoint).expect("connect");
     req
 }
 

@@ -405,10 +405,7 @@ fn graph_amplification() {
     let mut master = MasterProcess::start(&[]);
     // 300 publishers and 300 subscribers on one topic: a DOT graph of 90,000 edges.
     let ctx = zmq::Context::new();
-    let req = ctx.socket(zmq::REQ).unwrap();
-    req.set_linger(0).unwrap();
-    req.set_rcvtimeo(WAIT.as_millis() as i32).unwrap();
-    req.connect(&master.endpoint()).unwrap();
+    let req = zerosmq_tests::raw_control_at(&ctx, &master.endpoint());
     for i in 0..300 {
         for role in ["PUB", "SUB"] {
             let (reply, _) = ask(
@@ -499,4 +496,92 @@ fn graph_amplification() {
         "unread distinct graphs grew the master by {:.1} MiB",
         over(changing_graph)
     );
+}
+
+#[test]
+fn state_file_symlink() {
+    let dir = std::env::temp_dir().join(format!("zerosmq-hostile-state-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let victim = dir.join("victim");
+    std::fs::write(&victim, "keep").unwrap();
+    // The name a naive save would write through: DIR/m.tmp beside DIR/m.state.
+    std::os::unix::fs::symlink(&victim, dir.join("m.tmp")).unwrap();
+    let state = dir.join("m.state");
+    let state_arg = state.to_str().unwrap().to_owned();
+    let mut master = MasterProcess::start(&["--state", &state_arg]);
+    let witness = Witness::start(&master);
+    let meter = Meter::start(&master);
+    // An original-protocol publisher keeps the topic registered after the witness leaves.
+    let ctx = zmq::Context::new();
+    let keeper = zerosmq_tests::raw_control_at(&ctx, &master.endpoint());
+    let (reply, _) = ask(&keeper, "REQUEST_PUB keeper witness");
+    assert!(reply.starts_with("REQUEST GRANT "), "{reply}");
+    let saved = zerosmq_tests::wait_until(WAIT, || {
+        std::fs::read_to_string(&state).is_ok_and(|s| s.contains("topic witness "))
+    });
+    assert!(saved.is_some(), "the state file is written");
+    // Twenty more saves while the witness streams, each through a fresh temporary: a topic
+    // opened, then closed.
+    for i in 0..10 {
+        let topic = format!("topic extra{i} ");
+        for (request, present) in [("REQUEST_PUB", true), ("REQUEST_STOP_PUB", false)] {
+            let (reply, _) = ask(&keeper, &format!("{request} keeper extra{i}"));
+            assert!(reply.starts_with("REQUEST GRANT"), "{reply}");
+            let saved = zerosmq_tests::wait_until(WAIT, || {
+                std::fs::read_to_string(&state).is_ok_and(|s| s.contains(&topic) == present)
+            });
+            assert!(saved.is_some(), "{request} extra{i} is saved");
+        }
+    }
+    let seen = witness.finish();
+    assert_eq!(
+        std::fs::read_to_string(&victim).unwrap(),
+        "keep",
+        "the symlink's target is untouched"
+    );
+    assert!(
+        std::fs::symlink_metadata(dir.join("m.tmp")).is_ok_and(|m| m.file_type().is_symlink()),
+        "the planted link is left alone"
+    );
+    // A save may be under way (the witness leaving changes the registry); none is left behind.
+    let leftovers = || -> Vec<String> {
+        std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("m.tmp."))
+            .collect()
+    };
+    assert!(
+        zerosmq_tests::wait_until(WAIT, || leftovers().is_empty()).is_some(),
+        "temporary files left: {:?}",
+        leftovers()
+    );
+    let ports = |endpoint: &str| {
+        let node = zerosmq::Node::builder("inspector")
+            .master(endpoint)
+            .timeout(WAIT)
+            .connect()
+            .unwrap();
+        let info = node.topic_info("witness").unwrap();
+        (info.publish_port, info.subscribe_port)
+    };
+    let before = ports(&master.endpoint());
+    meter.report(
+        "planted symlink at the state file's temporary",
+        &mut master,
+        seen,
+        ", 21 saves with DIR/m.tmp a symlink: victim file untouched, no temporary left",
+    );
+    // A restarted master restores the topic on its ports from the state file.
+    drop(master);
+    let restarted = MasterProcess::start(&["--state", &state_arg]);
+    assert_eq!(
+        ports(&restarted.endpoint()),
+        before,
+        "restored on the same ports"
+    );
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep");
+    println!("figures: state restored with the topic on ports {before:?}; the link target still holds its 4 bytes");
+    drop(restarted);
+    std::fs::remove_dir_all(&dir).ok();
 }

@@ -17,10 +17,7 @@ use zerosmq_tests::{wait_until, MasterProcess, WAIT};
 /// The subscribe port (`sub`) or publish port of the witness topic, from a text grant.
 fn topic_port(master: &MasterProcess, sub: bool) -> u16 {
     let ctx = zmq::Context::new();
-    let req = ctx.socket(zmq::REQ).unwrap();
-    req.set_linger(0).unwrap();
-    req.set_rcvtimeo(WAIT.as_millis() as i32).unwrap();
-    req.connect(&master.endpoint()).unwrap();
+    let req = zerosmq_tests::raw_control_at(&ctx, &master.endpoint());
     let request = if sub {
         format!("REQUEST_SUB attacker {TOPIC}")
     } else {
