@@ -341,11 +341,46 @@ fn pipelined(endpoint: &str, requests: &[Vec<u8>]) -> Vec<Vec<u8>> {
     replies
 }
 
+/// Messages per second one publisher gets through the master to one subscriber when it
+/// publishes as fast as it can for a second (in bursts of 100 it then drains, so that the
+/// subscriber's queue never overflows).
+fn full_speed(publisher: &mut zerosmq::Publisher, subscriber: &mut zerosmq::Subscriber) -> f64 {
+    let start = Instant::now();
+    let (mut sent, mut received) = (0u64, 0u64);
+    let mut last = start;
+    while start.elapsed() < Duration::from_secs(1) {
+        for _ in 0..100 {
+            publisher.publish(b"x").expect("publish");
+            sent += 1;
+        }
+        while received < sent {
+            match subscriber.recv_timeout(WAIT).expect("receive") {
+                Some(_) => received += 1,
+                None => panic!("{} of {sent} messages lost at full speed", sent - received),
+            }
+        }
+        last = Instant::now();
+    }
+    received as f64 / last.duration_since(start).as_secs_f64()
+}
+
 #[test]
 fn heartbeat_name_spam() {
     const NAMES: u32 = 50_000;
     const MAX_NODES: usize = 10_000;
     let mut master = MasterProcess::start(&["--node-timeout", "30", "--max-nodes", "10000"]);
+    let blaster = zerosmq::Node::builder("blaster")
+        .master(master.endpoint())
+        .timeout(WAIT)
+        .connect()
+        .unwrap();
+    let mut blast_pub = blaster.advertise("blast").unwrap();
+    let mut blast_sub = blaster.subscribe("blast").unwrap();
+    blast_pub.wait_ready(WAIT).unwrap();
+    blast_sub.wait_ready(WAIT).unwrap();
+    // The first second warms the path up; the second is the figure.
+    full_speed(&mut blast_pub, &mut blast_sub);
+    let speed_before = full_speed(&mut blast_pub, &mut blast_sub);
     let witness = Witness::start(&master);
     let meter = Meter::start(&master);
     let requests: Vec<Vec<u8>> = (0..NAMES)
@@ -381,6 +416,7 @@ fn heartbeat_name_spam() {
     let idle = Duration::from_secs(3);
     std::thread::sleep(idle);
     let cpu_live = cpu_seconds(&master) - cpu_before;
+    let speed_live = full_speed(&mut blast_pub, &mut blast_sub);
     // One line per second and kind (new name, refusal) for the spammer, with a count.
     let log_lines = master.log.try_iter().count();
     assert!(
@@ -393,9 +429,11 @@ fn heartbeat_name_spam() {
         &mut master,
         seen,
         &format!(
-            ", {NAMES} pipelined HEARTBEATs answered in {:.2} s: {alive} names accepted, {limited} refused (--max-nodes {MAX_NODES}); CPU {cpu_live:.2} s in {} s with the names live; {log_lines} log lines",
+            ", {NAMES} pipelined HEARTBEATs answered in {:.2} s: {alive} names accepted, {limited} refused (--max-nodes {MAX_NODES}); CPU {cpu_live:.2} s in {} s with the names live; full-speed pair {:.0} msgs/s before, {:.0} with the names live; {log_lines} log lines",
             spam_took.as_secs_f64(),
-            idle.as_secs()
+            idle.as_secs(),
+            speed_before,
+            speed_live,
         ),
     );
 }
