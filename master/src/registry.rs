@@ -226,24 +226,23 @@ impl Registry {
     ) -> Result<Heartbeat, NameRefusal> {
         self.check_owner(node, user)?;
         let entry = self.names.get(node);
-        let outcome = match entry.and_then(|e| e.liveness.map(|l| (e, l))) {
-            None => match entry {
-                Some(e) if self.nodes.contains_key(node) => {
-                    let owner_beats = user.is_some() && e.owner.as_deref() == user;
-                    let ago = now.saturating_duration_since(e.since);
-                    if !owner_beats && ago >= timeout {
-                        return Err(NameRefusal::NoHeartbeats {
-                            registered_ago: ago,
-                        });
-                    }
-                    Heartbeat::Claimed
+        let outcome = match (entry, entry.and_then(|e| e.liveness)) {
+            // Roles without heartbeats: an original node, or one about to send its first.
+            (Some(e), None) if self.nodes.contains_key(node) => {
+                let owner_beats = user.is_some() && e.owner.as_deref() == user;
+                let ago = now.saturating_duration_since(e.since);
+                if !owner_beats && ago >= timeout {
+                    return Err(NameRefusal::NoHeartbeats {
+                        registered_ago: ago,
+                    });
                 }
-                _ => Heartbeat::Claimed,
-            },
-            Some((_, l)) if l.session == session || l.session == RESTORED_SESSION => {
+                Heartbeat::Claimed
+            }
+            (_, None) => Heartbeat::Claimed,
+            (_, Some(l)) if l.session == session || l.session == RESTORED_SESSION => {
                 Heartbeat::Refreshed
             }
-            Some((_, l)) => {
+            (_, Some(l)) => {
                 let ago = now.saturating_duration_since(l.last_seen);
                 if ago < timeout {
                     return Err(NameRefusal::InUse { last_seen_ago: ago });
