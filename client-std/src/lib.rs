@@ -20,7 +20,6 @@
 mod error;
 mod node;
 mod publisher;
-pub mod recording;
 mod subscriber;
 mod transport;
 

@@ -12,7 +12,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use cli_support::*;
-use zerosmq::recording::{parse_recording, read_recording, RecordedMessage};
+use zerosmq_recording::{parse_recording, read_recording, RecordedMessage};
 
 /// Starts `zerosmq record TOPICS -n COUNT -o FILE` and waits until it records every topic.
 fn start_recorder(master: &MasterHandle, topics: &[&str], count: usize, file: &Path) -> Running {
@@ -565,11 +565,11 @@ fn damaged_and_unreadable_recordings_are_refused() {
 
     // MCAP cut in half (uncompressed 1 KiB chunks, so the intact part is many messages).
     let whole = dir.join("whole.mcap");
-    let mut w = zerosmq::recording::RecordingWriter::create(
+    let mut w = zerosmq_recording::RecordingWriter::create(
         &whole,
-        zerosmq::recording::RecordingFormat::Mcap,
+        zerosmq_recording::RecordingFormat::Mcap,
         0,
-        &zerosmq::recording::WriterOptions {
+        &zerosmq_recording::WriterOptions {
             compress: false,
             chunk_size: 1024,
         },

@@ -27,7 +27,7 @@ pub fn zerosmq_bin() -> &'static Path {
             .expect("target profile dir");
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut cmd = Command::new(cargo);
-        cmd.args(["build", "-q", "-p", "zerosmq", "--bin", "zerosmq"]);
+        cmd.args(["build", "-q", "-p", "zerosmq-cli", "--bin", "zerosmq"]);
         if profile_dir.file_name().is_some_and(|p| p == "release") {
             cmd.arg("--release");
         }

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
-use zerosmq::recording::{read_recording, RecordedMessage};
+use zerosmq_recording::{read_recording, RecordedMessage};
 
 use crate::{cli_node_as, stop_flag, stopped, Cli, CliResult};
 

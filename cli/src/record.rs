@@ -8,7 +8,7 @@ use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use zerosmq::recording::{RecordingError, RecordingFormat, RecordingWriter, WriterOptions};
+use zerosmq_recording::{RecordingError, RecordingFormat, RecordingWriter, WriterOptions};
 
 use crate::topic::POLL;
 use crate::{cli_node_as, parse_seconds, stop_flag, stopped, Cli, CliResult};
