@@ -112,6 +112,10 @@ fn stopped(flag: &AtomicBool) -> bool {
 
 /// Fails with a clear message when the master knows nothing of `topic` (no publisher, no
 /// subscriber), unless `wait` asks to go on and wait for it.
+///
+/// The check and the list of known topics are two requests: a publisher that registers between
+/// them (one started right before the CLI) makes the first say "unknown" and the second list the
+/// topic. The list is the later answer, so it decides (see [`unknown_topic_verdict`]).
 fn require_topic(node: &zerosmq::Node, topic: &str, wait: bool) -> CliResult {
     match node.topic_info(topic) {
         Ok(_) => Ok(()),
@@ -124,19 +128,27 @@ fn require_topic(node: &zerosmq::Node, topic: &str, wait: bool) -> CliResult {
                 return Ok(());
             }
             let known = node.topics().unwrap_or_default();
-            let known = if known.is_empty() {
-                "none".to_owned()
-            } else {
-                known.join(", ")
-            };
-            Err(format!(
-                "unknown topic '{topic}' (topics with a publisher: {known}); \
-                 pass --wait to wait for it to appear"
-            )
-            .into())
+            unknown_topic_verdict(topic, &known).map_err(Into::into)
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// After the master said `topic` is unknown: `Ok` when its later list of topics has it (it
+/// appeared in between), else the error that lists what is known.
+fn unknown_topic_verdict(topic: &str, known: &[String]) -> Result<(), String> {
+    if known.iter().any(|t| t == topic) {
+        return Ok(());
+    }
+    let known = if known.is_empty() {
+        "none".to_owned()
+    } else {
+        known.join(", ")
+    };
+    Err(format!(
+        "unknown topic '{topic}' (topics with a publisher: {known}); \
+         pass --wait to wait for it to appear"
+    ))
 }
 
 fn main() -> ExitCode {
@@ -180,5 +192,18 @@ mod tests {
         assert!(parse_seconds("1e19").is_err());
         assert!(parse_rate("1e-300").is_err());
         assert!(parse_rate("1e7").is_err());
+    }
+
+    #[test]
+    fn a_topic_listed_after_unknown_is_known() {
+        let known = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(unknown_topic_verdict("T", &known(&["a", "T"])), Ok(()));
+        let e = unknown_topic_verdict("T", &known(&["a", "T2"])).unwrap_err();
+        assert!(
+            e.starts_with("unknown topic 'T' (topics with a publisher: a, T2)"),
+            "{e}"
+        );
+        let e = unknown_topic_verdict("T", &[]).unwrap_err();
+        assert!(e.contains("topics with a publisher: none"), "{e}");
     }
 }

@@ -41,7 +41,16 @@ pub fn node(name: &str, master: Option<&str>) -> Result<Node> {
 /// Publishes a reading every `period` until a `STOP` arrives on `command`; returns how many
 /// readings it sent. Waits for its paths first so no reading is lost.
 pub fn sensor(master: Option<&str>, id: u8, period: Duration) -> Result<u32> {
-    let node = node(&format!("sensor{id}.py"), master)?;
+    sensor_on(&node(&sensor_name(id), master)?, id, period)
+}
+
+/// The node name of sensor `id`, as in the original.
+pub fn sensor_name(id: u8) -> String {
+    format!("sensor{id}.py")
+}
+
+/// [`sensor`] on a node the caller owns (and may keep after the sensor stopped).
+pub fn sensor_on(node: &Node, id: u8, period: Duration) -> Result<u32> {
     let mut readings = node.advertise(&topics::sensor(id))?;
     let mut commands = node.subscribe(topics::COMMAND)?;
     readings.wait_ready(WAIT)?;
@@ -66,7 +75,11 @@ pub fn sensor(master: Option<&str>, id: u8, period: Duration) -> Result<u32> {
 /// Republishes every reading of sensors 1 and 2 on `doubled`, value doubled, until `STOP`.
 /// Returns how many readings it processed.
 pub fn processor(master: Option<&str>) -> Result<u32> {
-    let node = node("processor.py", master)?;
+    processor_on(&node("processor.py", master)?)
+}
+
+/// [`processor`] on a node the caller owns.
+pub fn processor_on(node: &Node) -> Result<u32> {
     let mut doubled = node.advertise(topics::DOUBLED)?;
     let mut inputs = [
         node.subscribe(&topics::sensor(1))?,
@@ -102,9 +115,17 @@ pub fn processor(master: Option<&str>) -> Result<u32> {
 pub fn monitor(
     master: Option<&str>,
     stop_after: usize,
+    on_reading: impl FnMut(&Reading),
+) -> Result<Vec<Reading>> {
+    monitor_on(&node("monitor.py", master)?, stop_after, on_reading)
+}
+
+/// [`monitor`] on a node the caller owns.
+pub fn monitor_on(
+    node: &Node,
+    stop_after: usize,
     mut on_reading: impl FnMut(&Reading),
 ) -> Result<Vec<Reading>> {
-    let node = node("monitor.py", master)?;
     let mut doubled = node.subscribe(topics::DOUBLED)?;
     let mut command = node.advertise(topics::COMMAND)?;
     doubled.wait_ready(WAIT)?;

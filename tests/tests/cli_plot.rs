@@ -124,3 +124,41 @@ fn live_plot_draws_in_a_terminal_and_quits_on_q() {
     });
     assert_eq!(status.trim(), "0");
 }
+
+/// Issue 15: `zerosmq plot T` started right after a publisher of `T` registers must not say
+/// `unknown topic 'T' (topics with a publisher: T)`. Each round starts the plot while another
+/// thread registers the publisher, so some rounds land in the window between the CLI's check
+/// and its list of topics; whatever the timing, a refusal never lists the topic it refuses.
+#[test]
+fn plot_right_after_a_publisher_never_calls_a_listed_topic_unknown() {
+    let master = start_master();
+    let dir = temp_dir("plot-race");
+    let talker = node(&master, "racer");
+    let mut publishers = Vec::new();
+    for round in 0..6 {
+        let topic = format!("fresh{round}");
+        let png = dir.join(format!("{topic}.png"));
+        let mut plot = zerosmq(&master);
+        plot.args(["plot", &topic, "--duration", "0.2", "--png"])
+            .arg(&png);
+        // The publisher registers while the CLI starts up and asks.
+        let (node, t) = (talker.clone(), topic.clone());
+        let advertise = std::thread::spawn(move || node.advertise(&t).unwrap());
+        let out = run(&mut plot, WAIT * 2);
+        publishers.push(advertise.join().unwrap());
+        if !out.status.success() {
+            assert!(
+                out.stderr.contains(&format!("unknown topic '{topic}'"))
+                    && !out.stderr.contains(&format!("publisher: {topic}"))
+                    && !out.stderr.contains(&format!(", {topic};")),
+                "round {round}: {}",
+                out.stderr
+            );
+        }
+    }
+    // Registered first, then plotted: always known.
+    let mut plot = zerosmq(&master);
+    plot.args(["plot", "fresh0", "--duration", "0.2", "--png"])
+        .arg(dir.join("again.png"));
+    run_ok(&mut plot);
+}

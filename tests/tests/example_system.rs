@@ -57,3 +57,34 @@ fn listener_hears_the_talker() {
         assert!(t.starts_with("hello world "), "{t}");
     }
 }
+
+/// Issue 15: the demo stops its own example nodes cleanly (no "node stopped sending heartbeats"
+/// warning when they are done, even after the master's 5 s node timeout) and writes no ANSI
+/// colour codes to logs that are not a terminal.
+#[test]
+fn demo_finishes_without_warnings_or_colour_codes_in_a_log() {
+    let out = std::process::Command::new(zerosmq_tests::cargo_bin("zerosmq-examples", "demo"))
+        .args(["--bind", "127.0.0.1", "--port", "0", "--readings", "6"])
+        // Longer than the master's node timeout after the sensor system finished.
+        .args(["--duration", "7"])
+        .env_remove("RUST_LOG")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("the demo runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("monitor: sent STOP after 6 readings"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("demo stopped"), "{stdout}");
+    assert!(
+        !stderr.contains("stopped sending heartbeats") && !stderr.contains("WARN"),
+        "{stderr}"
+    );
+    assert!(
+        !stdout.contains('\u{1b}') && !stderr.contains('\u{1b}'),
+        "{stderr}"
+    );
+}

@@ -5,6 +5,7 @@
 //! traffic and the topic graph (also written as `zerosmq-graph.svg` when Graphviz is installed),
 //! then keeps a talker and a listener chatting until Ctrl+C (or `--duration`).
 
+use std::io::IsTerminal as _;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -30,8 +31,11 @@ struct Args {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // Logs go to stderr, coloured only when it is a terminal (not in a file or a pipe).
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new("warn"))
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     let args = Args::parse();
     let master = Master::spawn(MasterConfig {
@@ -42,26 +46,33 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let url = master.control_endpoint();
     println!("master: control service on {url} (try: ZEROSMQ_MASTER={url} zerosmq graph)");
 
+    // The demo owns the example nodes and keeps them (heartbeating, with no topic left) until
+    // it stops the master: a node dropped while the master runs looks like a crash to it, which
+    // warns "node stopped sending heartbeats" after --node-timeout.
     let (tx, rx) = mpsc::channel();
+    let mut finished_nodes = Vec::new();
     let mut workers = Vec::new();
     for id in [1u8, 2] {
-        let url = url.clone();
+        let node = ex::node(&ex::sensor_name(id), Some(&url))?;
+        finished_nodes.push(node.clone());
         workers.push(std::thread::spawn(move || {
-            let sent = ex::sensor(Some(&url), id, Duration::from_millis(100))?;
+            let sent = ex::sensor_on(&node, id, Duration::from_millis(100))?;
             println!("sensor{id}: STOP received after {sent} readings");
             Ok::<(), zerosmq::Error>(())
         }));
     }
-    let purl = url.clone();
+    let processor = ex::node("processor.py", Some(&url))?;
+    finished_nodes.push(processor.clone());
     workers.push(std::thread::spawn(move || {
-        let n = ex::processor(Some(&purl))?;
+        let n = ex::processor_on(&processor)?;
         println!("processor: STOP received after {n} readings");
         Ok(())
     }));
-    let murl = url.clone();
+    let monitor_node = ex::node("monitor.py", Some(&url))?;
+    finished_nodes.push(monitor_node.clone());
     let readings = args.readings;
     let monitor = std::thread::spawn(move || {
-        ex::monitor(Some(&murl), readings, |r| {
+        ex::monitor_on(&monitor_node, readings, |r| {
             let _ = tx.send(*r);
         })
     });
@@ -100,6 +111,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         std::thread::sleep(Duration::from_millis(100));
     }
     master.shutdown()?;
+    drop(finished_nodes);
     println!("demo stopped");
     // Talker and listener threads block on the stopped master; leave without joining them.
     std::process::exit(0)
