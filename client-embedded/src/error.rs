@@ -8,6 +8,7 @@ use zerosmq_core::NameError;
 
 /// Why a node operation failed. `E` is the TCP stack's error.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Error<E> {
     /// Connecting, reading or writing failed; the connection was dropped and is reopened (with
     /// fresh grants) on the next call.

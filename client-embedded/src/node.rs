@@ -5,7 +5,7 @@ use core::net::SocketAddr;
 
 use zerosmq_core::control::{decode_reply, ControlReply, ControlRequest, Encoding};
 use zerosmq_core::message::READY_PROBE_PREFIX;
-use zerosmq_core::zmtp::{Connection, EncodeError, Event, FrameHeader, PlainCredentials};
+use zerosmq_core::zmtp::{Connection, Event, FrameEncodeError, FrameHeader, PlainCredentials};
 use zerosmq_core::{NameError, NodeName, Topic};
 
 #[cfg(feature = "clock")]
@@ -31,13 +31,13 @@ pub(crate) fn encode_request(
     req: &ControlRequest,
     encoding: Encoding,
     tx: &mut [u8],
-) -> Result<(usize, usize), EncodeError> {
+) -> Result<(usize, usize), FrameEncodeError> {
     let body_space = tx
         .get_mut(REQUEST_BODY_AT..)
-        .ok_or(EncodeError::BufferTooSmall)?;
+        .ok_or(FrameEncodeError::BufferTooSmall)?;
     let body_len = req
         .encode(encoding, body_space)
-        .map_err(|_| EncodeError::BufferTooSmall)?
+        .map_err(|_| FrameEncodeError::BufferTooSmall)?
         .len();
     let (header, header_len) = Connection::message_header(body_len, false);
     let start = REQUEST_BODY_AT - header_len - 2;
@@ -156,9 +156,12 @@ pub(crate) fn encode_subscriptions(
     topic: &[u8],
     probe: &[u8],
     tx: &mut [u8],
-) -> Result<usize, EncodeError> {
+) -> Result<usize, FrameEncodeError> {
     let n = conn.encode_subscribe(topic, tx)?;
-    let m = conn.encode_subscribe(probe, tx.get_mut(n..).ok_or(EncodeError::BufferTooSmall)?)?;
+    let m = conn.encode_subscribe(
+        probe,
+        tx.get_mut(n..).ok_or(FrameEncodeError::BufferTooSmall)?,
+    )?;
     Ok(n + m)
 }
 
@@ -365,7 +368,7 @@ mod tests {
         );
         assert_eq!(
             encode_request(&req, Encoding::Text, &mut tx[..20]),
-            Err(EncodeError::BufferTooSmall)
+            Err(FrameEncodeError::BufferTooSmall)
         );
     }
 

@@ -23,7 +23,7 @@ mod publisher;
 mod subscriber;
 mod transport;
 
-pub use error::{Error, Result};
+pub use error::{Error, Result, SocketError};
 pub use node::{
     Node, NodeBuilder, NodeInfo, TopicInfo, DEFAULT_CLAIM_WAIT, DEFAULT_HEARTBEAT, DEFAULT_MASTER,
     DEFAULT_TIMEOUT, MASTER_ENV,

@@ -8,6 +8,7 @@ use zerosmq_core::control::{ControlReply, ControlRequest, Encoding};
 use zerosmq_core::limits::CONTROL_REQUEST_BUF_LEN;
 use zerosmq_core::{decode_reply, ErrorCode, NodeName, Topic};
 
+use crate::error::{ZmqErrorExt as _, ZmqResultExt as _};
 use crate::transport::publisher_link::Flusher;
 use crate::transport::subscriber_link::SubscriberLink;
 use crate::transport::sys::Waker;
@@ -34,7 +35,7 @@ pub struct NodeBuilder {
     name: String,
     master: Option<String>,
     timeout: Duration,
-    hwm: i32,
+    hwm: usize,
     heartbeat: Option<Duration>,
     claim_wait: Duration,
     plain: Option<(String, String)>,
@@ -54,9 +55,11 @@ impl NodeBuilder {
         self
     }
 
-    /// High-water mark of data sockets, in messages (default 10,000).
-    pub fn hwm(mut self, hwm: i32) -> Self {
-        self.hwm = hwm;
+    /// High-water mark of data connections, in messages (default 10,000; 0 counts as 1): a
+    /// publisher drops what is published beyond this many queued messages while the master does
+    /// not read, a subscriber parks at most this many while its application does not receive.
+    pub fn hwm(mut self, hwm: usize) -> Self {
+        self.hwm = hwm.max(1);
         self
     }
 
@@ -115,7 +118,7 @@ impl NodeBuilder {
                 }
                 Some(CurveKeys {
                     server,
-                    own: zmq::CurveKeyPair::new()?,
+                    own: zmq::CurveKeyPair::new().zmq()?,
                 })
             }
         };
@@ -168,7 +171,8 @@ pub(crate) struct NodeInner {
     /// its reply cannot send again).
     control: Mutex<Option<zmq::Socket>>,
     pub(crate) timeout: Duration,
-    pub(crate) hwm: i32,
+    /// At least 1.
+    pub(crate) hwm: usize,
     heartbeat: Option<Duration>,
     claim_wait: Duration,
     plain: Option<(String, String)>,
@@ -248,7 +252,7 @@ impl DataLink {
     /// Connects a libzmq `socket` to the granted port.
     pub(crate) fn connect_zmq(&self, node: &NodeInner, socket: &zmq::Socket) -> Result<()> {
         node.prepare_socket(socket)?;
-        socket.connect(&node.data_endpoint(self.port))?;
+        socket.connect(&node.data_endpoint(self.port)).zmq()?;
         Ok(())
     }
 
@@ -261,7 +265,7 @@ impl DataLink {
         }
         // The old endpoint may already be gone; that is fine.
         let _ = socket.disconnect(&node.data_endpoint(self.port));
-        socket.connect(&node.data_endpoint(now))?;
+        socket.connect(&node.data_endpoint(now)).zmq()?;
         self.port = now;
         Ok(true)
     }
@@ -406,7 +410,7 @@ fn keeper_loop(node: Weak<NodeInner>) {
             links.retain(|l| l.strong_count() > 0);
             links.iter().filter_map(Weak::upgrade).collect()
         };
-        let hwm = node.hwm.max(1) as usize;
+        let hwm = node.hwm;
         for link in links {
             if let Ok(mut l) = link.try_lock() {
                 l.keep_alive(hwm);
@@ -429,16 +433,16 @@ impl NodeInner {
         let socket = match guard.take() {
             Some(s) => s,
             None => {
-                let s = self.ctx.socket(zmq::REQ)?;
-                s.set_linger(0)?;
+                let s = self.ctx.socket(zmq::REQ).zmq()?;
+                s.set_linger(0).zmq()?;
                 self.prepare_socket(&s)?;
-                s.connect(&self.control_endpoint)?;
+                s.connect(&self.control_endpoint).zmq()?;
                 s
             }
         };
         let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
-        socket.set_sndtimeo(ms)?;
-        socket.set_rcvtimeo(ms)?;
+        socket.set_sndtimeo(ms).zmq()?;
+        socket.set_rcvtimeo(ms).zmq()?;
         // On any failure the socket is dropped, not put back: a REQ socket that missed its
         // reply cannot send again.
         let reply = match socket.send(bytes, 0).and_then(|()| socket.recv_msg(0)) {
@@ -454,7 +458,7 @@ impl NodeInner {
                     after: timeout,
                 });
             }
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(e.into_error()),
         };
         *guard = Some(socket);
         match decode_reply(req.reply_kind(), &reply)? {
@@ -470,16 +474,16 @@ impl NodeInner {
     /// heartbeats so that a half-open connection (peer gone without a FIN) is noticed and
     /// reconnected instead of hanging.
     pub(crate) fn prepare_socket(&self, socket: &zmq::Socket) -> Result<()> {
-        socket.set_heartbeat_ivl(10_000)?;
-        socket.set_heartbeat_timeout(30_000)?;
+        socket.set_heartbeat_ivl(10_000).zmq()?;
+        socket.set_heartbeat_timeout(30_000).zmq()?;
         if let Some((user, password)) = &self.plain {
-            socket.set_plain_username(Some(user))?;
-            socket.set_plain_password(Some(password))?;
+            socket.set_plain_username(Some(user)).zmq()?;
+            socket.set_plain_password(Some(password)).zmq()?;
         }
         if let Some(keys) = &self.curve {
-            socket.set_curve_serverkey(&keys.server)?;
-            socket.set_curve_publickey(&keys.own.public_key)?;
-            socket.set_curve_secretkey(&keys.own.secret_key)?;
+            socket.set_curve_serverkey(&keys.server).zmq()?;
+            socket.set_curve_publickey(&keys.own.public_key).zmq()?;
+            socket.set_curve_secretkey(&keys.own.secret_key).zmq()?;
         }
         Ok(())
     }
@@ -493,21 +497,22 @@ impl NodeInner {
                 "inproc://zerosmq-auth-probe-{}",
                 N.fetch_add(1, Ordering::Relaxed)
             );
-            let s = self.ctx.socket(zmq::REQ)?;
-            s.set_linger(0)?;
+            let s = self.ctx.socket(zmq::REQ).zmq()?;
+            s.set_linger(0).zmq()?;
             self.prepare_socket(&s)?;
             s.monitor(
                 &endpoint,
                 (zmq::SocketEvent::HANDSHAKE_FAILED_AUTH as i32)
                     | (zmq::SocketEvent::HANDSHAKE_SUCCEEDED as i32),
-            )?;
-            let events = self.ctx.socket(zmq::PAIR)?;
-            events.connect(&endpoint)?;
-            s.connect(&self.control_endpoint)?;
-            if events.poll(zmq::POLLIN, 1_000)? == 0 {
+            )
+            .zmq()?;
+            let events = self.ctx.socket(zmq::PAIR).zmq()?;
+            events.connect(&endpoint).zmq()?;
+            s.connect(&self.control_endpoint).zmq()?;
+            if events.poll(zmq::POLLIN, 1_000).zmq()? == 0 {
                 return Ok(false);
             }
-            let frames = events.recv_multipart(0)?;
+            let frames = events.recv_multipart(0).zmq()?;
             let event = frames
                 .first()
                 .and_then(|f| f.get(..2))
@@ -543,6 +548,11 @@ impl NodeInner {
             }
         }
         Ok(())
+    }
+
+    /// The high-water mark as libzmq takes it.
+    pub(crate) fn zmq_hwm(&self) -> i32 {
+        i32::try_from(self.hwm).unwrap_or(i32::MAX)
     }
 
     /// Whether data goes over our own ZMTP connections; CURVE keeps libzmq sockets (core has

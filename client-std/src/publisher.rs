@@ -134,7 +134,7 @@ impl Publisher {
         let (head_bytes, body) = self.frame.split_at(head);
         match &mut self.path {
             Path::Native(link) => {
-                link.send(head_bytes, body, &[], self.node.hwm.max(1) as usize);
+                link.send(head_bytes, body, &[], self.node.hwm);
                 Ok(())
             }
             Path::Zmq(z) => z.send(&self.node, head_bytes, body, &[]),
@@ -145,7 +145,7 @@ impl Publisher {
         let head = &self.frame[..self.topic.len() + 1];
         match &mut self.path {
             Path::Native(link) => {
-                link.send(head, body, rest, self.node.hwm.max(1) as usize);
+                link.send(head, body, rest, self.node.hwm);
                 Ok(())
             }
             Path::Zmq(z) => z.send(&self.node, head, body, rest),

@@ -27,8 +27,8 @@ pub mod random;
 pub mod zmtp;
 
 pub use control::{
-    decode_reply, decode_request, ControlReply, ControlRequest, DecodeError, EncodeError, Encoding,
-    ErrorCode, ErrorReply, NodeInfo, ReplyKind, TopicInfo,
+    decode_reply, decode_request, ControlEncodeError, ControlReply, ControlRequest, DecodeError,
+    Encoding, ErrorCode, ErrorReply, NodeInfo, ReplyKind, TopicInfo,
 };
 pub use message::{build_frame, DataFrame, FrameError, READY_PROBE_PREFIX};
 pub use name::{NameError, NodeName, Topic};

@@ -29,6 +29,7 @@ pub const MAX_READY_PROBE_LEN: usize = 64;
 
 /// Why a frame could not be built or split.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum FrameError {
     /// The caller's buffer cannot hold topic, separator and payload.
     BufferTooSmall { needed: usize },

@@ -14,6 +14,7 @@ use crate::limits::{MAX_NODE_NAME_LEN, MAX_TOPIC_LEN};
 
 /// Why a string is not a valid name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum NameError {
     /// The name is empty.
     Empty,

@@ -150,6 +150,7 @@ impl Default for MasterConfig {
 
 /// Why the master could not start or stopped.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum MasterError {
     #[error("{what}: {source}")]
     Zmq { what: String, source: zmq::Error },

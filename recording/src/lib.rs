@@ -89,6 +89,7 @@ impl RecordingFormat {
 
 /// Why a recording could not be written or read at all.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum RecordingError {
     #[error("cannot {action} {path}: {source}")]
     Io {

@@ -23,16 +23,16 @@ pub(crate) const MAX_FRAME_LEN: u64 = 1 << 30;
 
 /// Why the inbound stream cannot be decoded; the connection must be dropped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum InboundError {
+pub(crate) enum FrameScanError {
     Header(HeaderError),
     FrameTooLong(u64),
 }
 
-impl fmt::Display for InboundError {
+impl fmt::Display for FrameScanError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            InboundError::Header(e) => write!(f, "bad frame header: {e:?}"),
-            InboundError::FrameTooLong(n) => write!(f, "frame of {n} bytes is too long"),
+            FrameScanError::Header(e) => write!(f, "bad frame header: {e:?}"),
+            FrameScanError::FrameTooLong(n) => write!(f, "frame of {n} bytes is too long"),
         }
     }
 }
@@ -40,7 +40,7 @@ impl fmt::Display for InboundError {
 /// Scans whole frames at the start of `bytes`: returns where the last complete unit (a whole
 /// message, or a command between messages) ends, and how many bytes from there the next unit
 /// needs at least (to size the buffer). Never panics, whatever the bytes.
-pub(crate) fn complete_prefix(bytes: &[u8]) -> Result<(usize, usize), InboundError> {
+pub(crate) fn complete_prefix(bytes: &[u8]) -> Result<(usize, usize), FrameScanError> {
     let mut at = 0;
     let mut unit_end = 0;
     let mut in_message = false;
@@ -51,10 +51,10 @@ pub(crate) fn complete_prefix(bytes: &[u8]) -> Result<(usize, usize), InboundErr
             Err(HeaderError::Incomplete { needed }) => {
                 return Ok((unit_end, at - unit_end + needed))
             }
-            Err(e) => return Err(InboundError::Header(e)),
+            Err(e) => return Err(FrameScanError::Header(e)),
         };
         if header.len > MAX_FRAME_LEN {
-            return Err(InboundError::FrameTooLong(header.len));
+            return Err(FrameScanError::FrameTooLong(header.len));
         }
         let end = at + header_len + header.len as usize;
         if end > bytes.len() {
@@ -145,7 +145,7 @@ impl Inbound {
 
     /// The next whole item, if the bytes read so far hold one. A PING's context is then
     /// waiting in [`Inbound::take_ping`], for the caller to answer.
-    pub(crate) fn next_item(&mut self) -> Result<Option<Item>, InboundError> {
+    pub(crate) fn next_item(&mut self) -> Result<Option<Item>, FrameScanError> {
         if self.ready.is_empty() {
             let (end, needed) = complete_prefix(&self.buf)?;
             self.needed = needed;
@@ -233,16 +233,16 @@ mod tests {
     fn complete_prefix_refuses_bad_headers() {
         assert_eq!(
             complete_prefix(b"\x80\x00"),
-            Err(InboundError::Header(HeaderError::ReservedFlags(0x80)))
+            Err(FrameScanError::Header(HeaderError::ReservedFlags(0x80)))
         );
         assert_eq!(
             complete_prefix(b"\x05\x00"),
-            Err(InboundError::Header(HeaderError::CommandWithMore))
+            Err(FrameScanError::Header(HeaderError::CommandWithMore))
         );
         let huge = b"\x02\x7f\xff\xff\xff\xff\xff\xff\xff";
         assert!(matches!(
             complete_prefix(huge),
-            Err(InboundError::FrameTooLong(_))
+            Err(FrameScanError::FrameTooLong(_))
         ));
     }
 

@@ -9,6 +9,7 @@ use bytes::Bytes;
 use zerosmq_core::control::ControlRequest;
 
 use super::subscriber_link::Frames;
+use crate::error::{ZmqErrorExt as _, ZmqResultExt as _};
 use crate::node::{DataLink, NodeInner};
 use crate::Result;
 
@@ -23,9 +24,9 @@ pub(crate) struct ZmqPublisher {
 
 impl ZmqPublisher {
     pub(crate) fn open(node: &std::sync::Arc<NodeInner>, request: ControlRequest) -> Result<Self> {
-        let socket = node.ctx.socket(zmq::XPUB)?;
-        socket.set_linger(LINGER_MS)?;
-        socket.set_sndhwm(node.hwm)?;
+        let socket = node.ctx.socket(zmq::XPUB).zmq()?;
+        socket.set_linger(LINGER_MS).zmq()?;
+        socket.set_sndhwm(node.zmq_hwm()).zmq()?;
         let link = DataLink::open(node, request, None)?;
         link.connect_zmq(node, &socket)?;
         Ok(ZmqPublisher {
@@ -55,7 +56,12 @@ impl ZmqPublisher {
         let deadline = Instant::now() + timeout;
         while !self.ready {
             let left = deadline.saturating_duration_since(Instant::now());
-            if self.socket.poll(zmq::POLLIN, left.as_millis() as i64)? == 0 {
+            if self
+                .socket
+                .poll(zmq::POLLIN, left.as_millis() as i64)
+                .zmq()?
+                == 0
+            {
                 return Ok(false);
             }
             self.drain_subscriptions()?;
@@ -69,7 +75,7 @@ impl ZmqPublisher {
                 Ok(m) if m.first() == Some(&1) => self.ready = true,
                 Ok(_) => {}
                 Err(zmq::Error::EAGAIN) => return Ok(()),
-                Err(e) => return Err(e.into()),
+                Err(e) => return Err(e.into_error()),
             }
         }
     }
@@ -94,7 +100,7 @@ impl ZmqPublisher {
             .or_else(drop_when_full)?;
         for (i, part) in rest.iter().enumerate() {
             let more = if i + 1 < rest.len() { zmq::SNDMORE } else { 0 };
-            self.socket.send(*part, more | zmq::DONTWAIT)?;
+            self.socket.send(*part, more | zmq::DONTWAIT).zmq()?;
         }
         Ok(())
     }
@@ -104,7 +110,7 @@ impl ZmqPublisher {
 fn drop_when_full(e: zmq::Error) -> Result<()> {
     match e {
         zmq::Error::EAGAIN => Ok(()),
-        e => Err(e.into()),
+        e => Err(e.into_error()),
     }
 }
 
@@ -128,21 +134,21 @@ impl ZmqSubscriber {
         request: ControlRequest,
         prefix: &[u8],
     ) -> Result<Self> {
-        let socket = node.ctx.socket(zmq::SUB)?;
-        socket.set_linger(0)?;
-        socket.set_rcvhwm(node.hwm)?;
-        socket.set_subscribe(prefix)?;
+        let socket = node.ctx.socket(zmq::SUB).zmq()?;
+        socket.set_linger(0).zmq()?;
+        socket.set_rcvhwm(node.zmq_hwm()).zmq()?;
+        socket.set_subscribe(prefix).zmq()?;
         let link = DataLink::open(node, request, None)?;
         link.connect_zmq(node, &socket)?;
         Ok(ZmqSubscriber { socket, link })
     }
 
     pub(crate) fn subscribe(&mut self, prefix: &[u8]) -> Result<()> {
-        Ok(self.socket.set_subscribe(prefix)?)
+        Ok(self.socket.set_subscribe(prefix).zmq()?)
     }
 
     pub(crate) fn unsubscribe(&mut self, prefix: &[u8]) -> Result<()> {
-        Ok(self.socket.set_unsubscribe(prefix)?)
+        self.socket.set_unsubscribe(prefix).zmq()
     }
 
     pub(crate) fn moved(&self) -> bool {
@@ -162,21 +168,26 @@ impl ZmqSubscriber {
             Ok(m) => m,
             Err(zmq::Error::EAGAIN) if timeout.is_zero() => return Ok(None),
             Err(zmq::Error::EAGAIN) => {
-                if self.socket.poll(zmq::POLLIN, timeout.as_millis() as i64)? == 0 {
+                if self
+                    .socket
+                    .poll(zmq::POLLIN, timeout.as_millis() as i64)
+                    .zmq()?
+                    == 0
+                {
                     return Ok(None);
                 }
                 match self.socket.recv_msg(zmq::DONTWAIT) {
                     Ok(m) => m,
                     Err(zmq::Error::EAGAIN) => return Ok(None),
-                    Err(e) => return Err(e.into()),
+                    Err(e) => return Err(e.into_error()),
                 }
             }
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(e.into_error()),
         };
         let mut more = frame.get_more();
         let mut parts = Vec::new();
         while more {
-            let part = self.socket.recv_msg(0)?;
+            let part = self.socket.recv_msg(0).zmq()?;
             more = part.get_more();
             parts.push(Bytes::from_owner(Frame(part)));
         }

@@ -3,18 +3,18 @@
 //! The marker byte is never valid UTF-8, so the master tells binary from text by one byte; the
 //! version byte lets a future master refuse (or translate) an older client clearly.
 
-use super::{ControlReply, ControlRequest, DecodeError, EncodeError, BINARY_MARKER};
+use super::{ControlEncodeError, ControlReply, ControlRequest, DecodeError, BINARY_MARKER};
 use crate::limits::BINARY_PROTOCOL_VERSION;
 
 const HEADER_LEN: usize = 2;
 
-fn encode<T: serde::Serialize>(value: &T, buf: &mut [u8]) -> Result<usize, EncodeError> {
+fn encode<T: serde::Serialize>(value: &T, buf: &mut [u8]) -> Result<usize, ControlEncodeError> {
     let (header, body) = match buf.split_first_chunk_mut::<HEADER_LEN>() {
         Some(split) => split,
-        None => return Err(EncodeError::BufferTooSmall),
+        None => return Err(ControlEncodeError::BufferTooSmall),
     };
     *header = [BINARY_MARKER, BINARY_PROTOCOL_VERSION];
-    let used = postcard::to_slice(value, body).map_err(|_| EncodeError::BufferTooSmall)?;
+    let used = postcard::to_slice(value, body).map_err(|_| ControlEncodeError::BufferTooSmall)?;
     Ok(HEADER_LEN + used.len())
 }
 
@@ -38,7 +38,7 @@ fn decode<'a, T: serde::Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, DecodeErr
 }
 
 /// Writes a binary request into `buf`; returns its length.
-pub fn encode_request(req: &ControlRequest, buf: &mut [u8]) -> Result<usize, EncodeError> {
+pub fn encode_request(req: &ControlRequest, buf: &mut [u8]) -> Result<usize, ControlEncodeError> {
     encode(req, buf)
 }
 
@@ -48,7 +48,7 @@ pub fn decode_request(bytes: &[u8]) -> Result<ControlRequest, DecodeError> {
 }
 
 /// Writes a binary reply into `buf`; returns its length.
-pub fn encode_reply(reply: &ControlReply<'_>, buf: &mut [u8]) -> Result<usize, EncodeError> {
+pub fn encode_reply(reply: &ControlReply<'_>, buf: &mut [u8]) -> Result<usize, ControlEncodeError> {
     encode(reply, buf)
 }
 

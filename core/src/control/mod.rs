@@ -92,12 +92,12 @@ impl ControlRequest {
         &self,
         encoding: Encoding,
         buf: &'b mut [u8],
-    ) -> Result<&'b [u8], EncodeError> {
+    ) -> Result<&'b [u8], ControlEncodeError> {
         let n = match encoding {
             #[cfg(feature = "text")]
             Encoding::Text => text::encode_request(self, buf)?,
             #[cfg(not(feature = "text"))]
-            Encoding::Text => return Err(EncodeError::TextDisabled),
+            Encoding::Text => return Err(ControlEncodeError::TextDisabled),
             Encoding::Binary => binary::encode_request(self, buf)?,
         };
         Ok(&buf[..n])
@@ -181,12 +181,12 @@ impl ControlReply<'_> {
         &self,
         encoding: Encoding,
         buf: &'b mut [u8],
-    ) -> Result<&'b [u8], EncodeError> {
+    ) -> Result<&'b [u8], ControlEncodeError> {
         let n = match encoding {
             #[cfg(feature = "text")]
             Encoding::Text => text::encode_reply(self, buf)?,
             #[cfg(not(feature = "text"))]
-            Encoding::Text => return Err(EncodeError::TextDisabled),
+            Encoding::Text => return Err(ControlEncodeError::TextDisabled),
             Encoding::Binary => binary::encode_reply(self, buf)?,
         };
         Ok(&buf[..n])
@@ -316,6 +316,7 @@ pub enum Word {
 
 /// Why bytes are not a valid control message.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum DecodeError {
     /// Zero bytes.
     Empty,
@@ -401,25 +402,26 @@ impl core::error::Error for DecodeError {}
 
 /// Why a message could not be encoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EncodeError {
+#[non_exhaustive]
+pub enum ControlEncodeError {
     /// The caller's buffer is too small for the message.
     BufferTooSmall,
     /// The text encoding was asked for, and this build has none (feature `text` is off).
     TextDisabled,
 }
 
-impl fmt::Display for EncodeError {
+impl fmt::Display for ControlEncodeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            EncodeError::BufferTooSmall => "buffer too small for the encoded message",
-            EncodeError::TextDisabled => {
+            ControlEncodeError::BufferTooSmall => "buffer too small for the encoded message",
+            ControlEncodeError::TextDisabled => {
                 "text encoding asked for, but this build speaks only binary"
             }
         })
     }
 }
 
-impl core::error::Error for EncodeError {}
+impl core::error::Error for ControlEncodeError {}
 
 /// A `fmt::Write` over a caller's slice; fails instead of growing.
 #[cfg(feature = "text")]
@@ -438,15 +440,15 @@ impl<'b> SliceWriter<'b> {
         self.pos
     }
 
-    pub(crate) fn put(&mut self, bytes: &[u8]) -> Result<(), EncodeError> {
+    pub(crate) fn put(&mut self, bytes: &[u8]) -> Result<(), ControlEncodeError> {
         let end = self
             .pos
             .checked_add(bytes.len())
-            .ok_or(EncodeError::BufferTooSmall)?;
+            .ok_or(ControlEncodeError::BufferTooSmall)?;
         let dst = self
             .buf
             .get_mut(self.pos..end)
-            .ok_or(EncodeError::BufferTooSmall)?;
+            .ok_or(ControlEncodeError::BufferTooSmall)?;
         dst.copy_from_slice(bytes);
         self.pos = end;
         Ok(())

@@ -178,7 +178,7 @@ fn replies_round_trip_in_both_encodings() {
     let mut small = [0u8; 5];
     assert_eq!(
         ControlReply::Done.encode(Encoding::Text, &mut small),
-        Err(EncodeError::BufferTooSmall)
+        Err(ControlEncodeError::BufferTooSmall)
     );
     assert_eq!(
         decode_reply(ReplyKind::Granted, b"REQUEST GRANT x"),

@@ -7,7 +7,7 @@
 use core::fmt::Write as _;
 
 use super::{
-    ControlReply, ControlRequest, DecodeError, EncodeError, ErrorCode, ErrorReply, NodeInfo,
+    ControlEncodeError, ControlReply, ControlRequest, DecodeError, ErrorCode, ErrorReply, NodeInfo,
     ReplyKind, SliceWriter, TopicInfo, Word,
 };
 use crate::name::{NodeName, Topic};
@@ -92,7 +92,7 @@ pub fn decode_request(bytes: &[u8]) -> Result<ControlRequest, DecodeError> {
 }
 
 /// Writes a text request into `buf`; returns its length.
-pub fn encode_request(req: &ControlRequest, buf: &mut [u8]) -> Result<usize, EncodeError> {
+pub fn encode_request(req: &ControlRequest, buf: &mut [u8]) -> Result<usize, ControlEncodeError> {
     let mut w = SliceWriter::new(buf);
     let r = match req {
         ControlRequest::Publish { node, topic } => write!(w, "REQUEST_PUB {node} {topic}"),
@@ -114,12 +114,12 @@ pub fn encode_request(req: &ControlRequest, buf: &mut [u8]) -> Result<usize, Enc
         ControlRequest::NodeInfo { node } => write!(w, "NODE_INFO {node} {NULL}"),
         ControlRequest::Heartbeat { node, session } => write!(w, "HEARTBEAT {node} {session:016x}"),
     };
-    r.map_err(|_| EncodeError::BufferTooSmall)?;
+    r.map_err(|_| ControlEncodeError::BufferTooSmall)?;
     Ok(w.len())
 }
 
 /// Writes a text reply into `buf`; returns its length.
-pub fn encode_reply(reply: &ControlReply<'_>, buf: &mut [u8]) -> Result<usize, EncodeError> {
+pub fn encode_reply(reply: &ControlReply<'_>, buf: &mut [u8]) -> Result<usize, ControlEncodeError> {
     let mut w = SliceWriter::new(buf);
     let r = match reply {
         ControlReply::Granted { port } => write!(w, "{GRANT} {port}"),
@@ -151,7 +151,7 @@ pub fn encode_reply(reply: &ControlReply<'_>, buf: &mut [u8]) -> Result<usize, E
         ControlReply::Error(e) => write!(w, "{ERROR_PREFIX}{}: {}", e.code.as_str(), e.detail),
         ControlReply::Alive { epoch } => write!(w, "{ALIVE} {epoch:016x}"),
     };
-    r.map_err(|_| EncodeError::BufferTooSmall)?;
+    r.map_err(|_| ControlEncodeError::BufferTooSmall)?;
     Ok(w.len())
 }
 

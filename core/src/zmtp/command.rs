@@ -3,7 +3,7 @@
 //! PLAIN client's HELLO / WELCOME / INITIATE (RFC 24).
 
 use super::frame::FrameHeader;
-use super::EncodeError;
+use super::FrameEncodeError;
 
 /// ZeroMQ socket types, as named in READY's `Socket-Type` property.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,6 +80,7 @@ impl SocketType {
 
 /// Why a command body is malformed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum CommandError {
     /// The body ends inside the name or a property.
     Truncated,
@@ -208,17 +209,17 @@ fn split_property(bytes: &[u8]) -> Option<(&[u8], &[u8], &[u8])> {
 
 /// Writes a whole command frame (header, name, `parts` concatenated) into `buf`; returns the
 /// bytes used.
-fn encode_command(name: &[u8], parts: &[&[u8]], buf: &mut [u8]) -> Result<usize, EncodeError> {
-    let name_len = u8::try_from(name.len()).map_err(|_| EncodeError::BufferTooSmall)?;
+fn encode_command(name: &[u8], parts: &[&[u8]], buf: &mut [u8]) -> Result<usize, FrameEncodeError> {
+    let name_len = u8::try_from(name.len()).map_err(|_| FrameEncodeError::BufferTooSmall)?;
     let body_len = parts
         .iter()
         .try_fold(1 + name.len(), |n, p| n.checked_add(p.len()))
-        .ok_or(EncodeError::BufferTooSmall)?;
+        .ok_or(FrameEncodeError::BufferTooSmall)?;
     let mut at = FrameHeader::command(body_len).encode(buf)?;
     for part in [&[name_len][..], name].iter().chain(parts) {
         let end = at + part.len();
         buf.get_mut(at..end)
-            .ok_or(EncodeError::BufferTooSmall)?
+            .ok_or(FrameEncodeError::BufferTooSmall)?
             .copy_from_slice(part);
         at = end;
     }
@@ -231,7 +232,7 @@ pub fn encode_ready(
     socket_type: SocketType,
     identity: &[u8],
     buf: &mut [u8],
-) -> Result<usize, EncodeError> {
+) -> Result<usize, FrameEncodeError> {
     encode_metadata(b"READY", socket_type, identity, buf)
 }
 
@@ -240,15 +241,20 @@ pub fn encode_initiate(
     socket_type: SocketType,
     identity: &[u8],
     buf: &mut [u8],
-) -> Result<usize, EncodeError> {
+) -> Result<usize, FrameEncodeError> {
     encode_metadata(b"INITIATE", socket_type, identity, buf)
 }
 
 /// PLAIN's HELLO: user name and password as short strings (at most 255 bytes each, else
-/// [`EncodeError::BufferTooSmall`]).
-pub fn encode_hello(user: &[u8], password: &[u8], buf: &mut [u8]) -> Result<usize, EncodeError> {
-    let user_len = u8::try_from(user.len()).map_err(|_| EncodeError::BufferTooSmall)?;
-    let password_len = u8::try_from(password.len()).map_err(|_| EncodeError::BufferTooSmall)?;
+/// [`FrameEncodeError::BufferTooSmall`]).
+pub fn encode_hello(
+    user: &[u8],
+    password: &[u8],
+    buf: &mut [u8],
+) -> Result<usize, FrameEncodeError> {
+    let user_len = u8::try_from(user.len()).map_err(|_| FrameEncodeError::BufferTooSmall)?;
+    let password_len =
+        u8::try_from(password.len()).map_err(|_| FrameEncodeError::BufferTooSmall)?;
     encode_command(
         b"HELLO",
         &[&[user_len], user, &[password_len], password],
@@ -261,11 +267,11 @@ fn encode_metadata(
     socket_type: SocketType,
     identity: &[u8],
     buf: &mut [u8],
-) -> Result<usize, EncodeError> {
+) -> Result<usize, FrameEncodeError> {
     let st = socket_type.as_str().as_bytes();
     let st_len = (st.len() as u32).to_be_bytes();
     let id_len = u32::try_from(identity.len())
-        .map_err(|_| EncodeError::BufferTooSmall)?
+        .map_err(|_| FrameEncodeError::BufferTooSmall)?
         .to_be_bytes();
     let with_identity = matches!(
         socket_type,
@@ -292,18 +298,18 @@ fn encode_metadata(
 }
 
 /// ERROR with a reason (cut to 255 bytes).
-pub fn encode_error(reason: &[u8], buf: &mut [u8]) -> Result<usize, EncodeError> {
+pub fn encode_error(reason: &[u8], buf: &mut [u8]) -> Result<usize, FrameEncodeError> {
     let reason = reason.get(..255).unwrap_or(reason);
     encode_command(b"ERROR", &[&[reason.len() as u8], reason], buf)
 }
 
 /// ZMTP 3.1 SUBSCRIBE.
-pub fn encode_subscribe(prefix: &[u8], buf: &mut [u8]) -> Result<usize, EncodeError> {
+pub fn encode_subscribe(prefix: &[u8], buf: &mut [u8]) -> Result<usize, FrameEncodeError> {
     encode_command(b"SUBSCRIBE", &[prefix], buf)
 }
 
 /// ZMTP 3.1 CANCEL.
-pub fn encode_cancel(prefix: &[u8], buf: &mut [u8]) -> Result<usize, EncodeError> {
+pub fn encode_cancel(prefix: &[u8], buf: &mut [u8]) -> Result<usize, FrameEncodeError> {
     encode_command(b"CANCEL", &[prefix], buf)
 }
 
@@ -312,15 +318,15 @@ pub fn encode_ping(
     ttl_deciseconds: u16,
     context: &[u8],
     buf: &mut [u8],
-) -> Result<usize, EncodeError> {
+) -> Result<usize, FrameEncodeError> {
     if context.len() > MAX_PING_CONTEXT {
-        return Err(EncodeError::BufferTooSmall);
+        return Err(FrameEncodeError::BufferTooSmall);
     }
     encode_command(b"PING", &[&ttl_deciseconds.to_be_bytes(), context], buf)
 }
 
 /// PONG echoing a PING's context.
-pub fn encode_pong(context: &[u8], buf: &mut [u8]) -> Result<usize, EncodeError> {
+pub fn encode_pong(context: &[u8], buf: &mut [u8]) -> Result<usize, FrameEncodeError> {
     encode_command(b"PONG", &[context], buf)
 }
 
@@ -328,7 +334,7 @@ pub fn encode_pong(context: &[u8], buf: &mut [u8]) -> Result<usize, EncodeError>
 mod tests {
     use super::*;
 
-    fn enc(f: impl FnOnce(&mut [u8]) -> Result<usize, EncodeError>) -> ([u8; 64], usize) {
+    fn enc(f: impl FnOnce(&mut [u8]) -> Result<usize, FrameEncodeError>) -> ([u8; 64], usize) {
         let mut b = [0u8; 64];
         let n = f(&mut b).unwrap();
         (b, n)
@@ -365,7 +371,7 @@ mod tests {
         );
         assert_eq!(
             encode_hello(&[b'u'; 256], b"", &mut [0u8; 600]),
-            Err(EncodeError::BufferTooSmall)
+            Err(FrameEncodeError::BufferTooSmall)
         );
         assert_eq!(Command::parse(b"\x07WELCOME"), Ok(Command::Welcome));
         let (b, n) = enc(|b| encode_error(b"no", b));
@@ -373,7 +379,7 @@ mod tests {
         let mut small = [0u8; 8];
         assert_eq!(
             encode_subscribe(b"imu", &mut small),
-            Err(EncodeError::BufferTooSmall)
+            Err(FrameEncodeError::BufferTooSmall)
         );
     }
 

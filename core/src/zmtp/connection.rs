@@ -15,7 +15,7 @@ use super::command::{self, Command, CommandError, SocketType, MAX_PING_CONTEXT};
 use super::decoder::{Decoded, FrameDecoder};
 use super::frame::{FrameHeader, FrameKind, MAX_HEADER_LEN};
 use super::greeting::{Greeting, GreetingError, GREETING_LEN, MECHANISM_NULL, MECHANISM_PLAIN};
-use super::{EncodeError, ZmtpError};
+use super::{FrameEncodeError, ZmtpError};
 
 /// A PLAIN client's credentials (RFC 24), borrowed: a user name and a password of at most 255
 /// bytes each. `Debug` does not show the password.
@@ -198,11 +198,11 @@ impl<'c> Connection<'c> {
 
     /// Bytes to write next (greeting, HELLO, INITIATE or READY, PONG), encoded into `tx`; `None`
     /// when nothing is pending. `tx` needs at least 64 bytes (and room for HELLO's credentials).
-    pub fn poll_transmit(&mut self, tx: &mut [u8]) -> Result<Option<usize>, EncodeError> {
+    pub fn poll_transmit(&mut self, tx: &mut [u8]) -> Result<Option<usize>, FrameEncodeError> {
         if self.send_greeting {
             let out = tx
                 .get_mut(..GREETING_LEN)
-                .ok_or(EncodeError::BufferTooSmall)?;
+                .ok_or(FrameEncodeError::BufferTooSmall)?;
             out.copy_from_slice(&Greeting::ours_with(self.mechanism()).to_bytes());
             self.send_greeting = false;
             return Ok(Some(GREETING_LEN));
@@ -380,23 +380,31 @@ impl<'c> Connection<'c> {
     }
 
     /// A whole message frame (header and `body`) in `tx`.
-    pub fn encode_message(body: &[u8], more: bool, tx: &mut [u8]) -> Result<usize, EncodeError> {
+    pub fn encode_message(
+        body: &[u8],
+        more: bool,
+        tx: &mut [u8],
+    ) -> Result<usize, FrameEncodeError> {
         let at = FrameHeader::message(body.len(), more).encode(tx)?;
         let end = at + body.len();
         tx.get_mut(at..end)
-            .ok_or(EncodeError::BufferTooSmall)?
+            .ok_or(FrameEncodeError::BufferTooSmall)?
             .copy_from_slice(body);
         Ok(end)
     }
 
     /// A subscription in the form the negotiated version needs: SUBSCRIBE command for 3.1,
     /// message `0x01 prefix` for 3.0.
-    pub fn encode_subscribe(&self, prefix: &[u8], tx: &mut [u8]) -> Result<usize, EncodeError> {
+    pub fn encode_subscribe(
+        &self,
+        prefix: &[u8],
+        tx: &mut [u8],
+    ) -> Result<usize, FrameEncodeError> {
         self.encode_subscription(true, prefix, tx)
     }
 
     /// An unsubscription, in the negotiated version's form (CANCEL or `0x00 prefix`).
-    pub fn encode_cancel(&self, prefix: &[u8], tx: &mut [u8]) -> Result<usize, EncodeError> {
+    pub fn encode_cancel(&self, prefix: &[u8], tx: &mut [u8]) -> Result<usize, FrameEncodeError> {
         self.encode_subscription(false, prefix, tx)
     }
 
@@ -405,7 +413,7 @@ impl<'c> Connection<'c> {
         subscribe: bool,
         prefix: &[u8],
         tx: &mut [u8],
-    ) -> Result<usize, EncodeError> {
+    ) -> Result<usize, FrameEncodeError> {
         encode_subscription(self.minor, subscribe, prefix, tx)
     }
 }
@@ -418,14 +426,16 @@ pub fn encode_subscription(
     subscribe: bool,
     prefix: &[u8],
     tx: &mut [u8],
-) -> Result<usize, EncodeError> {
+) -> Result<usize, FrameEncodeError> {
     match (minor >= 1, subscribe) {
         (true, true) => command::encode_subscribe(prefix, tx),
         (true, false) => command::encode_cancel(prefix, tx),
         (false, _) => {
             let at = FrameHeader::message(prefix.len() + 1, false).encode(tx)?;
             let end = at + 1 + prefix.len();
-            let out = tx.get_mut(at..end).ok_or(EncodeError::BufferTooSmall)?;
+            let out = tx
+                .get_mut(at..end)
+                .ok_or(FrameEncodeError::BufferTooSmall)?;
             out[0] = u8::from(subscribe);
             out[1..].copy_from_slice(prefix);
             Ok(end)
@@ -664,7 +674,7 @@ mod tests {
         assert_eq!(&tx[..7], b"\x00\x05imu 1");
         assert_eq!(
             Connection::encode_message(&[0u8; 15], false, &mut tx),
-            Err(EncodeError::BufferTooSmall)
+            Err(FrameEncodeError::BufferTooSmall)
         );
         assert_eq!(
             Connection::message_header(0, true),

@@ -4,7 +4,7 @@
 //! flags: bit 0 MORE, bit 1 LONG (8-byte big-endian size follows), bit 2 COMMAND, bits 3-7 zero
 //! ```
 
-use super::EncodeError;
+use super::FrameEncodeError;
 
 /// Flags bit: more frames of this message follow.
 pub const FLAG_MORE: u8 = 0x01;
@@ -39,6 +39,7 @@ pub struct FrameHeader {
 
 /// Why a header is not valid.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum HeaderError {
     /// Fewer bytes than the header needs; `needed` is the full header length known so far.
     Incomplete { needed: usize },
@@ -106,9 +107,9 @@ impl FrameHeader {
     }
 
     /// Writes the header into `buf`; returns the bytes used.
-    pub fn encode(&self, buf: &mut [u8]) -> Result<usize, EncodeError> {
+    pub fn encode(&self, buf: &mut [u8]) -> Result<usize, FrameEncodeError> {
         let n = self.encoded_len();
-        let out = buf.get_mut(..n).ok_or(EncodeError::BufferTooSmall)?;
+        let out = buf.get_mut(..n).ok_or(FrameEncodeError::BufferTooSmall)?;
         out[0] = self.flags();
         if self.is_long() {
             out[1..].copy_from_slice(&self.len.to_be_bytes());
@@ -175,7 +176,7 @@ mod tests {
         assert_eq!(b, [0x06, 0, 0, 0, 0, 0, 0, 0x01, 0x2c]);
         assert_eq!(
             FrameHeader::message(1, false).encode(&mut b[..1]),
-            Err(EncodeError::BufferTooSmall)
+            Err(FrameEncodeError::BufferTooSmall)
         );
     }
 

@@ -40,6 +40,7 @@ pub struct Greeting {
 
 /// Why a greeting was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum GreetingError {
     /// Fewer than [`GREETING_LEN`] bytes.
     Incomplete,

@@ -33,20 +33,22 @@ pub use greeting::{Greeting, GreetingError, GREETING_LEN};
 
 /// An encoder's output did not fit the caller's buffer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EncodeError {
+#[non_exhaustive]
+pub enum FrameEncodeError {
     BufferTooSmall,
 }
 
-impl fmt::Display for EncodeError {
+impl fmt::Display for FrameEncodeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("buffer too small for the ZMTP frame")
     }
 }
 
-impl core::error::Error for EncodeError {}
+impl core::error::Error for FrameEncodeError {}
 
 /// Why decoding a peer's bytes failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ZmtpError {
     /// The greeting was refused.
     Greeting(GreetingError),

@@ -36,7 +36,8 @@ pub enum Unit {
 
 /// Why a peer's stream is refused; the peer is disconnected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum InboundError {
+#[non_exhaustive]
+pub enum StreamError {
     /// A frame header with reserved bits or a command with MORE.
     BadHeader(HeaderError),
     /// A frame longer than `max_message_size`.
@@ -45,24 +46,24 @@ pub enum InboundError {
     MessageTooLarge { max: usize },
 }
 
-impl core::fmt::Display for InboundError {
+impl core::fmt::Display for StreamError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
-            InboundError::BadHeader(HeaderError::ReservedFlags(b)) => {
+            StreamError::BadHeader(HeaderError::ReservedFlags(b)) => {
                 write!(f, "frame flags {b:#04x} set reserved bits")
             }
-            InboundError::BadHeader(_) => f.write_str("invalid frame header"),
-            InboundError::FrameTooLarge { len, max } => {
+            StreamError::BadHeader(_) => f.write_str("invalid frame header"),
+            StreamError::FrameTooLarge { len, max } => {
                 write!(f, "frame of {len} bytes is over the {max}-byte limit")
             }
-            InboundError::MessageTooLarge { max } => {
+            StreamError::MessageTooLarge { max } => {
                 write!(f, "multipart message over the {max}-byte limit")
             }
         }
     }
 }
 
-impl core::error::Error for InboundError {}
+impl core::error::Error for StreamError {}
 
 /// Looks at the front of `buf`. `greeting` says the peer's greeting is still due. `max_frame`
 /// caps each frame's body, `max_message` a whole message's bytes on the wire.
@@ -71,7 +72,7 @@ pub fn next_unit(
     greeting: bool,
     max_frame: u64,
     max_message: usize,
-) -> Result<Unit, InboundError> {
+) -> Result<Unit, StreamError> {
     if greeting {
         return Ok(if buf.len() >= GREETING_LEN {
             Unit::Greeting
@@ -89,17 +90,17 @@ pub fn next_unit(
             Err(HeaderError::Incomplete { needed }) => {
                 return Ok(Unit::Incomplete { need: at + needed })
             }
-            Err(e) => return Err(InboundError::BadHeader(e)),
+            Err(e) => return Err(StreamError::BadHeader(e)),
         };
         if header.len > max_frame {
-            return Err(InboundError::FrameTooLarge {
+            return Err(StreamError::FrameTooLarge {
                 len: header.len,
                 max: max_frame,
             });
         }
         // A frame this long cannot be in memory on this target (32-bit): too large.
         let Ok(len) = usize::try_from(header.len) else {
-            return Err(InboundError::FrameTooLarge {
+            return Err(StreamError::FrameTooLarge {
                 len: header.len,
                 max: max_frame,
             });
@@ -107,7 +108,7 @@ pub fn next_unit(
         let start = at + header_len;
         let body = start..start.saturating_add(len);
         if body.end > max_message {
-            return Err(InboundError::MessageTooLarge { max: max_message });
+            return Err(StreamError::MessageTooLarge { max: max_message });
         }
         if body.end > buf.len() {
             return Ok(Unit::Incomplete { need: body.end });
@@ -189,21 +190,21 @@ mod tests {
         ));
         assert_eq!(
             next_unit(&buf, false, 255, 1 << 20),
-            Err(InboundError::FrameTooLarge { len: 256, max: 255 })
+            Err(StreamError::FrameTooLarge { len: 256, max: 255 })
         );
         // 2^64 - 1 announced: refused before any arithmetic on it.
         let huge = [0x02, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF];
         assert!(matches!(
             next_unit(&huge, false, MAX, 1 << 20),
-            Err(InboundError::FrameTooLarge { .. })
+            Err(StreamError::FrameTooLarge { .. })
         ));
         assert_eq!(
             next_unit(&buf, false, MAX, 100),
-            Err(InboundError::MessageTooLarge { max: 100 })
+            Err(StreamError::MessageTooLarge { max: 100 })
         );
         assert_eq!(
             next_unit(&[0x08, 0], false, MAX, 1 << 20),
-            Err(InboundError::BadHeader(HeaderError::ReservedFlags(0x08)))
+            Err(StreamError::BadHeader(HeaderError::ReservedFlags(0x08)))
         );
     }
 

@@ -231,7 +231,7 @@ fn parse_hello(body: &[u8]) -> Option<(&[u8], &[u8])> {
 /// Runs a core encoder into the end of `out` (a command frame is at most a few hundred bytes).
 pub(super) fn push_encoded(
     out: &mut Vec<u8>,
-    encode: impl FnOnce(&mut [u8]) -> Result<usize, zerosmq_core::zmtp::EncodeError>,
+    encode: impl FnOnce(&mut [u8]) -> Result<usize, zerosmq_core::zmtp::FrameEncodeError>,
 ) {
     let mut frame = [0u8; 512];
     if let Ok(n) = encode(&mut frame) {

@@ -23,7 +23,7 @@ use super::{token, Env, Kind, READ_LEN};
 use crate::auth::Access;
 use crate::broker::poller::{EPOLLIN, EPOLLOUT};
 use crate::registry::TopicCounters;
-use zerosmq_core::zmtp::stream::{next_unit, InboundError, Unit};
+use zerosmq_core::zmtp::stream::{next_unit, StreamError, Unit};
 
 /// Reads from one connection per wake-up before the others get a turn (level-triggered epoll
 /// brings it back if more is waiting): bounded work, so one busy topic cannot starve the rest.
@@ -74,7 +74,7 @@ impl Side {
 
 /// Why a connection is closed.
 enum Close {
-    Inbound(InboundError),
+    Inbound(StreamError),
     Handshake(HandshakeError),
     Malformed,
     PeerError,
