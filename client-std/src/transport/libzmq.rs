@@ -144,7 +144,7 @@ impl ZmqSubscriber {
     }
 
     pub(crate) fn subscribe(&mut self, prefix: &[u8]) -> Result<()> {
-        Ok(self.socket.set_subscribe(prefix).zmq()?)
+        self.socket.set_subscribe(prefix).zmq()
     }
 
     pub(crate) fn unsubscribe(&mut self, prefix: &[u8]) -> Result<()> {
