@@ -278,9 +278,9 @@ impl App<'_, '_, '_, '_> {
         let samples = &mut self.samples[..done];
         samples.sort_unstable();
         let at = |q: usize| samples.get((done * q / 100).min(done.saturating_sub(1)));
-        match (at(50), at(99)) {
-            (Some(p50), Some(p99)) => {
-                println!("fw: rtt n={done} p50={p50} us p99={p99} us");
+        match (at(50), at(90), at(99), samples.last()) {
+            (Some(p50), Some(p90), Some(p99), Some(max)) => {
+                println!("fw: rtt n={done} p50={p50} us p90={p90} us p99={p99} us max={max} us");
             }
             _ => println!("fw: rtt n=0"),
         }

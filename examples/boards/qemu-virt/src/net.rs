@@ -322,7 +322,7 @@ impl ReadReady for TcpStream<'_, '_> {
     }
 }
 
-impl Write for TcpStream<'_, '_> {
+impl<'a> Write for TcpStream<'_, 'a> {
     /// Queues what fits in the socket's buffer, waiting for room if it is full. A connection the
     /// peer has closed (a master that went away) is an error at once, so the publisher
     /// reconnects instead of writing into the void.
@@ -330,8 +330,9 @@ impl Write for TcpStream<'_, '_> {
         if buf.is_empty() {
             return Ok(0);
         }
-        let deadline = board::now_us() + 5_000_000;
-        self.stack.wait(self.slot, deadline, |s| {
+        // Queue without polling when there is room: the parts of a message leave together, in
+        // one segment, at `flush`.
+        let queue = |s: &mut tcp::Socket<'a>| {
             if s.state() != tcp::State::Established {
                 Some(Err(NetError::Closed))
             } else if s.can_send() {
@@ -343,7 +344,12 @@ impl Write for TcpStream<'_, '_> {
             } else {
                 None
             }
-        })?
+        };
+        if let Some(r) = queue(self.stack.inner.borrow_mut().socket(self.slot)) {
+            return r;
+        }
+        let deadline = board::now_us() + 5_000_000;
+        self.stack.wait(self.slot, deadline, queue)?
     }
 
     /// Sends what is queued now; does not wait for the peer's acknowledgement (TCP retransmits,
