@@ -6,6 +6,7 @@ pub use zerosmq_master::{Master, MasterConfig, MasterHandle};
 
 pub mod fault_proxy;
 pub mod hostile;
+pub mod netns;
 
 /// How long tests wait for anything that should happen at once; generous for loaded CI machines.
 pub const WAIT: Duration = Duration::from_secs(10);
@@ -86,6 +87,8 @@ pub fn cargo_bin(package: &str, bin: &str) -> std::path::PathBuf {
 /// descriptors or measure its memory.
 pub struct MasterProcess {
     pub child: std::process::Child,
+    /// The address it is bound to.
+    pub bind: String,
     pub port: u16,
     /// The master's log lines, as they come.
     pub log: std::sync::mpsc::Receiver<String>,
@@ -95,9 +98,14 @@ impl MasterProcess {
     /// Starts `zerosmq-master --bind 127.0.0.1 ARGS...` (with `--port 0` unless ARGS give one)
     /// and waits for its control port.
     pub fn start(args: &[&str]) -> MasterProcess {
+        Self::start_on("127.0.0.1", args)
+    }
+
+    /// Starts `zerosmq-master --bind BIND ARGS...` (e.g. on a TAP device's address).
+    pub fn start_on(bind: &str, args: &[&str]) -> MasterProcess {
         use std::io::BufRead as _;
         let child = std::process::Command::new(cargo_bin("zerosmq-master", "zerosmq-master"))
-            .args(["--bind", "127.0.0.1"])
+            .args(["--bind", bind])
             .args(if args.contains(&"--port") {
                 &[][..]
             } else {
@@ -114,6 +122,7 @@ impl MasterProcess {
         // Owned by the struct from here on, so that a failed start still kills and reaps it.
         let mut master = MasterProcess {
             child,
+            bind: bind.to_owned(),
             port: 0,
             log,
         };
@@ -139,7 +148,7 @@ impl MasterProcess {
     }
 
     pub fn endpoint(&self) -> String {
-        format!("tcp://127.0.0.1:{}", self.port)
+        format!("tcp://{}:{}", self.bind, self.port)
     }
 
     /// Open file descriptors of the master process.
