@@ -4,7 +4,14 @@ fn main() {
     println!("cargo:rustc-link-search={dir}");
     println!("cargo:rerun-if-changed=memory.x");
     println!("cargo:rerun-if-changed=build.rs");
-    for var in ["ZSMQ_MASTER", "ZSMQ_IP", "ZSMQ_GATEWAY", "ZSMQ_NODE_NAME"] {
+    for var in [
+        "ZEROSMQ_MASTER",
+        "ZEROSMQ_IP",
+        "ZEROSMQ_GATEWAY",
+        "ZEROSMQ_NODE_NAME",
+        "ZEROSMQ_PUB_TOPIC",
+        "ZEROSMQ_SUB_TOPIC",
+    ] {
         println!("cargo:rerun-if-env-changed={var}");
     }
 }

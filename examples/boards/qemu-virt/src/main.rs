@@ -1,8 +1,8 @@
 //! A zerosmq node as bare-metal firmware on QEMU `virt` (RV32) with a virtio-net card: no heap,
 //! smoltcp over `virtio-drivers`, the blocking `zerosmq-embedded` node with its own heartbeat.
 //!
-//! It publishes on `ZSMQ_PUB_TOPIC` and takes commands on `ZSMQ_SUB_TOPIC`, reporting on the
-//! UART (one `fw: ...` line per event):
+//! It publishes on `ZEROSMQ_PUB_TOPIC` and takes commands on `ZEROSMQ_SUB_TOPIC`, reporting on
+//! the UART (one `fw: ...` line per event):
 //! - `burst N`: publishes `seq 0` ... `seq N-1`, then reports how long that took;
 //! - `msg K`: reports `fw: got msg K`;
 //! - `echo K`: publishes `pong K`;
@@ -25,12 +25,12 @@ use crate::net::{Buffers, NetError, Stack};
 use crate::nic::{Nic, RX_BUFFERS, RX_BUFFER_LEN};
 
 /// Build-time settings (environment variables of the build), defaults matching the test.
-const NODE_NAME: &str = setting(option_env!("ZSMQ_NODE_NAME"), "qemu-virt");
-const MASTER: &str = setting(option_env!("ZSMQ_MASTER"), "192.168.69.100:5555");
-const IP: &str = setting(option_env!("ZSMQ_IP"), "192.168.69.1/24");
-const GATEWAY: &str = setting(option_env!("ZSMQ_GATEWAY"), "");
-const PUB_TOPIC: &str = setting(option_env!("ZSMQ_PUB_TOPIC"), "qemu-virt/out");
-const SUB_TOPIC: &str = setting(option_env!("ZSMQ_SUB_TOPIC"), "qemu-virt/in");
+const NODE_NAME: &str = setting(option_env!("ZEROSMQ_NODE_NAME"), "qemu-virt");
+const MASTER: &str = setting(option_env!("ZEROSMQ_MASTER"), "192.168.69.100:5555");
+const IP: &str = setting(option_env!("ZEROSMQ_IP"), "192.168.69.1/24");
+const GATEWAY: &str = setting(option_env!("ZEROSMQ_GATEWAY"), "");
+const PUB_TOPIC: &str = setting(option_env!("ZEROSMQ_PUB_TOPIC"), "qemu-virt/out");
+const SUB_TOPIC: &str = setting(option_env!("ZEROSMQ_SUB_TOPIC"), "qemu-virt/in");
 /// Well within the master's default 5 s node timeout.
 const HEARTBEAT_MS: u64 = 1000;
 /// A blocked read returns this often, so the heartbeat goes out while no message comes.
@@ -70,12 +70,12 @@ fn main() -> ! {
     println!("fw: {NODE_NAME} starting, master {MASTER}, address {IP}");
     let master: SocketAddr = MASTER
         .parse()
-        .unwrap_or_else(|_| fail("parsing ZSMQ_MASTER", &MASTER));
-    let cidr = parse_cidr(IP).unwrap_or_else(|| fail("parsing ZSMQ_IP", &IP));
+        .unwrap_or_else(|_| fail("parsing ZEROSMQ_MASTER", &MASTER));
+    let cidr = parse_cidr(IP).unwrap_or_else(|| fail("parsing ZEROSMQ_IP", &IP));
     let gateway = (!GATEWAY.is_empty())
         .then(|| GATEWAY.parse::<Ipv4Addr>())
         .transpose()
-        .unwrap_or_else(|_| fail("parsing ZSMQ_GATEWAY", &GATEWAY));
+        .unwrap_or_else(|_| fail("parsing ZEROSMQ_GATEWAY", &GATEWAY));
 
     // Everything the firmware needs lives in this frame, which never returns: no heap.
     let mut rx_frames = [[0u8; RX_BUFFER_LEN]; RX_BUFFERS];
