@@ -6,8 +6,16 @@
 //! short loops differ, by their `.await`s. Futures are cancel-safe between frames: dropping one
 //! (for example on `embassy_time::with_timeout`) while it waits for bytes loses nothing, because
 //! bytes are committed to the decoder as soon as a read returns.
+//!
+//! With feature `embassy-time` and [`Node::with_heartbeat`], the node keeps itself alive: every
+//! publisher and subscriber call sends the node's heartbeat when it is due (a wait in `recv`,
+//! `wait_ready` or `serve` is cut short for it), and `publish` first answers the master's ZMTP
+//! PINGs that have arrived, so an application that only publishes needs no `heartbeat()` and
+//! no `serve()`.
 
 use core::net::SocketAddr;
+#[cfg(feature = "embassy-time")]
+use core::task::Poll;
 
 use embedded_io_async::{Read, Write};
 use embedded_nal_async::TcpConnect as Connect;
@@ -15,6 +23,8 @@ use zerosmq_core::control::{ControlReply, ControlRequest, Encoding};
 use zerosmq_core::zmtp::{Connection, CredentialsTooLong, Event, PlainCredentials, SocketType};
 use zerosmq_core::Topic;
 
+#[cfg(feature = "embassy-time")]
+use crate::clock::{EmbassyClock, HeartbeatTimer, HEARTBEAT_BUF_LEN};
 use crate::link;
 use crate::node::{self, NodeConfig, ReplyReader, SubState, SubStep, SubscriptionCount, PROBE_LEN};
 use crate::Error;
@@ -50,6 +60,34 @@ async fn next_event<T: Read + Write>(
             return Ok(ev);
         }
     }
+}
+
+/// [`next_event`], or `None` when the node's own heartbeat falls due first (then the read is
+/// dropped, which loses nothing: see the module's note on cancelling).
+async fn next_event_or_beat<C: Connect, T: Read + Write>(
+    node: &Node<C>,
+    io: &mut T,
+    conn: &mut Connection<'_>,
+    buf: &mut [u8],
+) -> core::result::Result<Option<Event>, Error<T::Error>> {
+    #[cfg(feature = "embassy-time")]
+    if let Some(due) = node.cfg.heartbeat.as_ref().map(HeartbeatTimer::due_ms) {
+        use core::future::Future as _;
+        let mut event = core::pin::pin!(next_event(io, conn, buf));
+        let mut timer = core::pin::pin!(embassy_time::Timer::at(
+            embassy_time::Instant::from_millis(due)
+        ));
+        return core::future::poll_fn(|cx| {
+            if let Poll::Ready(ev) = event.as_mut().poll(cx) {
+                return Poll::Ready(ev.map(Some));
+            }
+            timer.as_mut().poll(cx).map(|()| Ok(None))
+        })
+        .await;
+    }
+    #[cfg(not(feature = "embassy-time"))]
+    let _ = node;
+    next_event(io, conn, buf).await.map(Some)
 }
 
 /// Connects and runs the handshake (NULL, or PLAIN with `plain`) for a local socket of
@@ -115,6 +153,32 @@ impl<C: Connect> Node<C> {
     pub fn with_probe_seed(mut self, seed: u64) -> Self {
         self.cfg.seed ^= seed;
         self
+    }
+
+    /// Keeps the node alive by itself (feature `embassy-time`): from then on every publisher
+    /// and subscriber call sends the node's heartbeat when `every` has passed (keep it well
+    /// within the master's `--node-timeout`, 5 s by default), also while `recv`, `wait_ready`
+    /// or `serve` waits. An application that only publishes then stays in `node list` without
+    /// calling [`heartbeat`](Self::heartbeat), and leaves it within the node timeout once it
+    /// stops. A heartbeat opens its own control connection beside the role's (one more socket
+    /// for the TCP stack), with a 256-byte buffer inside the calling future.
+    #[cfg(feature = "embassy-time")]
+    pub fn with_heartbeat(mut self, every: embassy_time::Duration) -> Self {
+        static CLOCK: EmbassyClock = EmbassyClock;
+        self.cfg.heartbeat = Some(HeartbeatTimer::new(&CLOCK, every.as_millis()));
+        self
+    }
+
+    /// Sends the heartbeat if it is due. A failure is logged, not returned: the master may be
+    /// restarting, and the roles reconnect by themselves.
+    #[cfg(feature = "embassy-time")]
+    async fn beat_if_due(&self) {
+        if self.cfg.heartbeat_due() {
+            let mut buf = [0u8; HEARTBEAT_BUF_LEN];
+            if self.heartbeat(&mut buf).await.is_err() {
+                warn!("heartbeat failed");
+            }
+        }
     }
 
     /// The node's name.
@@ -267,18 +331,23 @@ impl<'n, C: Connect> Publisher<'n, '_, C> {
         if self.link.is_none() {
             self.connect().await?;
         }
-        while let Some(link) = self.link.as_mut() {
+        loop {
+            #[cfg(feature = "embassy-time")]
+            self.node.beat_if_due().await;
+            let Some(link) = self.link.as_mut() else {
+                return Ok(());
+            };
             if link.subscriptions.any() {
                 return Ok(());
             }
-            match next_event(&mut link.io, &mut link.conn, self.buf).await {
-                Ok(ev) => link
+            match next_event_or_beat(self.node, &mut link.io, &mut link.conn, self.buf).await {
+                Ok(Some(ev)) => link
                     .subscriptions
                     .on_event(ev, self.buf, self.topic.as_bytes()),
+                Ok(None) => {}
                 Err(e) => return Err(self.drop_unless_kept(e)),
             }
         }
-        Ok(())
     }
 
     fn drop_unless_kept(&mut self, e: Error<C::Error>) -> Error<C::Error> {
@@ -304,6 +373,11 @@ impl<'n, C: Connect> Publisher<'n, '_, C> {
     /// Publishes one message. If the connection is gone (the master restarted), asks for a new
     /// grant, reconnects, waits for the master's subscription and sends again, once.
     pub async fn publish(&mut self, payload: &[u8]) -> Result<(), C> {
+        #[cfg(feature = "embassy-time")]
+        {
+            self.node.beat_if_due().await;
+            self.drain().await;
+        }
         if self.link.is_none() {
             self.wait_ready().await?;
         }
@@ -323,6 +397,49 @@ impl<'n, C: Connect> Publisher<'n, '_, C> {
 }
 
 impl<'n, C: Connect> Publisher<'n, '_, C> {
+    /// Handles what the master has sent so far, without waiting: answers its PINGs, follows its
+    /// subscription, and drops a connection the master closed (so `publish` reconnects before
+    /// it sends instead of writing into a dead socket).
+    #[cfg(feature = "embassy-time")]
+    async fn drain(&mut self) {
+        use core::future::Future as _;
+        while let Some(link) = self.link.as_mut() {
+            if link.conn.wants_transmit() {
+                if let Err(e) = flush(&mut link.io, &mut link.conn, self.buf).await {
+                    self.drop_unless_kept(e);
+                    return;
+                }
+            }
+            let dst = match link::read_buffer(&link.conn, self.buf) {
+                Ok(dst) => dst,
+                Err(e) => {
+                    self.drop_unless_kept(e);
+                    return;
+                }
+            };
+            // One poll of a read: only what has arrived (dropping it loses nothing).
+            let polled = {
+                let mut read = core::pin::pin!(link.io.read(dst));
+                core::future::poll_fn(|cx| Poll::Ready(read.as_mut().poll(cx))).await
+            };
+            let Poll::Ready(read) = polled else {
+                return;
+            };
+            let read = link::on_read(&mut link.conn, read, self.buf);
+            match read {
+                Ok(Some(ev)) => link
+                    .subscriptions
+                    .on_event(ev, self.buf, self.topic.as_bytes()),
+                Ok(None) => {}
+                Err(e) => {
+                    if !self.drop_unless_kept(e).keeps_connection() {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
     /// Handles what the master sends, forever: answers its ZMTP PINGs and follows its
     /// subscription. Returns only on an error (the connection is then dropped and the next
     /// `publish` reconnects). The master closes a connection that stays silent for 6 s after a
@@ -335,13 +452,16 @@ impl<'n, C: Connect> Publisher<'n, '_, C> {
             if let Err(e) = self.wait_ready().await {
                 return e;
             }
+            #[cfg(feature = "embassy-time")]
+            self.node.beat_if_due().await;
             let Some(link) = self.link.as_mut() else {
                 continue;
             };
-            match next_event(&mut link.io, &mut link.conn, self.buf).await {
-                Ok(ev) => link
+            match next_event_or_beat(self.node, &mut link.io, &mut link.conn, self.buf).await {
+                Ok(Some(ev)) => link
                     .subscriptions
                     .on_event(ev, self.buf, self.topic.as_bytes()),
+                Ok(None) => {}
                 Err(e) => return self.drop_unless_kept(e),
             }
         }
@@ -439,14 +559,18 @@ impl<'n, C: Connect> Subscriber<'n, '_, C> {
 
     /// Reads one frame: the range of `buf` holding a delivered payload, or `None`.
     async fn next_payload(&mut self) -> Result<Option<(usize, usize)>, C> {
+        #[cfg(feature = "embassy-time")]
+        self.node.beat_if_due().await;
         if self.link.is_none() {
             self.connect().await?;
         }
         let Some(link) = self.link.as_mut() else {
             return Err(Error::Disconnected);
         };
-        let ev = match next_event(&mut link.io, &mut link.conn, self.buf).await {
-            Ok(ev) => ev,
+        let ev = match next_event_or_beat(self.node, &mut link.io, &mut link.conn, self.buf).await {
+            Ok(Some(ev)) => ev,
+            // The heartbeat is due: the caller's loop sends it.
+            Ok(None) => return Ok(None),
             Err(e) if e.keeps_connection() => return Err(e),
             Err(_) => {
                 warn!("subscriber connection lost, reconnecting");

@@ -56,11 +56,31 @@ impl HeartbeatTimer {
     /// Whether a heartbeat is due now; if so, the next one is due a period later (also when
     /// this one fails: the master is then down, and the next publish reconnects anyway).
     pub(crate) fn take_due(&self) -> bool {
-        let now = self.clock.now_ms();
+        self.take_due_at(self.clock.now_ms())
+    }
+
+    /// When the next heartbeat is due, in the clock's milliseconds (0: at once).
+    #[cfg(feature = "embassy-time")]
+    pub(crate) fn due_ms(&self) -> u64 {
+        self.next_ms.get()
+    }
+
+    fn take_due_at(&self, now: u64) -> bool {
         if now < self.next_ms.get() {
             return false;
         }
         self.next_ms.set(now.saturating_add(self.period_ms));
         true
+    }
+}
+
+/// `embassy_time::Instant` as the async node's clock (feature `embassy-time`).
+#[cfg(feature = "embassy-time")]
+pub(crate) struct EmbassyClock;
+
+#[cfg(feature = "embassy-time")]
+impl Clock for EmbassyClock {
+    fn now_ms(&self) -> u64 {
+        embassy_time::Instant::now().as_millis()
     }
 }

@@ -303,3 +303,151 @@ fn publisher_with_a_clock_heartbeats_by_itself_and_expires_when_it_stops() {
     );
     master.shutdown().unwrap();
 }
+
+/// The async node over `async-io` on std TCP: an `embedded_nal_async::TcpConnect` for tests.
+mod async_std_stack {
+    use std::net::{SocketAddr, TcpStream};
+
+    use async_io::Async;
+    use futures_lite::{AsyncReadExt, AsyncWriteExt};
+
+    pub struct AsyncStack;
+    pub struct AsyncConn(Async<TcpStream>);
+
+    impl embedded_io_async::ErrorType for AsyncConn {
+        type Error = std::io::Error;
+    }
+
+    impl embedded_io_async::Read for AsyncConn {
+        async fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            self.0.read(buf).await
+        }
+    }
+
+    impl embedded_io_async::Write for AsyncConn {
+        async fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.write(buf).await
+        }
+        async fn flush(&mut self) -> std::io::Result<()> {
+            self.0.flush().await
+        }
+    }
+
+    impl embedded_nal_async::TcpConnect for AsyncStack {
+        type Error = std::io::Error;
+        type Connection<'a> = AsyncConn;
+        async fn connect(&self, remote: SocketAddr) -> std::io::Result<AsyncConn> {
+            Ok(AsyncConn(Async::<TcpStream>::connect(remote).await?))
+        }
+    }
+}
+
+/// A master whose node timeout is short, and a std node that asks it who is listed.
+fn short_timeout_master(timeout: Duration) -> (zerosmq_tests::MasterHandle, zerosmq::Node) {
+    let master = zerosmq_tests::start_master_with(zerosmq_tests::MasterConfig {
+        node_timeout: timeout,
+        ..Default::default()
+    });
+    let observer = node(&master, "observer");
+    (master, observer)
+}
+
+fn listed(observer: &zerosmq::Node, name: &str) -> bool {
+    observer.nodes().unwrap().iter().any(|n| n == name)
+}
+
+#[test]
+fn async_publisher_with_embassy_time_heartbeats_by_itself_and_expires_when_it_stops() {
+    // The async node's own timer (feature `embassy-time`): an application that only publishes
+    // stays in `node list` past the node timeout, and is dropped once it stops, which proves
+    // its own heartbeats kept it (a node that never sent one is never expired).
+    const NODE_TIMEOUT: Duration = Duration::from_secs(2);
+    let (master, observer) = short_timeout_master(NODE_TIMEOUT);
+    let stack = async_std_stack::AsyncStack;
+    let mcu = zerosmq_embedded::asynch::Node::new(
+        &stack,
+        control_addr(master.control_port()),
+        "async-mcu",
+    )
+    .unwrap()
+    .with_heartbeat(embassy_time::Duration::from_millis(500));
+    let mut buf = [0u8; 128];
+    let checks = async_io::block_on(async {
+        let mut publisher = mcu.advertise("async-clocked", &mut buf).await.unwrap();
+        let publish_until = Instant::now() + NODE_TIMEOUT * 3;
+        let mut checks = 0;
+        while Instant::now() < publish_until {
+            publisher.publish(b"tick").await.unwrap();
+            assert!(listed(&observer, "async-mcu"), "dropped while publishing");
+            checks += 1;
+            embassy_time::Timer::after_millis(100).await;
+        }
+        checks
+    });
+    println!(
+        "listed at each of {checks} checks over {:?}",
+        NODE_TIMEOUT * 3
+    );
+    let stopped = Instant::now();
+    let dropped = zerosmq_tests::wait_until(WAIT, || !listed(&observer, "async-mcu"));
+    assert!(dropped.is_some(), "still listed {WAIT:?} after it stopped");
+    println!(
+        "figures: async publisher dropped {:?} after its last publish (node timeout {NODE_TIMEOUT:?})",
+        stopped.elapsed()
+    );
+    master.shutdown().unwrap();
+}
+
+#[test]
+fn async_subscriber_waiting_in_recv_heartbeats_by_itself_and_expires_when_it_stops() {
+    // No message ever arrives: `recv` waits past three node timeouts and the node stays listed
+    // (the wait is cut short for each heartbeat), then is dropped once the wait ends.
+    const NODE_TIMEOUT: Duration = Duration::from_secs(2);
+    let (master, observer) = short_timeout_master(NODE_TIMEOUT);
+    let stack = async_std_stack::AsyncStack;
+    let mcu = zerosmq_embedded::asynch::Node::new(
+        &stack,
+        control_addr(master.control_port()),
+        "async-listener",
+    )
+    .unwrap()
+    .with_heartbeat(embassy_time::Duration::from_millis(500));
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let checker = s.spawn(|| {
+            // Listed from its first heartbeat on, at every check while recv waits.
+            assert!(
+                zerosmq_tests::wait_until(WAIT, || listed(&observer, "async-listener")).is_some()
+            );
+            let mut checks = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                assert!(
+                    listed(&observer, "async-listener"),
+                    "dropped while waiting in recv"
+                );
+                checks += 1;
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            checks
+        });
+        let mut buf = [0u8; 128];
+        async_io::block_on(async {
+            let mut subscriber = mcu.subscribe("async-quiet", &mut buf).await.unwrap();
+            let waited =
+                embassy_time::with_timeout(embassy_time::Duration::from_secs(6), subscriber.recv())
+                    .await;
+            assert!(waited.is_err(), "a message on a topic nobody publishes");
+        });
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let checks = checker.join().unwrap();
+        println!("listed at each of {checks} checks while recv waited 6 s");
+    });
+    let stopped = Instant::now();
+    let dropped = zerosmq_tests::wait_until(WAIT, || !listed(&observer, "async-listener"));
+    assert!(dropped.is_some(), "still listed {WAIT:?} after it stopped");
+    println!(
+        "figures: async subscriber dropped {:?} after recv stopped (node timeout {NODE_TIMEOUT:?})",
+        stopped.elapsed()
+    );
+    master.shutdown().unwrap();
+}

@@ -40,6 +40,11 @@ pub struct Script {
     /// Writes fail once this many bytes were written.
     pub fail_writes_after: Option<usize>,
     pub remote: Option<SocketAddr>,
+    /// Async reads with nothing left: wait forever (an idle open connection) instead of EOF.
+    pub hold_open: bool,
+    /// Async reads with nothing left: EOF at once, not after one Pending (a closed connection
+    /// seen by a single poll).
+    pub closed: bool,
 }
 
 pub type Shared = Rc<RefCell<Script>>;
@@ -155,8 +160,34 @@ mod asynch {
 
     impl embedded_io_async::Read for MockConn {
         async fn read(&mut self, buf: &mut [u8]) -> Result<usize, MockError> {
+            // Nothing to read: one Pending first, as a real stack waits for bytes (a single
+            // poll, as in the publisher's drain of what has arrived, sees no data), then EOF.
+            let (empty, hold_open, closed) = {
+                let s = self.script.borrow();
+                (s.input.is_empty(), s.hold_open, s.closed)
+            };
+            if empty && hold_open {
+                std::future::pending::<()>().await;
+            }
+            if empty && !closed {
+                yield_once().await;
+            }
             Ok(self.read_some(buf))
         }
+    }
+
+    /// Pending once (waking itself), then ready.
+    async fn yield_once() {
+        let mut yielded = false;
+        std::future::poll_fn(|cx| {
+            if yielded {
+                return std::task::Poll::Ready(());
+            }
+            yielded = true;
+            cx.waker().wake_by_ref();
+            std::task::Poll::Pending
+        })
+        .await
     }
 
     impl embedded_io_async::Write for MockConn {
@@ -177,7 +208,8 @@ mod asynch {
     }
 }
 
-/// Polls to completion; the mock never returns Pending, so one poll per step suffices.
+/// Polls to completion; the mock is Pending only for one poll at a time (or while a test's
+/// embassy-time timer runs), so polling in a loop suffices.
 #[cfg(feature = "async")]
 pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
     use std::task::{Context, Poll, Waker};

@@ -10,7 +10,7 @@ use core::fmt::Write as _;
 use core::net::SocketAddr;
 
 use embassy_executor::Spawner;
-use embassy_futures::join::join3;
+use embassy_futures::join::join;
 use embassy_futures::select::{select, Either};
 use embassy_net::tcp::client::{TcpClient, TcpClientState};
 use embassy_net::{Runner, Stack, StackResources};
@@ -44,9 +44,9 @@ const NAME: &str = "esp32c3";
 const READINGS: &str = "esp32c3/temperature";
 const COMMANDS: &str = "esp32c3/command";
 
-/// A publisher, a subscriber and a heartbeat each hold a connection, and a reconnect briefly
-/// opens a control connection beside them.
-const SOCKETS: usize = 5;
+/// A publisher and a subscriber each hold a connection; the node's heartbeat and a reconnect's
+/// grant request each briefly open a control connection beside them.
+const SOCKETS: usize = 4;
 type Client = TcpClient<'static, SOCKETS, 512, 512>;
 
 #[esp_hal::main]
@@ -91,13 +91,12 @@ async fn main(spawner: Spawner) -> ! {
 
     static STATE: StaticCell<TcpClientState<SOCKETS, 512, 512>> = StaticCell::new();
     let client: Client = TcpClient::new(stack, STATE.init(TcpClientState::new()));
-    let node = Node::new(&client, master, NAME).expect("node name");
-    join3(
-        publish(&node, stack, &sensor),
-        listen(&node),
-        heartbeat(&node),
-    )
-    .await;
+    let node = Node::new(&client, master, NAME)
+        .expect("node name")
+        // The node sends its own heartbeat every second, from the publisher's and the
+        // subscriber's calls: no heartbeat task.
+        .with_heartbeat(Duration::from_secs(1));
+    join(publish(&node, stack, &sensor), listen(&node)).await;
     unreachable!()
 }
 
@@ -154,18 +153,6 @@ async fn listen(node: &Node<&Client>) {
             Err(e) => warn!("subscribe {COMMANDS}: {e}"),
         }
         Timer::after(Duration::from_secs(1)).await;
-    }
-}
-
-/// Keeps the node in `zerosmq node list` (the master's node timeout is 5 s by default).
-async fn heartbeat(node: &Node<&Client>) {
-    let mut buf = [0u8; 64];
-    let mut ticker = Ticker::every(Duration::from_secs(1));
-    loop {
-        if let Err(e) = node.heartbeat(&mut buf).await {
-            warn!("heartbeat: {e}");
-        }
-        ticker.next().await;
     }
 }
 

@@ -12,7 +12,7 @@ use core::net::SocketAddr;
 
 use defmt::{info, warn};
 use embassy_executor::Spawner;
-use embassy_futures::join::join3;
+use embassy_futures::join::join;
 use embassy_futures::select::{select, Either};
 use embassy_net::tcp::client::{TcpClient, TcpClientState};
 use embassy_net::{Runner, Stack, StackResources};
@@ -36,9 +36,9 @@ const NAME: &str = "stm32";
 const READINGS: &str = "stm32/temperature";
 const COMMANDS: &str = "stm32/command";
 
-/// A publisher, a subscriber and a heartbeat each hold a connection, and a reconnect briefly
-/// opens a control connection beside them.
-const SOCKETS: usize = 5;
+/// A publisher and a subscriber each hold a connection; the node's heartbeat and a reconnect's
+/// grant request each briefly open a control connection beside them.
+const SOCKETS: usize = 4;
 type Client = TcpClient<'static, SOCKETS, 512, 512>;
 type Device = Ethernet<'static, ETH, GenericPhy<Sma<'static, ETH_SMA>>>;
 
@@ -99,13 +99,11 @@ async fn main(spawner: Spawner) -> ! {
     let client: Client = TcpClient::new(stack, STATE.init(TcpClientState::new()));
     let node = Node::new(&client, master, NAME)
         .expect("node name")
+        // The node sends its own heartbeat every second, from the publisher's and the
+        // subscriber's calls: no heartbeat task.
+        .with_heartbeat(Duration::from_secs(1))
         .with_probe_seed(rng.next_u64());
-    join3(
-        publish(&node, stack, &mut adc, &mut sensor),
-        listen(&node),
-        heartbeat(&node),
-    )
-    .await;
+    join(publish(&node, stack, &mut adc, &mut sensor), listen(&node)).await;
     unreachable!()
 }
 
@@ -203,18 +201,6 @@ async fn listen(node: &Node<&Client>) {
             Err(e) => warn!("subscribe {}: {}", COMMANDS, e),
         }
         Timer::after(Duration::from_secs(1)).await;
-    }
-}
-
-/// Keeps the node in `zerosmq node list` (the master's node timeout is 5 s by default).
-async fn heartbeat(node: &Node<&Client>) {
-    let mut buf = [0u8; 64];
-    let mut ticker = Ticker::every(Duration::from_secs(1));
-    loop {
-        if let Err(e) = node.heartbeat(&mut buf).await {
-            warn!("heartbeat: {}", e);
-        }
-        ticker.next().await;
     }
 }
 
