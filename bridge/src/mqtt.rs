@@ -1,0 +1,248 @@
+//! The MQTT engine: one MQTT 5 connection (rumqttc) to a broker.
+//!
+//! - Topic `T` is published as `PREFIX/T`; the bridge subscribes `PREFIX/#` and brings in what
+//!   its `--in` patterns match.
+//! - Origin mark: every message it publishes carries the user property
+//!   `zerosmq-bridge = BRIDGE_ID`; it subscribes with No Local (MQTT 5), and drops a message with
+//!   its own id should a broker deliver one anyway. Other bridges' messages are taken.
+//! - Session: clean start off with a session expiry, so a broker that keeps sessions (mosquitto
+//!   with `persistence true`) queues QoS 1 messages for the bridge while it is away, and the
+//!   bridge resends its unacknowledged QoS 1 messages after a reconnect.
+//! - Loss: while the broker is unreachable a message from the master is dropped and counted;
+//!   when the broker comes back without the bridge's session, the QoS 1 messages it had not
+//!   acknowledged are counted lost too. QoS 0 messages in the socket when it broke are lost
+//!   without a count (at most once).
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rumqttc::v5::mqttbytes::v5::{Filter, Packet, PublishProperties};
+use rumqttc::v5::mqttbytes::QoS;
+use rumqttc::v5::{Client, Connection, Event, MqttOptions};
+use rumqttc::Outgoing;
+use tracing::{info, warn};
+
+use crate::bridge::{Bridge, Engine};
+use crate::counters::Counters;
+
+/// The user property that marks a message's origin bridge.
+pub const ORIGIN_PROPERTY: &str = "zerosmq-bridge";
+
+/// Largest MQTT packet the bridge accepts from the broker (and tells it in CONNECT). Payloads
+/// over `--max-payload` but under this are refused by the bridge with a count and a log line.
+pub const MAX_PACKET: u32 = 16 * 1024 * 1024;
+
+/// Requests queued towards the broker; past this a message is counted as lost.
+const QUEUE: usize = 10_000;
+
+/// Where and how to connect.
+#[derive(Debug, Clone)]
+pub struct MqttConfig {
+    pub host: String,
+    pub port: u16,
+    /// 0 or 1.
+    pub qos: u8,
+    pub credentials: Option<(String, String)>,
+    pub client_id: String,
+    pub keep_alive: Duration,
+    /// How long the broker keeps the session after a disconnect.
+    pub session_expiry: u32,
+}
+
+/// Parses `mqtt://HOST:PORT` (or `HOST:PORT`, or `HOST` for port 1883).
+pub fn parse_url(url: &str) -> Result<(String, u16), String> {
+    let rest = url.strip_prefix("mqtt://").unwrap_or(url);
+    let rest = rest.trim_end_matches('/');
+    if rest.is_empty() || rest.contains('/') {
+        return Err(format!(
+            "invalid MQTT address '{url}' (expected mqtt://HOST:PORT)"
+        ));
+    }
+    match rest.rsplit_once(':') {
+        Some((h, p)) if !h.is_empty() => Ok((
+            h.to_owned(),
+            p.parse().map_err(|_| format!("invalid port in '{url}'"))?,
+        )),
+        Some(_) => Err(format!("invalid MQTT address '{url}'")),
+        None => Ok((rest.to_owned(), 1883)),
+    }
+}
+
+/// The MQTT side of a bridge.
+pub struct Mqtt {
+    client: Client,
+    prefix: String,
+    qos: QoS,
+    origin: String,
+    up: AtomicBool,
+    /// Messages handed to rumqttc, and those it finished (QoS 0 written, QoS 1 acknowledged).
+    handed: AtomicU64,
+    done: AtomicU64,
+}
+
+impl Mqtt {
+    /// Connects (in the background: the event loop thread retries until the broker answers)
+    /// and starts bringing messages in to `bridge`.
+    pub fn start(
+        config: MqttConfig,
+        origin: String,
+        bridge: Arc<Bridge>,
+    ) -> std::io::Result<Arc<Mqtt>> {
+        let mut opts = MqttOptions::new(config.client_id.clone(), config.host.clone(), config.port);
+        opts.set_keep_alive(config.keep_alive)
+            .set_clean_start(false)
+            .set_session_expiry_interval(Some(config.session_expiry))
+            .set_max_packet_size(Some(MAX_PACKET))
+            .set_request_channel_capacity(QUEUE);
+        if let Some((u, p)) = &config.credentials {
+            opts.set_credentials(u.clone(), p.clone());
+        }
+        let (client, connection) = Client::new(opts, QUEUE);
+        let mqtt = Arc::new(Mqtt {
+            client,
+            prefix: bridge.opts.prefix.clone(),
+            qos: if config.qos >= 1 {
+                QoS::AtLeastOnce
+            } else {
+                QoS::AtMostOnce
+            },
+            origin,
+            up: AtomicBool::new(false),
+            handed: AtomicU64::new(0),
+            done: AtomicU64::new(0),
+        });
+        let m = mqtt.clone();
+        let address = format!("mqtt://{}:{}", config.host, config.port);
+        std::thread::Builder::new()
+            .name("bridge-mqtt".into())
+            .spawn(move || m.event_loop(connection, &bridge, &address))?;
+        Ok(mqtt)
+    }
+
+    fn event_loop(&self, mut connection: Connection, bridge: &Bridge, address: &str) {
+        let c = &bridge.counters;
+        // Messages not finished when the link broke: lost if the broker lost the session.
+        let mut unsettled = 0u64;
+        let head = format!("{}/", self.prefix);
+        loop {
+            let event = match connection.recv() {
+                Ok(e) => e,
+                Err(_) => return, // every client handle is gone
+            };
+            match event {
+                Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                    if !ack.session_present && unsettled > 0 {
+                        c.out_lost.fetch_add(unsettled, Ordering::Relaxed);
+                        self.done.fetch_add(unsettled, Ordering::Relaxed);
+                        warn!(
+                            lost = unsettled,
+                            "the broker did not keep the session: unacknowledged messages are lost"
+                        );
+                    }
+                    unsettled = 0;
+                    let mut filter = Filter::new(format!("{}/#", self.prefix), self.qos);
+                    filter.nolocal = true;
+                    if let Err(e) = self.client.try_subscribe_many(vec![filter]) {
+                        warn!("cannot subscribe on the broker: {e}");
+                    }
+                    self.up.store(true, Ordering::Release);
+                    Counters::bump(&c.engine_connects);
+                    info!(
+                        broker = address,
+                        session_present = ack.session_present,
+                        "mqtt connected; {}",
+                        c.line()
+                    );
+                }
+                Ok(Event::Incoming(Packet::SubAck(_))) => info!("mqtt subscribed {head}#"),
+                Ok(Event::Incoming(Packet::Publish(p))) => {
+                    let own = p.properties.as_ref().is_some_and(|props| {
+                        props
+                            .user_properties
+                            .iter()
+                            .any(|(k, v)| k == ORIGIN_PROPERTY && *v == self.origin)
+                    });
+                    if own {
+                        Counters::bump(&c.engine_echoes);
+                    } else if let Some(name) = p.topic.strip_prefix(head.as_bytes()) {
+                        bridge.from_engine(name, &p.payload);
+                    } else {
+                        Counters::bump(&c.in_bad_name);
+                    }
+                }
+                Ok(Event::Incoming(Packet::PubAck(_))) if self.qos == QoS::AtLeastOnce => {
+                    self.done.fetch_add(1, Ordering::Relaxed);
+                }
+                Ok(Event::Outgoing(Outgoing::Publish(_))) if self.qos == QoS::AtMostOnce => {
+                    self.done.fetch_add(1, Ordering::Relaxed);
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    if self.up.swap(false, Ordering::AcqRel) {
+                        let handed = self.handed.load(Ordering::Relaxed);
+                        let done = self.done.load(Ordering::Relaxed);
+                        unsettled = handed.saturating_sub(done);
+                        warn!(
+                            broker = address,
+                            unsettled,
+                            "mqtt link down: {e}; {}",
+                            c.line()
+                        );
+                    }
+                    // rumqttc reconnects on the next poll; do not spin against a dead broker.
+                    std::thread::sleep(Duration::from_millis(250));
+                }
+            }
+        }
+    }
+}
+
+/// Whether an MQTT topic name may carry this (a zerosmq topic may hold `+` or `#`).
+fn mqtt_topic_ok(topic: &str) -> bool {
+    !topic.contains(['+', '#'])
+}
+
+impl Engine for Mqtt {
+    fn kind(&self) -> &'static str {
+        "mqtt"
+    }
+
+    fn key_for(&self, topic: &str) -> Option<String> {
+        mqtt_topic_ok(topic).then(|| format!("{}/{topic}", self.prefix))
+    }
+
+    fn send(&self, key: &str, payload: &[u8]) -> bool {
+        if !self.up.load(Ordering::Acquire) {
+            return false;
+        }
+        let props = PublishProperties {
+            user_properties: vec![(ORIGIN_PROPERTY.to_owned(), self.origin.clone())],
+            ..Default::default()
+        };
+        match self
+            .client
+            .try_publish_with_properties(key, self.qos, false, payload.to_vec(), props)
+        {
+            Ok(()) => {
+                self.handed.fetch_add(1, Ordering::Relaxed);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn urls() {
+        assert_eq!(
+            super::parse_url("mqtt://h:1884").unwrap(),
+            ("h".into(), 1884)
+        );
+        assert_eq!(super::parse_url("h").unwrap(), ("h".into(), 1883));
+        assert!(super::parse_url("mqtt://").is_err());
+        assert!(super::parse_url("mqtt://h:x").is_err());
+    }
+}

@@ -1,0 +1,323 @@
+//! The MQTT bridge against a real mosquitto, the real master binary, and mosquitto_sub /
+//! mosquitto_pub as independent MQTT peers.
+
+mod support;
+
+use std::time::Duration;
+
+use support::*;
+
+/// Publishes `PREFIX i` for i in 0..n on `publisher`, `pace` apart.
+fn publish_seq(
+    p: &mut zerosmq::Publisher,
+    prefix: &str,
+    range: std::ops::Range<u64>,
+    pace: Duration,
+) {
+    for i in range {
+        p.publish(format!("{prefix}{i}").as_bytes())
+            .expect("publish");
+        std::thread::sleep(pace);
+    }
+    assert!(p.flush(Duration::from_secs(5)), "publisher flushed");
+}
+
+/// Master -> MQTT and MQTT -> master, QoS 0 and 1, in order, and the graph names the bridge.
+#[test]
+fn both_directions_qos0_and_qos1() {
+    for qos in [0u8, 1] {
+        let master = Master::start(0);
+        let broker = Mosquitto::start();
+        let endpoint = master.endpoint();
+        let qs = qos.to_string();
+        let url = broker.url();
+        let mut bridge = bridge(&[
+            "--master", &endpoint, "--mqtt", &url, "--qos", &qs, "--out", "seq/**", "--in", "cmd",
+        ]);
+        bridge.wait_line(&["mqtt subscribed"]);
+
+        // Out: a node publishes, mosquitto_sub receives.
+        let sub = mosquitto_sub(&broker, "zerosmq/seq/#", qos, None);
+        let node = node(&master, "talker");
+        let mut p = node.advertise("seq/a").expect("advertise");
+        p.wait_ready(WAIT).expect("ready");
+        bridge.wait_line(&["bridging out", "seq/a"]);
+        let n = 2000;
+        publish_seq(&mut p, "s ", 0..n, Duration::from_micros(200));
+        let got = wait_count(&sub, n);
+        let (missing, ordered) = missing_and_order(&payloads(&sub), "s ", n);
+        assert_eq!((missing, ordered), (0, true), "qos {qos}: {got} payloads");
+
+        // In: mosquitto_pub publishes, a node receives.
+        let listener = support::node(&master, "listener");
+        let mut s = listener.subscribe("cmd").expect("subscribe");
+        s.wait_ready(WAIT).expect("ready");
+        let m = 300;
+        for i in 0..m {
+            mosquitto_pub(&broker, "zerosmq/cmd", format!("c {i}").as_bytes(), qos);
+        }
+        let mut got = Vec::new();
+        while got.len() < m {
+            match s.recv_timeout(WAIT).expect("recv") {
+                Some(msg) => got.push(msg.text().expect("utf8").to_owned()),
+                None => panic!("qos {qos}: only {} of {m} arrived", got.len()),
+            }
+        }
+        let want: Vec<String> = (0..m).map(|i| format!("c {i}")).collect();
+        assert_eq!(got, want, "qos {qos}: in order, byte for byte");
+
+        // The graph names the bridge on both topics.
+        let info = node.topic_info("cmd").expect("topic info");
+        assert!(
+            info.publishers.contains(&"bridge:mqtt".to_owned()),
+            "{info:?}"
+        );
+        let info = node.topic_info("seq/a").expect("topic info");
+        assert!(
+            info.subscribers.contains(&"bridge:mqtt".to_owned()),
+            "{info:?}"
+        );
+        assert!(node.graph().expect("graph").contains("bridge:mqtt"));
+
+        let c = final_counters(&mut bridge);
+        assert_eq!(c["out_sent"], n, "{c:?}");
+        assert_eq!(c["in_sent"], m as u64, "{c:?}");
+        assert_eq!(c["out_lost"] + c["in_lost"], 0, "{c:?}");
+        println!("figures: mqtt qos {qos}: {n} out and {m} in, none lost; counters {c:?}");
+    }
+}
+
+/// Waits until `sub` printed at least `n` payloads; returns how many.
+fn wait_count(sub: &Proc, n: u64) -> usize {
+    let ok = wait_until(WAIT, || payloads(sub).len() as u64 >= n);
+    let got = payloads(sub).len();
+    assert!(ok, "only {got} of {n} payloads arrived");
+    got
+}
+
+fn wait_until(within: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let start = std::time::Instant::now();
+    while start.elapsed() < within {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    cond()
+}
+
+/// mosquitto killed (SIGTERM, it keeps sessions on disk) and started again while a node
+/// streams at QoS 1: the bridge reconnects by itself, the stream resumes, and the messages it
+/// counted as lost are exactly those mosquitto_sub (a persistent session) never got.
+#[test]
+fn broker_restart_loss_is_counted() {
+    let master = Master::start(0);
+    let mut broker = Mosquitto::start();
+    let endpoint = master.endpoint();
+    let url = broker.url();
+    let mut bridge = bridge(&[
+        "--master", &endpoint, "--mqtt", &url, "--qos", "1", "--out", "seq",
+    ]);
+    bridge.wait_line(&["mqtt subscribed"]);
+    let sub = mosquitto_sub(&broker, "zerosmq/seq", 1, Some("witness"));
+    let node = node(&master, "talker");
+    let mut p = node.advertise("seq").expect("advertise");
+    p.wait_ready(WAIT).expect("ready");
+    bridge.wait_line(&["bridging out", "seq"]);
+
+    let pace = Duration::from_micros(500);
+    publish_seq(&mut p, "s ", 0..2000, pace);
+    broker.stop();
+    bridge.wait_line(&["mqtt link down"]);
+    // Published while the broker is away: the bridge must count every one of these.
+    publish_seq(&mut p, "s ", 2000..2500, pace);
+    broker.start_again();
+    bridge.wait_line(&["mqtt connected"]);
+    let n = 5000;
+    publish_seq(&mut p, "s ", 2500..n, pace);
+    // The last message arrives (the witness reconnects by itself too).
+    let done = wait_until(WAIT, || {
+        payloads(&sub).iter().any(|l| l == &format!("s {}", n - 1))
+    });
+    assert!(done, "the stream resumed to its end");
+    let c = final_counters(&mut bridge);
+    let (missing, _) = missing_and_order(&payloads(&sub), "s ", n);
+    println!(
+        "figures: mqtt broker restart at qos 1: {missing} of {n} missed by mosquitto_sub, bridge counted out_lost={} (engine_connects={})",
+        c["out_lost"], c["engine_connects"]
+    );
+    assert!(
+        missing >= 500,
+        "the 500 published while the broker was down are missing"
+    );
+    assert_eq!(
+        c["out_lost"], missing,
+        "counted loss equals what the receiver missed: {c:?}"
+    );
+    assert_eq!(c["engine_connects"], 2, "{c:?}");
+}
+
+/// The master killed and started again on the same port while mosquitto_pub streams in: the
+/// bridge (and the receiving node) reconnect by themselves and the stream resumes; what the
+/// bridge could not hand to the master is counted.
+#[test]
+fn master_restart_resumes() {
+    let mut master = Master::start(0);
+    let port = master.port;
+    let broker = Mosquitto::start();
+    let endpoint = master.endpoint();
+    let url = broker.url();
+    let mut bridge = bridge(&[
+        "--master", &endpoint, "--mqtt", &url, "--qos", "1", "--in", "cmd",
+    ]);
+    bridge.wait_line(&["mqtt subscribed"]);
+    let listener = node(&master, "listener");
+    let mut s = listener.subscribe("cmd").expect("subscribe");
+    s.wait_ready(WAIT).expect("ready");
+
+    // mosquitto_pub -l: one message per line, fed by this test.
+    let mut feeder = std::process::Command::new("mosquitto_pub")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &broker.port.to_string(),
+            "-t",
+            "zerosmq/cmd",
+            "-q",
+            "1",
+            "-V",
+            "mqttv5",
+            "-l",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .expect("mosquitto_pub");
+    let mut stdin = feeder.stdin.take().expect("stdin");
+    let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let r = received.clone();
+    let reader = std::thread::spawn(move || {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(m)) = s.recv_timeout(Duration::from_millis(200)) {
+                let t = m.text().unwrap_or_default().to_owned();
+                let last = t == "c 2999";
+                r.lock().unwrap().push(t);
+                if last {
+                    return;
+                }
+            }
+        }
+    });
+    use std::io::Write;
+    let mut feed = |range: std::ops::Range<u64>| {
+        for i in range {
+            writeln!(stdin, "c {i}").expect("feed");
+            stdin.flush().expect("flush");
+            std::thread::sleep(Duration::from_micros(500));
+        }
+    };
+    feed(0..1000);
+    master.proc.kill();
+    feed(1000..1500);
+    master = Master::start(port);
+    // Back when the bridge's publisher is connected again: a line the test can wait on.
+    let back = wait_until(WAIT, || {
+        node(&master, "probe").topic_info("cmd").is_ok_and(|i| {
+            i.publishers.iter().any(|p| p == "bridge:mqtt") && !i.subscribers.is_empty()
+        })
+    });
+    assert!(
+        back,
+        "bridge and listener registered again with the new master"
+    );
+    // Stream until the listener has seen messages after the restart, then to the end.
+    feed(1500..3000);
+    reader.join().expect("reader");
+    drop(stdin);
+    let _ = feeder.wait();
+    let got = received.lock().unwrap().clone();
+    let c = final_counters(&mut bridge);
+    let (missing, ordered) = missing_and_order(&got, "c ", 3000);
+    println!(
+        "figures: mqtt master restart: listener missed {missing} of 3000, bridge counted in_lost={} (the rest were lost at the master while the listener reconnected)",
+        c["in_lost"]
+    );
+    assert!(
+        got.iter().any(|l| l == "c 2999"),
+        "the stream resumed to its end"
+    );
+    assert!(ordered, "in order");
+    assert!(
+        c["in_lost"] > 0,
+        "messages the bridge could not hand over are counted: {c:?}"
+    );
+    assert!(
+        missing >= c["in_lost"],
+        "the bridge counts no more than was missed"
+    );
+}
+
+/// Bad input from the broker side: a key that is not a topic name, an oversized payload, a
+/// flood of new keys: each refused with a log line and a counter while a good stream goes on.
+#[test]
+fn bad_input_is_refused_and_counted() {
+    let master = Master::start(0);
+    let broker = Mosquitto::start();
+    let endpoint = master.endpoint();
+    let url = broker.url();
+    let mut bridge = bridge(&[
+        "--master",
+        &endpoint,
+        "--mqtt",
+        &url,
+        "--in",
+        "**",
+        "--max-payload",
+        "65536",
+        "--max-topics",
+        "8",
+    ]);
+    bridge.wait_line(&["mqtt subscribed"]);
+    let listener = node(&master, "listener");
+    let mut s = listener.subscribe("good").expect("subscribe");
+    s.wait_ready(WAIT).expect("ready");
+    let mut good = 0u64;
+    let mut send_good = |broker: &Mosquitto| {
+        mosquitto_pub(broker, "zerosmq/good", format!("g {good}").as_bytes(), 1);
+        good += 1;
+    };
+    send_good(&broker);
+    // Not topic names: a space, a comma, 65 bytes.
+    for bad in [
+        "zerosmq/has space",
+        "zerosmq/a,b",
+        &format!("zerosmq/{}", "x".repeat(65)),
+    ] {
+        mosquitto_pub(&broker, bad, b"bad", 1);
+        send_good(&broker);
+    }
+    // Over --max-payload.
+    mosquitto_pub(&broker, "zerosmq/good", &vec![b'x'; 100_000], 1);
+    send_good(&broker);
+    // A flood of new keys: 7 more fit beside `good`, 43 do not.
+    for i in 0..50 {
+        mosquitto_pub(&broker, &format!("zerosmq/flood/{i}"), b"f", 1);
+    }
+    send_good(&broker);
+    let mut got = Vec::new();
+    while (got.len() as u64) < good {
+        match s.recv_timeout(WAIT).expect("recv") {
+            Some(m) => got.push(m.text().unwrap_or_default().to_owned()),
+            None => panic!("good stream disturbed: {got:?}"),
+        }
+    }
+    let want: Vec<String> = (0..good).map(|i| format!("g {i}")).collect();
+    assert_eq!(got, want, "the good stream is undisturbed");
+    let c = final_counters(&mut bridge);
+    println!("figures: mqtt bad input: {c:?}");
+    assert_eq!(c["in_bad_name"], 3, "{c:?}");
+    assert_eq!(c["in_oversized"], 1, "{c:?}");
+    assert_eq!(c["in_too_many_topics"], 43, "{c:?}");
+    assert!(bridge.count("refused") >= 1, "a log line says why");
+}

@@ -1,0 +1,329 @@
+//! The Zenoh bridge: two real masters, a bridge each, Zenoh peer to peer between them, and an
+//! independent Zenoh peer written in Python (eclipse-zenoh from PyPI).
+
+mod support;
+
+use std::time::Duration;
+
+use support::*;
+
+/// Two masters, bridge A listening and bridge B connecting to it (through `via`, a port that
+/// leads to A's listener).
+struct Pair {
+    a: Master,
+    b: Master,
+    bridge_a: Proc,
+    bridge_b: Proc,
+    listen_a: u16,
+    listen_b: u16,
+}
+
+fn pair(extra_a: &[&str], extra_b: &[&str], proxy: Option<&dyn Fn(u16) -> u16>) -> Pair {
+    let a = Master::start(0);
+    let b = Master::start(0);
+    let listen_a = free_port();
+    let listen_b = free_port();
+    let la = format!("tcp/127.0.0.1:{listen_a}");
+    let lb = format!("tcp/127.0.0.1:{listen_b}");
+    let via = proxy.map_or(listen_a, |p| p(listen_a));
+    let ca = format!("tcp/127.0.0.1:{via}");
+    let (ea, eb) = (a.endpoint(), b.endpoint());
+    let mut args_a = vec![
+        "--master",
+        &ea,
+        "--zenoh-mode",
+        "peer",
+        "--zenoh-listen",
+        &la,
+    ];
+    args_a.extend_from_slice(extra_a);
+    let bridge_a = bridge(&args_a);
+    bridge_a.wait_line(&["zenoh session open"]);
+    let mut args_b = vec![
+        "--master",
+        &eb,
+        "--zenoh-mode",
+        "peer",
+        "--zenoh-listen",
+        &lb,
+        "--zenoh-connect",
+        &ca,
+    ];
+    args_b.extend_from_slice(extra_b);
+    let bridge_b = bridge(&args_b);
+    bridge_b.wait_line(&["zenoh session open"]);
+    Pair {
+        a,
+        b,
+        bridge_a,
+        bridge_b,
+        listen_a,
+        listen_b,
+    }
+}
+
+fn publish_seq(p: &mut zerosmq::Publisher, range: std::ops::Range<u64>) {
+    for i in range {
+        p.publish(format!("s {i}").as_bytes()).expect("publish");
+        if i % 16 == 0 {
+            std::thread::sleep(Duration::from_micros(500));
+        }
+    }
+    assert!(p.flush(Duration::from_secs(5)));
+}
+
+/// 10,000 sequenced messages A -> B in order, and B -> A on a second topic; none lost.
+#[test]
+fn ten_thousand_each_way_in_order() {
+    let mut pr = pair(
+        &["--out", "a2b", "--in", "b2a"],
+        &["--out", "b2a", "--in", "a2b"],
+        None,
+    );
+    let na = node(&pr.a, "node-a");
+    let nb = node(&pr.b, "node-b");
+    let mut sub_b = nb.subscribe("a2b").expect("sub");
+    sub_b.wait_ready(WAIT).expect("ready");
+    let mut sub_a = na.subscribe("b2a").expect("sub");
+    sub_a.wait_ready(WAIT).expect("ready");
+    let mut pub_a = na.advertise("a2b").expect("adv");
+    pub_a.wait_ready(WAIT).expect("ready");
+    let mut pub_b = nb.advertise("b2a").expect("adv");
+    pub_b.wait_ready(WAIT).expect("ready");
+    pr.bridge_a.wait_line(&["zenoh matched", "zerosmq/a2b"]);
+    pr.bridge_b.wait_line(&["zenoh matched", "zerosmq/b2a"]);
+
+    let n = 10_000;
+    let start = std::time::Instant::now();
+    let t = std::thread::spawn(move || {
+        publish_seq(&mut pub_b, 0..n);
+        pub_b
+    });
+    publish_seq(&mut pub_a, 0..n);
+    let _pub_b = t.join().expect("publisher b");
+    let got_b = receive_seq(&mut sub_b, &format!("s {}", n - 1));
+    let got_a = receive_seq(&mut sub_a, &format!("s {}", n - 1));
+    let secs = start.elapsed().as_secs_f64();
+    let want: Vec<String> = (0..n).map(|i| format!("s {i}")).collect();
+    assert_eq!(got_b.len(), want.len(), "A -> B count");
+    assert!(got_b == want, "A -> B in order, byte for byte");
+    assert!(
+        got_a == want,
+        "B -> A in order, byte for byte ({} got)",
+        got_a.len()
+    );
+    let ca = final_counters(&mut pr.bridge_a);
+    let cb = final_counters(&mut pr.bridge_b);
+    println!("figures: zenoh peer to peer: {n} each way in {secs:.2} s ({:.0} msgs/s each way); bridge A {ca:?}; bridge B {cb:?}", n as f64 / secs);
+    assert_eq!(ca["out_sent"], n);
+    assert_eq!(cb["in_sent"], n);
+    assert_eq!(
+        ca["out_lost"] + cb["in_lost"] + cb["out_lost"] + ca["in_lost"],
+        0
+    );
+    // The graph names the bridge.
+    let info = nb.topic_info("a2b").expect("info");
+    assert!(
+        info.publishers.contains(&"bridge:zenoh".to_owned()),
+        "{info:?}"
+    );
+}
+
+/// Both bridges --in and --out the same topic, and a node on each master publishes on it:
+/// every receiver sees each message exactly once (no loop, no echo).
+#[test]
+fn same_topic_both_ways_each_message_once() {
+    let mut pr = pair(
+        &["--out", "chat", "--in", "chat"],
+        &["--out", "chat", "--in", "chat"],
+        None,
+    );
+    let na = node(&pr.a, "node-a");
+    let nb = node(&pr.b, "node-b");
+    let mut sub_a = na.subscribe("chat").expect("sub");
+    sub_a.wait_ready(WAIT).expect("ready");
+    let mut sub_b = nb.subscribe("chat").expect("sub");
+    sub_b.wait_ready(WAIT).expect("ready");
+    let mut pa = na.advertise("chat").expect("adv");
+    pa.wait_ready(WAIT).expect("ready");
+    let mut pb = nb.advertise("chat").expect("adv");
+    pb.wait_ready(WAIT).expect("ready");
+    pr.bridge_a.wait_line(&["zenoh matched", "zerosmq/chat"]);
+    pr.bridge_b.wait_line(&["zenoh matched", "zerosmq/chat"]);
+    for i in 0..200 {
+        pa.publish(format!("a {i}").as_bytes()).expect("pub");
+        pb.publish(format!("b {i}").as_bytes()).expect("pub");
+        std::thread::sleep(Duration::from_micros(300));
+    }
+    assert!(pa.flush(WAIT) && pb.flush(WAIT));
+    for (name, sub) in [("A", &mut sub_a), ("B", &mut sub_b)] {
+        let mut got = Vec::new();
+        while got.len() < 400 {
+            match sub.recv_timeout(WAIT).expect("recv") {
+                Some(m) => got.push(m.text().unwrap_or_default().to_owned()),
+                None => break,
+            }
+        }
+        // Anything more would be an echo or a loop.
+        while let Some(m) = sub.recv_timeout(Duration::from_millis(500)).expect("recv") {
+            got.push(m.text().unwrap_or_default().to_owned());
+        }
+        let mut sorted = got.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(
+            (got.len(), sorted.len()),
+            (400, 400),
+            "master {name}: each message once"
+        );
+    }
+    let ca = final_counters(&mut pr.bridge_a);
+    let cb = final_counters(&mut pr.bridge_b);
+    println!("figures: zenoh same topic both ways: bridge A {ca:?}; bridge B {cb:?}");
+    assert_eq!(
+        ca["echoes"], 200,
+        "bridge A dropped its own 200 as they came back from master A"
+    );
+    assert_eq!(cb["echoes"], 200);
+}
+
+/// An independent Zenoh peer (Python eclipse-zenoh) subscribes `zerosmq/**` and sees the
+/// bridged messages, and what it publishes arrives on master B as a topic.
+#[test]
+fn python_zenoh_peer() {
+    let pr = pair(&["--out", "a2b"], &["--in", "py"], None);
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/zenoh_peer.py");
+    let mut cmd = std::process::Command::new("python3");
+    cmd.arg(&script)
+        .arg(format!("tcp/127.0.0.1:{}", pr.listen_a))
+        .arg(format!("tcp/127.0.0.1:{}", pr.listen_b))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut py = Proc::spawn_with("python zenoh peer", cmd);
+    py.wait_line(&["ready"]);
+    let mut stdin = py.child.stdin.take().expect("stdin");
+
+    let na = node(&pr.a, "node-a");
+    let mut pa = na.advertise("a2b").expect("adv");
+    pa.wait_ready(WAIT).expect("ready");
+    pr.bridge_a.wait_line(&["zenoh matched", "zerosmq/a2b"]);
+    for i in 0..100 {
+        pa.publish(format!("s {i}").as_bytes()).expect("pub");
+    }
+    assert!(pa.flush(WAIT));
+    py.wait_line(&["got zerosmq/a2b s 99"]);
+    assert_eq!(
+        py.count("got zerosmq/a2b "),
+        100,
+        "the Python peer saw every message"
+    );
+
+    let nb = node(&pr.b, "node-b");
+    let mut sb = nb.subscribe("py").expect("sub");
+    sb.wait_ready(WAIT).expect("ready");
+    use std::io::Write;
+    // The first put creates topic `py` on master B (the bridge advertises it, then publishes).
+    writeln!(stdin, "put hello from python").expect("to python");
+    stdin.flush().expect("flush");
+    let m = sb
+        .recv_timeout(WAIT)
+        .expect("recv")
+        .expect("a message from the Python peer");
+    assert_eq!(m.payload(), b"hello from python");
+    let info = nb.topic_info("py").expect("info");
+    assert!(info.publishers.contains(&"bridge:zenoh".to_owned()));
+    drop(stdin);
+    py.terminate();
+}
+
+/// The Zenoh link cut and restored mid-stream: bridge A counts what it could not send while
+/// the link was down, and that is exactly what master B's receiver missed; the stream resumes.
+#[test]
+fn link_cut_loss_is_counted() {
+    let proxy = std::cell::RefCell::new(None);
+    let mut pr = pair(
+        &["--out", "a2b"],
+        &["--in", "a2b"],
+        Some(&|target| {
+            let p = CutProxy::start(target);
+            let port = p.port;
+            *proxy.borrow_mut() = Some(p);
+            port
+        }),
+    );
+    let proxy = proxy.into_inner().expect("proxy");
+    let na = node(&pr.a, "node-a");
+    let nb = node(&pr.b, "node-b");
+    let mut sb = nb.subscribe("a2b").expect("sub");
+    sb.wait_ready(WAIT).expect("ready");
+    let mut pa = na.advertise("a2b").expect("adv");
+    pa.wait_ready(WAIT).expect("ready");
+    pr.bridge_a.wait_line(&["zenoh matched", "zerosmq/a2b"]);
+
+    publish_seq(&mut pa, 0..3000);
+    let mut got = receive_seq(&mut sb, "s 2999");
+    proxy.cut();
+    pr.bridge_a.wait_line(&["zenoh unmatched", "zerosmq/a2b"]);
+    publish_seq(&mut pa, 3000..3500);
+    proxy.restore();
+    pr.bridge_a.wait_line(&["zenoh matched", "zerosmq/a2b"]);
+    publish_seq(&mut pa, 3500..6000);
+    got.extend(receive_seq(&mut sb, "s 5999"));
+    let (missing, ordered) = missing_and_order(&got, "s ", 6000);
+    let c = final_counters(&mut pr.bridge_a);
+    println!(
+        "figures: zenoh link cut: receiver missed {missing} of 6000, bridge A counted out_lost={}",
+        c["out_lost"]
+    );
+    assert!(ordered);
+    assert!(got.iter().any(|g| g == "s 5999"), "the stream resumed");
+    assert_eq!(missing, 500, "what was published while the link was down");
+    assert_eq!(
+        c["out_lost"], missing,
+        "counted loss equals what the receiver missed: {c:?}"
+    );
+}
+
+/// Master B killed and started again on its port mid-stream: bridge B and the receiver
+/// reconnect by themselves, the stream resumes, and bridge B counts what it could not hand over.
+#[test]
+fn master_b_restart_resumes() {
+    let mut pr = pair(&["--out", "a2b"], &["--in", "a2b"], None);
+    let na = node(&pr.a, "node-a");
+    let mut pa = na.advertise("a2b").expect("adv");
+    pa.wait_ready(WAIT).expect("ready");
+    let port_b = pr.b.port;
+    let nb = node(&pr.b, "node-b");
+    let mut sb = nb.subscribe("a2b").expect("sub");
+    sb.wait_ready(WAIT).expect("ready");
+    pr.bridge_a.wait_line(&["zenoh matched", "zerosmq/a2b"]);
+    publish_seq(&mut pa, 0..2000);
+    let mut got = receive_seq(&mut sb, "s 1999");
+    pr.b.proc.kill();
+    publish_seq(&mut pa, 2000..2500);
+    pr.b = Master::start(port_b);
+    let probe = node(&pr.b, "probe");
+    let back = (0..400).any(|_| {
+        let ok = probe.topic_info("a2b").is_ok_and(|i| {
+            i.publishers.iter().any(|p| p == "bridge:zenoh")
+                && i.subscribers.iter().any(|s| s == "node-b")
+        });
+        if !ok {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        ok
+    });
+    assert!(
+        back,
+        "bridge B and the receiver registered again with the new master B"
+    );
+    publish_seq(&mut pa, 2500..5000);
+    got.extend(receive_seq(&mut sb, "s 4999"));
+    let (missing, ordered) = missing_and_order(&got, "s ", 5000);
+    let c = final_counters(&mut pr.bridge_b);
+    println!("figures: zenoh master B restart: receiver missed {missing} of 5000, bridge B counted in_lost={}", c["in_lost"]);
+    assert!(ordered);
+    assert!(got.iter().any(|g| g == "s 4999"), "the stream resumed");
+    assert!(c["in_lost"] > 0 && missing >= c["in_lost"], "{c:?}");
+}
