@@ -51,4 +51,7 @@ done
 step "board projects (examples/boards): build each for its chip"
 bash scripts/boards.sh
 
+step "zerosmq-bridge (bridge/, its own workspace): Zenoh and MQTT against mosquitto, two masters, a Python Zenoh peer"
+bash scripts/bridge.sh
+
 step "all tests passed"
