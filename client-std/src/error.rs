@@ -1,55 +1,108 @@
 //! The one error type of the std client.
 
+use std::fmt;
 use std::time::Duration;
 
 use zerosmq_core::{ControlEncodeError, DecodeError, ErrorCode, FrameError, NameError};
 
 /// What went wrong talking to the master or to a topic.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug)]
 #[non_exhaustive]
 pub enum Error {
     /// A topic or node name breaks the name rules.
-    #[error("invalid name: {0}")]
-    InvalidName(#[from] NameError),
+    InvalidName(NameError),
     /// The master address cannot be used.
-    #[error("invalid master address '{0}' (expected tcp://HOST:PORT)")]
     InvalidMaster(String),
     /// The master did not answer in time (not running, unreachable, or busy).
-    #[error("the master at {master} did not answer within {after:?}")]
     Timeout { master: String, after: Duration },
     /// The master refused this node's PLAIN user name or password.
-    #[error("the master at {master} refused the user name or password")]
     AuthFailed { master: String },
     /// A feature this build cannot provide.
-    #[error("not supported here: {0}")]
     Unsupported(&'static str),
     /// A CURVE key that is not 40 characters of Z85 (32 bytes).
-    #[error("invalid CURVE key: expected 40 Z85 characters")]
     InvalidKey,
     /// A wait for a live path timed out.
-    #[error("{what} not ready within {after:?}")]
     NotReady { what: String, after: Duration },
     /// The master refused the request.
-    #[error("the master refused: {code}: {detail}", code = code.as_str())]
     Refused { code: ErrorCode, detail: String },
     /// The master's reply does not fit the protocol.
-    #[error("bad reply from the master: {0}")]
-    Protocol(#[from] DecodeError),
+    Protocol(DecodeError),
     /// A request did not fit its buffer.
-    #[error("request encoding failed: {0}")]
-    Encode(#[from] ControlEncodeError),
+    Encode(ControlEncodeError),
     /// A received data frame does not have the expected shape.
-    #[error("bad data frame: {0}")]
-    Frame(#[from] FrameError),
+    Frame(FrameError),
     /// A payload could not be encoded or decoded with postcard.
-    #[error("payload (de)serialization failed: {0}")]
-    Serde(#[from] postcard::Error),
-    /// A system call of the data path failed (starting a thread, making an eventfd).
-    #[error("i/o: {0}")]
-    Io(#[from] std::io::Error),
+    Serde(postcard::Error),
+    /// A system call of the data path failed (starting a thread, making a poll).
+    Io(std::io::Error),
     /// A libzmq socket failed (the control connection, or the CURVE data path).
-    #[error("socket: {0}")]
     Socket(SocketError),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::InvalidName(e) => write!(f, "invalid name: {e}"),
+            Error::InvalidMaster(a) => {
+                write!(f, "invalid master address '{a}' (expected tcp://HOST:PORT)")
+            }
+            Error::Timeout { master, after } => {
+                write!(f, "the master at {master} did not answer within {after:?}")
+            }
+            Error::AuthFailed { master } => {
+                write!(
+                    f,
+                    "the master at {master} refused the user name or password"
+                )
+            }
+            Error::Unsupported(what) => write!(f, "not supported here: {what}"),
+            Error::InvalidKey => f.write_str("invalid CURVE key: expected 40 Z85 characters"),
+            Error::NotReady { what, after } => write!(f, "{what} not ready within {after:?}"),
+            Error::Refused { code, detail } => {
+                write!(f, "the master refused: {}: {detail}", code.as_str())
+            }
+            Error::Protocol(e) => write!(f, "bad reply from the master: {e}"),
+            Error::Encode(e) => write!(f, "request encoding failed: {e}"),
+            Error::Frame(e) => write!(f, "bad data frame: {e}"),
+            Error::Serde(e) => write!(f, "payload (de)serialization failed: {e}"),
+            Error::Io(e) => write!(f, "i/o: {e}"),
+            Error::Socket(e) => write!(f, "socket: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::InvalidName(e) => Some(e),
+            Error::Protocol(e) => Some(e),
+            Error::Encode(e) => Some(e),
+            Error::Frame(e) => Some(e),
+            Error::Serde(e) => Some(e),
+            Error::Io(e) => Some(e),
+            Error::Socket(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+macro_rules! from {
+    ($($source:ty => $variant:ident),* $(,)?) => {$(
+        impl From<$source> for Error {
+            fn from(e: $source) -> Self {
+                Error::$variant(e)
+            }
+        }
+    )*};
+}
+
+from! {
+    NameError => InvalidName,
+    DecodeError => Protocol,
+    ControlEncodeError => Encode,
+    FrameError => Frame,
+    postcard::Error => Serde,
+    std::io::Error => Io,
 }
 
 /// A failure of a libzmq socket: its error number and libzmq's description of it.

@@ -17,6 +17,8 @@
 //! # Ok::<(), zerosmq::Error>(())
 //! ```
 
+#![deny(unsafe_code)]
+
 mod error;
 mod node;
 mod publisher;

@@ -9,9 +9,8 @@ use zerosmq_core::limits::CONTROL_REQUEST_BUF_LEN;
 use zerosmq_core::{decode_reply, ErrorCode, NodeName, Topic};
 
 use crate::error::{ZmqErrorExt as _, ZmqResultExt as _};
-use crate::transport::publisher_link::Flusher;
+use crate::transport::io_thread::IoHandle;
 use crate::transport::subscriber_link::SubscriberLink;
-use crate::transport::sys::Waker;
 use crate::{Error, Publisher, Result, Subscriber};
 
 /// Environment variable with the master's address (like `ROS_MASTER_URI`).
@@ -138,8 +137,8 @@ impl NodeBuilder {
                 curve,
                 session: zerosmq_core::random::random_u64(),
                 liveness: Mutex::new(LivenessState::default()),
-                kept: Mutex::new(None),
-                flusher: Mutex::new(None),
+                kept: Mutex::new(Vec::new()),
+                io: Mutex::new(None),
             }),
         })
     }
@@ -180,17 +179,19 @@ pub(crate) struct NodeInner {
     /// Random per node instance: lets the master tell a restarted node from a duplicate.
     session: u64,
     liveness: Mutex<LivenessState>,
-    /// Drains native publishers' outboxes; started with the first publisher.
-    flusher: Mutex<Option<Arc<Flusher>>>,
-    /// Native subscriber links the keeper thread serves while their application is away.
-    kept: Mutex<Option<Vec<Weak<Mutex<SubscriberLink>>>>>,
+    /// The node's I/O thread (see `transport::io_thread`), started with the first publisher
+    /// or subscriber.
+    io: Mutex<Option<Arc<IoHandle>>>,
+    /// Native subscriber links the I/O thread serves while their application is away.
+    kept: Mutex<Vec<Weak<Mutex<SubscriberLink>>>>,
 }
 
 impl Drop for NodeInner {
-    /// The flusher thread ends with the node (every publisher holds the node, so none is left).
+    /// The I/O thread ends with the node (every publisher and subscriber holds the node, so
+    /// none is left).
     fn drop(&mut self) {
-        if let Some(f) = self.flusher.get_mut().ok().and_then(|f| f.take()) {
-            f.stop();
+        if let Some(io) = self.io.get_mut().ok().and_then(|io| io.take()) {
+            io.stop();
         }
     }
 }
@@ -201,23 +202,21 @@ struct CurveKeys {
     own: zmq::CurveKeyPair,
 }
 
-/// What the heartbeat thread knows and re-registers after a master restart.
+/// What the heartbeat knows and re-registers after a master restart.
 #[derive(Default)]
 struct LivenessState {
-    /// The heartbeat thread runs (started by the first publish or subscribe).
+    /// Heartbeats run in the I/O thread (started by the first publish or subscribe).
     started: bool,
-    /// Stops the heartbeat thread when the node is dropped (its receiver sees the disconnect).
-    _stop: Option<std::sync::mpsc::Sender<()>>,
     /// Every grant this node holds, to ask again after a master restart.
     grants: Vec<Grant>,
 }
 
 /// One publish or subscribe grant; the port cell tells the socket owner to reconnect, and the
-/// waker (a native publisher's writer thread sleeps on it) that it should look.
+/// I/O thread (which owns native publishers' connections) is poked to look.
 pub(crate) struct Grant {
     pub(crate) request: ControlRequest,
     pub(crate) port: Arc<AtomicU16>,
-    pub(crate) waker: Option<Arc<Waker>>,
+    pub(crate) waker: Option<Arc<IoHandle>>,
 }
 
 /// A data connection's grant: the port it connected to, which follows the grant when the
@@ -232,7 +231,7 @@ impl DataLink {
     pub(crate) fn open(
         node: &Arc<NodeInner>,
         request: ControlRequest,
-        waker: Option<Arc<Waker>>,
+        waker: Option<Arc<IoHandle>>,
     ) -> Result<Self> {
         let cell = node.register(request, waker)?;
         let port = cell.load(Ordering::Acquire);
@@ -278,7 +277,7 @@ impl NodeInner {
     pub(crate) fn register(
         self: &Arc<Self>,
         request: ControlRequest,
-        waker: Option<Arc<Waker>>,
+        waker: Option<Arc<IoHandle>>,
     ) -> Result<Arc<AtomicU16>> {
         self.start_heartbeat()?;
         let port = Arc::new(AtomicU16::new(self.grant(&request)?));
@@ -331,21 +330,15 @@ impl NodeInner {
                 other => break other?,
             }
         };
-        let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
-        let weak = Arc::downgrade(self);
-        std::thread::Builder::new()
-            .name(format!("zerosmq-heartbeat-{}", self.name))
-            .spawn(move || heartbeat_loop(weak, stop_rx, interval, epoch))
-            .map_err(Error::Io)?;
+        self.io()?.start_heartbeat(interval, epoch);
         live.started = true;
-        live._stop = Some(stop_tx);
         Ok(())
     }
 
     /// Asks again for every grant (after a master restart or an outage long enough for the
     /// master to drop this node); a changed port is stored for the socket owner to reconnect.
     fn reregister(&self) {
-        type Entry = (ControlRequest, Arc<AtomicU16>, Option<Arc<Waker>>);
+        type Entry = (ControlRequest, Arc<AtomicU16>, Option<Arc<IoHandle>>);
         let grants: Vec<Entry> = {
             let live = self.liveness.lock().unwrap_or_else(|e| e.into_inner());
             live.grants
@@ -356,8 +349,8 @@ impl NodeInner {
         for (request, cell, waker) in grants {
             if let Ok(port) = self.grant(&request) {
                 if cell.swap(port, Ordering::AcqRel) != port {
-                    if let Some(w) = waker {
-                        w.wake();
+                    if let Some(io) = waker {
+                        io.poke();
                     }
                 }
             }
@@ -365,55 +358,38 @@ impl NodeInner {
     }
 }
 
-/// Runs in its own thread: a heartbeat every `interval` until the node is dropped. When the
-/// master's epoch changes (it restarted) or after heartbeats failed (it was unreachable, and may
-/// have dropped this node), re-registers every grant.
-fn heartbeat_loop(
-    node: Weak<NodeInner>,
-    stop: std::sync::mpsc::Receiver<()>,
-    interval: Duration,
-    mut epoch: u64,
-) {
-    let mut missed = false;
-    loop {
-        match stop.recv_timeout(interval) {
-            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
-            _ => return,
-        }
-        let Some(node) = node.upgrade() else { return };
-        match node.send_heartbeat(interval.max(Duration::from_millis(200))) {
+/// How long one heartbeat waits for the master at least (the I/O thread waits that long on a
+/// master that is gone, once per interval).
+const HEARTBEAT_WAIT_MIN: Duration = Duration::from_millis(200);
+
+impl NodeInner {
+    /// One heartbeat, run by the I/O thread every `interval`. When the master's epoch changes
+    /// (it restarted) or after heartbeats failed (it was unreachable, and may have dropped
+    /// this node), re-registers every grant.
+    pub(crate) fn heartbeat_once(&self, interval: Duration, epoch: &mut u64, missed: &mut bool) {
+        match self.send_heartbeat(interval.max(HEARTBEAT_WAIT_MIN)) {
             Ok(now) => {
-                if now != epoch || missed {
-                    node.reregister();
+                if now != *epoch || *missed {
+                    self.reregister();
                 }
-                epoch = now;
-                missed = false;
+                *epoch = now;
+                *missed = false;
             }
-            Err(_) => missed = true,
+            Err(_) => *missed = true,
         }
     }
-}
 
-/// How often the keeper thread looks at the node's subscriber links: well inside the
-/// shortest ZMTP heartbeat timeout a master is run with (seconds).
-const KEEP_TICK: Duration = Duration::from_millis(500);
-
-/// Runs in its own thread until the node is dropped: serves subscriber links whose application
-/// is away (see `transport::subscriber_link`), skipping any that is in use.
-fn keeper_loop(node: Weak<NodeInner>) {
-    loop {
-        std::thread::sleep(KEEP_TICK);
-        let Some(node) = node.upgrade() else { return };
+    /// Run by the I/O thread about twice a second: serves subscriber links whose application
+    /// is away (see `transport::subscriber_link`), skipping any that is in use.
+    pub(crate) fn keep_idle_links(&self) {
         let links: Vec<Arc<Mutex<SubscriberLink>>> = {
-            let mut kept = node.kept.lock().unwrap_or_else(|e| e.into_inner());
-            let links = kept.get_or_insert_with(Vec::new);
-            links.retain(|l| l.strong_count() > 0);
-            links.iter().filter_map(Weak::upgrade).collect()
+            let mut kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
+            kept.retain(|l| l.strong_count() > 0);
+            kept.iter().filter_map(Weak::upgrade).collect()
         };
-        let hwm = node.hwm;
         for link in links {
             if let Ok(mut l) = link.try_lock() {
-                l.keep_alive(hwm);
+                l.keep_alive(self.hwm);
             }
         }
     }
@@ -522,31 +498,25 @@ impl NodeInner {
         probe().unwrap_or(false)
     }
 
-    /// The node's flusher thread (see `transport::publisher_link`), started on first use.
-    pub(crate) fn flusher(&self) -> Result<Arc<Flusher>> {
-        let mut f = self.flusher.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(f) = f.as_ref() {
-            return Ok(f.clone());
+    /// The node's I/O thread (see `transport::io_thread`), started on first use.
+    pub(crate) fn io(self: &Arc<Self>) -> Result<Arc<IoHandle>> {
+        let mut io = self.io.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(io) = io.as_ref() {
+            return Ok(io.clone());
         }
-        let started = Flusher::start()?;
-        *f = Some(started.clone());
+        let started = IoHandle::start(Arc::downgrade(self), self.name.as_str())?;
+        *io = Some(started.clone());
         Ok(started)
     }
 
-    /// Hands a native subscriber link to the keeper thread (started with the first one), which
-    /// answers its master's PINGs while the application does not receive.
+    /// Hands a native subscriber link to the I/O thread, which answers its master's PINGs
+    /// while the application does not receive.
     pub(crate) fn keep(self: &Arc<Self>, link: Weak<Mutex<SubscriberLink>>) -> Result<()> {
-        let mut kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
-        match kept.as_mut() {
-            Some(links) => links.push(link),
-            None => {
-                let weak = Arc::downgrade(self);
-                std::thread::Builder::new()
-                    .name(format!("zerosmq-keeper-{}", self.name))
-                    .spawn(move || keeper_loop(weak))?;
-                *kept = Some(vec![link]);
-            }
-        }
+        self.io()?;
+        self.kept
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(link);
         Ok(())
     }
 

@@ -10,7 +10,6 @@ use zerosmq_core::Topic;
 use crate::node::{DataLink, NodeInner};
 use crate::transport::libzmq::ZmqPublisher;
 use crate::transport::publisher_link::{PublisherLink, Target};
-use crate::transport::sys::Waker;
 use crate::{Error, Result};
 
 /// How long a dropped publisher keeps sending what is queued (libzmq's linger of the old path).
@@ -55,17 +54,16 @@ impl Publisher {
         frame.extend_from_slice(topic.as_bytes());
         frame.push(zerosmq_core::message::SEPARATOR);
         let path = if node.native_data_path() {
-            let waker = Arc::new(Waker::new()?);
-            let grant = DataLink::open(&node, request, Some(waker.clone()))?;
+            let io = node.io()?;
+            let grant = DataLink::open(&node, request, Some(io.clone()))?;
             let target = Target {
                 host: node.host.clone(),
                 port: grant.cell(),
                 credentials: node.plain().cloned(),
                 timeout: node.timeout,
                 topic_head: frame.clone(),
-                flusher: node.flusher()?,
             };
-            Path::Native(PublisherLink::start(target, waker, LINGER)?)
+            Path::Native(PublisherLink::start(target, io, LINGER))
         } else {
             Path::Zmq(ZmqPublisher::open(&node, request)?)
         };
@@ -154,7 +152,7 @@ impl Publisher {
 
     /// Waits until every message published so far was handed to the operating system (or
     /// dropped with a lost connection); false after `timeout`. Publishing batches messages
-    /// that follow each other closely in a writer thread; this is the way to know they left,
+    /// that follow each other closely in the node's I/O thread; this is the way to know they left,
     /// e.g. before a measurement stops. With libzmq (CURVE) it returns true at once.
     pub fn flush(&mut self, timeout: Duration) -> bool {
         match &self.path {

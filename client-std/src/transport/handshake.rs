@@ -1,12 +1,12 @@
 //! Connecting a data socket: a non-blocking TCP connect, then the ZMTP handshake as a client,
 //! advanced by whoever holds the [`Handshake`] as far as the socket allows before their own
 //! deadline. A subscriber drives it from its receive calls (which must not block longer than
-//! asked, as libzmq's background connect never did); a publisher's writer thread with
-//! [`connect`].
+//! asked, as libzmq's background connect never did); the node's I/O thread for a
+//! publisher, on readiness events.
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
-use std::os::fd::AsRawFd;
+use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, Socket, Type};
@@ -140,6 +140,19 @@ impl Handshake {
         r
     }
 
+    /// The socket being connected (to register it with a poll).
+    pub(crate) fn stream(&self) -> &TcpStream {
+        &self.stream
+    }
+
+    /// The connection past the handshake, left non-blocking (for the node's I/O thread).
+    pub(crate) fn finish_nonblocking(self) -> Result<Established, ConnectError> {
+        Ok(Established {
+            stream: self.stream,
+            minor: self.conn.minor(),
+        })
+    }
+
     /// The connection past the handshake, back in blocking mode (with [`WRITE_SLICE`]).
     pub(crate) fn finish(self) -> Result<Established, ConnectError> {
         self.stream.set_nonblocking(false)?;
@@ -222,7 +235,7 @@ impl Handshake {
         }
         let end = until.min(self.deadline);
         let wait = end.saturating_duration_since(now);
-        let ready = sys::poll_one(self.stream.as_raw_fd(), write, wait)?;
+        let ready = sys::poll_one(self.stream.as_fd(), write, wait)?;
         if ready {
             return Ok(true);
         }
@@ -257,26 +270,8 @@ fn connect_nonblocking(addr: SocketAddr) -> io::Result<TcpStream> {
     socket.set_nonblocking(true)?;
     match socket.connect(&addr.into()) {
         Ok(()) => {}
-        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+        Err(e) if e.raw_os_error() == Some(rustix::io::Errno::INPROGRESS.raw_os_error()) => {}
         Err(e) => return Err(e),
     }
     Ok(socket.into())
-}
-
-/// Connects to `host:port` as a `socket_type` socket, with PLAIN `credentials` if any, within
-/// `timeout`, blocking (for threads of their own). Reads exactly up to the peer's READY, so
-/// nothing of the data stream is consumed.
-pub(crate) fn connect(
-    host: &str,
-    port: u16,
-    socket_type: SocketType,
-    credentials: Option<&(String, String)>,
-    timeout: Duration,
-) -> Result<Established, ConnectError> {
-    let deadline = Instant::now() + timeout;
-    let addrs = resolve(host, port)?;
-    let mut handshake = Handshake::start(addrs, socket_type, credentials, timeout)?;
-    // Returns false only at `deadline`, which is the attempt's own: its next wait fails.
-    while !handshake.advance(credentials, deadline)? {}
-    handshake.finish()
 }

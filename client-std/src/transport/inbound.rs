@@ -8,7 +8,7 @@
 
 use std::fmt;
 use std::io;
-use std::os::fd::RawFd;
+use std::os::fd::BorrowedFd;
 
 use bytes::{Bytes, BytesMut};
 use zerosmq_core::zmtp::command::{Command, CommandError};
@@ -124,7 +124,7 @@ impl Inbound {
     }
 
     /// Reads what `fd` has now, without blocking.
-    pub(crate) fn fill(&mut self, fd: RawFd) -> io::Result<Fill> {
+    pub(crate) fn fill(&mut self, fd: BorrowedFd<'_>) -> io::Result<Fill> {
         let want = self.needed.saturating_sub(self.buf.len()).max(4096);
         if self.buf.capacity() - self.buf.len() < want {
             // Reclaims the old block when no message holds it any more, else allocates: one

@@ -1,20 +1,24 @@
 //! The native data path: ZMTP over the node's own TCP sockets, driven by `zerosmq_core::zmtp`.
 //!
 //! libzmq hands every message from the application thread to its I/O thread and back; here the
-//! caller's thread reads and writes the socket itself (see [`publisher_link`] for when a
-//! publisher hands bytes to the node's flusher thread instead). Pieces:
+//! caller's thread reads and writes the socket itself when it can (see [`publisher_link`] for
+//! when a publisher hands bytes to the node's I/O thread instead). Pieces:
 //!
 //! - [`handshake`]: a non-blocking connect, then the NULL or PLAIN client handshake through
 //!   core's [`Connection`](zerosmq_core::zmtp::Connection), read exactly up to the peer's READY
 //!   and advanced by its caller within the caller's deadline.
 //! - [`inbound`]: frames after the handshake, decoded in place from large reads.
+//! - [`io_thread`]: one thread per node (`mio`) that owns the publishers' connections and runs
+//!   the node's timers (heartbeat, PINGs, reconnect backoff, idle subscriber links).
 //! - [`publisher_link`], [`subscriber_link`]: one topic's connection, reconnecting by itself.
-//! - [`sys`]: the few system calls std does not offer (non-blocking send, poll, eventfd).
+//! - [`sys`]: the few socket calls std does not offer, through `rustix` (non-blocking send,
+//!   a read into spare capacity, `ppoll`).
 //!
 //! CURVE keeps libzmq sockets (core has no CURVE); see `crate::publisher`.
 
 pub(crate) mod handshake;
 pub(crate) mod inbound;
+pub(crate) mod io_thread;
 pub(crate) mod libzmq;
 pub(crate) mod publisher_link;
 pub(crate) mod subscriber_link;

@@ -1,170 +1,43 @@
-//! A publisher's connection to the master's SUB socket for its topic.
+//! A publisher's connection to the master's SUB socket for its topic, served by the node's I/O
+//! thread (`io_thread`), with no thread of its own.
 //!
 //! Batching without added latency: a message published after a pause (of every publisher of
-//! the node) is sent at once from the caller's thread (one non-blocking `sendmsg`, no
-//! hand-off); a message that closely follows another is appended to its topic's outbox, and the
-//! node's [`Flusher`] thread drains the outboxes in large non-blocking writes while callers keep
-//! appending. The flusher is woken (an eventfd write) only when it sleeps, so a burst costs one
-//! wake-up, not one per message, and under load each topic's outbox gathers many messages per
-//! write even when a burst goes round a thousand topics. Each publisher also has its own
-//! writer thread: it connects, reads the socket (the master's SUBSCRIBE, i.e. readiness, and
-//! PINGs, answered even when the application only publishes) and finishes writes the socket
-//! did not take at once, so a stalled master stalls only its own topic.
+//! the node) is sent at once from the caller's thread (one non-blocking `send` on the
+//! connection the caller shares with the I/O thread, no hand-off); a message that closely
+//! follows another is appended to its topic's outbox, and the I/O thread drains the outboxes in
+//! large non-blocking writes while callers keep appending. The I/O thread also reads the socket
+//! (the master's SUBSCRIBE, i.e. readiness, and PINGs, answered even when the application only
+//! publishes), finishes writes the socket did not take at once (on its writable event, so a
+//! stalled master stalls only its own topic), sends our PINGs, reconnects with backoff and
+//! follows the grant's port when the master moves the topic.
 //!
 //! Never blocking: like libzmq's PUB, a message nobody subscribed to (no master connected yet,
 //! or not yet subscribed) is dropped, and so is a message beyond `hwm` queued ones when the
-//! master does not keep up. The writer reconnects by itself, with backoff, and follows the
-//! grant's port when the master moves the topic.
+//! master does not keep up.
+//!
+//! Ownership: the live `TcpStream` is an `Arc` held by the I/O thread and, for direct sends,
+//! by the shared state; the descriptor is closed when the last holder lets go, so a direct
+//! send never meets a closed or reused descriptor.
 
-use std::os::fd::{AsRawFd, RawFd};
-use std::sync::atomic::{AtomicU16, Ordering};
+use std::net::{SocketAddr, TcpStream};
+use std::os::fd::{AsFd, AsRawFd};
+use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use mio::unix::SourceFd;
+use mio::{Interest, Registry, Token};
 use zerosmq_core::zmtp::{command, Connection, SocketType};
 
-use super::handshake::{self, ConnectError, Established};
+use super::handshake::{self, ConnectError, Established, Handshake};
 use super::inbound::{Fill, Inbound, Item};
-use super::sys::{self, Waker};
-use super::{next_backoff, push_ping, DEAD_AFTER, PING_AFTER, RECONNECT_FIRST};
+use super::io_thread::{IoHandle, NO_SLOT};
+use super::{next_backoff, push_ping, sys, DEAD_AFTER, PING_AFTER, RECONNECT_FIRST};
 
-/// A message published less than this after the previous one goes through the writer thread
+/// A message published less than this after the previous one goes through the I/O thread
 /// (batched); after a longer pause it is written directly. Round trips are tens of µs apart,
 /// bursts well under 1 µs.
 const BATCH_GAP: Duration = Duration::from_micros(20);
-
-/// The node-wide thread that drains publishers' outboxes (see the module doc), and the clock
-/// that tells a burst from an isolated message.
-pub(crate) struct Flusher {
-    state: Mutex<FlushState>,
-    waker: Waker,
-    base: Instant,
-    /// Nanoseconds since `base` of the node's last publish.
-    last_publish: std::sync::atomic::AtomicU64,
-}
-
-struct FlushState {
-    /// Publishers with messages in their outbox, each once.
-    dirty: Vec<Arc<Shared>>,
-    sleeping: bool,
-    woken: bool,
-    stop: bool,
-}
-
-impl Flusher {
-    /// Starts the flusher thread; it runs until [`Flusher::stop`].
-    pub(crate) fn start() -> std::io::Result<Arc<Flusher>> {
-        let flusher = Arc::new(Flusher {
-            state: Mutex::new(FlushState {
-                dirty: Vec::new(),
-                sleeping: false,
-                woken: false,
-                stop: false,
-            }),
-            waker: Waker::new()?,
-            base: Instant::now(),
-            last_publish: std::sync::atomic::AtomicU64::new(0),
-        });
-        let f = flusher.clone();
-        std::thread::Builder::new()
-            .name("zerosmq-flush".into())
-            .spawn(move || f.run())?;
-        Ok(flusher)
-    }
-
-    /// Ends the thread (the node is dropped; its publishers are gone).
-    pub(crate) fn stop(&self) {
-        self.lock().stop = true;
-        self.waker.wake();
-    }
-
-    fn lock(&self) -> MutexGuard<'_, FlushState> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Records a publish now; returns the time since the node's previous one.
-    fn tick(&self) -> Duration {
-        let now = self.base.elapsed().as_nanos() as u64;
-        let before = self.last_publish.swap(now, Ordering::Relaxed);
-        Duration::from_nanos(now.saturating_sub(before))
-    }
-
-    /// Queues `shared` (whose outbox just got its first message) and wakes the thread if it
-    /// sleeps.
-    fn mark(&self, shared: Arc<Shared>) {
-        let mut st = self.lock();
-        st.dirty.push(shared);
-        if st.sleeping && !st.woken {
-            st.woken = true;
-            self.waker.wake();
-        }
-    }
-
-    fn run(&self) {
-        let mut list = Vec::new();
-        let mut batch = Vec::with_capacity(64 * 1024);
-        loop {
-            {
-                let mut st = self.lock();
-                if st.stop {
-                    return;
-                }
-                if st.dirty.is_empty() {
-                    st.sleeping = true;
-                    st.woken = false;
-                    drop(st);
-                    let _ = sys::poll_in(self.waker.fd(), None, None);
-                    self.waker.reset();
-                    self.lock().sleeping = false;
-                    continue;
-                }
-                std::mem::swap(&mut st.dirty, &mut list);
-            }
-            for shared in list.drain(..) {
-                flush_outbox(&shared, &mut batch);
-            }
-        }
-    }
-}
-
-/// Writes what `shared`'s outbox holds, as far as the socket takes it now; the rest goes back
-/// to the front of the outbox for the publisher's own writer, which may block.
-fn flush_outbox(shared: &Shared, batch: &mut Vec<u8>) {
-    let mut st = lock(shared);
-    st.dirty = false;
-    let Some(fd) = st.fd else { return };
-    if st.writing || st.out.is_empty() {
-        return;
-    }
-    std::mem::swap(&mut st.out, batch);
-    st.in_flight = st.out_msgs;
-    st.out_msgs = 0;
-    st.writing = true;
-    drop(st);
-    // The fd stays open while `writing` is set (see `serve`'s end).
-    let sent = sys::send_now(fd, &[batch]).unwrap_or(0);
-    let mut st = lock(shared);
-    st.writing = false;
-    if sent < batch.len() {
-        st.out.splice(0..0, batch[sent..].iter().copied());
-        st.out_msgs += st.in_flight;
-        if st.sleeping && !st.woken {
-            st.woken = true;
-            shared.waker.wake();
-        }
-    }
-    st.in_flight = 0;
-    batch.clear();
-    let notify = st.flush_waiters > 0 || st.fd.is_none();
-    drop(st);
-    if notify {
-        shared.changed.notify_all();
-    }
-}
-
-/// Stack of a publisher's writer thread.
-const WRITER_STACK: usize = 256 * 1024;
 
 /// Where and how to connect.
 pub(crate) struct Target {
@@ -174,43 +47,37 @@ pub(crate) struct Target {
     pub timeout: Duration,
     /// `TOPIC SP`: a subscription that is a prefix of it makes the path ready.
     pub topic_head: Vec<u8>,
-    /// The node's flusher.
-    pub flusher: Arc<Flusher>,
 }
 
-struct Shared {
+/// What the application's thread and the I/O thread share about one publisher.
+pub(crate) struct PubShared {
     state: Mutex<State>,
     changed: Condvar,
-    waker: Arc<Waker>,
     target: Target,
+    /// The publisher's slot (and poll token) in the I/O thread, [`NO_SLOT`] before it has one.
+    pub(crate) slot: AtomicUsize,
 }
 
 struct State {
-    /// Whole messages (and PINGs, PONGs) queued for the writer, already framed.
+    /// Whole messages (and PINGs, PONGs) queued for the I/O thread, already framed.
     out: Vec<u8>,
     /// Messages in `out`.
     out_msgs: usize,
-    /// Messages in the batch the writer is writing.
+    /// Messages the I/O thread took and has not written completely.
     in_flight: usize,
-    /// The writer has taken a batch: direct sends must wait their turn (order).
+    /// The I/O thread holds bytes not yet written: direct sends must wait their turn (order).
     writing: bool,
-    /// The live connection's socket, for direct sends; `None` while disconnected. Only closed
-    /// by the writer after clearing this under the lock, so a direct send never hits a reused
-    /// descriptor.
-    fd: Option<RawFd>,
+    /// The live connection, for direct sends; `None` while disconnected.
+    stream: Option<Arc<TcpStream>>,
     /// Prefixes the master's SUB subscribed to on this connection.
     subscriptions: Vec<Vec<u8>>,
-    /// The writer sleeps in poll; a producer must wake it.
-    sleeping: bool,
-    /// A wake is already pending.
-    woken: bool,
-    /// Queued at the flusher.
+    /// Queued at the I/O thread.
     dirty: bool,
     /// Threads waiting in `flush`.
     flush_waiters: usize,
-    /// The publisher is being dropped; the writer sends what is queued until this deadline.
+    /// The publisher is being dropped; what is queued is sent until this deadline.
     closing: Option<Instant>,
-    /// The writer thread has exited.
+    /// The I/O thread let go of the connection for good.
     finished: bool,
     /// The last handshake failed on the credentials.
     auth_failed: bool,
@@ -218,7 +85,7 @@ struct State {
 
 impl State {
     fn ready(&self, topic_head: &[u8]) -> bool {
-        self.fd.is_some() && self.subscriptions.iter().any(|p| topic_head.starts_with(p))
+        self.stream.is_some() && self.subscriptions.iter().any(|p| topic_head.starts_with(p))
     }
 
     /// Whether a message whose first frame starts with `head` then `rest` matches a
@@ -231,30 +98,30 @@ impl State {
     }
 }
 
+impl PubShared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
 /// The publishing end: owned by the `Publisher`; dropping it flushes for up to `linger`.
 pub(crate) struct PublisherLink {
-    shared: Arc<Shared>,
-    thread: Option<JoinHandle<()>>,
+    shared: Arc<PubShared>,
+    io: Arc<IoHandle>,
     linger: Duration,
 }
 
 impl PublisherLink {
-    /// Starts the writer thread, which connects at once.
-    pub(crate) fn start(
-        target: Target,
-        waker: Arc<Waker>,
-        linger: Duration,
-    ) -> std::io::Result<Self> {
-        let shared = Arc::new(Shared {
+    /// Hands the connection to the node's I/O thread, which connects at once.
+    pub(crate) fn start(target: Target, io: Arc<IoHandle>, linger: Duration) -> Self {
+        let shared = Arc::new(PubShared {
             state: Mutex::new(State {
                 out: Vec::with_capacity(64 * 1024),
                 out_msgs: 0,
                 in_flight: 0,
                 writing: false,
-                fd: None,
+                stream: None,
                 subscriptions: Vec::new(),
-                sleeping: false,
-                woken: false,
                 dirty: false,
                 flush_waiters: 0,
                 closing: None,
@@ -262,36 +129,29 @@ impl PublisherLink {
                 auth_failed: false,
             }),
             changed: Condvar::new(),
-            waker,
             target,
+            slot: AtomicUsize::new(NO_SLOT),
         });
-        let writer = shared.clone();
-        let thread = std::thread::Builder::new()
-            .name("zerosmq-pub".into())
-            // One per topic: a thousand topics must not reserve 2 GiB of stacks. Its buffers
-            // are on the heap.
-            .stack_size(WRITER_STACK)
-            .spawn(move || writer_loop(&writer))?;
-        Ok(PublisherLink {
-            shared,
-            thread: Some(thread),
-            linger,
-        })
+        io.add(shared.clone());
+        PublisherLink { shared, io, linger }
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
-        self.shared.state.lock().unwrap_or_else(|e| e.into_inner())
+        self.shared.lock()
     }
 
     /// Publishes one message: the first frame is `head` then `body` (`TOPIC SP PAYLOAD`), then
     /// the frames of `rest`. Dropped when nobody subscribed or `hwm` messages are queued.
     pub(crate) fn send(&self, head: &[u8], body: &[u8], rest: &[&[u8]], hwm: usize) {
-        let mut st = self.lock();
-        let Some(fd) = st.fd else { return };
+        let mut guard = self.lock();
+        let st = &mut *guard;
+        let Some(stream) = st.stream.as_deref() else {
+            return;
+        };
         if !st.matches(head, body) || st.out_msgs + st.in_flight >= hwm.max(1) {
             return;
         }
-        let gap = self.shared.target.flusher.tick();
+        let gap = self.io.tick();
         let direct = st.out.is_empty() && !st.writing && gap >= BATCH_GAP;
         let (h, n) = Connection::message_header(head.len() + body.len(), !rest.is_empty());
         st.out.extend_from_slice(&h[..n]);
@@ -304,9 +164,9 @@ impl PublisherLink {
         }
         st.out_msgs += 1;
         if direct {
-            // The common case sends everything; a partial send leaves the rest to the writer,
-            // and an error is the writer's to find (its read sees the reset).
-            if let Ok(sent) = sys::send_now(fd, &[&st.out]) {
+            // The common case sends everything; a partial send leaves the rest to the I/O
+            // thread, and an error is its to find (its read sees the reset).
+            if let Ok(sent) = sys::send_now(stream, &st.out) {
                 if sent == st.out.len() {
                     st.out.clear();
                     st.out_msgs = 0;
@@ -317,8 +177,8 @@ impl PublisherLink {
         }
         if !st.dirty {
             st.dirty = true;
-            drop(st);
-            self.shared.target.flusher.mark(self.shared.clone());
+            drop(guard);
+            self.io.mark_dirty(self.shared.clone());
         }
     }
 
@@ -352,7 +212,7 @@ impl PublisherLink {
         let mut st = self.lock();
         st.flush_waiters += 1;
         let done = loop {
-            if (st.out.is_empty() && !st.writing) || st.fd.is_none() {
+            if (st.out.is_empty() && !st.writing) || st.stream.is_none() {
                 break true;
             }
             let Some(left) = deadline.checked_duration_since(Instant::now()) else {
@@ -366,26 +226,20 @@ impl PublisherLink {
 }
 
 impl Drop for PublisherLink {
-    /// Sends what is queued for up to `linger` (libzmq's linger), then stops the writer.
+    /// Sends what is queued for up to `linger` (libzmq's linger), then the I/O thread closes
+    /// the connection; nothing is written after the deadline.
     fn drop(&mut self) {
         let deadline = Instant::now() + self.linger;
-        {
-            let mut st = self.lock();
-            st.closing = Some(deadline);
-            self.shared.waker.wake();
-            while !st.finished {
-                let Some(left) = deadline.checked_duration_since(Instant::now()) else {
-                    break;
-                };
-                st = wait(&self.shared.changed, st, left);
-            }
-            if !st.finished {
-                // A stalled write notices the passed deadline within one write slice.
-                return;
-            }
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
+        let mut st = self.lock();
+        st.closing = Some(deadline);
+        drop(st);
+        self.io.poke();
+        let mut st = self.lock();
+        while !st.finished {
+            let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+                break;
+            };
+            st = wait(&self.shared.changed, st, left);
         }
     }
 }
@@ -397,206 +251,326 @@ fn wait<'a>(cv: &Condvar, guard: MutexGuard<'a, State>, d: Duration) -> MutexGua
     }
 }
 
-fn lock(shared: &Shared) -> MutexGuard<'_, State> {
-    shared.state.lock().unwrap_or_else(|e| e.into_inner())
+/// The I/O thread's side of one publisher.
+pub(crate) struct PubConn {
+    shared: Arc<PubShared>,
+    phase: Phase,
+    backoff: Duration,
+    /// The master's addresses, resolved once (resolving may block); their ports are ignored.
+    addrs: Vec<SocketAddr>,
+    /// Bytes taken from the outbox and not yet written, from `pending_at`.
+    pending: Vec<u8>,
+    pending_at: usize,
 }
 
-/// The writer thread: connect (with backoff), serve, repeat until the publisher is dropped.
-fn writer_loop(shared: &Shared) {
-    let t = &shared.target;
-    let mut backoff = RECONNECT_FIRST;
-    while lock(shared).closing.is_none() {
-        let port = t.port.load(Ordering::Acquire);
-        match handshake::connect(
-            &t.host,
-            port,
-            SocketType::Pub,
-            t.credentials.as_ref(),
-            t.timeout,
-        ) {
-            Ok(est) => {
-                backoff = RECONNECT_FIRST;
-                lock(shared).auth_failed = false;
-                serve(shared, est, port);
-                continue;
-            }
-            Err(ConnectError::AuthFailed) => {
-                lock(shared).auth_failed = true;
-                shared.changed.notify_all();
-            }
-            Err(_) => {}
+enum Phase {
+    /// Disconnected; the next attempt is due at this time.
+    Idle(Instant),
+    Connecting(Box<Handshake>, u16),
+    Live(Live),
+    /// Closed for good.
+    Done,
+}
+
+struct Live {
+    stream: Arc<TcpStream>,
+    port: u16,
+    inbound: Inbound,
+    last_rx: Instant,
+    pinged: bool,
+}
+
+impl PubConn {
+    pub(crate) fn new(shared: Arc<PubShared>) -> PubConn {
+        PubConn {
+            shared,
+            phase: Phase::Idle(Instant::now()),
+            backoff: RECONNECT_FIRST,
+            addrs: Vec::new(),
+            pending: Vec::with_capacity(64 * 1024),
+            pending_at: 0,
         }
-        // Sleeps until the backoff passed, or a wake (drop, new port).
-        let _ = sys::poll_in(shared.waker.fd(), None, Some(backoff));
-        shared.waker.reset();
-        backoff = next_backoff(backoff);
     }
-    lock(shared).finished = true;
-    shared.changed.notify_all();
-}
 
-/// Why serving a connection ended.
-enum End {
-    /// Lost, refused, dead, or moved: reconnect.
-    Reconnect,
-}
+    pub(crate) fn shared(&self) -> &Arc<PubShared> {
+        &self.shared
+    }
 
-/// Serves one connection until it fails, the grant moves, or the publisher is dropped.
-fn serve(shared: &Shared, est: Established, port: u16) {
-    let Established { stream, .. } = est;
-    let fd = stream.as_raw_fd();
-    {
-        let mut st = lock(shared);
-        st.fd = Some(fd);
+    /// Timers and flags: closing, backoff, handshake progress and deadline, a moved grant,
+    /// PINGs and half-open connections. True when the publisher is done and its slot free.
+    pub(crate) fn on_timer(&mut self, registry: &Registry, token: Token, now: Instant) -> bool {
+        let closing = self.shared.lock().closing;
+        if let Some(deadline) = closing {
+            if now >= deadline || !matches!(self.phase, Phase::Live(_)) || self.idle() {
+                self.close(registry, token);
+                return true;
+            }
+        }
+        let port = self.shared.target.port.load(Ordering::Acquire);
+        let mut ping = false;
+        match &mut self.phase {
+            Phase::Idle(at) if now >= *at => self.connect(registry, token),
+            Phase::Idle(_) | Phase::Done => {}
+            Phase::Connecting(_, p) if *p != port => self.lost(registry, token, true),
+            Phase::Connecting(..) => self.advance(registry, token),
+            Phase::Live(live) => {
+                let quiet = now.saturating_duration_since(live.last_rx);
+                if live.port != port || quiet >= DEAD_AFTER {
+                    // Moved, or half-open: nothing from the master for too long.
+                    let moved = live.port != port;
+                    self.lost(registry, token, moved);
+                } else if quiet >= PING_AFTER && !live.pinged {
+                    live.pinged = true;
+                    ping = true;
+                }
+            }
+        }
+        if ping {
+            push_ping(&mut self.shared.lock().out);
+            self.flush(registry, token);
+        }
+        false
+    }
+
+    /// Nothing left to write.
+    fn idle(&self) -> bool {
+        self.pending_at >= self.pending.len() && self.shared.lock().out.is_empty()
+    }
+
+    /// After an event or a flush: a closing publisher with nothing left to write is done now
+    /// (not at the next tick). True when its slot is free.
+    pub(crate) fn finish_if_closed(&mut self, registry: &Registry, token: Token) -> bool {
+        let closing = self.shared.lock().closing;
+        if closing.is_some() && (self.idle() || !matches!(self.phase, Phase::Live(_))) {
+            self.close(registry, token);
+            return true;
+        }
+        false
+    }
+
+    /// A readiness event on the connection.
+    pub(crate) fn on_event(&mut self, registry: &Registry, token: Token, readable: bool) {
+        match &mut self.phase {
+            Phase::Connecting(..) => self.advance(registry, token),
+            Phase::Live(live) => {
+                if readable && read_input(&self.shared, live).is_err() {
+                    self.lost(registry, token, false);
+                    return;
+                }
+                self.flush(registry, token);
+            }
+            Phase::Idle(_) | Phase::Done => {}
+        }
+    }
+
+    fn connect(&mut self, registry: &Registry, token: Token) {
+        let t = &self.shared.target;
+        let port = t.port.load(Ordering::Acquire);
+        if self.addrs.is_empty() {
+            // Blocks the I/O thread only for a name that is not resolved yet.
+            self.addrs = handshake::resolve(&t.host, port).unwrap_or_default();
+        }
+        let addrs = self
+            .addrs
+            .iter()
+            .map(|a| SocketAddr::new(a.ip(), port))
+            .collect();
+        match Handshake::start(addrs, SocketType::Pub, t.credentials.as_ref(), t.timeout) {
+            Ok(h) => {
+                let fd = h.stream().as_raw_fd();
+                let interest = Interest::READABLE | Interest::WRITABLE;
+                if registry
+                    .register(&mut SourceFd(&fd), token, interest)
+                    .is_err()
+                {
+                    self.failed(ConnectError::Io);
+                    return;
+                }
+                self.phase = Phase::Connecting(Box::new(h), port);
+                self.advance(registry, token);
+            }
+            Err(e) => self.failed(e),
+        }
+    }
+
+    fn advance(&mut self, registry: &Registry, token: Token) {
+        let Phase::Connecting(h, port) = &mut self.phase else {
+            return;
+        };
+        let port = *port;
+        let creds = self.shared.target.credentials.clone();
+        match h.advance(creds.as_ref(), Instant::now()) {
+            Ok(false) => {}
+            Ok(true) => {
+                let Phase::Connecting(h, _) = std::mem::replace(&mut self.phase, Phase::Done)
+                else {
+                    return;
+                };
+                let _ = registry.deregister(&mut SourceFd(&h.stream().as_raw_fd()));
+                match h.finish_nonblocking() {
+                    Ok(est) => self.go_live(registry, token, est, port),
+                    Err(e) => self.failed(e),
+                }
+            }
+            Err(e) => {
+                let _ = registry.deregister(&mut SourceFd(&h.stream().as_raw_fd()));
+                self.failed(e);
+            }
+        }
+    }
+
+    /// A connection attempt failed: wait for the backoff.
+    fn failed(&mut self, e: ConnectError) {
+        if matches!(e, ConnectError::AuthFailed) {
+            self.shared.lock().auth_failed = true;
+            self.shared.changed.notify_all();
+        }
+        self.phase = Phase::Idle(Instant::now() + self.backoff);
+        self.backoff = next_backoff(self.backoff);
+    }
+
+    fn go_live(&mut self, registry: &Registry, token: Token, est: Established, port: u16) {
+        let stream = Arc::new(est.stream);
+        // Registered again (the handshake's registration was dropped: it may have moved on
+        // to another address's socket).
+        let fd = stream.as_raw_fd();
+        let interest = Interest::READABLE | Interest::WRITABLE;
+        if registry
+            .register(&mut SourceFd(&fd), token, interest)
+            .is_err()
+        {
+            self.lost(registry, token, false);
+            return;
+        }
+        {
+            let mut st = self.shared.lock();
+            st.stream = Some(stream.clone());
+            st.subscriptions.clear();
+            st.out.clear();
+            st.out_msgs = 0;
+            st.auth_failed = false;
+        }
+        self.pending.clear();
+        self.pending_at = 0;
+        self.backoff = RECONNECT_FIRST;
+        self.phase = Phase::Live(Live {
+            stream,
+            port,
+            inbound: Inbound::new(),
+            last_rx: Instant::now(),
+            pinged: false,
+        });
+        // The master may have sent its SUBSCRIBE with its READY.
+        self.on_event(registry, token, true);
+    }
+
+    /// Drops the connection (lost, half-open, moved) and what was queued for it; reconnects
+    /// after the backoff, or at once when the grant `moved`.
+    fn lost(&mut self, registry: &Registry, token: Token, moved: bool) {
+        self.disconnect(registry, token);
+        let wait = if moved { Duration::ZERO } else { self.backoff };
+        self.phase = Phase::Idle(Instant::now() + wait);
+        self.backoff = if moved {
+            RECONNECT_FIRST
+        } else {
+            next_backoff(self.backoff)
+        };
+    }
+
+    fn disconnect(&mut self, registry: &Registry, _token: Token) {
+        match std::mem::replace(&mut self.phase, Phase::Done) {
+            Phase::Live(live) => {
+                let _ = registry.deregister(&mut SourceFd(&live.stream.as_raw_fd()));
+            }
+            Phase::Connecting(h, _) => {
+                let _ = registry.deregister(&mut SourceFd(&h.stream().as_raw_fd()));
+            }
+            Phase::Idle(_) | Phase::Done => {}
+        }
+        self.pending.clear();
+        self.pending_at = 0;
+        let mut st = self.shared.lock();
+        st.stream = None;
         st.subscriptions.clear();
         st.out.clear();
         st.out_msgs = 0;
+        st.in_flight = 0;
+        st.writing = false;
+        drop(st);
+        self.shared.changed.notify_all();
     }
-    let mut inbound = Inbound::new();
-    let mut batch: Vec<u8> = Vec::with_capacity(64 * 1024);
-    let mut last_rx = Instant::now();
-    let mut pinged = false;
-    let _: End = loop {
-        let mut st = lock(shared);
-        if shared.target.port.load(Ordering::Acquire) != port {
-            break End::Reconnect;
-        }
-        if !st.out.is_empty() && !st.writing {
-            std::mem::swap(&mut st.out, &mut batch);
+
+    /// Closes for good (the publisher or the node is dropped).
+    pub(crate) fn close(&mut self, registry: &Registry, token: Token) {
+        self.disconnect(registry, token);
+        self.shared.lock().finished = true;
+        self.shared.changed.notify_all();
+    }
+
+    /// Writes what the socket takes now: first the bytes already taken, then the outbox.
+    pub(crate) fn flush(&mut self, registry: &Registry, token: Token) {
+        let Phase::Live(live) = &self.phase else {
+            return;
+        };
+        let stream = live.stream.clone();
+        loop {
+            if self.pending_at < self.pending.len() {
+                match sys::send_now(stream.as_fd(), &self.pending[self.pending_at..]) {
+                    Ok(0) => return, // full: the writable event brings us back
+                    Ok(n) => self.pending_at += n,
+                    Err(_) => {
+                        self.lost(registry, token, false);
+                        return;
+                    }
+                }
+                continue;
+            }
+            self.pending.clear();
+            self.pending_at = 0;
+            let mut st = self.shared.lock();
+            st.dirty = false;
+            if st.closing.is_some_and(|d| Instant::now() >= d) {
+                return; // the timer closes it: nothing more is written after the linger
+            }
+            if st.out.is_empty() {
+                let was = std::mem::take(&mut st.writing);
+                st.in_flight = 0;
+                let notify = was && st.flush_waiters > 0 || st.closing.is_some();
+                drop(st);
+                if notify {
+                    self.shared.changed.notify_all();
+                }
+                return;
+            }
+            std::mem::swap(&mut st.out, &mut self.pending);
             st.in_flight = st.out_msgs;
             st.out_msgs = 0;
             st.writing = true;
-            drop(st);
-            let written = write_all(shared, &stream, &batch, port);
-            batch.clear();
-            let mut st = lock(shared);
-            st.writing = false;
-            st.in_flight = 0;
-            let waiters = st.flush_waiters > 0;
-            drop(st);
-            if waiters {
-                shared.changed.notify_all();
-            }
-            if !written {
-                break End::Reconnect;
-            }
-            // Input waits at most one batch: PINGs and subscriptions are small and rare.
-            if take_input(shared, fd, &mut inbound, &mut last_rx, &mut pinged).is_err() {
-                break End::Reconnect;
-            }
-            continue;
-        }
-        if st.closing.is_some() {
-            break End::Reconnect;
-        }
-        let quiet = last_rx.elapsed();
-        if quiet >= DEAD_AFTER {
-            break End::Reconnect; // half-open: nothing from the master for too long
-        }
-        if quiet >= PING_AFTER && !pinged {
-            pinged = true;
-            push_ping(&mut st.out);
-            continue;
-        }
-        let until = if pinged { DEAD_AFTER } else { PING_AFTER };
-        st.sleeping = true;
-        st.woken = false;
-        drop(st);
-        let readable = sys::poll_in(fd, Some(shared.waker.fd()), Some(until - quiet));
-        let mut st = lock(shared);
-        st.sleeping = false;
-        drop(st);
-        let Ok(readable) = readable else {
-            break End::Reconnect;
-        };
-        if readable.second {
-            shared.waker.reset();
-        }
-        if readable.first
-            && take_input(shared, fd, &mut inbound, &mut last_rx, &mut pinged).is_err()
-        {
-            break End::Reconnect;
-        }
-    };
-    let mut st = lock(shared);
-    st.fd = None;
-    // The flusher may be writing on this descriptor: close it only after.
-    while st.writing {
-        st = wait(&shared.changed, st, Duration::from_millis(100));
-    }
-    st.subscriptions.clear();
-    st.out.clear();
-    st.out_msgs = 0;
-    drop(st);
-    shared.changed.notify_all();
-    drop(stream);
-}
-
-/// Writes `bytes` in write slices; false when the connection failed, the grant moved, or the
-/// publisher's linger deadline passed.
-fn write_all(
-    shared: &Shared,
-    mut stream: &std::net::TcpStream,
-    mut bytes: &[u8],
-    port: u16,
-) -> bool {
-    use std::io::{ErrorKind, Write};
-    while !bytes.is_empty() {
-        match stream.write(bytes) {
-            Ok(0) => return false,
-            Ok(n) => bytes = &bytes[n..],
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
-                ) =>
-            {
-                let st = lock(shared);
-                if st.closing.is_some_and(|d| Instant::now() >= d)
-                    || shared.target.port.load(Ordering::Acquire) != port
-                {
-                    return false;
-                }
-            }
-            Err(_) => return false,
         }
     }
-    true
 }
 
-/// Reads and handles what the master sent: subscriptions, cancellations, PINGs. `Ok(true)`
-/// when bytes arrived; `Err` when the connection is over.
-/// Reads what the master sent (see [`read_input`]); anything heard restarts the PING clock.
-/// `Err`: the connection is gone.
-fn take_input(
-    shared: &Shared,
-    fd: RawFd,
-    inbound: &mut Inbound,
-    last_rx: &mut Instant,
-    pinged: &mut bool,
-) -> Result<(), ()> {
-    if read_input(shared, fd, inbound)? {
-        *last_rx = Instant::now();
-        *pinged = false;
-    }
-    Ok(())
-}
-
-fn read_input(shared: &Shared, fd: RawFd, inbound: &mut Inbound) -> Result<bool, ()> {
+/// Reads and handles what the master sent: subscriptions, cancellations, PINGs (answered
+/// through the outbox). `Err` when the connection is over.
+fn read_input(shared: &PubShared, live: &mut Live) -> Result<(), ()> {
     let mut got = false;
     loop {
-        match inbound.fill(fd) {
+        match live.inbound.fill(live.stream.as_fd()) {
             Ok(Fill::Data) => got = true,
             Ok(Fill::Empty) => break,
             Ok(Fill::Closed) | Err(_) => return Err(()),
         }
     }
+    if got {
+        live.last_rx = Instant::now();
+        live.pinged = false;
+    }
     let mut changed = false;
     loop {
-        let item = inbound.next_item().map_err(|_| ())?;
-        let pong = inbound.take_ping();
+        let item = live.inbound.next_item().map_err(|_| ())?;
+        let pong = live.inbound.take_ping();
         let Some(item) = item else { break };
-        let mut st = lock(shared);
+        let mut st = shared.lock();
         match item {
             Item::Subscribe(p) => {
                 st.subscriptions.push(p.to_vec());
@@ -633,5 +607,5 @@ fn read_input(shared: &Shared, fd: RawFd, inbound: &mut Inbound) -> Result<bool,
     if changed {
         shared.changed.notify_all();
     }
-    Ok(got)
+    Ok(())
 }

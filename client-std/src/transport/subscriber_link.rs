@@ -4,18 +4,18 @@
 //!
 //! Reconnecting never makes a receive wait longer than asked: the TCP connect is non-blocking
 //! and the handshake ([`Handshake`]) advances as far as the bytes already there allow, then
-//! waits at most until the caller's deadline; the next receive (or the keeper) carries on.
+//! waits at most until the caller's deadline; the next receive (or the I/O thread) carries on.
 //! libzmq connected in its I/O thread, so a `recv_timeout(10 ms)` never saw a silent master.
 //!
 //! An application that does not call `recv` for a while would leave the master's PINGs
 //! unanswered, and the master would drop the connection (libzmq's I/O thread answered them).
-//! So the node's keeper thread calls [`SubscriberLink::keep_alive`] about once a second: for a
+//! So the node's I/O thread calls [`SubscriberLink::keep_alive`] about once a second: for a
 //! link nobody used for [`KEEP_IDLE`], it parks what arrived (up to the high-water mark, as
 //! libzmq's receive queue) and answers PINGs. A busy subscriber never meets the keeper.
 
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
-use std::os::fd::AsRawFd;
+use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -31,7 +31,7 @@ use super::{
     encode_subscription, next_backoff, push_ping, sys, DEAD_AFTER, PING_AFTER, RECONNECT_FIRST,
 };
 
-/// A link unused for this long is served by the keeper thread.
+/// A link unused for this long is served by the node's I/O thread.
 pub(crate) const KEEP_IDLE: Duration = Duration::from_millis(500);
 
 /// Where and how to connect.
@@ -79,7 +79,7 @@ pub(crate) struct SubscriberLink {
     backoff: Duration,
     /// Reused for outgoing commands.
     out: Vec<u8>,
-    /// Messages the keeper read while the application was away; `recv` hands them out first.
+    /// Messages the I/O thread read while the application was away; `recv` hands them out first.
     parked: VecDeque<Frames>,
     /// When `recv` last returned.
     last_use: Instant,
@@ -238,7 +238,7 @@ impl SubscriberLink {
         r
     }
 
-    /// For the keeper thread: when nobody used the link for [`KEEP_IDLE`], reads what arrived
+    /// For the node's I/O thread: when nobody used the link for [`KEEP_IDLE`], reads what arrived
     /// without waiting, parks up to `hwm` messages, answers PINGs, sends our own PING on a
     /// quiet connection and reconnects a lost one.
     pub(crate) fn keep_alive(&mut self, hwm: usize) {
@@ -294,9 +294,8 @@ impl SubscriberLink {
                     continue;
                 }
             }
-            let fd = live.stream.as_raw_fd();
             if !std::mem::take(&mut skip_read) {
-                match live.inbound.fill(fd) {
+                match live.inbound.fill(live.stream.as_fd()) {
                     Ok(Fill::Data) => {
                         live.last_rx = Instant::now();
                         live.pinged = false;
@@ -328,7 +327,7 @@ impl SubscriberLink {
             }
             let until = if live.pinged { DEAD_AFTER } else { PING_AFTER } - quiet;
             let wait = deadline.saturating_duration_since(now).min(until);
-            if sys::poll_in(fd, None, Some(wait)).is_err() {
+            if sys::poll_one(live.stream.as_fd(), false, wait).is_err() {
                 self.live = None;
             }
         }

@@ -12,6 +12,7 @@
 
 mod harness;
 mod mqtt;
+mod node_resources;
 mod reference;
 mod report;
 mod resources;
@@ -166,7 +167,7 @@ fn parse_args() -> Result<Options, String> {
                     "zerosmq-bench [--quick] [--csv FILE] [--json FILE] [--zenoh] [--only SYSTEMS]\n\
                      \x20             [--sections SECTIONS] [--load PxTxS]... [--duration SECS] [--repeat N] [--idle SECS]\n\
                      SYSTEMS: comma-separated of floor,reference,master-zmq,master-std,mosquitto\n\
-                     SECTIONS: comma-separated of throughput,latency,resources\n\
+                     SECTIONS: comma-separated of throughput,latency,resources,node\n\
                      --load 1024x100x1: payload bytes, topics, subscribers (replaces the default loads)"
                 );
                 std::process::exit(0);
@@ -181,6 +182,10 @@ fn main() -> std::process::ExitCode {
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("__serve") {
         return resources::serve(args.get(2).map_or("", String::as_str));
+    }
+    if args.get(1).map(String::as_str) == Some("__node") {
+        let arg = |i: usize| args.get(i).map_or("", String::as_str);
+        return node_resources::serve(arg(2), arg(3));
     }
     let opts = match parse_args() {
         Ok(o) => o,
@@ -285,6 +290,19 @@ fn main() -> std::process::ExitCode {
         let row = Row::resources(system, 1000, idle, result);
         row.print_progress();
         report.rows.push(row);
+    }
+    if systems.contains(&System::MasterStd) && section("node") {
+        let n = if opts.quick { 100 } else { 1000 };
+        let line = match node_resources::measure(n) {
+            Ok(r) => format!(
+                "node with {n} publishers and {n} subscribers (one of each per topic, our std \
+                 client): {} threads, RSS {:.1} MiB, {} of {n} test messages delivered",
+                r.threads, r.rss_mib, r.delivered
+            ),
+            Err(e) => format!("node with {n} publishers and {n} subscribers: FAILED: {e}"),
+        };
+        eprintln!("figures: {line}");
+        report.notes.push(line);
     }
     report.compute_ratios();
     report.print();
