@@ -186,8 +186,12 @@ fn run(mut poll: Poll, handle: &IoHandle, node: &Weak<NodeInner>) {
         let registry = poll.registry();
         for shared in added.drain(..) {
             let i = slots.insert(shared);
-            if let Some(c) = slots.conns[i].as_mut() {
-                c.on_timer(registry, Token(i), Instant::now());
+            // Connects at once; a publisher dropped before it got here is done at once.
+            let done = slots.conns[i]
+                .as_mut()
+                .is_some_and(|c| c.on_timer(registry, Token(i), Instant::now()));
+            if done {
+                slots.remove(i);
             }
         }
         for shared in dirty.drain(..) {
