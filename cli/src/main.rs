@@ -1,4 +1,5 @@
 //! `zerosmq`: the command-line tool for a running zerosmq system.
+#![forbid(unsafe_code)]
 
 mod graph;
 mod node;

@@ -13,6 +13,7 @@
 //!
 //! Reading never panics on a damaged file: [`read_recording`] returns the intact messages before
 //! the damage and a [`Damage`] that says where it is, so the caller decides whether to use them.
+#![forbid(unsafe_code)]
 
 use std::collections::HashMap;
 use std::fs::File;
