@@ -5,6 +5,7 @@
 # (examples/firmware, bin `node`), built with opt-level "z", LTO, panic=abort, binary control
 # encoding only (core and node without their `text` feature). A second table row per target is
 # the same firmware with feature `plain`: every connection authenticates with ZMTP PLAIN.
+# Then the flash and RAM of each board project under examples/boards/, split by crate group.
 #
 # Needs Debian's rustc-web, cargo-web, rust-web-src, qemu-system-arm, qemu-system-misc and
 # rustup's rust-lld (see .ci/embedded.sh, which installs them and calls this script).
@@ -64,3 +65,81 @@ for target in thumbv7em-none-eabihf riscv32imc-unknown-none-elf; do
 done
 echo "flash = vector table + text + rodata + data initialisers; static_ram = data + bss;"
 echo "peak_stack = the node round trip (Node, Publisher, Subscriber, 2 x 128-byte buffers, call frames)."
+
+# Whole firmware: every board project (examples/boards/*/ with a Cargo.toml), built as
+# scripts/boards.sh builds it (same target directory: a no-op after boards.sh), split by crate
+# from the ELF's symbol table (`nm -S -C`): the symbol's crate is the first path segment of its
+# demangled name (`<smoltcp::..>::f` is smoltcp's; `drop_in_place<T>` is T's crate's).
+#   net      smoltcp, embassy-net            hal   the HAL, its drivers (Ethernet, Wi-Fi), PAC, rt
+#   zerosmq  zerosmq-embedded, zerosmq-core  app   the board project's crate: its statics (the
+#            (what LTO did not inline)              stack's socket buffers, packet queues) and its
+#                                                   embassy tasks, with what LTO inlined into them
+#   unmangled  C libraries (Espressif's Wi-Fi blobs), #[no_mangle] runtime and memcpy & co.
+#   rest     everything else: core, executor, embassy-time, defmt/log, bytes without a symbol
+# flash = every allocated section with contents (the image), ram = the writable sections
+# (static data, bss, heaps given as statics; not the stack section, nor code that runs from RAM).
+BOARDS_TD="${BOARDS_TARGET_DIR:-$ROOT/target/boards}"
+group_sizes() {
+  nm -S -C --defined-only "$1" | awk -v app="$2" '
+    function hex(h,   i, v) { v = 0; h = tolower(h); for (i = 1; i <= length(h); i++) v = v * 16 + index("0123456789abcdef", substr(h, i, 1)) - 1; return v }
+    NF >= 4 && $2 ~ /^[0-9a-f]+$/ {
+      size = hex($2); type = $3
+      name = $4; for (i = 5; i <= NF; i++) name = name " " $i
+      if (type ~ /^[tTrR]$/) kind = "flash"; else if (type ~ /^[dDbB]$/) kind = "ram"; else next
+      if (index(name, "<embassy_executor::raw::TaskStorage<" app "::") == 1) g = "app"
+      else if (name !~ /::/) g = "unmangled"
+      else {
+        n = name
+        if (n ~ /^core::ptr::drop_in_place</) sub(/^core::ptr::drop_in_place</, "", n)
+        sub(/^[<&]+/, "", n); sub(/^(dyn|mut|const) /, "", n)
+        crate = n; sub(/[:<].*/, "", crate)
+        if (crate ~ /^(smoltcp|embassy_net|embassy_net_driver|embassy_net_driver_channel|managed)$/) g = "net"
+        else if (crate ~ /^(esp_|embassy_stm32|stm32_|virtio_drivers|cortex_m|riscv|embassy_hal_internal|embassy_embedded_hal|xtensa)/) g = "hal"
+        else if (crate ~ /^zerosmq_(embedded|core)$/) g = "zerosmq"
+        else if (crate == app) g = "app"
+        else g = "rest"
+      }
+      sum[kind, g] += size
+    }
+    END {
+      split("net hal zerosmq app unmangled", gs, " ")
+      for (k = 1; k <= 2; k++) {
+        kind = (k == 1) ? "flash" : "ram"; line = kind
+        for (i = 1; i <= 5; i++) line = line " " sum[kind, gs[i]] + 0
+        print line
+      }
+    }'
+}
+elf_sizes() {
+  readelf -S -W "$1" | sed -n 's/^ *\[ *[0-9]*\] //p' | awk '
+    function hex(h,   i, v) { v = 0; h = tolower(h); for (i = 1; i <= length(h); i++) v = v * 16 + index("0123456789abcdef", substr(h, i, 1)) - 1; return v }
+    { flg = $7; size = hex($5) }
+    flg ~ /A/ && $2 != "NOBITS" { flash += size }
+    flg ~ /A/ && flg ~ /W/ && $1 !~ /^\.stack/ { ram += size }
+    END { print flash + 0, ram + 0 }'
+}
+echo
+printf '%-28s %5s %9s | %8s %8s %8s %8s %9s %8s\n' board "" total net hal zerosmq app unmangled rest
+for project in "$ROOT"/examples/boards/*/; do
+  [ -f "$project/Cargo.toml" ] || continue
+  # Without the linker overrides above: each project names its linker in .cargo/config.toml, and
+  # another linker would change every fingerprint and rebuild what boards.sh built.
+  # shellcheck disable=SC2046
+  elfs=$(cd "$project" && env $(env | sed -n 's/^\(CARGO_TARGET_[A-Z0-9_]*_LINKER\)=.*/-u \1/p') \
+    WIFI_SSID="${WIFI_SSID:-ci-placeholder}" WIFI_PASSWORD="${WIFI_PASSWORD:-ci-placeholder}" \
+    RUSTC_BOOTSTRAP=1 RUSTC=/usr/bin/rustc CARGO_TARGET_DIR="$BOARDS_TD" \
+    /usr/bin/cargo build -q --release --locked --message-format=json |
+    sed -n 's/.*"executable":"\([^"]*\)".*/\1/p')
+  for elf in $elfs; do
+    read -r flash ram < <(elf_sizes "$elf")
+    while read -r kind net hal zsmq app unmangled; do
+      total=$([ "$kind" = flash ] && echo "$flash" || echo "$ram")
+      rest=$((total - net - hal - zsmq - app - unmangled))
+      [ "$rest" -lt 0 ] && rest=0
+      printf '%-28s %5s %9s | %8s %8s %8s %8s %9s %8s\n' "$(basename "$project")/$(basename "$elf")" \
+        "$kind" "$total" "$net" "$hal" "$zsmq" "$app" "$unmangled" "$rest"
+    done < <(group_sizes "$elf" "$(basename "$elf" | tr - _)")
+  done
+done
+echo "board rows: bytes; flash = allocated sections with contents, ram = writable sections (no"
+echo "stack); groups from the demangled symbols (see this script); rest = total - the groups."
