@@ -20,6 +20,7 @@ pub mod decoder;
 pub mod frame;
 pub mod greeting;
 pub mod stream;
+pub mod z85;
 
 use core::fmt;
 
