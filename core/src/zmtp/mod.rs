@@ -20,6 +20,8 @@ pub mod decoder;
 pub mod frame;
 pub mod greeting;
 pub mod stream;
+#[cfg(feature = "curve")]
+pub mod curve;
 pub mod z85;
 
 use core::fmt;
