@@ -16,6 +16,22 @@ use super::decoder::{Decoded, FrameDecoder};
 use super::frame::{FrameHeader, FrameKind, MAX_HEADER_LEN};
 use super::greeting::{Greeting, GreetingError, GREETING_LEN, MECHANISM_NULL, MECHANISM_PLAIN};
 use super::{FrameEncodeError, ZmtpError};
+#[cfg(feature = "curve")]
+use super::curve::{
+    CurveClient, CurveError, CurveKeyPair, CurveServer, CurveSession, FLAG_COMMAND, FLAG_MORE,
+    KEY_LEN,
+};
+#[cfg(feature = "curve")]
+use super::greeting::MECHANISM_CURVE;
+
+/// The CURVE side of a connection.
+#[cfg(feature = "curve")]
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[allow(clippy::large_enum_variant)]
+enum Curve {
+    Client(CurveClient),
+    Server(CurveServer),
+}
 
 /// A PLAIN client's credentials (RFC 24), borrowed: a user name and a password of at most 255
 /// bytes each. `Debug` does not show the password.
@@ -79,6 +95,13 @@ enum Phase {
     Welcome,
     /// Greeting exchanged (and, with PLAIN, WELCOME received), waiting for the peer's READY.
     Ready,
+    /// CURVE server: waiting for the client's HELLO.
+    Hello,
+    /// CURVE server: WELCOME sent (or pending), waiting for INITIATE.
+    Initiate,
+    /// CURVE server: INITIATE accepted, waiting for [`Connection::admit`]; the peer is of this
+    /// type.
+    Admit(SocketType),
     /// Handshake done.
     Open,
     /// A fatal error happened.
@@ -116,6 +139,12 @@ pub struct Connection<'c> {
     pong: Option<([u8; MAX_PING_CONTEXT], u8)>,
     /// Inside a multipart message: later frames are not subscriptions.
     in_multipart: bool,
+    /// CURVE state; `None` is NULL or PLAIN.
+    #[cfg(feature = "curve")]
+    curve: Option<Curve>,
+    /// CURVE server: ERROR (a refusal) to send.
+    #[cfg(feature = "curve")]
+    send_error: bool,
 }
 
 impl<'c> Connection<'c> {
@@ -146,7 +175,48 @@ impl<'c> Connection<'c> {
             send_ready: false,
             pong: None,
             in_multipart: false,
+            #[cfg(feature = "curve")]
+            curve: None,
+            #[cfg(feature = "curve")]
+            send_error: false,
         }
+    }
+
+    /// A fresh CURVE client connection (RFC 26) to a server whose long-term public key is
+    /// `server_public`, authenticating with `keys` (a [`CurveKeyPair::generate`]d pair when the
+    /// client has no long-term key). Randomness for the ephemeral keys is drawn from `rng` now.
+    ///
+    /// Drive it with [`commit_in_place`](Self::commit_in_place) (boxes are opened in the receive
+    /// buffer, which must hold WELCOME and READY: 256 bytes do) and write data with
+    /// [`write_message`](Self::write_message) and friends; `tx` must hold HELLO and INITIATE
+    /// (320 bytes do).
+    #[cfg(feature = "curve")]
+    pub fn curve_client<R: rand_core::CryptoRng + rand_core::RngCore>(
+        socket_type: SocketType,
+        server_public: [u8; KEY_LEN],
+        keys: CurveKeyPair,
+        rng: &mut R,
+    ) -> Self {
+        let mut c = Self::new(socket_type);
+        c.curve = Some(Curve::Client(CurveClient::new(server_public, keys, rng)));
+        c
+    }
+
+    /// A fresh CURVE server connection with long-term key pair `keys`. Once the client's
+    /// INITIATE is verified, [`commit_in_place`](Self::commit_in_place) returns `Ok(None)` and
+    /// [`awaits_admission`](Self::awaits_admission) turns true: the driver looks at
+    /// [`curve_client_key`](Self::curve_client_key) and calls [`admit`](Self::admit) (READY) or
+    /// refuses (ERROR `400`, as libzmq's ZAP refusal). The receive buffer must hold INITIATE (257
+    /// bytes and the client's metadata: 320 bytes do).
+    #[cfg(feature = "curve")]
+    pub fn curve_server<R: rand_core::CryptoRng + rand_core::RngCore>(
+        socket_type: SocketType,
+        keys: CurveKeyPair,
+        rng: &mut R,
+    ) -> Self {
+        let mut c = Self::new(socket_type);
+        c.curve = Some(Curve::Server(CurveServer::new(keys, rng)));
+        c
     }
 
     /// The same state holding `credentials` in place of its own; a NULL connection stays NULL.
@@ -165,6 +235,10 @@ impl<'c> Connection<'c> {
             send_ready: self.send_ready,
             pong: self.pong,
             in_multipart: self.in_multipart,
+            #[cfg(feature = "curve")]
+            curve: self.curve,
+            #[cfg(feature = "curve")]
+            send_error: self.send_error,
         }
     }
 
@@ -189,6 +263,10 @@ impl<'c> Connection<'c> {
     }
 
     fn mechanism(&self) -> &'static [u8] {
+        #[cfg(feature = "curve")]
+        if self.curve.is_some() {
+            return MECHANISM_CURVE;
+        }
         if self.plain.is_some() {
             MECHANISM_PLAIN
         } else {
@@ -203,9 +281,15 @@ impl<'c> Connection<'c> {
             let out = tx
                 .get_mut(..GREETING_LEN)
                 .ok_or(FrameEncodeError::BufferTooSmall)?;
-            out.copy_from_slice(&Greeting::ours_with(self.mechanism()).to_bytes());
+            let mut greeting = Greeting::ours_with(self.mechanism());
+            greeting.as_server = self.is_curve_server();
+            out.copy_from_slice(&greeting.to_bytes());
             self.send_greeting = false;
             return Ok(Some(GREETING_LEN));
+        }
+        #[cfg(feature = "curve")]
+        if self.curve.is_some() {
+            return self.poll_transmit_curve(tx);
         }
         if self.send_hello {
             let (user, password) = self
@@ -234,7 +318,19 @@ impl<'c> Connection<'c> {
 
     /// Whether [`poll_transmit`](Self::poll_transmit) has something to send.
     pub fn wants_transmit(&self) -> bool {
+        #[cfg(feature = "curve")]
+        if self.send_error {
+            return true;
+        }
         self.send_greeting || self.send_hello || self.send_ready || self.pong.is_some()
+    }
+
+    fn is_curve_server(&self) -> bool {
+        #[cfg(feature = "curve")]
+        if let Some(Curve::Server(_)) = self.curve {
+            return true;
+        }
+        false
     }
 
     /// The part of `rx` to read into next (see [`FrameDecoder::read_buffer`]).
@@ -262,24 +358,33 @@ impl<'c> Connection<'c> {
             Err(e) => return self.fail(e),
         };
         match (self.phase, decoded) {
-            (Phase::Greeting, Decoded::Greeting(g)) => {
-                if g.mechanism_name() != self.mechanism() {
-                    return self.fail(ZmtpError::Greeting(GreetingError::UnsupportedMechanism));
-                }
-                self.minor = g.negotiated_minor();
-                if self.plain.is_some() {
-                    self.send_hello = true;
-                    self.phase = Phase::Welcome;
-                } else {
-                    self.send_ready = true;
-                    self.phase = Phase::Ready;
-                }
-                Ok(None)
+            (Phase::Greeting, Decoded::Greeting(g)) => self.on_greeting(g),
+            #[cfg(feature = "curve")]
+            (_, Decoded::Frame(_)) if self.curve.is_some() => {
+                self.fail(ZmtpError::Curve(CurveError::ReadOnlyBuffer))
             }
             (Phase::Welcome | Phase::Ready, Decoded::Frame(h)) => self.on_handshake_frame(h, rx),
             (Phase::Open, Decoded::Frame(h)) => self.on_frame(h, rx),
             _ => self.fail(ZmtpError::UnexpectedFrame),
         }
+    }
+
+    fn on_greeting(&mut self, g: Greeting) -> Result<Option<Event>, ZmtpError> {
+        if g.mechanism_name() != self.mechanism() {
+            return self.fail(ZmtpError::Greeting(GreetingError::UnsupportedMechanism));
+        }
+        self.minor = g.negotiated_minor();
+        if self.is_curve_server() {
+            self.phase = Phase::Hello;
+        } else if self.plain.is_some() || self.mechanism() != MECHANISM_NULL {
+            // PLAIN and CURVE clients start with HELLO.
+            self.send_hello = true;
+            self.phase = Phase::Welcome;
+        } else {
+            self.send_ready = true;
+            self.phase = Phase::Ready;
+        }
+        Ok(None)
     }
 
     fn on_handshake_frame(
@@ -416,6 +521,308 @@ impl<'c> Connection<'c> {
     ) -> Result<usize, FrameEncodeError> {
         encode_subscription(self.minor, subscribe, prefix, tx)
     }
+}
+
+/// Mechanism-independent driving: the same calls serve NULL, PLAIN and CURVE.
+impl Connection<'_> {
+    /// [`commit`](Self::commit) with a mutable receive buffer, which CURVE needs: its boxes are
+    /// opened in place and a MESSAGE's data moved to the front, so an [`Event::Message`]'s body
+    /// is `rx[..len]` and subscriptions are at `rx[start..start+len]` with every mechanism.
+    pub fn commit_in_place(&mut self, n: usize, rx: &mut [u8]) -> Result<Option<Event>, ZmtpError> {
+        #[cfg(feature = "curve")]
+        if self.curve.is_some() {
+            return self.commit_curve(n, rx);
+        }
+        self.commit(n, rx)
+    }
+
+    /// A whole message frame carrying the concatenation of `parts`, into `tx`: a plain frame
+    /// with NULL and PLAIN, a MESSAGE box with CURVE (33 bytes more,
+    /// [`message_wire_len`](Self::message_wire_len)).
+    pub fn write_message(
+        &mut self,
+        parts: &[&[u8]],
+        more: bool,
+        tx: &mut [u8],
+    ) -> Result<usize, FrameEncodeError> {
+        #[cfg(feature = "curve")]
+        if let Some(session) = self.curve_session() {
+            let flags = if more { FLAG_MORE } else { 0 };
+            return session.encode_message(flags, parts, tx).map_err(encode_error);
+        }
+        let len = parts
+            .iter()
+            .try_fold(0usize, |n, p| n.checked_add(p.len()))
+            .ok_or(FrameEncodeError::BufferTooSmall)?;
+        let mut at = FrameHeader::message(len, more).encode(tx)?;
+        for p in parts {
+            let end = at + p.len();
+            tx.get_mut(at..end)
+                .ok_or(FrameEncodeError::BufferTooSmall)?
+                .copy_from_slice(p);
+            at = end;
+        }
+        Ok(at)
+    }
+
+    /// Bytes [`write_message`](Self::write_message) needs for `len` bytes of data.
+    pub fn message_wire_len(&self, len: usize) -> usize {
+        #[cfg(feature = "curve")]
+        if self.curve.is_some() {
+            return CurveSession::message_wire_len(len);
+        }
+        FrameHeader::message(len, false).encoded_len() + len
+    }
+
+    /// [`encode_subscribe`](Self::encode_subscribe), boxed with CURVE.
+    pub fn write_subscribe(
+        &mut self,
+        prefix: &[u8],
+        tx: &mut [u8],
+    ) -> Result<usize, FrameEncodeError> {
+        self.write_subscription(true, prefix, tx)
+    }
+
+    /// [`encode_cancel`](Self::encode_cancel), boxed with CURVE.
+    pub fn write_cancel(&mut self, prefix: &[u8], tx: &mut [u8]) -> Result<usize, FrameEncodeError> {
+        self.write_subscription(false, prefix, tx)
+    }
+
+    fn write_subscription(
+        &mut self,
+        subscribe: bool,
+        prefix: &[u8],
+        tx: &mut [u8],
+    ) -> Result<usize, FrameEncodeError> {
+        #[cfg(feature = "curve")]
+        if self.curve.is_some() {
+            let minor = self.minor;
+            let session = self
+                .curve_session()
+                .ok_or(FrameEncodeError::BufferTooSmall)?;
+            // As libzmq: a command in the box for 3.1, the `1 prefix` message for 3.0.
+            let (flags, head): (u8, &[u8]) = match (minor >= 1, subscribe) {
+                (true, true) => (FLAG_COMMAND, b"\x09SUBSCRIBE"),
+                (true, false) => (FLAG_COMMAND, b"\x06CANCEL"),
+                (false, true) => (0, b"\x01"),
+                (false, false) => (0, b"\x00"),
+            };
+            return session
+                .encode_message(flags, &[head, prefix], tx)
+                .map_err(encode_error);
+        }
+        encode_subscription(self.minor, subscribe, prefix, tx)
+    }
+}
+
+/// CURVE: handshake commands, admission, boxes.
+#[cfg(feature = "curve")]
+impl Connection<'_> {
+    /// CURVE server: the client's long-term public key, once its INITIATE was verified.
+    pub fn curve_client_key(&self) -> Option<&[u8; KEY_LEN]> {
+        match &self.curve {
+            Some(Curve::Server(s)) => s.client_key(),
+            _ => None,
+        }
+    }
+
+    /// CURVE server: INITIATE was verified and the driver must [`admit`](Self::admit) or
+    /// refuse the client ([`curve_client_key`](Self::curve_client_key)) before anything else.
+    pub fn awaits_admission(&self) -> bool {
+        matches!(self.phase, Phase::Admit(_))
+    }
+
+    /// CURVE server: admits (`true`: READY is queued, the connection is open, and the event is
+    /// the one a commit would have returned) or refuses the client (`ERROR 400` is queued for
+    /// [`poll_transmit`](Self::poll_transmit), the connection is closed,
+    /// `Err(Curve(Refused))`).
+    pub fn admit(&mut self, admitted: bool) -> Result<Event, ZmtpError> {
+        let Phase::Admit(peer) = self.phase else {
+            return Err(ZmtpError::Curve(CurveError::OutOfOrder));
+        };
+        if admitted {
+            self.send_ready = true;
+            self.phase = Phase::Open;
+            Ok(Event::Ready {
+                peer,
+                minor: self.minor,
+            })
+        } else {
+            self.send_error = true;
+            self.phase = Phase::Closed;
+            Err(ZmtpError::Curve(CurveError::Refused))
+        }
+    }
+
+    fn curve_session(&mut self) -> Option<&mut CurveSession> {
+        match self.curve.as_mut()? {
+            Curve::Client(c) => c.session_mut(),
+            Curve::Server(s) => s.session_mut(),
+        }
+    }
+
+    /// Our READY metadata (`Socket-Type`, and an empty `Identity` where libzmq sends one).
+    fn metadata(&self) -> ([u8; 64], usize) {
+        let mut m = [0u8; 64];
+        // Frame header (2), name length (1), `READY` (5): the properties follow.
+        let n = command::encode_ready(self.socket_type, b"", &mut m).unwrap_or(8);
+        m.copy_within(8..n, 0);
+        (m, n.saturating_sub(8))
+    }
+
+    fn poll_transmit_curve(&mut self, tx: &mut [u8]) -> Result<Option<usize>, FrameEncodeError> {
+        if self.send_error {
+            let n = command::encode_error(b"400", tx)?;
+            self.send_error = false;
+            return Ok(Some(n));
+        }
+        let (meta, meta_len) = self.metadata();
+        let meta = &meta[..meta_len];
+        if self.send_hello {
+            let n = match self.curve.as_mut() {
+                Some(Curve::Client(c)) => c.encode_hello(tx),
+                Some(Curve::Server(s)) => s.encode_welcome(tx),
+                None => Err(CurveError::OutOfOrder),
+            }
+            .map_err(encode_error)?;
+            self.send_hello = false;
+            return Ok(Some(n));
+        }
+        if self.send_ready {
+            let n = match self.curve.as_mut() {
+                Some(Curve::Client(c)) => c.encode_initiate(meta, tx),
+                Some(Curve::Server(s)) => s.encode_ready(meta, tx),
+                None => Err(CurveError::OutOfOrder),
+            }
+            .map_err(encode_error)?;
+            self.send_ready = false;
+            return Ok(Some(n));
+        }
+        if let Some((ctx, len)) = self.pong {
+            let session = self
+                .curve_session()
+                .ok_or(FrameEncodeError::BufferTooSmall)?;
+            let n = session
+                .encode_message(FLAG_COMMAND, &[b"\x04PONG", &ctx[..usize::from(len)]], tx)
+                .map_err(encode_error)?;
+            self.pong = None;
+            return Ok(Some(n));
+        }
+        Ok(None)
+    }
+
+    fn commit_curve(&mut self, n: usize, rx: &mut [u8]) -> Result<Option<Event>, ZmtpError> {
+        if self.phase == Phase::Closed {
+            return Err(ZmtpError::Closed);
+        }
+        let decoded = match self.decoder.commit(n, rx) {
+            Ok(Some(d)) => d,
+            Ok(None) => return Ok(None),
+            // Skipped whole; its nonce is simply never seen (later ones are still higher).
+            Err(e @ ZmtpError::FrameTooLarge { .. }) if self.phase == Phase::Open => {
+                return Err(e)
+            }
+            Err(e) => return self.fail(e),
+        };
+        let h = match (self.phase, decoded) {
+            (Phase::Greeting, Decoded::Greeting(g)) => return self.on_greeting(g),
+            (Phase::Greeting, _) => return self.fail(ZmtpError::UnexpectedFrame),
+            (_, Decoded::Frame(h)) if h.kind == FrameKind::Command => h,
+            _ => return self.fail(ZmtpError::UnexpectedFrame),
+        };
+        let len = usize::try_from(h.len).unwrap_or(usize::MAX);
+        let Some(body) = rx.get_mut(..len) else {
+            return self.fail(ZmtpError::UnexpectedFrame);
+        };
+        if body.starts_with(b"\x05ERROR") {
+            let reason = match Command::parse(body) {
+                Ok(Command::Error { reason }) => reason,
+                _ => &[][..],
+            };
+            return self.fail(match self.curve {
+                Some(Curve::Client(_)) if self.phase != Phase::Open => ZmtpError::AuthFailed {
+                    status: zap_status(reason),
+                },
+                _ => ZmtpError::PeerError,
+            });
+        }
+        let result = match self.phase {
+            Phase::Open => self.open_message(rx, len),
+            _ => self.on_curve_handshake(body),
+        };
+        match result {
+            Ok(ev) => Ok(ev),
+            Err(e) if self.phase == Phase::Closed => Err(e),
+            Err(e) => self.fail(e),
+        }
+    }
+
+    fn on_curve_handshake(&mut self, body: &mut [u8]) -> Result<Option<Event>, ZmtpError> {
+        let curve_err = ZmtpError::Curve;
+        match (self.curve.as_mut(), self.phase) {
+            (Some(Curve::Client(c)), Phase::Welcome) => {
+                c.on_welcome(body).map_err(curve_err)?;
+                self.send_ready = true;
+                self.phase = Phase::Ready;
+                Ok(None)
+            }
+            (Some(Curve::Client(c)), Phase::Ready) => {
+                let meta = c.on_ready(body).map_err(curve_err)?;
+                let peer = self.peer_type(body.get(meta).unwrap_or(&[]))?;
+                self.phase = Phase::Open;
+                Ok(Some(Event::Ready {
+                    peer,
+                    minor: self.minor,
+                }))
+            }
+            (Some(Curve::Server(s)), Phase::Hello) => {
+                s.on_hello(body).map_err(curve_err)?;
+                self.send_hello = true;
+                self.phase = Phase::Initiate;
+                Ok(None)
+            }
+            (Some(Curve::Server(s)), Phase::Initiate) => {
+                let meta = s.on_initiate(body).map_err(curve_err)?;
+                let peer = self.peer_type(body.get(meta).unwrap_or(&[]))?;
+                self.phase = Phase::Admit(peer);
+                Ok(None)
+            }
+            _ => Err(ZmtpError::UnexpectedFrame),
+        }
+    }
+
+    /// The peer's socket type from its metadata, checked against ours.
+    fn peer_type(&self, metadata: &[u8]) -> Result<SocketType, ZmtpError> {
+        let props = command::Properties::parse(metadata).map_err(ZmtpError::Command)?;
+        let peer = props.socket_type().ok_or(ZmtpError::MissingSocketType)?;
+        if !self.socket_type.accepts(peer) {
+            return Err(ZmtpError::IncompatiblePeer(peer));
+        }
+        Ok(peer)
+    }
+
+    /// Opens the MESSAGE box at `rx[..len]`, moves its data to the front and handles it as the
+    /// frame it carries.
+    fn open_message(&mut self, rx: &mut [u8], len: usize) -> Result<Option<Event>, ZmtpError> {
+        let session = self.curve_session().ok_or(ZmtpError::UnexpectedFrame)?;
+        let body = rx.get_mut(..len).ok_or(ZmtpError::UnexpectedFrame)?;
+        let (flags, data_len) = session.decode_message(body).map_err(ZmtpError::Curve)?;
+        rx.copy_within(33..33 + data_len, 0);
+        let inner = if flags & FLAG_COMMAND != 0 {
+            FrameHeader::command(data_len)
+        } else {
+            FrameHeader::message(data_len, flags & FLAG_MORE != 0)
+        };
+        self.on_frame(inner, rx)
+    }
+}
+
+/// Encoding errors of CURVE as the encoders' error: the buffer is the only thing a caller can
+/// get wrong (steps out of order cannot happen through [`Connection`], and the 64-bit nonce
+/// counter does not run out).
+#[cfg(feature = "curve")]
+fn encode_error(_: CurveError) -> FrameEncodeError {
+    FrameEncodeError::BufferTooSmall
 }
 
 /// A subscription (`subscribe`) or cancellation in the form a peer of ZMTP 3.`minor` needs:
@@ -854,5 +1261,224 @@ mod tests {
         extern crate std;
         let shown = std::format!("{ALICE:?}");
         assert!(!shown.contains("wonder") && !shown.contains("119, 111"));
+    }
+}
+
+#[cfg(all(test, feature = "curve"))]
+mod curve_tests {
+    use super::*;
+    use crate::zmtp::curve::CurveKeyPair;
+
+    struct TestRng(u64);
+
+    impl rand_core::RngCore for TestRng {
+        fn next_u32(&mut self) -> u32 {
+            self.next_u64() as u32
+        }
+        fn next_u64(&mut self) -> u64 {
+            self.0 = self
+                .0
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            self.0 >> 11
+        }
+        fn fill_bytes(&mut self, dest: &mut [u8]) {
+            for b in dest {
+                *b = self.next_u64() as u8;
+            }
+        }
+        fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), rand_core::Error> {
+            self.fill_bytes(dest);
+            Ok(())
+        }
+    }
+
+    impl rand_core::CryptoRng for TestRng {}
+
+    /// Moves everything `from` wants to send into `to`, `chunk` bytes per commit; returns the
+    /// events `to` produced with copies of their bodies.
+    fn pump(
+        from: &mut Connection,
+        to: &mut Connection,
+        chunk: usize,
+    ) -> Result<([(Option<Event>, [u8; 16]); 4], usize), ZmtpError> {
+        let mut tx = [0u8; 512];
+        let mut rx = [0u8; 512];
+        let mut out = [(None, [0u8; 16]); 4];
+        let mut k = 0;
+        while let Some(n) = from.poll_transmit(&mut tx).unwrap() {
+            let mut input = &tx[..n];
+            while !input.is_empty() {
+                let dst = to.read_buffer(&mut rx);
+                let m = dst.len().min(chunk).min(input.len());
+                dst[..m].copy_from_slice(&input[..m]);
+                input = &input[m..];
+                if let Some(ev) = to.commit_in_place(m, &mut rx)? {
+                    let (s, l) = match ev {
+                        Event::Message { len, .. } => (0, len),
+                        Event::Subscribe { start, len } | Event::Cancel { start, len } => {
+                            (start, len)
+                        }
+                        Event::Ready { .. } => (0, 0),
+                    };
+                    out[k].0 = Some(ev);
+                    out[k].1[..l.min(16)].copy_from_slice(&rx[s..s + l.min(16)]);
+                    k += 1;
+                }
+            }
+        }
+        Ok((out, k))
+    }
+
+    fn pair(rng: &mut TestRng) -> (Connection<'static>, Connection<'static>, [u8; 32]) {
+        let server_keys = CurveKeyPair::generate(rng);
+        let client_keys = CurveKeyPair::generate(rng);
+        let client = Connection::curve_client(
+            SocketType::Sub,
+            *server_keys.public(),
+            client_keys.clone(),
+            rng,
+        );
+        let server = Connection::curve_server(SocketType::XPub, server_keys, rng);
+        (client, server, *client_keys.public())
+    }
+
+    #[test]
+    fn client_and_server_connections_handshake_and_exchange_boxes() {
+        for chunk in [1, 7, 500] {
+            let mut rng = TestRng(chunk as u64);
+            let (mut c, mut s, client_key) = pair(&mut rng);
+            // Greetings both ways, HELLO, WELCOME, INITIATE.
+            for _ in 0..2 {
+                assert_eq!(pump(&mut c, &mut s, chunk).unwrap().1, 0);
+                assert_eq!(pump(&mut s, &mut c, chunk).unwrap().1, 0);
+            }
+            assert!(!s.awaits_admission());
+            assert_eq!(pump(&mut c, &mut s, chunk).unwrap().1, 0);
+            assert!(s.awaits_admission());
+            assert_eq!(s.curve_client_key(), Some(&client_key));
+            assert_eq!(
+                s.admit(true),
+                Ok(Event::Ready {
+                    peer: SocketType::Sub,
+                    minor: 1
+                })
+            );
+            let (ev, k) = pump(&mut s, &mut c, chunk).unwrap();
+            assert_eq!(k, 1);
+            assert_eq!(
+                ev[0].0,
+                Some(Event::Ready {
+                    peer: SocketType::XPub,
+                    minor: 1
+                })
+            );
+            assert!(c.is_open() && s.is_open());
+            // A boxed SUBSCRIBE from the client, a two-part message from the server.
+            let mut tx = [0u8; 128];
+            let n = c.write_subscribe(b"imu", &mut tx).unwrap();
+            assert_eq!(n, 2 + 33 + 13);
+            assert!(!tx[..n].windows(3).any(|w| w == b"imu"));
+            let mut rx = [0u8; 512];
+            let mut got = None;
+            for &b in &tx[..n] {
+                let dst = s.read_buffer(&mut rx);
+                dst[0] = b;
+                if let Some(e) = s.commit_in_place(1, &mut rx).unwrap() {
+                    got = Some((e, rx));
+                }
+            }
+            let (e, body) = got.unwrap();
+            let Event::Subscribe { start, len } = e else {
+                panic!("{e:?}")
+            };
+            assert_eq!(&body[start..start + len], b"imu");
+            let n = s.write_message(&[b"imu ", b"1"], true, &mut tx).unwrap();
+            assert_eq!(n, s.message_wire_len(5));
+            let m = s.write_message(&[b"x"], false, &mut tx[n..]).unwrap();
+            let mut events = [None; 2];
+            let mut k = 0;
+            let mut input = &tx[..n + m];
+            while !input.is_empty() {
+                let dst = c.read_buffer(&mut rx);
+                let l = dst.len().min(input.len());
+                dst[..l].copy_from_slice(&input[..l]);
+                input = &input[l..];
+                if let Some(e) = c.commit_in_place(l, &mut rx).unwrap() {
+                    if k == 0 {
+                        assert_eq!(&rx[..5], b"imu 1");
+                    }
+                    events[k] = Some(e);
+                    k += 1;
+                }
+            }
+            assert_eq!(events[0], Some(Event::Message { len: 5, more: true }));
+            assert_eq!(events[1], Some(Event::Message { len: 1, more: false }));
+            // A replayed box is fatal.
+            let mut replay = [0u8; 512];
+            replay[..n].copy_from_slice(&tx[..n]);
+            let dst = c.read_buffer(&mut rx);
+            dst.copy_from_slice(&replay[..dst.len()]);
+            let l = dst.len();
+            c.commit_in_place(l, &mut rx).unwrap();
+            let dst = c.read_buffer(&mut rx);
+            let l2 = dst.len();
+            dst.copy_from_slice(&replay[l..l + l2]);
+            assert_eq!(
+                c.commit_in_place(l2, &mut rx),
+                Err(ZmtpError::Curve(CurveError::Nonce))
+            );
+            assert!(c.is_closed());
+        }
+    }
+
+    #[test]
+    fn refused_client_key_gets_error_400() {
+        let mut rng = TestRng(3);
+        let (mut c, mut s, _) = pair(&mut rng);
+        for _ in 0..2 {
+            pump(&mut c, &mut s, 64).unwrap();
+            pump(&mut s, &mut c, 64).unwrap();
+        }
+        pump(&mut c, &mut s, 64).unwrap();
+        assert_eq!(s.admit(false), Err(ZmtpError::Curve(CurveError::Refused)));
+        assert!(s.is_closed());
+        assert_eq!(
+            pump(&mut s, &mut c, 64).map(|r| r.1),
+            Err(ZmtpError::AuthFailed { status: 400 })
+        );
+    }
+
+    #[test]
+    fn wrong_server_key_and_read_only_buffer_are_errors() {
+        let mut rng = TestRng(4);
+        let other = CurveKeyPair::generate(&mut rng);
+        let mut c = Connection::curve_client(
+            SocketType::Sub,
+            *other.public(),
+            CurveKeyPair::generate(&mut rng),
+            &mut rng,
+        );
+        let mut s = Connection::curve_server(
+            SocketType::Pub,
+            CurveKeyPair::generate(&mut rng),
+            &mut rng,
+        );
+        pump(&mut s, &mut c, 64).unwrap();
+        assert_eq!(
+            pump(&mut c, &mut s, 64).map(|r| r.1),
+            Err(ZmtpError::Curve(CurveError::Crypto))
+        );
+        // A NULL peer for a CURVE server; commit() without a mutable buffer.
+        let mut s = Connection::curve_server(
+            SocketType::Pub,
+            CurveKeyPair::generate(&mut rng),
+            &mut rng,
+        );
+        let mut null = Connection::new(SocketType::Sub);
+        assert_eq!(
+            pump(&mut null, &mut s, 64).map(|r| r.1),
+            Err(ZmtpError::Greeting(GreetingError::UnsupportedMechanism))
+        );
     }
 }

@@ -79,6 +79,9 @@ pub enum CurveError {
     BufferTooSmall,
     /// The step is not the one this side is at.
     OutOfOrder,
+    /// A CURVE connection was given a read-only receive buffer
+    /// (use `Connection::commit_in_place`).
+    ReadOnlyBuffer,
 }
 
 impl fmt::Display for CurveError {
@@ -95,6 +98,7 @@ impl fmt::Display for CurveError {
             CurveError::Refused => "CURVE: client public key refused",
             CurveError::BufferTooSmall => "CURVE: buffer too small",
             CurveError::OutOfOrder => "CURVE: handshake step out of order",
+            CurveError::ReadOnlyBuffer => "CURVE: boxes need a mutable receive buffer",
         })
     }
 }

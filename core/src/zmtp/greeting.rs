@@ -27,6 +27,14 @@ pub const OUR_MINOR: u8 = 1;
 pub const MECHANISM_NULL: &[u8] = b"NULL";
 /// The PLAIN security mechanism (RFC 24: user name and password in clear).
 pub const MECHANISM_PLAIN: &[u8] = b"PLAIN";
+/// The CURVE security mechanism (RFC 26), with the `curve` feature.
+pub const MECHANISM_CURVE: &[u8] = b"CURVE";
+
+/// Whether this build speaks a mechanism.
+fn known_mechanism(name: &[u8]) -> bool {
+    matches!(name, MECHANISM_NULL | MECHANISM_PLAIN)
+        || (cfg!(feature = "curve") && name == MECHANISM_CURVE)
+}
 
 /// A parsed greeting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,7 +56,7 @@ pub enum GreetingError {
     BadSignature,
     /// A version before 3.0.
     UnsupportedVersion { major: u8, minor: u8 },
-    /// A mechanism other than NULL and PLAIN (CURVE is not implemented), or not the one we
+    /// A mechanism other than NULL, PLAIN and (with the `curve` feature) CURVE, or not the one we
     /// asked for.
     UnsupportedMechanism,
 }
@@ -120,7 +128,7 @@ impl Greeting {
             mechanism,
             as_server: g[AS_SERVER] == 1,
         };
-        if !matches!(greeting.mechanism_name(), MECHANISM_NULL | MECHANISM_PLAIN) {
+        if !known_mechanism(greeting.mechanism_name()) {
             return Err(GreetingError::UnsupportedMechanism);
         }
         Ok(greeting)
@@ -178,13 +186,15 @@ mod tests {
             Err(GreetingError::UnsupportedVersion { major: 2, minor: 1 })
         );
         let mut b = good;
-        b[12..17].copy_from_slice(b"CURVE");
+        b[12..18].copy_from_slice(b"GSSAPI");
         assert_eq!(
             Greeting::parse(&b),
             Err(GreetingError::UnsupportedMechanism)
         );
-        b[12..17].copy_from_slice(b"PLAIN");
+        b[12..18].copy_from_slice(b"PLAIN\0");
         assert_eq!(Greeting::parse(&b).unwrap().mechanism_name(), b"PLAIN");
+        b[12..17].copy_from_slice(b"CURVE");
+        assert_eq!(Greeting::parse(&b).is_ok(), cfg!(feature = "curve"));
         let mut b = good;
         b[11] = 0;
         assert_eq!(Greeting::parse(&b).unwrap().negotiated_minor(), 0);

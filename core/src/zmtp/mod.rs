@@ -10,9 +10,13 @@
 //! - [`connection`]: [`Connection`], the NULL or PLAIN (client) handshake and per-connection state
 //!   (negotiated version, pending PONG), turning frames into [`Event`]s.
 //!
+//! - [`z85`]: Z85 (RFC 32), the text form of CURVE keys.
+//! - `curve` (feature `curve`): CurveZMQ (RFC 26) client and server, driven by
+//!   [`Connection::curve_client`] / `curve_server` like the other mechanisms.
+//!
 //! Everything is sans-IO over caller-owned slices, allocation-free and panic-free on any input
-//! (fuzzed). Of the security mechanisms, NULL and the client side of PLAIN (RFC 24) are
-//! implemented; CURVE is not.
+//! (fuzzed). Of the security mechanisms, NULL, the client side of PLAIN (RFC 24) and, with the
+//! `curve` feature, both sides of CURVE (RFC 26) are implemented.
 
 pub mod command;
 pub mod connection;
@@ -80,6 +84,9 @@ pub enum ZmtpError {
     InvalidCommit,
     /// The connection already failed.
     Closed,
+    /// A CURVE handshake step or box failed (with the `curve` feature).
+    #[cfg(feature = "curve")]
+    Curve(curve::CurveError),
 }
 
 impl ZmtpError {
@@ -134,6 +141,8 @@ impl fmt::Display for ZmtpError {
             }
             ZmtpError::InvalidCommit => f.write_str("driver committed more bytes than asked"),
             ZmtpError::Closed => f.write_str("connection already failed"),
+            #[cfg(feature = "curve")]
+            ZmtpError::Curve(e) => fmt::Display::fmt(e, f),
         }
     }
 }
