@@ -727,6 +727,8 @@ impl Connection<'_> {
         let h = match (self.phase, decoded) {
             (Phase::Greeting, Decoded::Greeting(g)) => return self.on_greeting(g),
             (Phase::Greeting, _) => return self.fail(ZmtpError::UnexpectedFrame),
+            // libzmq sends MESSAGE boxes in message frames; commands are taken as well.
+            (Phase::Open, Decoded::Frame(h)) => h,
             (_, Decoded::Frame(h)) if h.kind == FrameKind::Command => h,
             _ => return self.fail(ZmtpError::UnexpectedFrame),
         };

@@ -267,11 +267,13 @@ impl CurveSession {
     /// Bytes a MESSAGE carrying `data_len` bytes takes on the wire, ZMTP header included.
     pub fn message_wire_len(data_len: usize) -> usize {
         let body = MESSAGE_OVERHEAD + data_len;
-        FrameHeader::command(body).encoded_len() + body
+        FrameHeader::message(body, false).encoded_len() + body
     }
 
     /// Writes a whole MESSAGE frame carrying `flags` and the concatenation of `parts` into
-    /// `tx`; returns the bytes used.
+    /// `tx`; returns the bytes used. Like libzmq, the box travels in a message frame without
+    /// MORE (RFC 26 calls MESSAGE a command, but libzmq 4.3 neither sends nor answers it in a
+    /// command frame); the real flags are inside.
     pub fn encode_message(
         &mut self,
         flags: u8,
@@ -285,7 +287,9 @@ impl CurveSession {
         let body_len = data_len
             .checked_add(MESSAGE_OVERHEAD)
             .ok_or(CurveError::BufferTooSmall)?;
-        let at = command_header(body_len, tx)?;
+        let at = FrameHeader::message(body_len, false)
+            .encode(tx)
+            .map_err(|_| CurveError::BufferTooSmall)?;
         let end = at.checked_add(body_len).ok_or(CurveError::BufferTooSmall)?;
         let body = tx.get_mut(at..end).ok_or(CurveError::BufferTooSmall)?;
         let short = self.take_nonce()?;
@@ -767,7 +771,7 @@ mod tests {
             let c = client.session_mut().unwrap();
             let n = c.encode_message(u8::from(more), &[b"imu ", &[i]], &mut tx).unwrap();
             assert_eq!(n, 2 + 33 + 5);
-            assert_eq!(&tx[..10], b"\x04\x26\x07MESSAGE");
+            assert_eq!(&tx[..10], b"\x00\x26\x07MESSAGE");
             // Client nonces: HELLO 1, INITIATE 2, then 3, 4.
             assert_eq!(tx[17], 3 + i);
             let s = server.session_mut().unwrap();
