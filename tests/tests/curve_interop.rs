@@ -225,7 +225,10 @@ impl Peer {
                 Ok(0) => return Ok(Step::Eof),
                 Ok(n) => n,
                 Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return Ok(Step::Eof),
-                Err(e) => panic!("read: {e}; received so far: {:?}", structure(&self.received)),
+                Err(e) => panic!(
+                    "read: {e}; received so far: {:?}",
+                    structure(&self.received)
+                ),
             };
             self.received.extend_from_slice(&buf[..n]);
             if let Some(ev) = self.conn.commit_in_place(n, &mut self.rx)? {
@@ -308,7 +311,10 @@ fn structure(bytes: &[u8]) -> Vec<(String, usize)> {
 /// Writes the recording (with `ZEROSMQ_RECORD_CURVE`) or checks that live libzmq still sends
 /// what it holds.
 fn record_or_compare(file: &str, live: &[u8]) {
-    let path = format!("{}/../core/src/zmtp/testdata/{file}", env!("CARGO_MANIFEST_DIR"));
+    let path = format!(
+        "{}/../core/src/zmtp/testdata/{file}",
+        env!("CARGO_MANIFEST_DIR")
+    );
     if std::env::var_os("ZEROSMQ_RECORD_CURVE").is_some() {
         std::fs::write(&path, live).unwrap();
         return;
@@ -316,7 +322,10 @@ fn record_or_compare(file: &str, live: &[u8]) {
     let recorded = std::fs::read(&path).unwrap();
     let (live, recorded) = (structure(live), structure(&recorded));
     println!("figures: {file}: {live:?}");
-    assert_eq!(live, recorded, "live libzmq no longer sends what {file} holds");
+    assert_eq!(
+        live, recorded,
+        "live libzmq no longer sends what {file} holds"
+    );
 }
 
 #[test]
@@ -343,7 +352,10 @@ fn our_client_talks_to_a_pyzmq_curve_rep_server_both_ways() {
         let body = format!("ping {i}");
         peer.send(&[b"", body.as_bytes(), b"tail"]);
         let (ev, delimiter) = peer.event();
-        assert_eq!((ev, delimiter.len()), (Event::Message { len: 0, more: true }, 0));
+        assert_eq!(
+            (ev, delimiter.len()),
+            (Event::Message { len: 0, more: true }, 0)
+        );
         let (ev, reply) = peer.event();
         assert!(matches!(ev, Event::Message { more: false, .. }));
         assert_eq!(reply, format!("re:ping {i}|tail").as_bytes());
@@ -419,13 +431,21 @@ fn our_server_serves_a_pyzmq_curve_req_client_both_ways() {
     loop {
         let (ev, body) = peer.event();
         parts.push(body);
-        if ev == (Event::Message { len: parts.last().unwrap().len(), more: false }) {
+        if ev
+            == (Event::Message {
+                len: parts.last().unwrap().len(),
+                more: false,
+            })
+        {
             break;
         }
     }
     assert_eq!(parts, [&b""[..], b"hello", b"world"]);
     peer.send(&[b"", b"hi", b"there"]);
-    assert_eq!(py.line(), format!("EVENT {} 0", zmq::SocketEvent::HANDSHAKE_SUCCEEDED.to_raw()));
+    assert_eq!(
+        py.line(),
+        format!("EVENT {} 0", zmq::SocketEvent::HANDSHAKE_SUCCEEDED.to_raw())
+    );
     assert_eq!(py.line(), "REPLY hi+there");
 }
 

@@ -12,17 +12,17 @@
 //! not pipeline past the handshake.
 
 use super::command::{self, Command, CommandError, SocketType, MAX_PING_CONTEXT};
-use super::decoder::{Decoded, FrameDecoder};
-use super::frame::{FrameHeader, FrameKind, MAX_HEADER_LEN};
-use super::greeting::{Greeting, GreetingError, GREETING_LEN, MECHANISM_NULL, MECHANISM_PLAIN};
-use super::{FrameEncodeError, ZmtpError};
 #[cfg(feature = "curve")]
 use super::curve::{
     CurveClient, CurveError, CurveKeyPair, CurveServer, CurveSession, FLAG_COMMAND, FLAG_MORE,
     KEY_LEN,
 };
+use super::decoder::{Decoded, FrameDecoder};
+use super::frame::{FrameHeader, FrameKind, MAX_HEADER_LEN};
 #[cfg(feature = "curve")]
 use super::greeting::MECHANISM_CURVE;
+use super::greeting::{Greeting, GreetingError, GREETING_LEN, MECHANISM_NULL, MECHANISM_PLAIN};
+use super::{FrameEncodeError, ZmtpError};
 
 /// The CURVE side of a connection.
 #[cfg(feature = "curve")]
@@ -98,9 +98,11 @@ enum Phase {
     /// CURVE server: waiting for the client's HELLO.
     Hello,
     /// CURVE server: WELCOME sent (or pending), waiting for INITIATE.
+    #[cfg(feature = "curve")]
     Initiate,
     /// CURVE server: INITIATE accepted, waiting for [`Connection::admit`]; the peer is of this
     /// type.
+    #[cfg(feature = "curve")]
     Admit(SocketType),
     /// Handshake done.
     Open,
@@ -548,7 +550,9 @@ impl Connection<'_> {
         #[cfg(feature = "curve")]
         if let Some(session) = self.curve_session() {
             let flags = if more { FLAG_MORE } else { 0 };
-            return session.encode_message(flags, parts, tx).map_err(encode_error);
+            return session
+                .encode_message(flags, parts, tx)
+                .map_err(encode_error);
         }
         let len = parts
             .iter()
@@ -584,7 +588,11 @@ impl Connection<'_> {
     }
 
     /// [`encode_cancel`](Self::encode_cancel), boxed with CURVE.
-    pub fn write_cancel(&mut self, prefix: &[u8], tx: &mut [u8]) -> Result<usize, FrameEncodeError> {
+    pub fn write_cancel(
+        &mut self,
+        prefix: &[u8],
+        tx: &mut [u8],
+    ) -> Result<usize, FrameEncodeError> {
         self.write_subscription(false, prefix, tx)
     }
 
@@ -719,9 +727,7 @@ impl Connection<'_> {
             Ok(Some(d)) => d,
             Ok(None) => return Ok(None),
             // Skipped whole; its nonce is simply never seen (later ones are still higher).
-            Err(e @ ZmtpError::FrameTooLarge { .. }) if self.phase == Phase::Open => {
-                return Err(e)
-            }
+            Err(e @ ZmtpError::FrameTooLarge { .. }) if self.phase == Phase::Open => return Err(e),
             Err(e) => return self.fail(e),
         };
         let h = match (self.phase, decoded) {
@@ -1297,13 +1303,16 @@ mod curve_tests {
 
     impl rand_core::CryptoRng for TestRng {}
 
+    /// Events with the first 16 bytes of their bodies.
+    type Seen<const N: usize> = [(Option<Event>, [u8; 16]); N];
+
     /// Moves everything `from` wants to send into `to`, `chunk` bytes per commit; returns the
     /// events `to` produced with copies of their bodies.
     fn pump(
         from: &mut Connection,
         to: &mut Connection,
         chunk: usize,
-    ) -> Result<([(Option<Event>, [u8; 16]); 4], usize), ZmtpError> {
+    ) -> Result<(Seen<4>, usize), ZmtpError> {
         let mut tx = [0u8; 512];
         let mut rx = [0u8; 512];
         let mut out = [(None, [0u8; 16]); 4];
@@ -1415,7 +1424,13 @@ mod curve_tests {
                 }
             }
             assert_eq!(events[0], Some(Event::Message { len: 5, more: true }));
-            assert_eq!(events[1], Some(Event::Message { len: 1, more: false }));
+            assert_eq!(
+                events[1],
+                Some(Event::Message {
+                    len: 1,
+                    more: false
+                })
+            );
             // A replayed box is fatal.
             let mut replay = [0u8; 512];
             replay[..n].copy_from_slice(&tx[..n]);
@@ -1461,26 +1476,168 @@ mod curve_tests {
             CurveKeyPair::generate(&mut rng),
             &mut rng,
         );
-        let mut s = Connection::curve_server(
-            SocketType::Pub,
-            CurveKeyPair::generate(&mut rng),
-            &mut rng,
-        );
+        let mut s =
+            Connection::curve_server(SocketType::Pub, CurveKeyPair::generate(&mut rng), &mut rng);
         pump(&mut s, &mut c, 64).unwrap();
         assert_eq!(
             pump(&mut c, &mut s, 64).map(|r| r.1),
             Err(ZmtpError::Curve(CurveError::Crypto))
         );
         // A NULL peer for a CURVE server; commit() without a mutable buffer.
-        let mut s = Connection::curve_server(
-            SocketType::Pub,
-            CurveKeyPair::generate(&mut rng),
-            &mut rng,
-        );
+        let mut s =
+            Connection::curve_server(SocketType::Pub, CurveKeyPair::generate(&mut rng), &mut rng);
         let mut null = Connection::new(SocketType::Sub);
         assert_eq!(
             pump(&mut null, &mut s, 64).map(|r| r.1),
             Err(ZmtpError::Greeting(GreetingError::UnsupportedMechanism))
+        );
+    }
+
+    // The recorded runs of tests/tests/curve_interop.rs: libzmq 4.3.5 (pyzmq) with libzmq's
+    // example long-term keys, our side seeded with RECORD_SEED.
+    const RECORD_SEED: u64 = 0x5eed_c0de;
+    const SERVER_PUBLIC: &[u8] = b"rq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf7";
+    const SERVER_SECRET: &[u8] = b"JTKVSB%%)wK0E.X)V>+}o?pNmC{O&4W4b!Ni{Lh6";
+    const CLIENT_PUBLIC: &[u8] = b"Yne@$w-vo<fVvi]a<NY6T1ed:M$fCG*[IaLV{hID";
+    const CLIENT_SECRET: &[u8] = b"D:)Q[IlAW!ahhC2ac:9*A}h:p?([4%wOTJ%JR%cs";
+
+    fn key(text: &[u8]) -> [u8; 32] {
+        crate::zmtp::z85::decode_key(text).unwrap()
+    }
+
+    /// Feeds a recorded stream `chunk` bytes at a time, draining our output after each commit
+    /// and admitting the client when asked; returns the events with copies of their bodies.
+    fn replay(
+        c: &mut Connection,
+        stream: &[u8],
+        chunk: usize,
+    ) -> Result<(Seen<6>, usize, usize), ZmtpError> {
+        let mut rx = [0u8; 512];
+        let mut tx = [0u8; 512];
+        let mut out = [(None, [0u8; 16]); 6];
+        let (mut k, mut sent) = (0, 0);
+        let mut input = stream;
+        while !input.is_empty() {
+            while c.poll_transmit(&mut tx).unwrap().is_some() {
+                sent += 1;
+            }
+            let dst = c.read_buffer(&mut rx);
+            let n = dst.len().min(chunk).min(input.len());
+            dst[..n].copy_from_slice(&input[..n]);
+            input = &input[n..];
+            let ev = match c.commit_in_place(n, &mut rx)? {
+                None if c.awaits_admission() => {
+                    assert_eq!(c.curve_client_key(), Some(&key(CLIENT_PUBLIC)));
+                    Some(c.admit(true)?)
+                }
+                ev => ev,
+            };
+            if let Some(ev) = ev {
+                let (s, l) = match ev {
+                    Event::Message { len, .. } => (0, len),
+                    Event::Subscribe { start, len } | Event::Cancel { start, len } => (start, len),
+                    Event::Ready { .. } => (0, 0),
+                };
+                out[k].0 = Some(ev);
+                out[k].1[..l.min(16)].copy_from_slice(&rx[s..s + l.min(16)]);
+                k += 1;
+            }
+        }
+        while c.poll_transmit(&mut tx).unwrap().is_some() {
+            sent += 1;
+        }
+        Ok((out, k, sent))
+    }
+
+    #[test]
+    fn our_client_replays_a_recorded_libzmq_curve_xpub_in_every_fragmentation() {
+        let stream = include_bytes!("testdata/libzmq-curve-xpub-server.bin");
+        for chunk in [1, 3, 64, 500] {
+            let mut c = Connection::curve_client(
+                SocketType::Sub,
+                key(SERVER_PUBLIC),
+                CurveKeyPair::from_secret(key(CLIENT_SECRET)),
+                &mut TestRng(RECORD_SEED),
+            );
+            let (ev, k, sent) = replay(&mut c, stream, chunk).unwrap();
+            assert_eq!(sent, 3, "greeting, HELLO, INITIATE");
+            assert_eq!(k, 4);
+            assert_eq!(
+                ev[0].0,
+                Some(Event::Ready {
+                    peer: SocketType::XPub,
+                    minor: 1
+                })
+            );
+            for i in 0..3 {
+                assert_eq!(
+                    ev[1 + i].0,
+                    Some(Event::Message {
+                        len: 5,
+                        more: false
+                    })
+                );
+                assert_eq!(&ev[1 + i].1[..5], &[b'i', b'm', b'u', b' ', b'0' + i as u8]);
+            }
+        }
+        // Another client key pair (another C'): libzmq's WELCOME does not open.
+        let mut c = Connection::curve_client(
+            SocketType::Sub,
+            key(SERVER_PUBLIC),
+            CurveKeyPair::from_secret(key(CLIENT_SECRET)),
+            &mut TestRng(RECORD_SEED + 1),
+        );
+        assert_eq!(
+            replay(&mut c, stream, 64).map(|r| r.1),
+            Err(ZmtpError::Curve(CurveError::Crypto))
+        );
+        // A flipped bit in the last MESSAGE box.
+        let mut tampered = [0u8; 406];
+        tampered.copy_from_slice(stream);
+        tampered[405] ^= 1;
+        let mut c = Connection::curve_client(
+            SocketType::Sub,
+            key(SERVER_PUBLIC),
+            CurveKeyPair::from_secret(key(CLIENT_SECRET)),
+            &mut TestRng(RECORD_SEED),
+        );
+        assert_eq!(
+            replay(&mut c, &tampered, 64).map(|r| r.1),
+            Err(ZmtpError::Curve(CurveError::Crypto))
+        );
+    }
+
+    #[test]
+    fn our_server_replays_a_recorded_libzmq_curve_sub_client_in_every_fragmentation() {
+        let stream = include_bytes!("testdata/libzmq-curve-sub-client.bin");
+        for chunk in [1, 3, 64, 500] {
+            let mut s = Connection::curve_server(
+                SocketType::XPub,
+                CurveKeyPair::from_secret(key(SERVER_SECRET)),
+                &mut TestRng(RECORD_SEED),
+            );
+            let (ev, k, sent) = replay(&mut s, stream, chunk).unwrap();
+            assert_eq!(sent, 3, "greeting, WELCOME, READY");
+            assert_eq!(k, 2);
+            assert_eq!(
+                ev[0].0,
+                Some(Event::Ready {
+                    peer: SocketType::Sub,
+                    minor: 1
+                })
+            );
+            assert!(matches!(ev[1].0, Some(Event::Subscribe { len: 3, .. })));
+            assert_eq!(&ev[1].1[..3], b"imu");
+        }
+        // Another cookie key: libzmq's INITIATE carries a cookie this server cannot open.
+        let mut s = Connection::curve_server(
+            SocketType::XPub,
+            CurveKeyPair::from_secret(key(SERVER_SECRET)),
+            &mut TestRng(RECORD_SEED + 1),
+        );
+        assert_eq!(
+            replay(&mut s, stream, 64).map(|r| r.1),
+            Err(ZmtpError::Curve(CurveError::Crypto))
         );
     }
 }

@@ -591,7 +591,11 @@ impl CurveServer {
         let mut signature = [0u8; 80];
         signature.copy_from_slice(&body[120..200]);
         let b = salsa_box(&client_ephemeral, self.ours.secret());
-        open(&b, &nonce(b"CurveZMQHELLO---", &body[112..120]), &mut signature)?;
+        open(
+            &b,
+            &nonce(b"CurveZMQHELLO---", &body[112..120]),
+            &mut signature,
+        )?;
         // The signature box holds 64 zero bytes; Poly1305 already proved it intact.
         self.client_ephemeral = client_ephemeral;
         self.step = ServerStep::Welcome;
@@ -621,7 +625,11 @@ impl CurveServer {
         let cookie_box = XSalsa20Poly1305::new(GenericArray::from_slice(&self.cookie_key));
         seal(&cookie_box, &nonce(b"COOKIE--", &self.cookie_nonce), cookie)?;
         let b = salsa_box(&self.client_ephemeral, self.ours.secret());
-        seal(&b, &nonce(b"WELCOME-", &self.welcome_nonce), &mut body[24..])?;
+        seal(
+            &b,
+            &nonce(b"WELCOME-", &self.welcome_nonce),
+            &mut body[24..],
+        )?;
         self.ephemeral_secret = [0; KEY_LEN];
         self.client_ephemeral = [0; KEY_LEN];
         self.step = ServerStep::Initiate;
@@ -718,7 +726,10 @@ mod tests {
             self.next_u64() as u32
         }
         fn next_u64(&mut self) -> u64 {
-            self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            self.0 = self
+                .0
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             self.0 >> 11
         }
         fn fill_bytes(&mut self, dest: &mut [u8]) {
@@ -769,7 +780,9 @@ mod tests {
         let mut tx = [0u8; 128];
         for (i, more) in [(0u8, true), (1, false)] {
             let c = client.session_mut().unwrap();
-            let n = c.encode_message(u8::from(more), &[b"imu ", &[i]], &mut tx).unwrap();
+            let n = c
+                .encode_message(u8::from(more), &[b"imu ", &[i]], &mut tx)
+                .unwrap();
             assert_eq!(n, 2 + 33 + 5);
             assert_eq!(&tx[..10], b"\x00\x26\x07MESSAGE");
             // Client nonces: HELLO 1, INITIATE 2, then 3, 4.
@@ -780,7 +793,9 @@ mod tests {
             assert_eq!(&tx[2 + 33..n], &[b'i', b'm', b'u', b' ', i]);
         }
         let s = server.session_mut().unwrap();
-        let n = s.encode_message(FLAG_COMMAND, &[b"\x04PONG"], &mut tx).unwrap();
+        let n = s
+            .encode_message(FLAG_COMMAND, &[b"\x04PONG"], &mut tx)
+            .unwrap();
         // Server nonces: READY 1, then 2.
         assert_eq!(tx[17], 2);
         let c = client.session_mut().unwrap();
@@ -819,7 +834,10 @@ mod tests {
         // The forged ones did not advance the peer nonce: the real one still opens.
         assert!(s.decode_message(&mut a[2..n]).is_ok());
         // Short and foreign bodies.
-        assert_eq!(s.decode_message(&mut [0u8; 10]), Err(CurveError::UnexpectedCommand));
+        assert_eq!(
+            s.decode_message(&mut [0u8; 10]),
+            Err(CurveError::UnexpectedCommand)
+        );
         let mut short = *b"\x07MESSAGE\0\0\0\0\0\0\0\x09";
         assert_eq!(s.decode_message(&mut short), Err(CurveError::Malformed));
     }
@@ -839,7 +857,10 @@ mod tests {
         bad[..8].copy_from_slice(b"\x05HELLO\x02\x00");
         assert_eq!(server.on_hello(&bad), Err(CurveError::Version));
         assert_eq!(server.on_hello(&bad[..199]), Err(CurveError::Malformed));
-        assert_eq!(server.on_hello(b"\x05READY"), Err(CurveError::UnexpectedCommand));
+        assert_eq!(
+            server.on_hello(b"\x05READY"),
+            Err(CurveError::UnexpectedCommand)
+        );
     }
 
     #[test]
@@ -847,11 +868,8 @@ mod tests {
         let mut rng = TestRng(10);
         let server_keys = CurveKeyPair::generate(&mut rng);
         let run = |rng: &mut TestRng, tamper: usize| {
-            let mut client = CurveClient::new(
-                *server_keys.public(),
-                CurveKeyPair::generate(rng),
-                rng,
-            );
+            let mut client =
+                CurveClient::new(*server_keys.public(), CurveKeyPair::generate(rng), rng);
             let mut server = CurveServer::new(server_keys.clone(), rng);
             let mut tx = [0u8; 512];
             client.encode_hello(&mut tx).unwrap();
@@ -875,20 +893,29 @@ mod tests {
         let keys = CurveKeyPair::generate(&mut rng);
         let mut client = CurveClient::new(*keys.public(), keys.clone(), &mut rng);
         let mut tx = [0u8; 512];
-        assert_eq!(client.encode_initiate(b"", &mut tx), Err(CurveError::OutOfOrder));
+        assert_eq!(
+            client.encode_initiate(b"", &mut tx),
+            Err(CurveError::OutOfOrder)
+        );
         assert_eq!(client.on_ready(&mut tx[..40]), Err(CurveError::OutOfOrder));
-        assert_eq!(client.encode_hello(&mut tx[..100]), Err(CurveError::BufferTooSmall));
+        assert_eq!(
+            client.encode_hello(&mut tx[..100]),
+            Err(CurveError::BufferTooSmall)
+        );
         let mut server = CurveServer::new(keys, &mut rng);
         assert_eq!(server.encode_welcome(&mut tx), Err(CurveError::OutOfOrder));
-        assert_eq!(server.encode_ready(b"", &mut tx), Err(CurveError::OutOfOrder));
+        assert_eq!(
+            server.encode_ready(b"", &mut tx),
+            Err(CurveError::OutOfOrder)
+        );
         assert!(server.client_key().is_none());
     }
 
     #[test]
     fn key_pair_from_secret_matches_pyzmq() {
         // zmq.curve_public(secret) for libzmq's test secret key.
-        let secret = crate::zmtp::z85::decode_key(b"JTKVSB%%)wK0E.X)V>+}o?pNmC{O&4W4b!Ni{Lh6")
-            .unwrap();
+        let secret =
+            crate::zmtp::z85::decode_key(b"JTKVSB%%)wK0E.X)V>+}o?pNmC{O&4W4b!Ni{Lh6").unwrap();
         let pair = CurveKeyPair::from_secret(secret);
         let shown = crate::zmtp::z85::encode_key(pair.public());
         assert_eq!(&shown, PYZMQ_PUBLIC);

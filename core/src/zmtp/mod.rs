@@ -20,12 +20,12 @@
 
 pub mod command;
 pub mod connection;
+#[cfg(feature = "curve")]
+pub mod curve;
 pub mod decoder;
 pub mod frame;
 pub mod greeting;
 pub mod stream;
-#[cfg(feature = "curve")]
-pub mod curve;
 pub mod z85;
 
 use core::fmt;

@@ -67,7 +67,11 @@ pub fn decode(text: &[u8], out: &mut [u8]) -> Result<usize, Z85Error> {
     }
     let len = text.len() / 5 * 4;
     let out = out.get_mut(..len).ok_or(Z85Error::BufferTooSmall)?;
-    for (i, (group, data)) in text.chunks_exact(5).zip(out.chunks_exact_mut(4)).enumerate() {
+    for (i, (group, data)) in text
+        .chunks_exact(5)
+        .zip(out.chunks_exact_mut(4))
+        .enumerate()
+    {
         let mut value: u64 = 0;
         for (j, &c) in group.iter().enumerate() {
             let d = digit(c).ok_or(Z85Error::BadCharacter(i * 5 + j))?;
@@ -124,7 +128,10 @@ mod tests {
         let text = b"JTKVSB%%)wK0E.X)V>+}o?pNmC{O&4W4b!Ni{Lh6";
         assert_eq!(&encode_key(&key), text);
         assert_eq!(decode_key(text), Ok(key));
-        assert_eq!(decode_key(b" JTKVSB%%)wK0E.X)V>+}o?pNmC{O&4W4b!Ni{Lh6\n"), Ok(key));
+        assert_eq!(
+            decode_key(b" JTKVSB%%)wK0E.X)V>+}o?pNmC{O&4W4b!Ni{Lh6\n"),
+            Ok(key)
+        );
     }
 
     #[test]
