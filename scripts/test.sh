@@ -31,6 +31,8 @@ cargo test --workspace --doc
 
 step "no_std: zerosmq-core and zerosmq-embedded build without std (host check)"
 cargo build -p zerosmq-core --no-default-features
+cargo build -p zerosmq-core --no-default-features --features curve
+cargo test -p zerosmq-core --features curve --lib
 cargo build -p zerosmq-embedded --no-default-features
 
 step "demo smoke run (master and example system in one process)"

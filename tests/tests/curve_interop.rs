@@ -296,7 +296,8 @@ fn structure(bytes: &[u8]) -> Vec<(String, usize)> {
                 let name = match h.kind {
                     zerosmq_core::zmtp::FrameKind::Command => {
                         let l = usize::from(rx[0]);
-                        String::from_utf8_lossy(&rx[1..1 + l.min(len - 1)]).into_owned()
+                        String::from_utf8_lossy(&rx[1..1 + l.min(len.saturating_sub(1))])
+                            .into_owned()
                     }
                     _ => "message".into(),
                 };
