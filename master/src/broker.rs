@@ -145,6 +145,16 @@ impl Broker {
         security
             .protect(&control, crate::auth::CONTROL_DOMAIN)
             .map_err(|e| MasterError::zmq("secure control socket", e))?;
+        // A ZAP domain, even without a ZAP handler (NULL then goes on unchecked), makes libzmq
+        // refuse ZMTP 1.0 and 2.0 peers, which is what any peer whose first byte is not 0xFF is
+        // taken for. As such a peer, random bytes from a port scanner parse as a request without
+        // an envelope from a peer already gone; libzmq's REP drops it but keeps its router's
+        // "inside a message" state (`router_t::rollback` resets it only when the peer's pipe
+        // still exists), takes the next request's routing id for a frame of the dropped message
+        // and sends that request's reply nowhere (issue 13; tests/tests/control_garbage.rs).
+        control
+            .set_zap_domain(crate::auth::CONTROL_DOMAIN)
+            .map_err(|e| MasterError::zmq("set the control socket's ZAP domain", e))?;
         let endpoint = format!("tcp://{}:{}", config.bind, config.port);
         control
             .bind(&endpoint)
