@@ -245,6 +245,11 @@ pub fn encode_initiate(
     encode_metadata(b"INITIATE", socket_type, identity, buf)
 }
 
+/// PLAIN's WELCOME (the server's answer to an accepted HELLO).
+pub fn encode_welcome(buf: &mut [u8]) -> Result<usize, FrameEncodeError> {
+    encode_command(b"WELCOME", &[], buf)
+}
+
 /// PLAIN's HELLO: user name and password as short strings (at most 255 bytes each, else
 /// [`FrameEncodeError::BufferTooSmall`]).
 pub fn encode_hello(

@@ -1,4 +1,5 @@
-//! One ZMTP connection's state: greeting, NULL or PLAIN handshake, then frames and commands.
+//! One ZMTP connection's state: greeting, NULL, PLAIN or CURVE handshake, then frames and
+//! commands.
 //!
 //! Sans-IO: the driver moves bytes in through [`Connection::read_buffer`] /
 //! [`Connection::commit`] and out through [`Connection::poll_transmit`] (greeting, HELLO,
@@ -10,6 +11,10 @@
 //! [`ZmtpError::AuthFailed`]). Anything else only after the peer's READY ([`Event::Ready`]). libzmq 4.3.4 drops a connection
 //! whose SUBSCRIBE arrives together with greeting and READY (checked against it), so drivers must
 //! not pipeline past the handshake.
+//!
+//! Servers that authenticate (PLAIN with [`Connection::plain_server`], CURVE with
+//! `curve_server`) stop once the peer's credentials arrived: [`Connection::awaits_admission`]
+//! turns true and the driver decides (`admit_plain` / `admit`), as a ZAP handler does for libzmq.
 
 use super::command::{self, Command, CommandError, SocketType, MAX_PING_CONTEXT};
 #[cfg(feature = "curve")]
@@ -95,8 +100,13 @@ enum Phase {
     Welcome,
     /// Greeting exchanged (and, with PLAIN, WELCOME received), waiting for the peer's READY.
     Ready,
-    /// CURVE server: waiting for the client's HELLO.
+    /// PLAIN or CURVE server: waiting for the client's HELLO.
     Hello,
+    /// PLAIN server: HELLO arrived (`user_len`, `password_len` of its body, which is still at the
+    /// front of the receive buffer); waiting for [`Connection::admit_plain`].
+    PlainAdmit { user_len: u8, password_len: u8 },
+    /// PLAIN server: WELCOME sent (or pending), waiting for INITIATE.
+    PlainInitiate,
     /// CURVE server: WELCOME sent (or pending), waiting for INITIATE.
     #[cfg(feature = "curve")]
     Initiate,
@@ -131,10 +141,16 @@ pub struct Connection<'c> {
     decoder: FrameDecoder,
     phase: Phase,
     minor: u8,
-    /// PLAIN client credentials; `None` is the NULL mechanism.
+    /// PLAIN client credentials; `None` is the NULL mechanism (or a PLAIN server).
     plain: Option<PlainCredentials<'c>>,
+    /// We are a PLAIN server (RFC 24).
+    plain_server: bool,
     send_greeting: bool,
     send_hello: bool,
+    /// PLAIN server: WELCOME to send.
+    send_welcome: bool,
+    /// PLAIN server: the refusal to send.
+    send_refusal: bool,
     /// READY with NULL, INITIATE with PLAIN.
     send_ready: bool,
     /// Context of a PING still to be answered, with its length.
@@ -172,8 +188,11 @@ impl<'c> Connection<'c> {
             phase: Phase::Greeting,
             minor: 0,
             plain,
+            plain_server: false,
             send_greeting: true,
             send_hello: false,
+            send_welcome: false,
+            send_refusal: false,
             send_ready: false,
             pong: None,
             in_multipart: false,
@@ -221,6 +240,16 @@ impl<'c> Connection<'c> {
         c
     }
 
+    /// A fresh PLAIN server connection (RFC 24): once the client's HELLO arrived,
+    /// [`commit`](Self::commit) returns `Ok(None)` with [`awaits_admission`](Self::awaits_admission)
+    /// true; the driver checks [`plain_credentials`](Self::plain_credentials) and calls
+    /// [`admit_plain`](Self::admit_plain). The receive buffer must hold HELLO (518 bytes do).
+    pub const fn plain_server(socket_type: SocketType) -> Self {
+        let mut c = Self::new(socket_type);
+        c.plain_server = true;
+        c
+    }
+
     /// The same state holding `credentials` in place of its own; a NULL connection stays NULL.
     /// A driver that keeps a PLAIN handshake between calls stores it with placeholder
     /// credentials ([`PlainCredentials::EMPTY`]) and lends the real ones for each step, so the
@@ -232,8 +261,11 @@ impl<'c> Connection<'c> {
             phase: self.phase,
             minor: self.minor,
             plain: self.plain.map(|_| credentials),
+            plain_server: self.plain_server,
             send_greeting: self.send_greeting,
             send_hello: self.send_hello,
+            send_welcome: self.send_welcome,
+            send_refusal: self.send_refusal,
             send_ready: self.send_ready,
             pong: self.pong,
             in_multipart: self.in_multipart,
@@ -269,7 +301,7 @@ impl<'c> Connection<'c> {
         if self.curve.is_some() {
             return MECHANISM_CURVE;
         }
-        if self.plain.is_some() {
+        if self.plain.is_some() || self.plain_server {
             MECHANISM_PLAIN
         } else {
             MECHANISM_NULL
@@ -284,7 +316,7 @@ impl<'c> Connection<'c> {
                 .get_mut(..GREETING_LEN)
                 .ok_or(FrameEncodeError::BufferTooSmall)?;
             let mut greeting = Greeting::ours_with(self.mechanism());
-            greeting.as_server = self.is_curve_server();
+            greeting.as_server = self.is_curve_server() || self.plain_server;
             out.copy_from_slice(&greeting.to_bytes());
             self.send_greeting = false;
             return Ok(Some(GREETING_LEN));
@@ -300,6 +332,19 @@ impl<'c> Connection<'c> {
             let n = command::encode_hello(user, password, tx)?;
             self.send_hello = false;
             return Ok(Some(n));
+        }
+        if self.send_welcome {
+            let n = command::encode_welcome(tx)?;
+            self.send_welcome = false;
+            return Ok(Some(n));
+        }
+        if self.send_refusal {
+            let out = tx
+                .get_mut(..PLAIN_REFUSAL.len())
+                .ok_or(FrameEncodeError::BufferTooSmall)?;
+            out.copy_from_slice(&PLAIN_REFUSAL);
+            self.send_refusal = false;
+            return Ok(Some(PLAIN_REFUSAL.len()));
         }
         if self.send_ready {
             let n = if self.plain.is_some() {
@@ -324,7 +369,12 @@ impl<'c> Connection<'c> {
         if self.send_error {
             return true;
         }
-        self.send_greeting || self.send_hello || self.send_ready || self.pong.is_some()
+        self.send_greeting
+            || self.send_hello
+            || self.send_welcome
+            || self.send_refusal
+            || self.send_ready
+            || self.pong.is_some()
     }
 
     fn is_curve_server(&self) -> bool {
@@ -365,6 +415,9 @@ impl<'c> Connection<'c> {
             (_, Decoded::Frame(_)) if self.curve.is_some() => {
                 self.fail(ZmtpError::Curve(CurveError::ReadOnlyBuffer))
             }
+            (Phase::Hello | Phase::PlainInitiate, Decoded::Frame(h)) if self.plain_server => {
+                self.on_plain_server_frame(h, rx)
+            }
             (Phase::Welcome | Phase::Ready, Decoded::Frame(h)) => self.on_handshake_frame(h, rx),
             (Phase::Open, Decoded::Frame(h)) => self.on_frame(h, rx),
             _ => self.fail(ZmtpError::UnexpectedFrame),
@@ -376,7 +429,7 @@ impl<'c> Connection<'c> {
             return self.fail(ZmtpError::Greeting(GreetingError::UnsupportedMechanism));
         }
         self.minor = g.negotiated_minor();
-        if self.is_curve_server() {
+        if self.is_curve_server() || self.plain_server {
             self.phase = Phase::Hello;
         } else if self.plain.is_some() || self.mechanism() != MECHANISM_NULL {
             // PLAIN and CURVE clients start with HELLO.
@@ -426,6 +479,113 @@ impl<'c> Connection<'c> {
             Ok(_) => self.fail(ZmtpError::UnexpectedFrame),
             Err(e) => self.fail(ZmtpError::Command(e)),
         }
+    }
+
+    /// PLAIN server: the client's HELLO, then its INITIATE.
+    fn on_plain_server_frame(
+        &mut self,
+        h: FrameHeader,
+        rx: &[u8],
+    ) -> Result<Option<Event>, ZmtpError> {
+        let body = rx.get(..usize::try_from(h.len).unwrap_or(usize::MAX));
+        let Some(body) = body.filter(|_| h.kind == FrameKind::Command) else {
+            return self.fail(ZmtpError::UnexpectedFrame);
+        };
+        if body.starts_with(b"\x05ERROR") {
+            return self.fail(ZmtpError::PeerError);
+        }
+        match (self.phase, body.strip_prefix(b"\x05HELLO")) {
+            (Phase::Hello, Some(data)) => {
+                let Some((user, password)) = parse_plain_hello(data) else {
+                    return self.fail(ZmtpError::Command(CommandError::Truncated));
+                };
+                // Both are at most 255 bytes (their lengths are one byte on the wire).
+                self.phase = Phase::PlainAdmit {
+                    user_len: user.len() as u8,
+                    password_len: password.len() as u8,
+                };
+                return Ok(None);
+            }
+            (Phase::Hello, None) => return self.fail(ZmtpError::UnexpectedFrame),
+            _ => {}
+        }
+        let Some(metadata) = body.strip_prefix(b"\x08INITIATE") else {
+            return self.fail(ZmtpError::UnexpectedFrame);
+        };
+        let props = match command::Properties::parse(metadata) {
+            Ok(p) => p,
+            Err(e) => return self.fail(ZmtpError::Command(e)),
+        };
+        let Some(peer) = props.socket_type() else {
+            return self.fail(ZmtpError::MissingSocketType);
+        };
+        if !self.socket_type.accepts(peer) {
+            return self.fail(ZmtpError::IncompatiblePeer(peer));
+        }
+        self.send_ready = true;
+        self.phase = Phase::Open;
+        Ok(Some(Event::Ready {
+            peer,
+            minor: self.minor,
+        }))
+    }
+
+    /// Whether the driver must admit or refuse the peer before anything else (a PLAIN server
+    /// after HELLO, a CURVE server after INITIATE).
+    pub fn awaits_admission(&self) -> bool {
+        match self.phase {
+            Phase::PlainAdmit { .. } => true,
+            #[cfg(feature = "curve")]
+            Phase::Admit(_) => true,
+            _ => false,
+        }
+    }
+
+    /// PLAIN server: the user name and password of the HELLO that
+    /// [`awaits_admission`](Self::awaits_admission), in `rx` as the last commit left it.
+    pub fn plain_credentials<'r>(&self, rx: &'r [u8]) -> Option<(&'r [u8], &'r [u8])> {
+        let Phase::PlainAdmit {
+            user_len,
+            password_len,
+        } = self.phase
+        else {
+            return None;
+        };
+        let data = rx.get(6..)?;
+        parse_plain_hello(data).filter(|(u, p)| {
+            u.len() == usize::from(user_len) && p.len() == usize::from(password_len)
+        })
+    }
+
+    /// PLAIN server: admits the client (WELCOME is queued and its INITIATE is due) or refuses
+    /// it (ERROR `400` as libzmq's PLAIN server sends it is queued for
+    /// [`poll_transmit`](Self::poll_transmit), the connection is closed, `Err(Refused)`).
+    /// `Err(UnexpectedFrame)` when no PLAIN admission is due.
+    pub fn admit_plain(&mut self, admitted: bool) -> Result<(), ZmtpError> {
+        if !matches!(self.phase, Phase::PlainAdmit { .. }) {
+            return Err(ZmtpError::UnexpectedFrame);
+        }
+        if admitted {
+            self.send_welcome = true;
+            self.phase = Phase::PlainInitiate;
+            Ok(())
+        } else {
+            self.send_refusal = true;
+            self.phase = Phase::Closed;
+            Err(ZmtpError::Refused)
+        }
+    }
+
+    /// A PING (TTL 0, no context) in the form the mechanism needs: a command frame, or a
+    /// MESSAGE box with CURVE.
+    pub fn write_ping(&mut self, tx: &mut [u8]) -> Result<usize, FrameEncodeError> {
+        #[cfg(feature = "curve")]
+        if let Some(session) = self.curve_session() {
+            return session
+                .encode_message(FLAG_COMMAND, &[b"\x04PING\x00\x00"], tx)
+                .map_err(encode_error);
+        }
+        command::encode_ping(0, b"", tx)
     }
 
     fn on_frame(&mut self, h: FrameHeader, rx: &[u8]) -> Result<Option<Event>, ZmtpError> {
@@ -527,6 +687,50 @@ impl<'c> Connection<'c> {
 
 /// Mechanism-independent driving: the same calls serve NULL, PLAIN and CURVE.
 impl Connection<'_> {
+    /// For drivers that split the stream themselves ([`stream::next_unit`](super::stream), the
+    /// master's forwarder) in place of [`read_buffer`](Self::read_buffer) and
+    /// [`commit`](Self::commit): the peer's whole 64-byte greeting.
+    pub fn on_greeting_bytes(&mut self, bytes: &[u8]) -> Result<(), ZmtpError> {
+        if self.phase != Phase::Greeting {
+            return self.fail(ZmtpError::UnexpectedFrame).map(|_| ());
+        }
+        match Greeting::parse(bytes) {
+            Ok(g) => {
+                self.decoder = FrameDecoder::after_greeting();
+                self.on_greeting(g).map(|_| ())
+            }
+            Err(e) => self.fail(ZmtpError::Greeting(e)).map(|_| ()),
+        }
+    }
+
+    /// Like [`on_greeting_bytes`](Self::on_greeting_bytes): one whole frame, its `header` and
+    /// `body` (`header.len` bytes). The body is mutable because CURVE opens boxes in place: an
+    /// event's offsets are into `body`, as into the receive buffer after a commit.
+    pub fn on_frame_bytes(
+        &mut self,
+        header: FrameHeader,
+        body: &mut [u8],
+    ) -> Result<Option<Event>, ZmtpError> {
+        if self.phase == Phase::Closed {
+            return Err(ZmtpError::Closed);
+        }
+        if body.len() as u64 != header.len {
+            return self.fail(ZmtpError::InvalidCommit);
+        }
+        #[cfg(feature = "curve")]
+        if self.curve.is_some() {
+            return self.curve_frame(header, body);
+        }
+        match self.phase {
+            Phase::Hello | Phase::PlainInitiate if self.plain_server => {
+                self.on_plain_server_frame(header, body)
+            }
+            Phase::Welcome | Phase::Ready => self.on_handshake_frame(header, body),
+            Phase::Open => self.on_frame(header, body),
+            _ => self.fail(ZmtpError::UnexpectedFrame),
+        }
+    }
+
     /// [`commit`](Self::commit) with a mutable receive buffer, which CURVE needs: its boxes are
     /// opened in place and a MESSAGE's data moved to the front, so an [`Event::Message`]'s body
     /// is `rx[..len]` and subscriptions are at `rx[start..start+len]` with every mechanism.
@@ -634,12 +838,6 @@ impl Connection<'_> {
         }
     }
 
-    /// CURVE server: INITIATE was verified and the driver must [`admit`](Self::admit) or
-    /// refuse the client ([`curve_client_key`](Self::curve_client_key)) before anything else.
-    pub fn awaits_admission(&self) -> bool {
-        matches!(self.phase, Phase::Admit(_))
-    }
-
     /// CURVE server: admits (`true`: READY is queued, the connection is open, and the event is
     /// the one a commit would have returned) or refuses the client (`ERROR 400` is queued for
     /// [`poll_transmit`](Self::poll_transmit), the connection is closed,
@@ -730,14 +928,22 @@ impl Connection<'_> {
             Err(e @ ZmtpError::FrameTooLarge { .. }) if self.phase == Phase::Open => return Err(e),
             Err(e) => return self.fail(e),
         };
-        let h = match (self.phase, decoded) {
-            (Phase::Greeting, Decoded::Greeting(g)) => return self.on_greeting(g),
-            (Phase::Greeting, _) => return self.fail(ZmtpError::UnexpectedFrame),
-            // libzmq sends MESSAGE boxes in message frames; commands are taken as well.
-            (Phase::Open, Decoded::Frame(h)) => h,
-            (_, Decoded::Frame(h)) if h.kind == FrameKind::Command => h,
-            _ => return self.fail(ZmtpError::UnexpectedFrame),
-        };
+        match (self.phase, decoded) {
+            (Phase::Greeting, Decoded::Greeting(g)) => self.on_greeting(g),
+            (Phase::Greeting, _) => self.fail(ZmtpError::UnexpectedFrame),
+            (_, Decoded::Frame(h)) => self.curve_frame(h, rx),
+            _ => self.fail(ZmtpError::UnexpectedFrame),
+        }
+    }
+
+    /// A whole CURVE frame whose body is `rx[..h.len]`.
+    fn curve_frame(&mut self, h: FrameHeader, rx: &mut [u8]) -> Result<Option<Event>, ZmtpError> {
+        // libzmq sends MESSAGE boxes in message frames; commands are taken as well.
+        if self.phase == Phase::Greeting
+            || (self.phase != Phase::Open && h.kind != FrameKind::Command)
+        {
+            return self.fail(ZmtpError::UnexpectedFrame);
+        }
         let len = usize::try_from(h.len).unwrap_or(usize::MAX);
         let Some(body) = rx.get_mut(..len) else {
             return self.fail(ZmtpError::UnexpectedFrame);
@@ -856,6 +1062,20 @@ pub fn encode_subscription(
             Ok(end)
         }
     }
+}
+
+/// libzmq 4.3's PLAIN refusal: its `"\x05ERROR"` literal reads as `0x5E 'RROR'` in C, and
+/// libzmq's PLAIN client only recognises that form (a well-formed ERROR is an "unexpected
+/// command" to it); recorded in `testdata/libzmq-plain-xpub-refused.bin`.
+const PLAIN_REFUSAL: [u8; 11] = [0x04, 9, 0x5E, b'R', b'R', b'O', b'R', 3, b'4', b'0', b'0'];
+
+/// HELLO's data after its name: `user-len user password-len password`.
+fn parse_plain_hello(data: &[u8]) -> Option<(&[u8], &[u8])> {
+    let (&user_len, rest) = data.split_first()?;
+    let user = rest.get(..usize::from(user_len))?;
+    let (&password_len, rest) = rest.get(user.len()..)?.split_first()?;
+    let password = rest.get(..usize::from(password_len))?;
+    Some((user, password))
 }
 
 /// Parses a handshake command. libzmq 4.3.5's PLAIN server sends its ERROR with the name's
@@ -1269,6 +1489,158 @@ mod tests {
         extern crate std;
         let shown = std::format!("{ALICE:?}");
         assert!(!shown.contains("wonder") && !shown.contains("119, 111"));
+    }
+
+    /// Moves everything `from` has to send into `to`, `chunk` bytes at a time; returns the
+    /// last event and the bytes sent.
+    fn pump_plain(
+        from: &mut Connection,
+        to: &mut Connection,
+        rx: &mut [u8],
+        chunk: usize,
+        sent: &mut [u8],
+    ) -> (Result<Option<Event>, ZmtpError>, usize) {
+        let mut tx = [0u8; 600];
+        let mut last = Ok(None);
+        let mut total = 0;
+        while let Some(n) = from.poll_transmit(&mut tx).unwrap() {
+            sent[total..total + n].copy_from_slice(&tx[..n]);
+            total += n;
+            let mut input = &tx[..n];
+            while !input.is_empty() {
+                let dst = to.read_buffer(rx);
+                let m = dst.len().min(chunk).min(input.len());
+                dst[..m].copy_from_slice(&input[..m]);
+                input = &input[m..];
+                match to.commit(m, rx) {
+                    Ok(None) => {}
+                    other => last = other,
+                }
+            }
+        }
+        (last, total)
+    }
+
+    #[test]
+    fn plain_server_admits_and_refuses_our_client() {
+        for chunk in [1, 5, 600] {
+            let mut c = Connection::plain(SocketType::Sub, ALICE);
+            let mut s = Connection::plain_server(SocketType::XPub);
+            let (mut crx, mut srx) = ([0u8; 600], [0u8; 600]);
+            let mut sent = [0u8; 700];
+            // The server's greeting says PLAIN, as-server (RFC 24).
+            let (r, n) = pump_plain(&mut s, &mut c, &mut crx, chunk, &mut sent);
+            assert_eq!((r, n), (Ok(None), 64));
+            assert_eq!(&sent[12..17], b"PLAIN");
+            assert_eq!(sent[32], 1);
+            // Greeting and HELLO: the server waits for the driver.
+            let (r, _) = pump_plain(&mut c, &mut s, &mut srx, chunk, &mut sent);
+            assert_eq!(r, Ok(None));
+            assert!(s.awaits_admission());
+            assert_eq!(
+                s.plain_credentials(&srx),
+                Some((&b"alice"[..], &b"wonderland"[..]))
+            );
+            assert_eq!(s.commit(0, &srx), Ok(None), "nothing read: still waiting");
+            s.admit_plain(true).unwrap();
+            assert_eq!(s.admit_plain(true), Err(ZmtpError::UnexpectedFrame));
+            let (r, n) = pump_plain(&mut s, &mut c, &mut crx, chunk, &mut sent);
+            assert_eq!((r, &sent[..n]), (Ok(None), &b"\x04\x08\x07WELCOME"[..]));
+            let (r, _) = pump_plain(&mut c, &mut s, &mut srx, chunk, &mut sent);
+            assert_eq!(
+                r,
+                Ok(Some(Event::Ready {
+                    peer: SocketType::Sub,
+                    minor: 1
+                }))
+            );
+            assert!(s.is_open());
+            let (r, _) = pump_plain(&mut s, &mut c, &mut crx, chunk, &mut sent);
+            assert_eq!(
+                r,
+                Ok(Some(Event::Ready {
+                    peer: SocketType::XPub,
+                    minor: 1
+                }))
+            );
+
+            // Refused: byte for byte what libzmq 4.3.5's PLAIN server sent, which our client
+            // reads as the ZAP status.
+            let mut c = Connection::plain(SocketType::Sub, ALICE);
+            let mut s = Connection::plain_server(SocketType::XPub);
+            assert_eq!(
+                pump_plain(&mut s, &mut c, &mut crx, chunk, &mut sent).0,
+                Ok(None)
+            );
+            assert_eq!(
+                pump_plain(&mut c, &mut s, &mut srx, chunk, &mut sent).0,
+                Ok(None)
+            );
+            assert_eq!(s.admit_plain(false), Err(ZmtpError::Refused));
+            assert!(s.is_closed());
+            let (r, n) = pump_plain(&mut s, &mut c, &mut crx, chunk, &mut sent);
+            assert_eq!(r, Err(ZmtpError::AuthFailed { status: 400 }));
+            let recorded = include_bytes!("testdata/libzmq-plain-xpub-refused.bin");
+            assert!(recorded.ends_with(&sent[..n]));
+        }
+    }
+
+    #[test]
+    fn plain_server_refuses_what_does_not_belong() {
+        let plain = Greeting::ours_with(b"PLAIN").to_bytes();
+        let mut rx = [0u8; 600];
+        let mut ev = [(None, [0u8; 16]); 1];
+        let mut s = Connection::plain_server(SocketType::XPub);
+        assert_eq!(
+            feed(&mut s, &mut rx, &Greeting::ours().to_bytes(), 64, &mut ev),
+            Err(ZmtpError::Greeting(GreetingError::UnsupportedMechanism))
+        );
+        for (tail, err) in [
+            // READY or INITIATE in place of HELLO, a message, a HELLO cut short, ERROR.
+            (&b"\x04\x06\x05READY"[..], ZmtpError::UnexpectedFrame),
+            (b"\x04\x09\x08INITIATE", ZmtpError::UnexpectedFrame),
+            (b"\x00\x01x", ZmtpError::UnexpectedFrame),
+            (
+                b"\x04\x08\x05HELLO\x05al",
+                ZmtpError::Command(CommandError::Truncated),
+            ),
+            (b"\x04\x0a\x05ERROR\x03400", ZmtpError::PeerError),
+        ] {
+            let mut stream = [0u8; 128];
+            stream[..64].copy_from_slice(&plain);
+            stream[64..64 + tail.len()].copy_from_slice(tail);
+            let mut s = Connection::plain_server(SocketType::XPub);
+            assert_eq!(
+                feed(&mut s, &mut rx, &stream[..64 + tail.len()], 3, &mut ev),
+                Err(err),
+                "{tail:?}"
+            );
+            assert!(!s.awaits_admission());
+        }
+        // A frame before the driver decided, and a PUB where a SUB belongs.
+        let hello = b"\x04\x0a\x05HELLO\x01a\x01b";
+        let mut stream = [0u8; 128];
+        stream[..64].copy_from_slice(&plain);
+        stream[64..64 + hello.len()].copy_from_slice(hello);
+        let mut s = Connection::plain_server(SocketType::XPub);
+        assert_eq!(
+            feed(&mut s, &mut rx, &stream[..64 + hello.len()], 64, &mut ev),
+            Ok(0)
+        );
+        assert_eq!(s.plain_credentials(&rx), Some((&b"a"[..], &b"b"[..])));
+        assert_eq!(
+            feed(&mut s, &mut rx, b"\x04\x06\x05READY", 64, &mut ev),
+            Err(ZmtpError::UnexpectedFrame)
+        );
+        let mut s = Connection::plain_server(SocketType::XPub);
+        feed(&mut s, &mut rx, &stream[..64 + hello.len()], 64, &mut ev).unwrap();
+        s.admit_plain(true).unwrap();
+        let mut initiate = [0u8; 64];
+        let n = command::encode_initiate(SocketType::Pub, b"", &mut initiate).unwrap();
+        assert_eq!(
+            feed(&mut s, &mut rx, &initiate[..n], 64, &mut ev),
+            Err(ZmtpError::IncompatiblePeer(SocketType::Pub))
+        );
     }
 }
 

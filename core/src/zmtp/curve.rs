@@ -105,7 +105,8 @@ impl fmt::Display for CurveError {
 
 impl core::error::Error for CurveError {}
 
-/// A long-term or ephemeral key pair. `Debug` does not show the secret key.
+/// A long-term or ephemeral key pair. `Debug` does not show the secret key, and dropping the
+/// pair zeroes it.
 #[derive(Clone, PartialEq, Eq)]
 pub struct CurveKeyPair {
     public: [u8; KEY_LEN],
@@ -134,6 +135,12 @@ impl CurveKeyPair {
     /// The secret key.
     pub fn secret(&self) -> &[u8; KEY_LEN] {
         &self.secret
+    }
+}
+
+impl Drop for CurveKeyPair {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.secret);
     }
 }
 

@@ -15,7 +15,7 @@
 //!   [`Connection::curve_client`] / `curve_server` like the other mechanisms.
 //!
 //! Everything is sans-IO over caller-owned slices, allocation-free and panic-free on any input
-//! (fuzzed). Of the security mechanisms, NULL, the client side of PLAIN (RFC 24) and, with the
+//! (fuzzed). Of the security mechanisms, NULL, both sides of PLAIN (RFC 24) and, with the
 //! `curve` feature, both sides of CURVE (RFC 26) are implemented.
 
 pub mod command;
@@ -80,6 +80,8 @@ pub enum ZmtpError {
     /// A PLAIN server refused our credentials (or the access they give) with ERROR; `status` is
     /// the ZAP status code it sent (400 for a wrong user name or password), 0 if none.
     AuthFailed { status: u16 },
+    /// We (a PLAIN server) refused the peer's credentials; the refusal is queued.
+    Refused,
     /// The driver committed more bytes than it was asked to read.
     InvalidCommit,
     /// The connection already failed.
@@ -110,7 +112,7 @@ impl fmt::Display for ZmtpError {
                 )
             }
             ZmtpError::Greeting(GreetingError::UnsupportedMechanism) => {
-                f.write_str("peer's security mechanism is not ours (NULL or PLAIN)")
+                f.write_str("peer's security mechanism is not ours")
             }
             ZmtpError::Header(HeaderError::ReservedFlags(b)) => {
                 write!(f, "frame flags {b:#04x} set reserved bits")
@@ -139,6 +141,7 @@ impl fmt::Display for ZmtpError {
             ZmtpError::AuthFailed { status } => {
                 write!(f, "PLAIN authentication refused (status {status})")
             }
+            ZmtpError::Refused => f.write_str("PLAIN credentials refused"),
             ZmtpError::InvalidCommit => f.write_str("driver committed more bytes than asked"),
             ZmtpError::Closed => f.write_str("connection already failed"),
             #[cfg(feature = "curve")]
