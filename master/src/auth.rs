@@ -396,44 +396,22 @@ mod tests {
 /// The master's security settings, loaded at start.
 #[derive(Debug, Default)]
 pub struct Security {
-    /// Every socket is a PLAIN server checked by the ZAP handler.
+    /// Every libzmq socket (the control socket) is a PLAIN server checked by the ZAP handler.
     pub plain: bool,
     /// The PLAIN users, for the native engine's handshakes (the ZAP thread has its own copy).
     pub passwords: Option<Passwords>,
-    /// Every socket is a CURVE server with this secret key (32 bytes): encrypted traffic, and
-    /// clients that know the master's public key.
-    pub curve_secret: Option<Vec<u8>>,
+    /// Every topic port is a CURVE server: encrypted traffic, and clients that know the
+    /// master's public key (and, with `--curve-clients`, whose own key is listed).
+    pub curve: Option<CurveSecurity>,
     pub acl: Option<Acl>,
 }
 
-/// Reads a CURVE key file: the public key and the secret key, Z85 text, one per line (as
-/// `zerosmq-master --curve-keygen` writes them). Returns the secret key's 32 bytes.
-pub fn load_curve_secret(path: &Path) -> Result<Vec<u8>, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let mut lines = text
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'));
-    let (Some(_public), Some(secret)) = (lines.next(), lines.next()) else {
-        return Err(format!(
-            "{}: expected the public key and the secret key, Z85, one per line",
-            path.display()
-        ));
-    };
-    let secret =
-        zmq::z85_decode(secret).map_err(|e| format!("{}: secret key: {e}", path.display()))?;
-    if secret.len() != 32 {
-        return Err(format!(
-            "{}: a CURVE secret key is 32 bytes (40 Z85 characters)",
-            path.display()
-        ));
-    }
-    Ok(secret)
-}
-
-/// Whether this libzmq was built with CURVE (the vendored build of the `zmq` crate is not).
-pub fn curve_available() -> bool {
-    zmq::has("curve") == Some(true)
+/// The master's CURVE key pair and the admitted client keys (see [`crate::keys`]).
+#[derive(Debug, Clone)]
+pub struct CurveSecurity {
+    pub keys: zerosmq_core::zmtp::curve::CurveKeyPair,
+    /// `None`: any client that knows the server key.
+    pub clients: Option<crate::keys::ClientKeys>,
 }
 
 impl Security {
@@ -443,34 +421,54 @@ impl Security {
         config: &crate::MasterConfig,
         ctx: &crate::sockets::MasterContext,
     ) -> Result<Security, crate::MasterError> {
+        let config_error = |e: crate::keys::KeyError| crate::MasterError::Config(e.to_string());
         let acl = config
             .acl
             .as_deref()
             .map(Acl::load)
             .transpose()
             .map_err(crate::MasterError::Config)?;
-        let curve_secret = match &config.curve_keys {
-            None => None,
-            Some(_) if !curve_available() => {
+        let curve = match (&config.curve_keys, &config.curve_clients) {
+            (None, None) => None,
+            (None, Some(_)) => {
                 return Err(crate::MasterError::Config(
-                    "this libzmq was built without CURVE (zmq::has(\"curve\") is false); see the README's \
-                     security section for a build with it"
+                    "--curve-clients needs --curve-keys (the master's own key pair)".into(),
+                ))
+            }
+            (Some(_), _) if config.passwords.is_some() => {
+                return Err(crate::MasterError::Config(
+                    "choose PLAIN (--passwords) or CURVE (--curve-keys): a port has one mechanism"
                         .into(),
                 ))
             }
-            Some(_) if config.passwords.is_some() => {
-                return Err(crate::MasterError::Config(
-                    "choose PLAIN (--passwords) or CURVE (--curve-keys): a socket has one mechanism".into(),
-                ))
-            }
-            Some(path) => Some(load_curve_secret(path).map_err(crate::MasterError::Config)?),
+            (Some(keys), clients) => Some(CurveSecurity {
+                keys: crate::keys::load_pair(keys).map_err(config_error)?,
+                clients: clients
+                    .as_deref()
+                    .map(crate::keys::ClientKeys::load)
+                    .transpose()
+                    .map_err(config_error)?,
+            }),
         };
-        if curve_secret.is_some() {
-            tracing::info!("CURVE encryption on every socket");
+        if let Some(c) = &curve {
+            let public = crate::keys::key_text(c.keys.public());
+            match &c.clients {
+                Some(k) => {
+                    tracing::info!(%public, admitted = k.len(), acl = acl.is_some(), "CURVE on every topic port: clients listed in --curve-clients")
+                }
+                None => {
+                    tracing::info!(%public, acl = acl.is_some(), "CURVE on every topic port: any client that knows the public key")
+                }
+            }
+            // The control socket is libzmq's, built without CURVE (zmq-sys links no libsodium).
+            warn!("the control service has no CURVE in this build: requests and replies (node and topic names, ports) travel in clear; topic data is encrypted");
+            if acl.is_some() {
+                warn!("CURVE with an ACL: grants are checked by node name, the topic ports by client key name");
+            }
             return Ok(Security {
                 plain: false,
                 passwords: None,
-                curve_secret,
+                curve,
                 acl,
             });
         }
@@ -481,7 +479,7 @@ impl Security {
             return Ok(Security {
                 plain: false,
                 passwords: None,
-                curve_secret: None,
+                curve: None,
                 acl,
             });
         };
@@ -504,20 +502,16 @@ impl Security {
         Ok(Security {
             plain: true,
             passwords: Some(passwords),
-            curve_secret: None,
+            curve: None,
             acl,
         })
     }
 
-    /// Makes `socket` a PLAIN server in ZAP `domain`, or a CURVE server, when security is on.
+    /// Makes `socket` a PLAIN server in ZAP `domain` when passwords are on.
     pub fn protect(&self, socket: &zmq::Socket, domain: &str) -> Result<(), zmq::Error> {
         if self.plain {
             socket.set_plain_server(true)?;
             socket.set_zap_domain(domain)?;
-        }
-        if let Some(secret) = &self.curve_secret {
-            socket.set_curve_server(true)?;
-            socket.set_curve_secretkey(secret)?;
         }
         Ok(())
     }

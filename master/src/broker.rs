@@ -163,9 +163,10 @@ impl Broker {
             bound_port(&control).map_err(|e| MasterError::zmq("read bound port", e))?;
         info!(bind = %config.bind, port = control_port, "control service listening");
         let native = match config.engine {
-            crate::Engine::Native if config.curve_keys.is_some() => {
-                info!("CURVE: the native engine has no CURVE, so the libzmq engine runs");
-                None
+            crate::Engine::Libzmq if security.curve.is_some() => {
+                return Err(MasterError::Config(
+                    "CURVE needs the native engine (this libzmq has no CURVE)".into(),
+                ))
             }
             crate::Engine::Native => Some(crate::engine::NativeEngine::new(config, &security)),
             crate::Engine::Libzmq => None,

@@ -28,6 +28,7 @@ mod broker;
 mod control;
 mod engine;
 pub mod graph;
+pub mod keys;
 mod ratelimit;
 pub mod registry;
 #[allow(unsafe_code)]
@@ -44,12 +45,11 @@ use std::thread::JoinHandle;
 /// What forwards a topic's messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Engine {
-    /// The master's thread accepts the data connections and speaks ZMTP itself (NULL and
-    /// PLAIN): one thread per message, no libzmq on the data path. Without CURVE; with
-    /// `curve_keys` set the master runs the libzmq engine instead.
+    /// The master's thread accepts the data connections and speaks ZMTP itself (NULL, PLAIN
+    /// and CURVE): one thread per message, no libzmq on the data path.
     #[default]
     Native,
-    /// A libzmq SUB and XPUB per topic, forwarded by the master's thread.
+    /// A libzmq SUB and XPUB per topic, forwarded by the master's thread (NULL and PLAIN).
     Libzmq,
 }
 
@@ -102,9 +102,13 @@ pub struct MasterConfig {
     /// default 10 s keeps a master with 1,000 topics under 1 % of a core, and detects a dead
     /// path in about 40 s.
     pub zmtp_heartbeat: std::time::Duration,
-    /// CURVE key file (public and secret key, Z85): every socket then encrypts, and clients
-    /// must know the public key. Needs a libzmq built with CURVE (see [`auth::curve_available`]).
+    /// CURVE key file (public and secret key, Z85, see [`keys`]): every topic port then
+    /// encrypts, and clients must know the public key. The control service stays unencrypted
+    /// (its libzmq has no CURVE).
     pub curve_keys: Option<std::path::PathBuf>,
+    /// Directory of admitted CURVE client keys (`NAME.pub`, one Z85 public key each); `NAME` is
+    /// the client's name in the ACL. `None`: any client that knows the master's key.
+    pub curve_clients: Option<std::path::PathBuf>,
     /// What forwards messages (see [`Engine`]).
     pub engine: Engine,
     /// Native engine: when events have been arriving less than this apart, the master polls
@@ -143,6 +147,7 @@ impl Default for MasterConfig {
             passwords: None,
             acl: None,
             curve_keys: None,
+            curve_clients: None,
             zmtp_heartbeat: std::time::Duration::from_secs(10),
             engine: Engine::default(),
             spin: std::time::Duration::from_micros(50),

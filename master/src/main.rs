@@ -41,10 +41,16 @@ struct Args {
     /// Access list (mosquitto-style `user NAME` / `topic read|write|readwrite PATTERN`).
     #[arg(long, value_name = "FILE")]
     acl: Option<std::path::PathBuf>,
-    /// CURVE key file (public and secret key, Z85, one per line): encrypt every socket.
+    /// CURVE key file (public key, then secret key, Z85, one per line): encrypt every topic
+    /// port; clients must know the public key.
     #[arg(long, value_name = "FILE")]
     curve_keys: Option<std::path::PathBuf>,
-    /// Write a new CURVE key pair to FILE (the public key goes to clients) and exit.
+    /// Directory of admitted CURVE client keys (`NAME.pub`, one Z85 public key each); the ACL
+    /// names such a client NAME. Without it any client that knows the master's key connects.
+    #[arg(long, value_name = "DIR", requires = "curve_keys")]
+    curve_clients: Option<std::path::PathBuf>,
+    /// Write a new CURVE key pair to FILE (mode 0600, not overwritten), print its public key
+    /// (for clients) and exit.
     #[arg(long, value_name = "FILE")]
     curve_keygen: Option<std::path::PathBuf>,
     /// Seconds between ZMTP PINGs on every connection (a connection silent for three of them
@@ -52,7 +58,7 @@ struct Args {
     #[arg(long, default_value = "10", value_parser = parse_seconds)]
     zmtp_heartbeat: std::time::Duration,
     /// What forwards messages: `native` (the master speaks ZMTP on its own connections) or
-    /// `libzmq` (a SUB and an XPUB socket per topic). CURVE always uses libzmq.
+    /// `libzmq` (a SUB and an XPUB socket per topic; no CURVE).
     #[arg(long, env = "ZEROSMQ_ENGINE", default_value = "native")]
     engine: zerosmq_master::Engine,
     /// Native engine: microseconds the master polls before it sleeps while messages arrive
@@ -100,19 +106,7 @@ fn parse_seconds(s: &str) -> Result<std::time::Duration, String> {
 }
 
 fn curve_keygen(path: &std::path::Path) -> std::process::ExitCode {
-    if !zerosmq_master::auth::curve_available() {
-        tracing::error!("this libzmq was built without CURVE; see the README's security section");
-        return std::process::ExitCode::FAILURE;
-    }
-    let written = zmq::CurveKeyPair::new()
-        .map_err(|e| e.to_string())
-        .and_then(|k| {
-            let public = zmq::z85_encode(&k.public_key).map_err(|e| e.to_string())?;
-            let secret = zmq::z85_encode(&k.secret_key).map_err(|e| e.to_string())?;
-            std::fs::write(path, format!("{public}\n{secret}\n")).map_err(|e| e.to_string())?;
-            Ok(public)
-        });
-    match written {
+    match zerosmq_master::keys::generate(path) {
         Ok(public) => {
             println!("{public}");
             std::process::ExitCode::SUCCESS
@@ -147,6 +141,7 @@ fn main() -> std::process::ExitCode {
         passwords: args.passwords,
         acl: args.acl,
         curve_keys: args.curve_keys,
+        curve_clients: args.curve_clients,
         zmtp_heartbeat: args.zmtp_heartbeat,
         engine: args.engine,
         spin: std::time::Duration::from_micros(args.spin_us),

@@ -1,376 +1,416 @@
-//! The server side of the ZMTP handshake (RFC 23/37, PLAIN from RFC 24), sans-IO: the engine
-//! feeds it the peer's greeting and commands and sends what it writes into `out`.
+//! A data connection's ZMTP session on core's [`Connection`] (NULL, PLAIN and CURVE, server
+//! side), and who it admits: PLAIN passwords, CURVE client keys and the ACL, checked in the
+//! handshake of every data connection (what the ZAP handler does for libzmq sockets).
 //!
-//! Core's `Connection` is the client side; the server side needs HELLO and INITIATE parsing and
-//! a WELCOME encoder, kept here because only the master (std) needs them.
+//! The engine splits the stream itself (`zmtp::stream::next_unit`) and hands whole units over.
+//! With NULL and PLAIN, core's `Connection` runs the handshake and the engine forwards the
+//! frames of an open connection as they came (one copy, no per-message work here). With CURVE
+//! every frame is a box: [`Handshake::open_frame`] opens it in place and assembles a message's
+//! parts as plain frames, and [`Handshake::push_message`] boxes them again for each subscriber.
 
-use zerosmq_core::zmtp::command::encode_ready;
-use zerosmq_core::zmtp::greeting::{MECHANISM_NULL, MECHANISM_PLAIN};
-use zerosmq_core::zmtp::{Command, CommandError, Greeting, GreetingError, Properties, SocketType};
+use rand_core::OsRng;
+use tracing::warn;
+use zerosmq_core::zmtp::curve::{CurveKeyPair, KEY_LEN};
+use zerosmq_core::zmtp::{
+    Connection, Event, FrameEncodeError, FrameHeader, HeaderError, SocketType, ZmtpError,
+};
 
-/// WELCOME: a command frame of the 7-byte name alone.
-const WELCOME: [u8; 10] = [0x04, 8, 7, b'W', b'E', b'L', b'C', b'O', b'M', b'E'];
+use super::outbox::Outbox;
+use crate::auth::{Access, Acl, Passwords, Security};
+use crate::keys::{key_text, ClientKeys};
 
-/// PLAIN's refusal exactly as libzmq 4.3's PLAIN server sends it: its `"\x05ERROR"` literal
-/// reads as `0x5E 'RROR'` in C, and libzmq's PLAIN client only recognises that form (a
-/// well-formed ERROR is an "unexpected command" to it). Core's client accepts both.
-const PLAIN_REFUSED: [u8; 11] = [0x04, 9, 0x5E, b'R', b'R', b'O', b'R', 3, b'4', b'0', b'0'];
-
-/// The security mechanism a port speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Mechanism {
-    Null,
-    Plain,
+/// Who may connect to the data ports, from the master's security settings.
+pub(crate) struct Auth {
+    passwords: Option<Passwords>,
+    curve: Option<(CurveKeyPair, Option<ClientKeys>)>,
+    acl: Option<Acl>,
 }
 
-impl Mechanism {
-    /// Our greeting: version 3.1, this mechanism, as-server set for PLAIN (RFC 24) and clear
-    /// for NULL (as libzmq sends it).
-    pub(super) fn greeting(self) -> [u8; 64] {
-        let mut g = match self {
-            Mechanism::Null => Greeting::ours_with(MECHANISM_NULL),
-            Mechanism::Plain => Greeting::ours_with(MECHANISM_PLAIN),
-        };
-        g.as_server = self == Mechanism::Plain;
-        g.to_bytes()
+impl Auth {
+    /// `None` when the data ports speak NULL (the ACL then applies to grants only).
+    pub(crate) fn new(security: &Security) -> Option<Auth> {
+        let curve = security
+            .curve
+            .as_ref()
+            .map(|c| (c.keys.clone(), c.clients.clone()));
+        if curve.is_none() && security.passwords.is_none() {
+            return None;
+        }
+        Some(Auth {
+            passwords: security.passwords.clone(),
+            curve,
+            acl: security.acl.clone(),
+        })
     }
 
-    fn name(self) -> &'static [u8] {
-        match self {
-            Mechanism::Null => MECHANISM_NULL,
-            Mechanism::Plain => MECHANISM_PLAIN,
+    /// The ACL's word on an authenticated principal.
+    fn check_acl(&self, who: &str, topic: &str, access: Access) -> Result<(), &'static str> {
+        match &self.acl {
+            Some(acl) if !acl.allows(who, topic, access) => Err("not allowed by the ACL"),
+            _ => Ok(()),
         }
     }
+
+    fn admit_plain(
+        &self,
+        user: &[u8],
+        password: &[u8],
+        topic: &str,
+        access: Access,
+    ) -> Result<String, &'static str> {
+        let user = self
+            .passwords
+            .as_ref()
+            .and_then(|p| p.check(user, password))
+            .ok_or("wrong user name or password")?;
+        self.check_acl(user, topic, access)?;
+        Ok(user.to_owned())
+    }
+
+    /// The admitted client's name: its key file's with `--curve-clients`, none without.
+    fn admit_curve(
+        &self,
+        key: &[u8; KEY_LEN],
+        topic: &str,
+        access: Access,
+    ) -> Result<Option<String>, &'static str> {
+        let Some((_, Some(clients))) = &self.curve else {
+            // Anyone who knows the server key; the ACL's rules for everyone still apply.
+            self.check_acl("", topic, access)?;
+            return Ok(None);
+        };
+        let name = clients.name(key).ok_or("key not in --curve-clients")?;
+        self.check_acl(name, topic, access)?;
+        Ok(Some(name.to_owned()))
+    }
 }
 
-/// Why a handshake failed; the peer is disconnected.
+/// Why a session failed; the peer is disconnected.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum HandshakeError {
-    Greeting(GreetingError),
-    /// The peer's mechanism is not this port's.
-    WrongMechanism,
-    /// A command that cannot come now, or a message before the handshake ended.
-    Unexpected,
-    Malformed(CommandError),
-    MissingSocketType,
-    IncompatiblePeer(SocketType),
-    /// PLAIN credentials or the ACL refused; `user` for the log.
+    Zmtp(ZmtpError),
+    /// PLAIN credentials, a CURVE key or the ACL refused; `who` and `why` for the log.
     Refused {
-        user: String,
+        who: String,
+        why: &'static str,
     },
-    /// The peer sent ERROR.
-    PeerError(String),
+    /// A message before the handshake ended.
+    Unexpected,
+    /// A CURVE message of more parts than the engine buffers for one message.
+    TooLarge {
+        max: usize,
+    },
 }
 
 impl std::fmt::Display for HandshakeError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            HandshakeError::Greeting(GreetingError::BadSignature) => {
-                f.write_str("not a ZMTP 3 peer (bad greeting signature)")
-            }
-            HandshakeError::Greeting(e) => write!(f, "greeting refused: {e:?}"),
-            HandshakeError::WrongMechanism => f.write_str("peer's security mechanism is not ours"),
+            HandshakeError::Zmtp(e) => e.fmt(f),
+            HandshakeError::Refused { who, why } => write!(f, "{who} refused: {why}"),
             HandshakeError::Unexpected => f.write_str("frame not allowed during the handshake"),
-            HandshakeError::Malformed(e) => write!(f, "malformed command: {e:?}"),
-            HandshakeError::MissingSocketType => f.write_str("READY has no known Socket-Type"),
-            HandshakeError::IncompatiblePeer(t) => {
-                write!(f, "peer socket type {} does not match ours", t.as_str())
+            HandshakeError::TooLarge { max } => {
+                write!(f, "multipart message over the {max}-byte limit")
             }
-            HandshakeError::Refused { user } => {
-                write!(f, "PLAIN user '{user}' refused (password or ACL)")
-            }
-            HandshakeError::PeerError(reason) => write!(f, "peer sent ERROR: {reason}"),
         }
     }
 }
 
 impl std::error::Error for HandshakeError {}
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Phase {
-    Greeting,
-    /// NULL: the peer's READY is due.
-    Ready,
-    /// PLAIN: HELLO is due, then INITIATE.
-    Hello,
-    Initiate,
-    Open,
+impl From<ZmtpError> for HandshakeError {
+    fn from(e: ZmtpError) -> Self {
+        HandshakeError::Zmtp(e)
+    }
 }
 
-/// One connection's handshake.
-#[derive(Debug, Clone)]
+/// What a CURVE box held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Opened {
+    /// Nothing for the engine (a PONG is queued by [`Handshake::transmit`]).
+    Nothing,
+    /// A message's last part arrived: [`Handshake::message`] holds it as plain frames.
+    Message,
+    /// A subscription (`true`) or cancellation of `frame[start..start + len]`.
+    Subscription {
+        subscribe: bool,
+        start: usize,
+        len: usize,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mechanism {
+    Null,
+    Plain,
+    Curve,
+}
+
+/// One connection's ZMTP session.
 pub(super) struct Handshake {
-    ours: SocketType,
+    zmtp: Connection<'static>,
+    greeted: bool,
     mechanism: Mechanism,
-    phase: Phase,
-    minor: u8,
-    /// The authenticated PLAIN user.
+    /// `mechanism == Curve`, for the per-message test.
+    curve: bool,
+    /// The PLAIN user or the CURVE client's key file name.
     user: Option<String>,
+    /// CURVE: the message being assembled, as plain frames (header and body per part).
+    message: Vec<u8>,
 }
 
 impl Handshake {
-    pub(super) fn new(ours: SocketType, mechanism: Mechanism) -> Self {
+    pub(super) fn new(ours: SocketType, auth: Option<&Auth>) -> Self {
+        let (zmtp, mechanism) = match auth {
+            Some(Auth {
+                curve: Some((keys, _)),
+                ..
+            }) => (
+                Connection::curve_server(ours, keys.clone(), &mut OsRng),
+                Mechanism::Curve,
+            ),
+            Some(Auth {
+                passwords: Some(_), ..
+            }) => (Connection::plain_server(ours), Mechanism::Plain),
+            _ => (Connection::new(ours), Mechanism::Null),
+        };
         Handshake {
-            ours,
+            zmtp,
+            greeted: false,
             mechanism,
-            phase: Phase::Greeting,
-            minor: 0,
+            curve: mechanism == Mechanism::Curve,
             user: None,
+            message: Vec::new(),
         }
     }
 
     pub(super) fn wants_greeting(&self) -> bool {
-        self.phase == Phase::Greeting
+        !self.greeted
     }
 
     pub(super) fn is_open(&self) -> bool {
-        self.phase == Phase::Open
+        self.zmtp.is_open()
+    }
+
+    /// Every frame goes through [`open_frame`](Self::open_frame), also once open.
+    pub(super) fn is_curve(&self) -> bool {
+        self.curve
     }
 
     /// The negotiated minor version (0: ZMTP 3.0, 1: 3.1).
     pub(super) fn minor(&self) -> u8 {
-        self.minor
+        self.zmtp.minor()
     }
 
     pub(super) fn user(&self) -> Option<&str> {
         self.user.as_deref()
     }
 
+    /// Why a peer that closed in the middle of its greeting probably did: a libzmq peer
+    /// closes there when our greeting names another mechanism than its own.
+    pub(super) fn closed_in_greeting(&self) -> &'static str {
+        match self.mechanism {
+            Mechanism::Null => "peer closed the connection in its greeting (this port speaks NULL: a PLAIN or CURVE peer leaves so)",
+            Mechanism::Plain => "peer closed the connection in its greeting (this port speaks PLAIN: a NULL or CURVE peer leaves so)",
+            Mechanism::Curve => "peer closed the connection in its greeting (this port speaks CURVE: a NULL or PLAIN peer, or one without CURVE, leaves so)",
+        }
+    }
+
+    /// Queues what the session has to send (greeting, handshake commands, a boxed PONG).
+    /// Returns whether it queued anything.
+    pub(super) fn transmit(&mut self, out: &mut Vec<u8>) -> bool {
+        let mut sent = false;
+        while self.zmtp.wants_transmit() {
+            let queued = push_with(out, 512, |tx| {
+                self.zmtp.poll_transmit(tx).map(|n| n.unwrap_or(0))
+            });
+            if !queued {
+                break;
+            }
+            sent = true;
+        }
+        sent
+    }
+
     /// The peer's 64-byte greeting.
     pub(super) fn on_greeting(&mut self, bytes: &[u8]) -> Result<(), HandshakeError> {
-        let greeting = Greeting::parse(bytes).map_err(HandshakeError::Greeting)?;
-        if greeting.mechanism_name() != self.mechanism.name() {
-            return Err(HandshakeError::WrongMechanism);
-        }
-        self.minor = greeting.negotiated_minor();
-        self.phase = match self.mechanism {
-            Mechanism::Null => Phase::Ready,
-            Mechanism::Plain => Phase::Hello,
-        };
-        Ok(())
+        self.greeted = true;
+        Ok(self.zmtp.on_greeting_bytes(bytes)?)
     }
 
-    /// A command during the handshake. `allow(user, password)` checks PLAIN credentials and
-    /// the access they need. Returns true when the handshake is complete.
-    pub(super) fn on_command(
+    /// A whole frame (header and body) during the handshake, or any frame with CURVE, with
+    /// admission decided for `topic` and `access` when the peer's credentials arrived. Returns
+    /// what a CURVE box held, and whether the handshake just completed.
+    pub(super) fn on_frame(
+        &mut self,
+        frame: &mut [u8],
+        auth: Option<&Auth>,
+        topic: &str,
+        access: Access,
+        max_message: usize,
+    ) -> Result<(Opened, bool), HandshakeError> {
+        let (header, header_len) = FrameHeader::parse(frame).map_err(|e| match e {
+            HeaderError::Incomplete { .. } => ZmtpError::UnexpectedFrame,
+            e => ZmtpError::Header(e),
+        })?;
+        let body = frame
+            .get_mut(header_len..)
+            .ok_or(ZmtpError::UnexpectedFrame)?;
+        let was_open = self.zmtp.is_open();
+        let event = self.zmtp.on_frame_bytes(header, body)?;
+        if self.zmtp.awaits_admission() {
+            self.admit(body, auth, topic, access)?;
+            return Ok((Opened::Nothing, self.zmtp.is_open()));
+        }
+        let opened = match event {
+            Some(Event::Ready { .. }) => return Ok((Opened::Nothing, true)),
+            _ if !was_open => Opened::Nothing,
+            Some(Event::Message { len, more }) => {
+                let part = FrameHeader::message(len, more).to_bytes();
+                if self.message.len() + len + part.1 > max_message {
+                    return Err(HandshakeError::TooLarge { max: max_message });
+                }
+                self.message.extend_from_slice(&part.0[..part.1]);
+                self.message.extend_from_slice(&body[..len]);
+                if more {
+                    Opened::Nothing
+                } else {
+                    Opened::Message
+                }
+            }
+            Some(Event::Subscribe { start, len }) => Opened::Subscription {
+                subscribe: true,
+                start: start + header_len,
+                len,
+            },
+            Some(Event::Cancel { start, len }) => Opened::Subscription {
+                subscribe: false,
+                start: start + header_len,
+                len,
+            },
+            None => Opened::Nothing,
+        };
+        Ok((opened, false))
+    }
+
+    /// The peer's credentials arrived: admit or refuse them.
+    fn admit(
         &mut self,
         body: &[u8],
-        allow: impl FnOnce(&[u8], &[u8]) -> bool,
-        out: &mut Vec<u8>,
-    ) -> Result<bool, HandshakeError> {
-        match (self.phase, body_name(body)) {
-            (Phase::Hello, Some(b"HELLO")) => {
-                let (user, password) =
-                    parse_hello(body).ok_or(HandshakeError::Malformed(CommandError::Truncated))?;
-                let user_text = String::from_utf8_lossy(user).into_owned();
-                if !allow(user, password) {
-                    // The ZAP status code, which libzmq clients report as an authentication
-                    // failure (and core's as `AuthFailed { status: 400 }`).
-                    out.extend_from_slice(&PLAIN_REFUSED);
-                    return Err(HandshakeError::Refused { user: user_text });
+        auth: Option<&Auth>,
+        topic: &str,
+        access: Access,
+    ) -> Result<(), HandshakeError> {
+        let refused = |who: String, why| HandshakeError::Refused { who, why };
+        if let Some(key) = self.zmtp.curve_client_key().copied() {
+            let decision =
+                auth.map_or(Err("no CURVE keys"), |a| a.admit_curve(&key, topic, access));
+            let who = || format!("CURVE client {}", key_text(&key));
+            return match decision {
+                Ok(name) => {
+                    self.zmtp.admit(true)?;
+                    self.user = name;
+                    Ok(())
                 }
-                out.extend_from_slice(&WELCOME);
-                self.user = Some(user_text);
-                self.phase = Phase::Initiate;
-                Ok(false)
+                Err(why) => {
+                    let who = match auth.and_then(|a| a.curve.as_ref()?.1.as_ref()?.name(&key)) {
+                        Some(name) => format!("CURVE client '{name}'"),
+                        None => who(),
+                    };
+                    // Queues ERROR 400, as libzmq's ZAP refusal.
+                    let _ = self.zmtp.admit(false);
+                    Err(refused(who, why))
+                }
+            };
+        }
+        let Some((user, password)) = self.zmtp.plain_credentials(body) else {
+            return Err(ZmtpError::UnexpectedFrame.into());
+        };
+        let decision = auth.map_or(Err("no passwords"), |a| {
+            a.admit_plain(user, password, topic, access)
+        });
+        match decision {
+            Ok(user) => {
+                self.zmtp.admit_plain(true)?;
+                self.user = Some(user);
+                Ok(())
             }
-            (Phase::Initiate, Some(b"INITIATE")) => {
-                let props = Properties::parse(&body[1 + 8..]).map_err(HandshakeError::Malformed)?;
-                self.check_peer(props, out)
+            Err(why) => {
+                let who = format!("PLAIN user '{}'", String::from_utf8_lossy(user));
+                let _ = self.zmtp.admit_plain(false);
+                Err(refused(who, why))
             }
-            (_, Some(b"ERROR")) => {
-                let reason = match Command::parse(body) {
-                    Ok(Command::Error { reason }) => String::from_utf8_lossy(reason).into_owned(),
-                    _ => String::new(),
-                };
-                Err(HandshakeError::PeerError(reason))
-            }
-            (Phase::Ready, _) => match Command::parse(body).map_err(HandshakeError::Malformed)? {
-                Command::Ready(props) => self.check_peer(props, out),
-                _ => Err(HandshakeError::Unexpected),
-            },
-            _ => Err(HandshakeError::Unexpected),
         }
     }
 
-    /// The peer's metadata (READY or INITIATE): checks its socket type, answers READY.
-    fn check_peer(
-        &mut self,
-        props: Properties<'_>,
-        out: &mut Vec<u8>,
-    ) -> Result<bool, HandshakeError> {
-        let peer = props
-            .socket_type()
-            .ok_or(HandshakeError::MissingSocketType)?;
-        if !self.ours.accepts(peer) {
-            // As libzmq: close without a word.
-            return Err(HandshakeError::IncompatiblePeer(peer));
+    /// CURVE publishers: the message [`on_frame`](Self::on_frame) assembled, as plain frames,
+    /// taken (the caller gives the buffer back with [`recycle`](Self::recycle)).
+    pub(super) fn take_message(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.message)
+    }
+
+    pub(super) fn recycle(&mut self, mut buf: Vec<u8>) {
+        buf.clear();
+        if buf.capacity() <= super::READ_LEN * 4 {
+            self.message = buf;
         }
-        push_encoded(out, |b| encode_ready(self.ours, b"", b));
-        self.phase = Phase::Open;
-        Ok(true)
+    }
+
+    /// Queues a message given as plain frames: as they are, or boxed part by part with CURVE.
+    pub(super) fn push_message(&mut self, wire: &[u8], outbox: &mut Outbox) {
+        if !self.curve {
+            return outbox.push_message(wire);
+        }
+        let mut rest = wire;
+        while let Ok((header, header_len)) = FrameHeader::parse(rest) {
+            let Some(body) = usize::try_from(header.len)
+                .ok()
+                .and_then(|len| rest.get(header_len..header_len + len))
+            else {
+                break;
+            };
+            let need = self.zmtp.message_wire_len(body.len());
+            let zmtp = &mut self.zmtp;
+            push_with(outbox.control_buf(), need, |tx| {
+                zmtp.write_message(&[body], header.more, tx)
+            });
+            rest = &rest[header_len + body.len()..];
+        }
+        outbox.end_message();
+    }
+
+    /// Our SUBSCRIBE (or the 3.0 message form), boxed with CURVE.
+    pub(super) fn push_subscribe(&mut self, prefix: &[u8], out: &mut Vec<u8>) {
+        let need = self.zmtp.message_wire_len(prefix.len() + 16);
+        let zmtp = &mut self.zmtp;
+        if !push_with(out, need, |tx| zmtp.write_subscribe(prefix, tx)) {
+            warn!("subscription too long to encode");
+        }
+    }
+
+    /// A heartbeat PING, boxed with CURVE.
+    pub(super) fn push_ping(&mut self, out: &mut Vec<u8>) {
+        let zmtp = &mut self.zmtp;
+        push_with(out, 128, |tx| zmtp.write_ping(tx));
     }
 }
 
-/// A command's name, when the body holds one.
-fn body_name(body: &[u8]) -> Option<&[u8]> {
-    let (&len, rest) = body.split_first()?;
-    rest.get(..usize::from(len))
-}
-
-/// HELLO's body: `5 HELLO user-len user password-len password`.
-fn parse_hello(body: &[u8]) -> Option<(&[u8], &[u8])> {
-    let data = body.get(1 + 5..)?;
-    let (&user_len, rest) = data.split_first()?;
-    let user = rest.get(..usize::from(user_len))?;
-    let (&password_len, rest) = rest.get(user.len()..)?.split_first()?;
-    let password = rest.get(..usize::from(password_len))?;
-    Some((user, password))
+/// Runs an encoder into the end of `out` with `room` bytes; returns whether it wrote anything.
+fn push_with(
+    out: &mut Vec<u8>,
+    room: usize,
+    encode: impl FnOnce(&mut [u8]) -> Result<usize, FrameEncodeError>,
+) -> bool {
+    let at = out.len();
+    out.resize(at + room, 0);
+    let n = encode(&mut out[at..]).unwrap_or(0);
+    out.truncate(at + n);
+    n > 0
 }
 
 /// Runs a core encoder into the end of `out` (a command frame is at most a few hundred bytes).
 pub(super) fn push_encoded(
     out: &mut Vec<u8>,
-    encode: impl FnOnce(&mut [u8]) -> Result<usize, zerosmq_core::zmtp::FrameEncodeError>,
+    encode: impl FnOnce(&mut [u8]) -> Result<usize, FrameEncodeError>,
 ) {
-    let mut frame = [0u8; 512];
-    if let Ok(n) = encode(&mut frame) {
-        out.extend_from_slice(&frame[..n]);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use zerosmq_core::zmtp::command::{encode_hello, encode_initiate};
-
-    fn frame_body(frame: &[u8]) -> &[u8] {
-        &frame[2..]
-    }
-
-    fn client_greeting(mechanism: &[u8], minor: u8) -> [u8; 64] {
-        let mut g = Greeting::ours_with(mechanism);
-        g.minor = minor;
-        g.to_bytes()
-    }
-
-    #[test]
-    fn greeting_bytes_match_libzmq() {
-        let null = Mechanism::Null.greeting();
-        assert_eq!(&null[..12], &[0xFF, 0, 0, 0, 0, 0, 0, 0, 0, 0x7F, 3, 1]);
-        assert_eq!(&null[12..16], b"NULL");
-        assert_eq!(null[32], 0);
-        let plain = Mechanism::Plain.greeting();
-        assert_eq!(&plain[12..17], b"PLAIN");
-        assert_eq!(plain[32], 1);
-    }
-
-    #[test]
-    fn null_handshake_answers_ready_and_refuses_wrong_types() {
-        let mut h = Handshake::new(SocketType::XPub, Mechanism::Null);
-        h.on_greeting(&client_greeting(MECHANISM_NULL, 0)).unwrap();
-        assert_eq!(h.minor(), 0);
-        let mut ready = [0u8; 64];
-        let n = encode_ready(SocketType::Sub, b"", &mut ready).unwrap();
-        let mut out = Vec::new();
-        assert_eq!(
-            h.on_command(frame_body(&ready[..n]), |_, _| true, &mut out),
-            Ok(true)
-        );
-        let mut expected = [0u8; 64];
-        let m = encode_ready(SocketType::XPub, b"", &mut expected).unwrap();
-        assert_eq!(out, &expected[..m]);
-        assert!(h.is_open());
-
-        let mut h = Handshake::new(SocketType::XPub, Mechanism::Null);
-        h.on_greeting(&client_greeting(MECHANISM_NULL, 1)).unwrap();
-        assert_eq!(h.minor(), 1);
-        let n = encode_ready(SocketType::Pub, b"", &mut ready).unwrap();
-        assert_eq!(
-            h.on_command(frame_body(&ready[..n]), |_, _| true, &mut Vec::new()),
-            Err(HandshakeError::IncompatiblePeer(SocketType::Pub))
-        );
-        let mut h = Handshake::new(SocketType::Sub, Mechanism::Plain);
-        assert_eq!(
-            h.on_greeting(&client_greeting(MECHANISM_NULL, 1)),
-            Err(HandshakeError::WrongMechanism)
-        );
-    }
-
-    #[test]
-    fn plain_handshake_checks_credentials() {
-        let mut hello = [0u8; 64];
-        let n = encode_hello(b"alice", b"pw", &mut hello).unwrap();
-        let mut h = Handshake::new(SocketType::Sub, Mechanism::Plain);
-        h.on_greeting(&client_greeting(MECHANISM_PLAIN, 1)).unwrap();
-        let mut out = Vec::new();
-        let ok = h.on_command(
-            frame_body(&hello[..n]),
-            |u, p| u == b"alice" && p == b"pw",
-            &mut out,
-        );
-        assert_eq!(ok, Ok(false));
-        assert_eq!(out, WELCOME);
-        assert_eq!(h.user(), Some("alice"));
-        let mut initiate = [0u8; 64];
-        let m = encode_initiate(SocketType::Pub, b"", &mut initiate).unwrap();
-        out.clear();
-        assert_eq!(
-            h.on_command(frame_body(&initiate[..m]), |_, _| false, &mut out),
-            Ok(true)
-        );
-        assert_eq!(&out[2..8], b"\x05READY");
-
-        let mut h = Handshake::new(SocketType::Sub, Mechanism::Plain);
-        h.on_greeting(&client_greeting(MECHANISM_PLAIN, 1)).unwrap();
-        out.clear();
-        assert_eq!(
-            h.on_command(frame_body(&hello[..n]), |_, _| false, &mut out),
-            Err(HandshakeError::Refused {
-                user: "alice".into()
-            })
-        );
-        // Byte for byte what libzmq 4.3.5's PLAIN server sent when it refused a client.
-        let recorded =
-            include_bytes!("../../../core/src/zmtp/testdata/libzmq-plain-xpub-refused.bin");
-        assert!(recorded.ends_with(&out), "{recorded:02x?}");
-        assert_eq!(parse_hello(&[5, b'H']), None);
-    }
-
-    /// Any command body in any phase: a result, never a panic.
-    #[test]
-    fn arbitrary_commands_never_panic() {
-        let mut state = 0x9e37_79b9_7f4a_7c15u64;
-        let names: [&[u8]; 5] = [
-            b"\x05HELLO",
-            b"\x08INITIATE",
-            b"\x05READY",
-            b"\x05ERROR",
-            b"",
-        ];
-        for round in 0..20_000u32 {
-            let mechanism = if round % 2 == 0 {
-                Mechanism::Null
-            } else {
-                Mechanism::Plain
-            };
-            let mut h = Handshake::new(SocketType::XPub, mechanism);
-            let name = if mechanism == Mechanism::Plain {
-                MECHANISM_PLAIN
-            } else {
-                MECHANISM_NULL
-            };
-            h.on_greeting(&client_greeting(name, 1)).unwrap();
-            let mut body = names[round as usize % names.len()].to_vec();
-            for _ in 0..(round % 40) {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                body.push((state >> 24) as u8 % 16);
-            }
-            let mut out = Vec::new();
-            let _ = h.on_command(&body, |_, _| round % 3 == 0, &mut out);
-            let _ = h.on_command(&body, |_, _| true, &mut out);
-        }
-    }
+    push_with(out, 512, encode);
 }

@@ -4,7 +4,8 @@
 //!
 //! - `zerosmq_core::zmtp::stream` (in core, fuzzed): splits a read into greeting, commands and
 //!   whole messages, in place.
-//! - `handshake.rs`: the server side of the NULL and PLAIN handshakes (sans-IO).
+//! - `handshake.rs`: a connection's session on core's `zmtp::Connection` (NULL, PLAIN and
+//!   CURVE, server side) and who it admits (passwords, CURVE keys, the ACL).
 //! - `connection.rs`: one connection's state; `outbox.rs`: its outbound queue;
 //!   `subscriptions.rs`: a subscriber's prefixes.
 //! - `topic.rs`: a topic's listeners and connections, forwarding, heartbeats.
@@ -34,12 +35,11 @@ use zerosmq_core::Topic;
 
 pub(crate) use topic::NativeTopic;
 
-use crate::auth::{Access, Acl, Passwords};
 use crate::broker::poller::Poller;
 use crate::broker::{Broker, DataPlane, TOKEN_CONTROL, TOKEN_STOP};
 use crate::sockets::PortPlan;
 use crate::{MasterConfig, MasterError};
-use handshake::Mechanism;
+pub(crate) use handshake::Auth;
 
 /// Bytes read from a connection at once.
 pub(super) const READ_LEN: usize = 64 << 10;
@@ -99,36 +99,12 @@ pub(crate) struct Limits {
     /// A whole (multipart) message the engine buffers while it arrives.
     max_message: usize,
     heartbeat: Duration,
-    mechanism: Mechanism,
     /// Prefixes one subscriber connection may hold.
     max_subscriptions: usize,
     /// Connections (publishers and subscribers) on one topic.
     max_topic_connections: usize,
     /// A ZMTP 3.0 publisher silent, or a subscriber without a subscription, this long is closed.
     idle: Duration,
-}
-
-/// PLAIN credentials and the ACL, checked in the handshake of every data connection (what the
-/// ZAP handler does for libzmq sockets).
-pub(crate) struct Auth {
-    passwords: Passwords,
-    acl: Option<Acl>,
-}
-
-impl Auth {
-    fn allows(&self, user: &[u8], password: &[u8], topic: &str, access: Access) -> bool {
-        let Some(user) = self.passwords.check(user, password) else {
-            return false;
-        };
-        let allowed = self
-            .acl
-            .as_ref()
-            .is_none_or(|acl| acl.allows(user, topic, access));
-        if !allowed {
-            tracing::warn!(%user, %topic, ?access, "refused by the ACL on a data port");
-        }
-        allowed
-    }
 }
 
 /// What a topic's connections need from the engine while handling an event.
@@ -169,10 +145,7 @@ pub(crate) struct NativeEngine {
 impl NativeEngine {
     pub(crate) fn new(config: &MasterConfig, security: &crate::auth::Security) -> Self {
         let max_frame = config.max_message_size as u64;
-        let auth = security.passwords.clone().map(|passwords| Auth {
-            passwords,
-            acl: security.acl.clone(),
-        });
+        let auth = Auth::new(security);
         let heartbeat = config.zmtp_heartbeat.max(Duration::from_millis(10));
         let sweep_every = (heartbeat / 4).clamp(Duration::from_millis(10), Duration::from_secs(1));
         NativeEngine {
@@ -189,11 +162,6 @@ impl NativeEngine {
                 // refused rather than buffered without bound.
                 max_message: config.max_message_size.saturating_mul(2).max(1 << 20),
                 heartbeat,
-                mechanism: if auth.is_some() {
-                    Mechanism::Plain
-                } else {
-                    Mechanism::Null
-                },
                 max_subscriptions: config.max_subscriptions,
                 max_topic_connections: config.max_topic_connections,
                 idle: config.idle_timeout,

@@ -51,9 +51,10 @@ impl Outbox {
         self.ends.push_back(self.buf.len());
     }
 
-    /// Queues a command (or greeting); not counted as a message.
-    pub(super) fn push_control(&mut self, bytes: &[u8]) {
-        self.buf.extend_from_slice(bytes);
+    /// Ends a message whose bytes went in through [`control_buf`](Self::control_buf) (boxed
+    /// parts): counted as one message, as [`push_message`](Self::push_message) counts.
+    pub(super) fn end_message(&mut self) {
+        self.ends.push_back(self.buf.len());
     }
 
     /// Replies the peer asked for (PONGs) queued and not yet fully written.
@@ -154,7 +155,7 @@ mod tests {
     #[test]
     fn counts_messages_until_fully_written() {
         let mut o = Outbox::default();
-        o.push_control(b"G");
+        o.control_buf().extend_from_slice(b"G");
         o.push_message(b"abc");
         o.push_message(b"de");
         assert_eq!(o.messages(), 2);

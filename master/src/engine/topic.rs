@@ -10,13 +10,12 @@ use std::time::Instant;
 
 use tracing::{debug, info, warn};
 use zerosmq_core::message::{MAX_READY_PROBE_LEN, READY_PROBE_PREFIX};
-use zerosmq_core::zmtp::command::{encode_ping, encode_pong};
-use zerosmq_core::zmtp::encode_subscription;
+use zerosmq_core::zmtp::command::encode_pong;
 use zerosmq_core::zmtp::{Command, FrameHeader, SocketType, GREETING_LEN};
 use zerosmq_core::Topic;
 
 use super::connection::{Conn, Slab};
-use super::handshake::{push_encoded, Handshake, HandshakeError};
+use super::handshake::{push_encoded, Handshake, HandshakeError, Opened};
 use super::outbox::Flushed;
 use super::subscriptions::{has_prefix, Change};
 use super::{token, Env, Kind, READ_LEN};
@@ -254,13 +253,8 @@ impl NativeTopic {
                 continue;
             }
             let fd = stream.as_raw_fd();
-            let mut conn = Conn::new(
-                stream,
-                peer,
-                Handshake::new(side.ours(), env.limits.mechanism),
-                env.now,
-            );
-            conn.outbox.push_control(&env.limits.mechanism.greeting());
+            let mut conn = Conn::new(stream, peer, Handshake::new(side.ours(), env.auth), env.now);
+            conn.handshake.transmit(conn.outbox.control_buf());
             let conns = self.conns(side);
             let idx = conns.insert(conn);
             if idx >= super::MAX_CONNECTIONS {
@@ -320,6 +314,8 @@ impl NativeTopic {
                 Ok(0) => {
                     let reason = if from_scratch {
                         "peer closed the connection"
+                    } else if conn.handshake.wants_greeting() {
+                        conn.handshake.closed_in_greeting()
                     } else {
                         "peer closed the connection mid-frame"
                     };
@@ -456,23 +452,54 @@ impl NativeTopic {
                     conn.handshake
                         .on_greeting(&buf[at..at + GREETING_LEN])
                         .map_err(Close::Handshake)?;
+                    conn.handshake.transmit(conn.outbox.control_buf());
                     at += GREETING_LEN;
                 }
                 Unit::Command { end, body } => {
-                    let body = &buf[at + body.start..at + body.end];
+                    let session = !conn.handshake.is_open() || conn.handshake.is_curve();
                     self.budget -= 1;
-                    self.on_command(side, idx, body, limits, auth, now)?;
+                    if session {
+                        let frame = &mut buf[at..at + end];
+                        self.on_session_frame(side, idx, frame, limits, auth, counters, now)?;
+                    } else {
+                        let body = &buf[at + body.start..at + body.end];
+                        self.on_command(side, idx, body, limits, now)?;
+                    }
                     at += end;
                 }
                 Unit::CommandInMessage { frame, body } => {
                     if !conn.handshake.is_open() {
                         return Err(Close::Handshake(HandshakeError::Unexpected));
                     }
-                    let body = &buf[at + body.start..at + body.end];
+                    let curve = conn.handshake.is_curve();
                     self.budget -= 1;
-                    self.on_command(side, idx, body, limits, auth, now)?;
+                    if curve {
+                        let frame = &mut buf[at + frame.start..at + frame.end];
+                        self.on_session_frame(side, idx, frame, limits, auth, counters, now)?;
+                    } else {
+                        let body = &buf[at + body.start..at + body.end];
+                        self.on_command(side, idx, body, limits, now)?;
+                    }
                     buf.copy_within(at + frame.end..len, at + frame.start);
                     len -= frame.len();
+                }
+                Unit::Message { wire, .. } if conn.handshake.is_curve() => {
+                    if !conn.handshake.is_open() {
+                        return Err(Close::Handshake(HandshakeError::Unexpected));
+                    }
+                    // Every frame is a box of its own (libzmq sends each part in one).
+                    let (mut from, end) = (at + wire.start, at + wire.end);
+                    while from < end {
+                        let Ok((header, header_len)) = FrameHeader::parse(&buf[from..end]) else {
+                            break;
+                        };
+                        let to = from + header_len + header.len as usize;
+                        self.budget = self.budget.saturating_sub(1);
+                        let frame = &mut buf[from..to];
+                        self.on_session_frame(side, idx, frame, limits, auth, counters, now)?;
+                        from = to;
+                    }
+                    at += wire.end;
                 }
                 Unit::Message {
                     wire,
@@ -509,14 +536,17 @@ impl NativeTopic {
         }
     }
 
-    /// A command: the handshake's while it runs, then heartbeats and subscriptions.
-    fn on_command(
+    /// A whole frame for the connection's session: a handshake frame, or any frame with CURVE
+    /// (a box: a message part, a subscription, a PING).
+    #[allow(clippy::too_many_arguments)]
+    fn on_session_frame(
         &mut self,
         side: Side,
         idx: usize,
-        body: &[u8],
+        frame: &mut [u8],
         limits: &super::Limits,
         auth: Option<&super::Auth>,
+        counters: &mut TopicCounters,
         now: Instant,
     ) -> Result<(), Close> {
         let topic = &self.topic;
@@ -527,29 +557,108 @@ impl NativeTopic {
         let Some(conn) = conns.get_mut(idx) else {
             return Ok(());
         };
-        if !conn.handshake.is_open() {
-            let allow = |user: &[u8], password: &[u8]| {
-                auth.is_some_and(|a| a.allows(user, password, topic, side.access()))
-            };
-            let opened = conn
-                .handshake
-                .on_command(body, allow, conn.outbox.control_buf())
-                .map_err(Close::Handshake)?;
-            if opened {
-                conn.last_recv = now;
-                conn.last_ping = now;
-                info!(%topic, peer = %conn.peer, ?side, zmtp = %format_args!("3.{}", conn.handshake.minor()), user = conn.handshake.user().unwrap_or(""), "peer connected");
-                if side == Side::Publishers {
-                    // As libzmq's SUB: subscribe to the topic's bytes, which is also what a
-                    // waiting publisher sees arrive.
-                    let minor = conn.handshake.minor();
-                    push_encoded(conn.outbox.control_buf(), |b| {
-                        encode_subscription(minor, true, topic.as_bytes(), b)
-                    });
-                }
+        let was_open = conn.handshake.is_open();
+        let result = conn.handshake.on_frame(
+            frame,
+            auth,
+            topic.as_str(),
+            side.access(),
+            limits.max_message,
+        );
+        // Handshake commands, a refusal (sent before the close), a boxed PONG.
+        if conn.handshake.transmit(conn.outbox.control_buf()) && was_open {
+            if conn.outbox.replies() >= limits.hwm {
+                return Err(Close::UnreadPongs(conn.outbox.replies()));
+            }
+            conn.outbox.mark_reply();
+        }
+        let (opened, ready) = result.map_err(Close::Handshake)?;
+        if ready {
+            conn.last_recv = now;
+            conn.last_ping = now;
+            info!(%topic, peer = %conn.peer, ?side, zmtp = %format_args!("3.{}", conn.handshake.minor()), user = conn.handshake.user().unwrap_or(""), curve = conn.handshake.is_curve(), "peer connected");
+            if side == Side::Publishers {
+                // As libzmq's SUB: subscribe to the topic's bytes, which is also what a
+                // waiting publisher sees arrive.
+                conn.handshake
+                    .push_subscribe(topic.as_bytes(), conn.outbox.control_buf());
             }
             return Ok(());
         }
+        match (side, opened) {
+            (Side::Publishers, Opened::Message) => {
+                let message = conn.handshake.take_message();
+                let forwarded = self.forward(&message, limits, counters, now);
+                if let Some(conn) = self.publishers.get_mut(idx) {
+                    conn.handshake.recycle(message);
+                }
+                forwarded
+            }
+            (
+                Side::Subscribers,
+                Opened::Subscription {
+                    subscribe,
+                    start,
+                    len,
+                },
+            ) => {
+                let prefix = frame.get(start..start + len).unwrap_or_default();
+                let change = if subscribe {
+                    Change::Subscribe(prefix)
+                } else {
+                    Change::Cancel(prefix)
+                };
+                self.on_subscription(idx, change, limits, now)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// A whole message from a publisher, as plain frames (CURVE, after opening its boxes).
+    fn forward(
+        &mut self,
+        wire: &[u8],
+        limits: &super::Limits,
+        counters: &mut TopicCounters,
+        now: Instant,
+    ) -> Result<(), Close> {
+        let mut body_len = 0u64;
+        let mut first = None;
+        let mut rest = wire;
+        while let Ok((header, header_len)) = FrameHeader::parse(rest) {
+            let len = header.len as usize;
+            let body = rest.get(header_len..header_len + len).unwrap_or_default();
+            first.get_or_insert(body);
+            body_len += header.len;
+            rest = &rest[(header_len + len).min(rest.len())..];
+        }
+        let first = first.unwrap_or_default();
+        // As a SUB: only what starts with the topic.
+        if has_prefix(first, self.topic.as_bytes()) {
+            self.fan_out(wire, first, limits.hwm, counters);
+            counters.messages += 1;
+            counters.bytes += body_len;
+            counters.last_activity = Some(now);
+        }
+        Ok(())
+    }
+
+    /// A command of an open NULL or PLAIN connection: heartbeats and subscriptions.
+    fn on_command(
+        &mut self,
+        side: Side,
+        idx: usize,
+        body: &[u8],
+        limits: &super::Limits,
+        now: Instant,
+    ) -> Result<(), Close> {
+        let conns = match side {
+            Side::Publishers => &mut self.publishers,
+            Side::Subscribers => &mut self.subscribers,
+        };
+        let Some(conn) = conns.get_mut(idx) else {
+            return Ok(());
+        };
         let command = Command::parse(body).map_err(|_| Close::Malformed)?;
         match command {
             Command::Ping { context, .. } => {
@@ -601,8 +710,10 @@ impl NativeTopic {
                 }
                 debug!(topic = %self.topic, peer = %conn.peer, "answering ready probe");
                 let header = FrameHeader::message(prefix.len(), false).to_bytes();
-                conn.outbox.push_control(&header.0[..header.1]);
-                conn.outbox.push_message(prefix);
+                let mut wire = Vec::with_capacity(header.1 + prefix.len());
+                wire.extend_from_slice(&header.0[..header.1]);
+                wire.extend_from_slice(prefix);
+                conn.handshake.push_message(&wire, &mut conn.outbox);
             }
         }
         Ok(())
@@ -628,7 +739,7 @@ impl NativeTopic {
                 debug!(topic = %self.topic, peer = %sub.peer, missed = sub.missed, "slow subscriber caught up");
                 sub.missed = 0;
             }
-            sub.outbox.push_message(wire);
+            sub.handshake.push_message(wire, &mut sub.outbox);
             if !sub.touched {
                 sub.touched = true;
                 self.touched.push(i);
@@ -727,7 +838,7 @@ impl NativeTopic {
                 }
                 if env.now.duration_since(conn.last_ping) >= heartbeat {
                     conn.last_ping = env.now;
-                    push_encoded(conn.outbox.control_buf(), |b| encode_ping(0, b"", b));
+                    conn.handshake.push_ping(conn.outbox.control_buf());
                     self.flush(side, idx, env);
                 }
             }
