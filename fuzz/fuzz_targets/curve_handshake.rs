@@ -9,31 +9,7 @@ use libfuzzer_sys::fuzz_target;
 use zerosmq_core::zmtp::curve::CurveKeyPair;
 use zerosmq_core::zmtp::{Connection, Event, Greeting, SocketType, ZmtpError};
 
-struct Lcg(u64);
-
-impl rand_core::RngCore for Lcg {
-    fn next_u32(&mut self) -> u32 {
-        self.next_u64() as u32
-    }
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        self.0 >> 11
-    }
-    fn fill_bytes(&mut self, dest: &mut [u8]) {
-        for b in dest {
-            *b = self.next_u64() as u8;
-        }
-    }
-    fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), rand_core::Error> {
-        self.fill_bytes(dest);
-        Ok(())
-    }
-}
-
-impl rand_core::CryptoRng for Lcg {}
+use zerosmq_core::zmtp::curve::ReplayRng as Lcg;
 
 /// Feeds `input` to `conn` `chunk` bytes at a time; Err on a fatal error.
 fn feed(

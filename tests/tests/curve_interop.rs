@@ -110,32 +110,8 @@ fn urandom() -> Urandom {
     Urandom(File::open("/dev/urandom").unwrap())
 }
 
-/// The fixed generator of the recorded runs: the same LCG as core's `curve_tests::TestRng`.
-struct Seeded(u64);
-
-impl rand_core::RngCore for Seeded {
-    fn next_u32(&mut self) -> u32 {
-        self.next_u64() as u32
-    }
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        self.0 >> 11
-    }
-    fn fill_bytes(&mut self, dest: &mut [u8]) {
-        for b in dest {
-            *b = self.next_u64() as u8;
-        }
-    }
-    fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), rand_core::Error> {
-        self.fill_bytes(dest);
-        Ok(())
-    }
-}
-
-impl rand_core::CryptoRng for Seeded {}
+// The fixed generator of the recorded runs (core's replay tests use the same one).
+use zerosmq_core::zmtp::curve::ReplayRng as Seeded;
 
 /// A pyzmq peer; killed when dropped.
 struct Python {

@@ -1649,31 +1649,7 @@ mod curve_tests {
     use super::*;
     use crate::zmtp::curve::CurveKeyPair;
 
-    struct TestRng(u64);
-
-    impl rand_core::RngCore for TestRng {
-        fn next_u32(&mut self) -> u32 {
-            self.next_u64() as u32
-        }
-        fn next_u64(&mut self) -> u64 {
-            self.0 = self
-                .0
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            self.0 >> 11
-        }
-        fn fill_bytes(&mut self, dest: &mut [u8]) {
-            for b in dest {
-                *b = self.next_u64() as u8;
-            }
-        }
-        fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), rand_core::Error> {
-            self.fill_bytes(dest);
-            Ok(())
-        }
-    }
-
-    impl rand_core::CryptoRng for TestRng {}
+    use crate::zmtp::curve::ReplayRng as TestRng;
 
     /// Events with the first 16 bytes of their bodies.
     type Seen<const N: usize> = [(Option<Event>, [u8; 16]); N];

@@ -721,36 +721,43 @@ impl CurveServer {
     }
 }
 
+/// A seeded, deterministic generator for tests, fuzzing and replaying recorded handshakes
+/// (the recordings in `testdata` were made with it). NOT cryptographic: never for real keys.
+#[cfg(any(test, feature = "replay-rng"))]
+#[derive(Debug, Clone)]
+pub struct ReplayRng(pub u64);
+
+#[cfg(any(test, feature = "replay-rng"))]
+impl RngCore for ReplayRng {
+    fn next_u32(&mut self) -> u32 {
+        self.next_u64() as u32
+    }
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        self.0 >> 11
+    }
+    fn fill_bytes(&mut self, dest: &mut [u8]) {
+        for b in dest {
+            *b = self.next_u64() as u8;
+        }
+    }
+    fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), rand_core::Error> {
+        self.fill_bytes(dest);
+        Ok(())
+    }
+}
+
+#[cfg(any(test, feature = "replay-rng"))]
+impl CryptoRng for ReplayRng {}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// A deterministic generator for tests (not cryptographic).
-    struct TestRng(u64);
-
-    impl RngCore for TestRng {
-        fn next_u32(&mut self) -> u32 {
-            self.next_u64() as u32
-        }
-        fn next_u64(&mut self) -> u64 {
-            self.0 = self
-                .0
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            self.0 >> 11
-        }
-        fn fill_bytes(&mut self, dest: &mut [u8]) {
-            for b in dest {
-                *b = self.next_u64() as u8;
-            }
-        }
-        fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), rand_core::Error> {
-            self.fill_bytes(dest);
-            Ok(())
-        }
-    }
-
-    impl CryptoRng for TestRng {}
+    use super::ReplayRng as TestRng;
 
     const META: &[u8] = b"\x0bSocket-Type\x00\x00\x00\x03SUB";
 
