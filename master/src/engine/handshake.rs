@@ -414,3 +414,343 @@ pub(super) fn push_encoded(
 ) {
     push_with(out, 512, encode);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use zerosmq_core::zmtp::stream::{next_unit, Unit};
+    use zerosmq_core::zmtp::{PlainCredentials, GREETING_LEN};
+
+    /// Our side's outcome for each unit: (what a box held, whether the handshake completed).
+    type Seen = Vec<Result<(Opened, bool), HandshakeError>>;
+
+    /// Feeds `bytes` from a client to the master's session unit by unit, as the engine does.
+    fn to_master(h: &mut Handshake, auth: Option<&Auth>, access: Access, bytes: &[u8]) -> Seen {
+        let mut buf = bytes.to_vec();
+        let mut at = 0;
+        let mut seen = Vec::new();
+        while at < buf.len() {
+            match next_unit(&buf[at..], h.wants_greeting(), 1 << 20, 1 << 20).unwrap() {
+                Unit::Greeting => {
+                    h.on_greeting(&buf[at..at + GREETING_LEN]).unwrap();
+                    at += GREETING_LEN;
+                }
+                Unit::Command { end, .. } => {
+                    seen.push(h.on_frame(&mut buf[at..at + end], auth, "t", access, 1 << 20));
+                    at += end;
+                }
+                Unit::Message { wire, .. } => {
+                    let frame = &mut buf[at + wire.start..at + wire.end];
+                    seen.push(h.on_frame(frame, auth, "t", access, 1 << 20));
+                    at += wire.end;
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        seen
+    }
+
+    /// Feeds the master's output to core's client; returns its events.
+    fn to_client(c: &mut Connection, bytes: &[u8]) -> Vec<Result<Option<Event>, ZmtpError>> {
+        let mut rx = vec![0u8; 4096];
+        let mut input = bytes;
+        let mut events = Vec::new();
+        while !input.is_empty() {
+            let dst = c.read_buffer(&mut rx);
+            let n = dst.len().min(input.len());
+            dst[..n].copy_from_slice(&input[..n]);
+            input = &input[n..];
+            match c.commit_in_place(n, &mut rx) {
+                Ok(None) => {}
+                other => events.push(other),
+            }
+        }
+        events
+    }
+
+    fn client_bytes(c: &mut Connection) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut tx = [0u8; 1024];
+        while let Some(n) = c.poll_transmit(&mut tx).unwrap() {
+            out.extend_from_slice(&tx[..n]);
+        }
+        out
+    }
+
+    fn curve_auth(clients: Option<ClientKeys>, acl: Option<&str>) -> (Auth, CurveKeyPair) {
+        let keys = CurveKeyPair::generate(&mut OsRng);
+        let auth = Auth {
+            passwords: None,
+            curve: Some((keys.clone(), clients)),
+            acl: acl.map(|a| Acl::parse(a).unwrap()),
+        };
+        (auth, keys)
+    }
+
+    /// Runs a CURVE handshake of core's client (`client_keys`) with the master's session.
+    fn curve_pair(
+        auth: &Auth,
+        server: &CurveKeyPair,
+        client_keys: CurveKeyPair,
+        ours: SocketType,
+        theirs: SocketType,
+        access: Access,
+    ) -> (Handshake, Connection<'static>, Result<(), HandshakeError>) {
+        let mut h = Handshake::new(ours, Some(auth));
+        let mut c = Connection::curve_client(theirs, *server.public(), client_keys, &mut OsRng);
+        let mut result = Ok(());
+        for _ in 0..4 {
+            let mut out = Vec::new();
+            h.transmit(&mut out);
+            to_client(&mut c, &out);
+            for r in to_master(&mut h, Some(auth), access, &client_bytes(&mut c)) {
+                if let Err(e) = r {
+                    result = Err(e);
+                }
+            }
+        }
+        let mut out = Vec::new();
+        h.transmit(&mut out);
+        let last = to_client(&mut c, &out);
+        if result.is_ok() {
+            assert!(h.is_open() && c.is_open(), "{last:?}");
+        }
+        (h, c, result)
+    }
+
+    #[test]
+    fn curve_parts_are_assembled_boxed_again_and_replays_refused() {
+        let (auth, server) = curve_auth(None, None);
+        let client = CurveKeyPair::generate(&mut OsRng);
+        // A publisher: two parts, one box each, then the same box again.
+        let (mut h, mut c, ok) = curve_pair(
+            &auth,
+            &server,
+            client.clone(),
+            SocketType::Sub,
+            SocketType::Pub,
+            Access::Write,
+        );
+        ok.unwrap();
+        assert_eq!(h.user(), None, "no --curve-clients: no name");
+        let mut tx = [0u8; 256];
+        let n = c.write_message(&[b"t hello"], true, &mut tx).unwrap();
+        let m = c
+            .write_message(&[b"part two"], false, &mut tx[n..])
+            .unwrap();
+        let seen = to_master(&mut h, Some(&auth), Access::Write, &tx[..n + m]);
+        assert_eq!(
+            seen,
+            vec![Ok((Opened::Nothing, false)), Ok((Opened::Message, false))]
+        );
+        let message = h.take_message();
+        assert_eq!(message, b"\x01\x07t hello\x00\x08part two");
+        let replay = to_master(&mut h, Some(&auth), Access::Write, &tx[n..n + m]);
+        assert!(
+            matches!(
+                replay[..],
+                [Err(HandshakeError::Zmtp(ZmtpError::Curve(
+                    zerosmq_core::zmtp::curve::CurveError::Nonce
+                )))]
+            ),
+            "{replay:?}"
+        );
+
+        // A subscriber: its subscription arrives boxed; the message goes out boxed per part.
+        let (mut h, mut c, ok) = curve_pair(
+            &auth,
+            &server,
+            client,
+            SocketType::XPub,
+            SocketType::Sub,
+            Access::Read,
+        );
+        ok.unwrap();
+        let n = c.write_subscribe(b"t", &mut tx).unwrap();
+        let seen = to_master(&mut h, Some(&auth), Access::Read, &tx[..n]);
+        assert!(
+            matches!(
+                seen[..],
+                [Ok((
+                    Opened::Subscription {
+                        subscribe: true,
+                        len: 1,
+                        ..
+                    },
+                    false
+                ))]
+            ),
+            "{seen:?}"
+        );
+        let mut outbox = Outbox::default();
+        h.push_message(&message, &mut outbox);
+        assert_eq!(outbox.messages(), 1);
+        let mut wire = Vec::new();
+        outbox.flush(&mut wire).unwrap();
+        assert!(!wire.windows(5).any(|w| w == b"hello"), "boxed");
+        let events = to_client(&mut c, &wire);
+        assert_eq!(
+            events,
+            vec![
+                Ok(Some(Event::Message { len: 7, more: true })),
+                Ok(Some(Event::Message {
+                    len: 8,
+                    more: false
+                }))
+            ]
+        );
+        // A heartbeat PING is a box too, answered by core's client with a boxed PONG.
+        let mut ping = Vec::new();
+        h.push_ping(&mut ping);
+        assert!(to_client(&mut c, &ping).is_empty());
+        let pong = client_bytes(&mut c);
+        assert_eq!(
+            to_master(&mut h, Some(&auth), Access::Read, &pong),
+            vec![Ok((Opened::Nothing, false))]
+        );
+    }
+
+    #[test]
+    fn curve_clients_and_the_acl_name_and_refuse_keys() {
+        let dir = std::env::temp_dir().join(format!("zerosmq-hs-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let alice = CurveKeyPair::generate(&mut OsRng);
+        std::fs::write(dir.join("alice.pub"), key_text(alice.public())).unwrap();
+        let clients = ClientKeys::load(&dir).unwrap();
+        let (auth, server) = curve_auth(Some(clients), Some("user alice\ntopic read t\n"));
+        let (h, _, ok) = curve_pair(
+            &auth,
+            &server,
+            alice.clone(),
+            SocketType::XPub,
+            SocketType::Sub,
+            Access::Read,
+        );
+        ok.unwrap();
+        assert_eq!(h.user(), Some("alice"));
+        let (_, c, refused) = curve_pair(
+            &auth,
+            &server,
+            alice,
+            SocketType::Sub,
+            SocketType::Pub,
+            Access::Write,
+        );
+        assert_eq!(
+            refused,
+            Err(HandshakeError::Refused {
+                who: "CURVE client 'alice'".into(),
+                why: "not allowed by the ACL"
+            })
+        );
+        assert!(c.is_closed(), "the client got ERROR 400");
+        let stranger = CurveKeyPair::generate(&mut OsRng);
+        let (_, _, refused) = curve_pair(
+            &auth,
+            &server,
+            stranger.clone(),
+            SocketType::XPub,
+            SocketType::Sub,
+            Access::Read,
+        );
+        assert_eq!(
+            refused,
+            Err(HandshakeError::Refused {
+                who: format!("CURVE client {}", key_text(stranger.public())),
+                why: "key not in --curve-clients"
+            })
+        );
+    }
+
+    #[test]
+    fn plain_users_are_checked_against_passwords_and_the_acl() {
+        let dir = std::env::temp_dir().join(format!("zerosmq-hs-plain-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("passwords");
+        std::fs::write(&file, "alice:s3cret\n").unwrap();
+        let auth = Auth {
+            passwords: Some(Passwords::load(&file).unwrap()),
+            curve: None,
+            acl: Some(Acl::parse("user alice\ntopic write t\n").unwrap()),
+        };
+        for (password, access, expected) in [
+            ("s3cret", Access::Write, Ok(())),
+            ("s3cret", Access::Read, Err("not allowed by the ACL")),
+            ("guess", Access::Write, Err("wrong user name or password")),
+        ] {
+            let mut h = Handshake::new(SocketType::Sub, Some(&auth));
+            let credentials = PlainCredentials::new("alice", password).unwrap();
+            let mut c = Connection::plain(SocketType::Pub, credentials);
+            let mut result = Ok(());
+            let mut events = Vec::new();
+            for _ in 0..3 {
+                let mut out = Vec::new();
+                h.transmit(&mut out);
+                events.extend(to_client(&mut c, &out));
+                for r in to_master(&mut h, Some(&auth), access, &client_bytes(&mut c)) {
+                    if let Err(HandshakeError::Refused { why, .. }) = r {
+                        result = Err(why);
+                    }
+                }
+            }
+            let mut out = Vec::new();
+            h.transmit(&mut out);
+            events.extend(to_client(&mut c, &out));
+            assert_eq!(result, expected);
+            match expected {
+                Ok(()) => assert!(h.is_open() && h.user() == Some("alice"), "{events:?}"),
+                Err(_) => assert_eq!(events, vec![Err(ZmtpError::AuthFailed { status: 400 })]),
+            }
+        }
+    }
+
+    /// Any bytes after a greeting, with every mechanism: a result, never a panic.
+    #[test]
+    fn arbitrary_frames_never_panic() {
+        let (curve, _) = curve_auth(None, None);
+        let dir = std::env::temp_dir().join(format!("zerosmq-hs-fuzz-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("p"), "a:b\n").unwrap();
+        let plain = Auth {
+            passwords: Some(Passwords::load(&dir.join("p")).unwrap()),
+            curve: None,
+            acl: None,
+        };
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let names: [&[u8]; 6] = [
+            b"\x05HELLO",
+            b"\x08INITIATE",
+            b"\x05READY",
+            b"\x05ERROR",
+            b"\x07MESSAGE",
+            b"",
+        ];
+        for round in 0..6_000u32 {
+            let auth = [None, Some(&plain), Some(&curve)][round as usize % 3];
+            let mut h = Handshake::new(SocketType::XPub, auth);
+            let mechanism: &[u8] = [&b"NULL"[..], b"PLAIN", b"CURVE"][round as usize % 3];
+            let mut g = zerosmq_core::zmtp::Greeting::ours_with(mechanism);
+            g.minor = 1;
+            h.on_greeting(&g.to_bytes()).unwrap();
+            let mut body = names[(round / 3) as usize % names.len()].to_vec();
+            for _ in 0..(round % 250) {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                body.push((state >> 24) as u8);
+            }
+            for header in [
+                FrameHeader::command(body.len()),
+                FrameHeader::message(body.len(), false),
+            ] {
+                let (bytes, n) = header.to_bytes();
+                let mut frame = bytes[..n].to_vec();
+                frame.extend_from_slice(&body);
+                let _ = h.on_frame(&mut frame, auth, "t", Access::Read, 1 << 20);
+                let mut out = Vec::new();
+                h.transmit(&mut out);
+            }
+        }
+    }
+}
