@@ -3,9 +3,8 @@
 //! The zerosmq master: a control service (ZeroMQ REP, the original's text protocol and our binary
 //! one) that hands out two ports per topic (publishers connect to one, where the master is their
 //! SUB; subscribers to the other, where it is their XPUB), and a forwarder that copies every
-//! message from the topic's publishers to its subscribers. The forwarder is the native engine
-//! (the master speaks ZMTP on its own connections) or libzmq sockets (see [`Engine`]). It also
-//! keeps the node/topic graph and serves it as Graphviz DOT.
+//! message from the topic's publishers to its subscribers, speaking ZMTP itself on its own
+//! connections. It also keeps the node/topic graph and serves it as Graphviz DOT.
 //!
 //! Run it as a binary (`zerosmq-master --port 5555`) or in-process:
 //!
@@ -21,19 +20,18 @@
 #![deny(unsafe_code)]
 
 pub mod auth;
-// The modules that call libzmq or the C library directly (each unsafe block has its SAFETY
-// comment); the rest of the crate denies unsafe code.
-#[allow(unsafe_code)]
 mod broker;
 mod control;
 mod engine;
 pub mod graph;
 pub mod keys;
+mod ports;
 mod ratelimit;
 pub mod registry;
+// The one module that calls libzmq's C API directly (each unsafe block has its SAFETY comment);
+// the rest of the crate denies unsafe code.
 #[allow(unsafe_code)]
 mod replies;
-#[allow(unsafe_code)]
 mod sockets;
 pub mod state;
 
@@ -41,28 +39,6 @@ use std::io::Write as _;
 use std::os::unix::net::UnixStream;
 use std::sync::mpsc;
 use std::thread::JoinHandle;
-
-/// What forwards a topic's messages.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Engine {
-    /// The master's thread accepts the data connections and speaks ZMTP itself (NULL, PLAIN
-    /// and CURVE): one thread per message, no libzmq on the data path.
-    #[default]
-    Native,
-    /// A libzmq SUB and XPUB per topic, forwarded by the master's thread (NULL and PLAIN).
-    Libzmq,
-}
-
-impl std::str::FromStr for Engine {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "native" => Ok(Engine::Native),
-            "libzmq" => Ok(Engine::Libzmq),
-            other => Err(format!("unknown engine '{other}': native or libzmq")),
-        }
-    }
-}
 
 /// How the master binds and behaves.
 #[derive(Debug, Clone)]
@@ -73,12 +49,12 @@ pub struct MasterConfig {
     pub port: u16,
     /// Inclusive port range for per-topic sockets; `None` lets the OS pick free ports.
     pub data_ports: Option<(u16, u16)>,
-    /// High-water mark per connection, in messages, on the per-topic sockets. A subscriber that
-    /// falls this far behind misses new messages instead of stalling the others.
+    /// High-water mark per subscriber connection, in messages. A subscriber that falls this far
+    /// behind misses new messages instead of stalling the others.
     pub hwm: i32,
     /// Most topics at once; past it, publish and subscribe requests get a `limit-reached` error.
     pub max_topics: usize,
-    /// libzmq I/O threads.
+    /// libzmq I/O threads (of the control socket).
     pub io_threads: i32,
     /// A node that sends heartbeats (every std and embedded node) and stays silent this long is
     /// dropped from node lists, topics and the graph; its name is then free for a new instance.
@@ -109,23 +85,21 @@ pub struct MasterConfig {
     /// Directory of admitted CURVE client keys (`NAME.pub`, one Z85 public key each); `NAME` is
     /// the client's name in the ACL. `None`: any client that knows the master's key.
     pub curve_clients: Option<std::path::PathBuf>,
-    /// What forwards messages (see [`Engine`]).
-    pub engine: Engine,
-    /// Native engine: when events have been arriving less than this apart, the master polls
+    /// When events have been arriving less than this apart, the master polls
     /// for up to this long before it sleeps, which saves waking a sleeping thread (most of a
     /// round trip on a VM). Sparse traffic and an idle master never spin; zero turns spinning
     /// off.
     pub spin: std::time::Duration,
-    /// Native engine: most data connections at once over all topics (as mosquitto's
+    /// Most data connections at once over all topics (as mosquitto's
     /// `max_connections`); also kept below what the descriptor limit allows. A connection past
     /// it is accepted and closed at once, with a rate-limited warning.
     pub max_connections: usize,
-    /// Native engine: most data connections on one topic (publishers and subscribers).
+    /// Most data connections on one topic (publishers and subscribers).
     pub max_topic_connections: usize,
-    /// Native engine: most subscriptions one subscriber connection may hold; a peer that sends
+    /// Most subscriptions one subscriber connection may hold; a peer that sends
     /// more is dropped.
     pub max_subscriptions: usize,
-    /// Native engine: a ZMTP 3.0 publisher connection silent this long (3.0 has no heartbeat to
+    /// A ZMTP 3.0 publisher connection silent this long (3.0 has no heartbeat to
     /// tell it alive), or a subscriber connection holding no subscription this long, is closed.
     pub idle_timeout: std::time::Duration,
 }
@@ -149,7 +123,6 @@ impl Default for MasterConfig {
             curve_keys: None,
             curve_clients: None,
             zmtp_heartbeat: std::time::Duration::from_secs(10),
-            engine: Engine::default(),
             spin: std::time::Duration::from_micros(50),
             max_connections: 10_000,
             max_topic_connections: 1_000,

@@ -57,11 +57,11 @@ struct Args {
     /// after a PING is closed: half-open TCP).
     #[arg(long, default_value = "10", value_parser = parse_seconds)]
     zmtp_heartbeat: std::time::Duration,
-    /// What forwards messages: `native` (the master speaks ZMTP on its own connections) or
-    /// `libzmq` (a SUB and an XPUB socket per topic; no CURVE).
-    #[arg(long, env = "ZEROSMQ_ENGINE", default_value = "native")]
-    engine: zerosmq_master::Engine,
-    /// Native engine: microseconds the master polls before it sleeps while messages arrive
+    /// Removed: the master has one forwarding engine. `native` is still accepted, so scripts
+    /// that passed it keep working; `libzmq` is refused.
+    #[arg(long, env = "ZEROSMQ_ENGINE", hide = true, value_parser = parse_engine)]
+    engine: Option<String>,
+    /// Microseconds the master polls before it sleeps while messages arrive
     /// less than this apart (lower round-trip latency for some CPU under dense traffic; sparse
     /// traffic and an idle master never spin). 0: never spin.
     #[arg(long, default_value = "50", value_name = "MICROSECONDS")]
@@ -97,6 +97,20 @@ fn parse_range(s: &str) -> Result<(u16, u16), String> {
     Ok((low, high))
 }
 
+fn parse_engine(s: &str) -> Result<String, String> {
+    match s {
+        "native" => Ok(s.to_owned()),
+        "libzmq" => Err(
+            "the libzmq engine was removed (the master has one engine); leave \
+                         --engine and ZEROSMQ_ENGINE out"
+                .into(),
+        ),
+        other => Err(format!(
+            "unknown engine '{other}': the master has one engine; leave --engine out"
+        )),
+    }
+}
+
 fn parse_seconds(s: &str) -> Result<std::time::Duration, String> {
     let secs: f64 = s.parse().map_err(|e| format!("{e}"))?;
     match std::time::Duration::try_from_secs_f64(secs) {
@@ -128,6 +142,9 @@ fn main() -> std::process::ExitCode {
     if let Some(path) = &args.curve_keygen {
         return curve_keygen(path);
     }
+    if args.engine.is_some() {
+        tracing::info!("--engine native: the master's only engine; the flag is no longer needed");
+    }
     let config = MasterConfig {
         bind: args.bind,
         port: args.port,
@@ -143,7 +160,6 @@ fn main() -> std::process::ExitCode {
         curve_keys: args.curve_keys,
         curve_clients: args.curve_clients,
         zmtp_heartbeat: args.zmtp_heartbeat,
-        engine: args.engine,
         spin: std::time::Duration::from_micros(args.spin_us),
         max_connections: args.max_connections,
         max_topic_connections: args.max_topic_connections,

@@ -101,12 +101,8 @@ impl Poller {
         }
     }
 
-    /// Waits up to `timeout_ms` (-1: no limit, 0: just look) and returns the ready tokens.
-    pub fn wait(&mut self, timeout_ms: i32) -> io::Result<impl Iterator<Item = u64> + '_> {
-        Ok(self.wait_events(timeout_ms)?.map(|(token, _)| token))
-    }
-
-    /// As [`wait`](Self::wait), with each token's event bits.
+    /// Waits up to `timeout_ms` (-1: no limit, 0: just look); returns the ready tokens with
+    /// their event bits.
     pub fn wait_events(
         &mut self,
         timeout_ms: i32,

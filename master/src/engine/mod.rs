@@ -1,4 +1,4 @@
-//! The native engine: the master's own thread accepts every topic's TCP connections and speaks
+//! The data plane: the master's own thread accepts every topic's TCP connections and speaks
 //! ZMTP itself, so a message crosses one thread (read, fan out, write) instead of libzmq's I/O
 //! thread, the broker and libzmq again.
 //!
@@ -8,7 +8,7 @@
 //!   CURVE, server side) and who it admits (passwords, CURVE keys, the ACL).
 //! - `connection.rs`: one connection's state; `outbox.rs`: its outbound queue;
 //!   `subscriptions.rs`: a subscriber's prefixes.
-//! - `topic.rs`: a topic's listeners and connections, forwarding, heartbeats.
+//! - `topic.rs`: a topic's listeners and connections, forwarding, probes, heartbeats.
 //!
 //! Readiness comes from the broker's own epoll wrapper (`poller.rs`), level-triggered: a
 //! connection gets a bounded turn (a few reads of 64 KiB) per wake-up and epoll reports it again
@@ -23,29 +23,30 @@ mod subscriptions;
 mod topic;
 
 use std::cell::Cell;
-use std::io::Read as _;
-use std::net::{TcpListener, ToSocketAddrs as _};
-use std::os::fd::AsRawFd as _;
-use std::os::unix::net::UnixStream;
+use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use tracing::info;
 use zerosmq_core::Topic;
 
-pub(crate) use topic::NativeTopic;
+pub(crate) use topic::TopicPlane;
 
 use crate::broker::poller::Poller;
-use crate::broker::{Broker, DataPlane, TOKEN_CONTROL, TOKEN_STOP};
-use crate::sockets::PortPlan;
+use crate::broker::TopicState;
+use crate::ports::PortPlan;
 use crate::{MasterConfig, MasterError};
 pub(crate) use handshake::Auth;
 
 /// Bytes read from a connection at once.
 pub(super) const READ_LEN: usize = 64 << 10;
 
-/// A peer must finish the handshake within this time.
-const HANDSHAKE: Duration = Duration::from_millis(crate::sockets::HANDSHAKE_MS as u64);
+/// A peer must finish the handshake within this time (the control socket's too).
+pub(crate) const HANDSHAKE: Duration = Duration::from_secs(5);
+
+/// Idle time before the kernel probes a silent connection, for peers that vanish without a FIN
+/// (the control socket's too).
+pub(crate) const KEEPALIVE_IDLE: Duration = Duration::from_secs(30);
 
 /// Connection handles must fit the token's low 30 bits.
 const MAX_CONNECTIONS: usize = 1 << 30;
@@ -121,8 +122,8 @@ pub(super) struct Env<'a> {
     connection_limit: usize,
 }
 
-/// The native engine's state outside the topics.
-pub(crate) struct NativeEngine {
+/// The data plane's state outside the topics.
+pub(crate) struct Engine {
     /// Topic of each slot (the topic part of an epoll token).
     slots: Vec<Option<Topic>>,
     free_slots: Vec<u32>,
@@ -142,13 +143,16 @@ pub(crate) struct NativeEngine {
     backlog: Vec<u64>,
 }
 
-impl NativeEngine {
-    pub(crate) fn new(config: &MasterConfig, security: &crate::auth::Security) -> Self {
+impl Engine {
+    pub(crate) fn new(
+        config: &MasterConfig,
+        security: &crate::auth::Security,
+    ) -> Result<Self, MasterError> {
         let max_frame = config.max_message_size as u64;
         let auth = Auth::new(security);
         let heartbeat = config.zmtp_heartbeat.max(Duration::from_millis(10));
         let sweep_every = (heartbeat / 4).clamp(Duration::from_millis(10), Duration::from_secs(1));
-        NativeEngine {
+        Ok(Engine {
             slots: Vec::new(),
             free_slots: Vec::new(),
             scratch: vec![0u8; READ_LEN].into_boxed_slice(),
@@ -176,7 +180,7 @@ impl NativeEngine {
             fd_limit: fd_limit(),
             warnings: Warnings::default(),
             backlog: Vec::new(),
-        }
+        })
     }
 
     /// Data connections allowed now: `--max-connections`, and what the descriptor limit leaves
@@ -196,9 +200,9 @@ impl NativeEngine {
         ports: &mut PortPlan,
         topic: &Topic,
         preferred: Option<(u16, u16)>,
-    ) -> std::io::Result<NativeTopic> {
-        let publish = bind_preferred(ports, preferred.map(|p| p.0))?;
-        let subscribe = bind_preferred(ports, preferred.map(|p| p.1))?;
+    ) -> std::io::Result<TopicPlane> {
+        let publish = ports.listen_preferred(preferred.map(|p| p.0))?;
+        let subscribe = ports.listen_preferred(preferred.map(|p| p.1))?;
         let slot = match self.free_slots.pop() {
             Some(s) => s,
             None => {
@@ -206,8 +210,8 @@ impl NativeEngine {
                 u32::try_from(self.slots.len() - 1).map_err(|_| std::io::ErrorKind::OutOfMemory)?
             }
         };
-        let native = NativeTopic::new(topic.clone(), slot, publish, subscribe, self.open.clone());
-        let (p, s) = native.listener_fds();
+        let plane = TopicPlane::new(topic.clone(), slot, publish, subscribe, self.open.clone());
+        let (p, s) = plane.listener_fds();
         let watched = poller
             .add(p, token(slot, Kind::PublishListener, 0))
             .and_then(|()| poller.add(s, token(slot, Kind::SubscribeListener, 0)));
@@ -217,19 +221,19 @@ impl NativeEngine {
         }
         self.slots[slot as usize] = Some(topic.clone());
         self.open_topics += 1;
-        Ok(native)
+        Ok(plane)
     }
 
     /// Forgets a closed topic; dropping it closes its listeners and connections.
-    pub(crate) fn close_topic(&mut self, native: NativeTopic) {
-        if let Some(s) = self.slots.get_mut(native.slot as usize) {
+    pub(crate) fn close_topic(&mut self, plane: TopicPlane) {
+        if let Some(s) = self.slots.get_mut(plane.slot as usize) {
             *s = None;
-            self.free_slots.push(native.slot);
+            self.free_slots.push(plane.slot);
             self.open_topics = self.open_topics.saturating_sub(1);
         }
-        if native.connections() > 0 {
+        if plane.connections() > 0 {
             info!(
-                connections = native.connections(),
+                connections = plane.connections(),
                 "closing the topic's connections"
             );
         }
@@ -243,167 +247,94 @@ fn fd_limit() -> usize {
     })
 }
 
-/// Binds a listener on `preferred` when it is free (and in the range, if any), else on any free
-/// port of the plan: `PortPlan::bind_preferred` for plain TCP.
-fn bind_preferred(
-    ports: &mut PortPlan,
-    preferred: Option<u16>,
-) -> std::io::Result<(TcpListener, u16)> {
-    if let Some(port) = preferred.filter(|&p| ports.range.is_none_or(|(l, h)| (l..=h).contains(&p)))
-    {
-        if let Ok(l) = listen(&ports.bind, port) {
-            return Ok((l, port));
-        }
+impl Engine {
+    /// Whether a connection has input left from its last turn (the loop must not sleep).
+    pub(crate) fn has_backlog(&self) -> bool {
+        !self.backlog.is_empty()
     }
-    let Some((low, high)) = ports.range else {
-        let l = listen(&ports.bind, 0)?;
-        let port = l.local_addr()?.port();
-        return Ok((l, port));
-    };
-    for _ in 0..=u32::from(high - low) {
-        let port = ports.next_port();
-        match listen(&ports.bind, port) {
-            Ok(l) => return Ok((l, port)),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::AddrInUse | std::io::ErrorKind::PermissionDenied
-                ) => {}
-            Err(e) => return Err(e),
-        }
+
+    /// The timeout of the next wait: `blocking_ms`, or shorter to run the next sweep on time,
+    /// or 0 while spinning is worth it (see `spin.rs`; then true).
+    pub(crate) fn timeout(&mut self, blocking_ms: i32, now: Instant) -> (i32, bool) {
+        let sweep = self.next_sweep.saturating_duration_since(now);
+        let sweep_ms = i32::try_from(sweep.as_millis() + 1).unwrap_or(i32::MAX);
+        let blocking = match blocking_ms {
+            -1 => sweep_ms,
+            ms => ms.min(sweep_ms),
+        };
+        let timeout = self.spin.timeout(blocking, now);
+        (timeout, timeout == 0 && blocking != 0)
     }
-    Err(std::io::ErrorKind::AddrInUse.into())
-}
 
-/// A non-blocking listener on `bind:port` (`*` and `0.0.0.0` mean every interface, as in libzmq
-/// endpoints).
-fn listen(bind: &str, port: u16) -> std::io::Result<TcpListener> {
-    let host = match bind {
-        "*" => "0.0.0.0",
-        other => other.trim_start_matches('[').trim_end_matches(']'),
-    };
-    let addr = (host, port)
-        .to_socket_addrs()?
-        .next()
-        .ok_or(std::io::ErrorKind::AddrNotAvailable)?;
-    let l = TcpListener::bind(addr)?;
-    l.set_nonblocking(true)?;
-    Ok(l)
-}
+    /// Records what a wait returned (for the spin's estimate of how dense traffic is).
+    pub(crate) fn after_wait(&mut self, events: bool, now: Instant) {
+        self.spin.after_wait(events, now);
+    }
 
-impl Broker {
-    /// The native engine's loop: serves until `stop` becomes readable.
-    pub(crate) fn run_native(&mut self, stop: &UnixStream) -> Result<(), MasterError> {
-        self.poller.add(stop.as_raw_fd(), TOKEN_STOP)?;
-        let mut events: Vec<(u64, u32)> = Vec::with_capacity(256);
-        loop {
-            let backlog = self.native.as_ref().is_some_and(|n| !n.backlog.is_empty());
-            let timeout = if self.control_hot || backlog {
-                0
-            } else {
-                self.expire_nodes_if_due(true);
-                let native = self.native.as_ref().map_or(Duration::MAX, |n| {
-                    n.next_sweep.saturating_duration_since(Instant::now())
-                });
-                let sweep_ms = i32::try_from(native.as_millis() + 1).unwrap_or(i32::MAX);
-                match self.idle_timeout_ms() {
-                    -1 => sweep_ms,
-                    ms => ms.min(sweep_ms),
-                }
-            };
-            let blocking = timeout;
-            let timeout = match self.native.as_mut() {
-                Some(n) => n.spin.timeout(timeout, Instant::now()),
-                None => timeout,
-            };
-            if timeout == 0 && blocking != 0 {
-                // Spinning: let a runnable thread on this core (a client, on a small machine)
-                // go first, so that the spin takes only time nobody else wants.
-                std::thread::yield_now();
-            }
-            events.clear();
-            events.extend(self.poller.wait_events(timeout)?);
-            let now = Instant::now();
-            if let Some(n) = self.native.as_mut() {
-                n.spin.after_wait(!events.is_empty(), now);
-            }
-            let Some(native) = self.native.as_mut() else {
-                return Err(MasterError::Config("native engine not set up".into()));
-            };
-            let connection_limit = native.connection_limit();
-            let backlog = std::mem::take(&mut native.backlog);
-            let NativeEngine {
-                slots,
-                scratch,
-                limits,
-                auth,
-                warnings,
-                backlog: next_backlog,
-                ..
-            } = native;
-            let mut env = Env {
-                poller: &mut self.poller,
-                scratch,
-                limits,
-                auth: auth.as_ref(),
-                now,
-                warnings,
-                backlog: next_backlog,
-                connection_limit,
-            };
-            for &(token, bits) in &events {
-                match token {
-                    TOKEN_STOP => {
-                        let _ = (&*stop).read(&mut [0u8; 16]);
-                        info!("master shutting down");
-                        return Ok(());
-                    }
-                    TOKEN_CONTROL => self.control_hot = true,
-                    token => {
-                        let (slot, kind, idx) = untoken(token);
-                        // A topic closed meanwhile: its descriptors are gone with it.
-                        let Some(topic) = slots.get(slot).and_then(Option::as_ref) else {
-                            continue;
-                        };
-                        let Some(state) = self.topics.get_mut(topic) else {
-                            continue;
-                        };
-                        if let DataPlane::Native(t) = &mut state.plane {
-                            t.on_event(kind, idx, bits, &mut env, &mut state.counters);
-                        }
-                    }
+    /// Handles a wait's events for the topics' descriptors, then the connections with input
+    /// left from their last turn, then (when due) the sweep of handshake deadlines, heartbeats
+    /// and silent peers.
+    pub(crate) fn serve(
+        &mut self,
+        poller: &mut Poller,
+        topics: &mut BTreeMap<Topic, TopicState>,
+        events: impl Iterator<Item = (u64, u32)>,
+        now: Instant,
+    ) {
+        let connection_limit = self.connection_limit();
+        let backlog = std::mem::take(&mut self.backlog);
+        let Engine {
+            slots,
+            scratch,
+            limits,
+            auth,
+            warnings,
+            backlog: next_backlog,
+            ..
+        } = self;
+        let mut env = Env {
+            poller,
+            scratch,
+            limits,
+            auth: auth.as_ref(),
+            now,
+            warnings,
+            backlog: next_backlog,
+            connection_limit,
+        };
+        let find = |token: u64| {
+            let (slot, kind, idx) = untoken(token);
+            // A topic closed meanwhile: its descriptors are gone with it.
+            let topic = slots.get(slot).and_then(Option::as_ref)?;
+            Some((topic, kind, idx))
+        };
+        for (token, bits) in events {
+            if let Some((topic, kind, idx)) = find(token) {
+                if let Some(state) = topics.get_mut(topic) {
+                    state
+                        .data
+                        .on_event(kind, idx, bits, &mut env, &mut state.counters);
                 }
             }
-            for token in backlog {
-                let (slot, kind, idx) = untoken(token);
-                let Some(topic) = slots.get(slot).and_then(Option::as_ref) else {
-                    continue;
-                };
-                if let Some(state) = self.topics.get_mut(topic) {
-                    if let DataPlane::Native(t) = &mut state.plane {
-                        t.resume(kind, idx, &mut env, &mut state.counters);
-                    }
+        }
+        for token in backlog {
+            if let Some((topic, kind, idx)) = find(token) {
+                if let Some(state) = topics.get_mut(topic) {
+                    state.data.resume(kind, idx, &mut env, &mut state.counters);
                 }
             }
-            if now >= native.next_sweep {
-                native.next_sweep = now + native.sweep_every;
-                // It can change under a running master (`prlimit`).
-                let limit = fd_limit();
-                if limit != native.fd_limit {
-                    native.fd_limit = limit;
-                    info!(limit, "descriptor limit changed");
-                }
-                for state in self.topics.values_mut() {
-                    if let DataPlane::Native(t) = &mut state.plane {
-                        t.sweep(&mut env);
-                    }
-                }
+        }
+        if now >= self.next_sweep {
+            self.next_sweep = now + self.sweep_every;
+            // It can change under a running master (`prlimit`).
+            let limit = fd_limit();
+            if limit != self.fd_limit {
+                self.fd_limit = limit;
+                info!(limit, "descriptor limit changed");
             }
-            if self.control_hot {
-                self.serve_control(crate::broker::CONTROL_BATCH);
-                self.control_hot = crate::broker::readable(&self.control);
+            for state in topics.values_mut() {
+                state.data.sweep(&mut env);
             }
-            self.expire_nodes_if_due(false);
         }
     }
 }
@@ -421,7 +352,7 @@ mod tests {
         ] {
             let t = token(slot, kind, idx);
             assert_eq!(untoken(t), (slot as usize, kind, idx));
-            assert!(t != TOKEN_STOP && t != TOKEN_CONTROL);
+            assert!(t != crate::broker::TOKEN_STOP && t != crate::broker::TOKEN_CONTROL);
         }
     }
 }

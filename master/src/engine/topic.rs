@@ -1,4 +1,4 @@
-//! One topic in the native engine: its two listeners, the publisher connections it reads and
+//! One topic of the data plane: its two listeners, the publisher connections it reads and
 //! the subscriber connections it forwards to.
 
 use std::cell::Cell;
@@ -27,9 +27,6 @@ use zerosmq_core::zmtp::stream::{next_unit, StreamError, Unit};
 /// Reads from one connection per wake-up before the others get a turn (level-triggered epoll
 /// brings it back if more is waiting): bounded work, so one busy topic cannot starve the rest.
 const READS_PER_TURN: usize = 4;
-
-/// Idle time before the kernel probes a silent connection (as `SocketTuning` sets on libzmq's).
-const KEEPALIVE_IDLE: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Connections accepted per wake-up of a listener.
 const ACCEPTS_PER_TURN: usize = 64;
@@ -96,7 +93,7 @@ impl std::fmt::Display for Close {
     }
 }
 
-pub(crate) struct NativeTopic {
+pub(crate) struct TopicPlane {
     topic: Topic,
     pub(super) slot: u32,
     publish_listener: TcpListener,
@@ -118,7 +115,7 @@ pub(crate) struct NativeTopic {
     paused: [bool; 2],
 }
 
-impl NativeTopic {
+impl TopicPlane {
     pub(super) fn new(
         topic: Topic,
         slot: u32,
@@ -126,7 +123,7 @@ impl NativeTopic {
         (subscribe_listener, subscribe_port): (TcpListener, u16),
         open: Rc<Cell<usize>>,
     ) -> Self {
-        NativeTopic {
+        TopicPlane {
             topic,
             slot,
             publish_listener,
@@ -241,9 +238,9 @@ impl NativeTopic {
                 continue;
             }
             // Latency: every message is written as soon as a batch ends; Nagle would hold it.
-            // Kernel keepalive as on the libzmq sockets, for peers that vanish without a FIN
+            // Kernel keepalive as on the control socket, for peers that vanish without a FIN
             // (ZMTP 3.0 peers get no heartbeats).
-            let keepalive = socket2::TcpKeepalive::new().with_time(KEEPALIVE_IDLE);
+            let keepalive = socket2::TcpKeepalive::new().with_time(super::KEEPALIVE_IDLE);
             if let Err(e) = stream
                 .set_nonblocking(true)
                 .and_then(|()| stream.set_nodelay(true))
@@ -860,7 +857,7 @@ impl NativeTopic {
     }
 }
 
-impl Drop for NativeTopic {
+impl Drop for TopicPlane {
     fn drop(&mut self) {
         self.open
             .set(self.open.get().saturating_sub(self.connections()));

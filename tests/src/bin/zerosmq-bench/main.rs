@@ -361,18 +361,14 @@ fn spawn_master() -> Result<MasterHandle, String> {
     Master::spawn(master_config()?).map_err(|e| format!("master: {e}"))
 }
 
-/// The master under test on 127.0.0.1 and a free port. For A/B runs, `ZEROSMQ_ENGINE=native|libzmq`
-/// picks the engine and `ZEROSMQ_SPIN_US=N` the native engine's spin limit (defaults: the
-/// master's).
+/// The master under test on 127.0.0.1 and a free port. For A/B runs, `ZEROSMQ_SPIN_US=N` sets
+/// its spin limit (default: the master's).
 pub fn master_config() -> Result<MasterConfig, String> {
     let mut config = MasterConfig {
         bind: "127.0.0.1".into(),
         port: 0,
         ..Default::default()
     };
-    if let Ok(name) = std::env::var("ZEROSMQ_ENGINE") {
-        config.engine = name.parse()?;
-    }
     if let Ok(us) = std::env::var("ZEROSMQ_SPIN_US") {
         let us = us
             .parse()
