@@ -1,9 +1,9 @@
 //! The master's thread: one run loop over the control socket and the data plane (`engine/`),
-//! woken by one epoll.
-
-#[allow(unsafe_code)]
-#[path = "poller.rs"]
-pub(crate) mod poller;
+//! woken by one `mio` poll (epoll, edge-triggered).
+//!
+//! The control socket's `ZMQ_FD` is a notification, not readiness (edge-triggered by nature):
+//! after any operation on the socket the loop reads `ZMQ_EVENTS` (which also processes libzmq's
+//! pending commands) before it sleeps again, and keeps serving while a request is queued.
 
 use std::collections::BTreeMap;
 use std::io::Read as _;
@@ -11,12 +11,12 @@ use std::os::fd::AsRawFd as _;
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
-use poller::Poller;
-
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token};
 use tracing::{debug, info, warn};
 use zerosmq_core::Topic;
 
-use crate::engine::{Engine, TopicPlane};
+use crate::engine::{Engine, Readiness, TopicPlane};
 use crate::ports::PortPlan;
 use crate::registry::{Registry, TopicCounters};
 use crate::sockets::{bound_port, tune_control, MasterContext};
@@ -32,9 +32,12 @@ const CONTROL_BATCH: usize = 64;
 /// How often, at most, silent nodes are looked for while the forwarder is busy.
 const EXPIRY_CHECK: Duration = Duration::from_millis(100);
 
-/// Poller tokens of the broker's own descriptors; the engine's tokens never take these.
-pub(crate) const TOKEN_STOP: u64 = u64::MAX;
-pub(crate) const TOKEN_CONTROL: u64 = u64::MAX - 1;
+/// Tokens of the broker's own descriptors; the engine's tokens never take these.
+pub(crate) const TOKEN_STOP: Token = Token(usize::MAX);
+pub(crate) const TOKEN_CONTROL: Token = Token(usize::MAX - 1);
+
+/// Events taken from the kernel per wait.
+const EVENTS: usize = 256;
 
 pub(crate) struct TopicState {
     pub data: TopicPlane,
@@ -76,7 +79,7 @@ pub(crate) struct Broker {
     /// Identifies this run of the master in heartbeat replies.
     pub(crate) epoch: u64,
     control_port: u16,
-    poller: Poller,
+    poll: Poll,
     engine: Engine,
     /// The control socket may have requests queued.
     control_hot: bool,
@@ -121,11 +124,15 @@ impl Broker {
         let control_port =
             bound_port(&control).map_err(|e| MasterError::zmq("read bound port", e))?;
         info!(bind = %config.bind, port = control_port, "control service listening");
-        let mut poller = Poller::new()?;
+        let poll = Poll::new()?;
         let control_fd = control
             .get_fd()
             .map_err(|e| MasterError::zmq("control socket descriptor", e))?;
-        poller.add(control_fd, TOKEN_CONTROL)?;
+        poll.registry().register(
+            &mut SourceFd(&control_fd),
+            TOKEN_CONTROL,
+            Interest::READABLE,
+        )?;
         let mut broker = Broker {
             control,
             topics: BTreeMap::new(),
@@ -139,7 +146,7 @@ impl Broker {
             node_timeout: config.node_timeout,
             epoch: zerosmq_core::random::random_u64(),
             control_port,
-            poller,
+            poll,
             engine,
             control_hot: true,
             last_expiry_check: Instant::now(),
@@ -159,7 +166,7 @@ impl Broker {
     ) -> Result<TopicState, OpenError> {
         let data = self
             .engine
-            .open_topic(&mut self.poller, &mut self.ports, topic, preferred)
+            .open_topic(self.poll.registry(), &mut self.ports, topic, preferred)
             .map_err(|e| OpenError {
                 limit: e.kind() == std::io::ErrorKind::AddrInUse || e.raw_os_error() == Some(24),
                 detail: e.to_string(),
@@ -185,15 +192,18 @@ impl Broker {
 
     /// Serves until `stop` becomes readable (a byte written or the other end closed).
     pub(crate) fn run(&mut self, stop: &UnixStream) -> Result<(), MasterError> {
-        self.poller.add(stop.as_raw_fd(), TOKEN_STOP)?;
-        let mut events: Vec<(u64, u32)> = Vec::with_capacity(256);
+        self.poll.registry().register(
+            &mut SourceFd(&stop.as_raw_fd()),
+            TOKEN_STOP,
+            Interest::READABLE,
+        )?;
+        let mut events = Events::with_capacity(EVENTS);
         loop {
             let timeout = if self.control_hot || self.engine.has_backlog() {
-                0
+                Duration::ZERO
             } else {
                 self.expire_nodes_if_due(true);
-                let (timeout, spinning) =
-                    self.engine.timeout(self.idle_timeout_ms(), Instant::now());
+                let (timeout, spinning) = self.engine.timeout(self.idle_timeout(), Instant::now());
                 if spinning {
                     // Let a runnable thread on this core (a client, on a small machine) go
                     // first, so that the spin takes only time nobody else wants.
@@ -201,24 +211,28 @@ impl Broker {
                 }
                 timeout
             };
-            events.clear();
-            events.extend(self.poller.wait_events(timeout)?);
+            match self.poll.poll(&mut events, Some(timeout)) {
+                Ok(()) => {}
+                // A signal: `poll` left no events.
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e.into()),
+            }
             let now = Instant::now();
             self.engine.after_wait(!events.is_empty(), now);
             let mut stopped = false;
-            let data = events.iter().copied().filter(|&(token, _)| match token {
+            let data = events.iter().filter_map(|event| match event.token() {
                 TOKEN_STOP => {
                     stopped = true;
-                    false
+                    None
                 }
                 TOKEN_CONTROL => {
                     self.control_hot = true;
-                    false
+                    None
                 }
-                _ => true,
+                _ => Some(Readiness::of(event)),
             });
             self.engine
-                .serve(&mut self.poller, &mut self.topics, data, now);
+                .serve(self.poll.registry(), &mut self.topics, data, now);
             if stopped {
                 let _ = (&*stop).read(&mut [0u8; 16]);
                 info!("master shutting down");
@@ -232,15 +246,11 @@ impl Broker {
         }
     }
 
-    /// How long an idle master may sleep: until the next node's heartbeat deadline.
-    fn idle_timeout_ms(&self) -> i32 {
-        match self.registry.next_expiry(self.node_timeout) {
-            None => -1,
-            Some(at) => {
-                let ms = at.saturating_duration_since(Instant::now()).as_millis() + 1;
-                ms.min(i32::MAX as u128) as i32
-            }
-        }
+    /// How long an idle master may sleep: until the next node's heartbeat deadline (`None`: no
+    /// limit).
+    fn idle_timeout(&self) -> Option<Duration> {
+        let at = self.registry.next_expiry(self.node_timeout)?;
+        Some(at.saturating_duration_since(Instant::now()))
     }
 
     fn expire_nodes_if_due(&mut self, idle: bool) {

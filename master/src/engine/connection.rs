@@ -71,14 +71,15 @@ pub(super) struct Conn {
     pub accepted: Instant,
     pub last_recv: Instant,
     pub last_ping: Instant,
-    /// Watched for writability (the outbox could not be written out).
+    /// The outbox could not be written out: flushed on the next writable edge.
     pub write_wait: bool,
     /// In the topic's list of connections to flush.
     pub touched: bool,
     /// Missing messages because the outbox is at the high-water mark.
     pub dropping: bool,
     pub missed: u64,
-    /// Input is left in `partial` from a turn that used up its budget; not read meanwhile.
+    /// On the engine's ready list: input may be left (in `partial` from a turn that used up its
+    /// budget, or in the socket after a turn of full reads); events leave it to that turn.
     pub backlog: bool,
     /// Subscriber connections: since when it holds no subscription.
     pub unsubscribed_since: Instant,

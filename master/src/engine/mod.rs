@@ -10,10 +10,13 @@
 //!   `subscriptions.rs`: a subscriber's prefixes.
 //! - `topic.rs`: a topic's listeners and connections, forwarding, probes, heartbeats.
 //!
-//! Readiness comes from the broker's own epoll wrapper (`poller.rs`), level-triggered: a
-//! connection gets a bounded turn (a few reads of 64 KiB) per wake-up and epoll reports it again
-//! if more is waiting, which gives fairness without a list of busy connections; the libzmq
-//! control socket's `ZMQ_FD` sits in the same epoll.
+//! Readiness comes from `mio` (epoll, edge-triggered; the libzmq control socket's `ZMQ_FD` sits
+//! in the same poll). Every descriptor is registered once, for reading and writing, and never
+//! re-registered. A connection gets a bounded turn (a few reads of 64 KiB, a budget of commands)
+//! per wake-up; one that still has bytes pending after its turn goes on the ready list and gets
+//! its next turn after the others had theirs (events for it meanwhile are left to that turn), so
+//! one busy topic cannot starve the rest and no pending byte waits for an edge that will not
+//! come. A listener that accepted its turn's worth does the same.
 
 mod connection;
 mod handshake;
@@ -32,11 +35,11 @@ use zerosmq_core::Topic;
 
 pub(crate) use topic::TopicPlane;
 
-use crate::broker::poller::Poller;
 use crate::broker::TopicState;
 use crate::ports::PortPlan;
 use crate::{MasterConfig, MasterError};
 pub(crate) use handshake::Auth;
+use mio::unix::SourceFd;
 
 /// Bytes read from a connection at once.
 pub(super) const READ_LEN: usize = 64 << 10;
@@ -48,8 +51,17 @@ pub(crate) const HANDSHAKE: Duration = Duration::from_secs(5);
 /// (the control socket's too).
 pub(crate) const KEEPALIVE_IDLE: Duration = Duration::from_secs(30);
 
-/// Connection handles must fit the token's low 30 bits.
-const MAX_CONNECTIONS: usize = 1 << 30;
+/// A token (a `mio::Token`, pointer-sized) holds a topic's slot, a `Kind` and a connection's
+/// index: 32, 2 and 30 bits on 64-bit targets, 14, 2 and 16 on 32-bit ones.
+const IDX_BITS: u32 = if usize::BITS >= 64 { 30 } else { 16 };
+const SLOT_SHIFT: u32 = IDX_BITS + 2;
+
+/// Connection handles must fit the token's index bits.
+const MAX_CONNECTIONS: usize = 1 << IDX_BITS;
+
+/// Topic slots must fit the token's slot bits; the all-ones slot is left out, which keeps the
+/// broker's own tokens (`usize::MAX`, `usize::MAX - 1`) clear of every engine token.
+const MAX_SLOTS: usize = (usize::MAX >> SLOT_SHIFT) - 1;
 
 /// Descriptors kept free of data connections: the control socket and its peers, libzmq's own,
 /// the state file, logging (on top of two per open topic for its listeners).
@@ -64,8 +76,7 @@ pub(super) struct Warnings {
     pub accept_failed: RateLimited,
 }
 
-/// What an epoll token stands for (bits 30-31; bits 32-63 are the topic's slot, 0-29 the
-/// connection).
+/// What a token stands for (the two bits between the slot and the index).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Kind {
     PublishListener,
@@ -74,22 +85,45 @@ pub(super) enum Kind {
     Subscriber,
 }
 
-pub(super) fn token(slot: u32, kind: Kind, idx: usize) -> u64 {
-    (u64::from(slot) << 32) | ((kind as u64) << 30) | (idx as u64 & (MAX_CONNECTIONS as u64 - 1))
+pub(super) fn token(slot: u32, kind: Kind, idx: usize) -> mio::Token {
+    mio::Token(
+        ((slot as usize) << SLOT_SHIFT)
+            | ((kind as usize) << IDX_BITS)
+            | (idx & (MAX_CONNECTIONS - 1)),
+    )
 }
 
-fn untoken(token: u64) -> (usize, Kind, usize) {
-    let kind = match (token >> 30) & 3 {
+fn untoken(token: mio::Token) -> (usize, Kind, usize) {
+    let kind = match (token.0 >> IDX_BITS) & 3 {
         0 => Kind::PublishListener,
         1 => Kind::SubscribeListener,
         2 => Kind::Publisher,
         _ => Kind::Subscriber,
     };
-    (
-        (token >> 32) as usize,
-        kind,
-        (token as usize) & (MAX_CONNECTIONS - 1),
-    )
+    (token.0 >> SLOT_SHIFT, kind, token.0 & (MAX_CONNECTIONS - 1))
+}
+
+/// What a readiness event says about a descriptor.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Readiness {
+    pub token: mio::Token,
+    /// Input, end of input or an error is waiting: read (a read reports the end or the error).
+    pub read: bool,
+    /// End of input or an error is waiting too: read until the read says so, even after a
+    /// short read (edge-triggered, no later event would report an end that is already there).
+    pub closed: bool,
+    pub write: bool,
+}
+
+impl Readiness {
+    pub(crate) fn of(event: &mio::event::Event) -> Self {
+        Readiness {
+            token: event.token(),
+            read: event.is_readable() || event.is_read_closed() || event.is_error(),
+            closed: event.is_read_closed() || event.is_error(),
+            write: event.is_writable(),
+        }
+    }
 }
 
 /// Limits every connection shares.
@@ -110,14 +144,15 @@ pub(crate) struct Limits {
 
 /// What a topic's connections need from the engine while handling an event.
 pub(super) struct Env<'a> {
-    poller: &'a mut Poller,
+    registry: &'a mio::Registry,
     scratch: &'a mut [u8],
     limits: &'a Limits,
     auth: Option<&'a Auth>,
     now: Instant,
     warnings: &'a mut Warnings,
-    /// Connections with input left over after their turn (tokens), served next turn.
-    backlog: &'a mut Vec<u64>,
+    /// The ready list: connections (and listeners) with input left over after their turn,
+    /// served next turn, each at most once (see `Conn::backlog`).
+    backlog: &'a mut Vec<mio::Token>,
     /// Data connections allowed over all topics now (`--max-connections`, and descriptors).
     connection_limit: usize,
 }
@@ -140,7 +175,8 @@ pub(crate) struct Engine {
     /// The process's descriptor limit.
     fd_limit: usize,
     warnings: Warnings,
-    backlog: Vec<u64>,
+    /// The ready list (see [`Env`]).
+    backlog: Vec<mio::Token>,
 }
 
 impl Engine {
@@ -196,7 +232,7 @@ impl Engine {
     /// Binds a topic's two ports (`preferred` first, from the state file) and watches them.
     pub(crate) fn open_topic(
         &mut self,
-        poller: &mut Poller,
+        registry: &mio::Registry,
         ports: &mut PortPlan,
         topic: &Topic,
         preferred: Option<(u16, u16)>,
@@ -205,16 +241,30 @@ impl Engine {
         let subscribe = ports.listen_preferred(preferred.map(|p| p.1))?;
         let slot = match self.free_slots.pop() {
             Some(s) => s,
+            None if self.slots.len() >= MAX_SLOTS => {
+                return Err(std::io::ErrorKind::OutOfMemory.into());
+            }
             None => {
                 self.slots.push(None);
-                u32::try_from(self.slots.len() - 1).map_err(|_| std::io::ErrorKind::OutOfMemory)?
+                (self.slots.len() - 1) as u32
             }
         };
         let plane = TopicPlane::new(topic.clone(), slot, publish, subscribe, self.open.clone());
         let (p, s) = plane.listener_fds();
-        let watched = poller
-            .add(p, token(slot, Kind::PublishListener, 0))
-            .and_then(|()| poller.add(s, token(slot, Kind::SubscribeListener, 0)));
+        let readable = mio::Interest::READABLE;
+        let watched = registry
+            .register(
+                &mut SourceFd(&p),
+                token(slot, Kind::PublishListener, 0),
+                readable,
+            )
+            .and_then(|()| {
+                registry.register(
+                    &mut SourceFd(&s),
+                    token(slot, Kind::SubscribeListener, 0),
+                    readable,
+                )
+            });
         if let Err(e) = watched {
             self.free_slots.push(slot);
             return Err(e);
@@ -253,17 +303,13 @@ impl Engine {
         !self.backlog.is_empty()
     }
 
-    /// The timeout of the next wait: `blocking_ms`, or shorter to run the next sweep on time,
-    /// or 0 while spinning is worth it (see `spin.rs`; then true).
-    pub(crate) fn timeout(&mut self, blocking_ms: i32, now: Instant) -> (i32, bool) {
+    /// The timeout of the next wait: `blocking` (`None`: no limit), or shorter to run the next
+    /// sweep on time, or zero while spinning is worth it (see `spin.rs`; then true).
+    pub(crate) fn timeout(&mut self, blocking: Option<Duration>, now: Instant) -> (Duration, bool) {
         let sweep = self.next_sweep.saturating_duration_since(now);
-        let sweep_ms = i32::try_from(sweep.as_millis() + 1).unwrap_or(i32::MAX);
-        let blocking = match blocking_ms {
-            -1 => sweep_ms,
-            ms => ms.min(sweep_ms),
-        };
+        let blocking = blocking.map_or(sweep, |b| b.min(sweep));
         let timeout = self.spin.timeout(blocking, now);
-        (timeout, timeout == 0 && blocking != 0)
+        (timeout, timeout.is_zero() && !blocking.is_zero())
     }
 
     /// Records what a wait returned (for the spin's estimate of how dense traffic is).
@@ -276,9 +322,9 @@ impl Engine {
     /// and silent peers.
     pub(crate) fn serve(
         &mut self,
-        poller: &mut Poller,
+        registry: &mio::Registry,
         topics: &mut BTreeMap<Topic, TopicState>,
-        events: impl Iterator<Item = (u64, u32)>,
+        events: impl Iterator<Item = Readiness>,
         now: Instant,
     ) {
         let connection_limit = self.connection_limit();
@@ -293,7 +339,7 @@ impl Engine {
             ..
         } = self;
         let mut env = Env {
-            poller,
+            registry,
             scratch,
             limits,
             auth: auth.as_ref(),
@@ -302,18 +348,18 @@ impl Engine {
             backlog: next_backlog,
             connection_limit,
         };
-        let find = |token: u64| {
+        let find = |token: mio::Token| {
             let (slot, kind, idx) = untoken(token);
             // A topic closed meanwhile: its descriptors are gone with it.
             let topic = slots.get(slot).and_then(Option::as_ref)?;
             Some((topic, kind, idx))
         };
-        for (token, bits) in events {
-            if let Some((topic, kind, idx)) = find(token) {
+        for event in events {
+            if let Some((topic, kind, idx)) = find(event.token) {
                 if let Some(state) = topics.get_mut(topic) {
                     state
                         .data
-                        .on_event(kind, idx, bits, &mut env, &mut state.counters);
+                        .on_event(kind, idx, event, &mut env, &mut state.counters);
                 }
             }
         }
@@ -348,7 +394,8 @@ mod tests {
         for (slot, kind, idx) in [
             (0, Kind::PublishListener, 0),
             (7, Kind::Subscriber, 12345),
-            (u32::MAX - 1, Kind::Publisher, MAX_CONNECTIONS - 1),
+            (MAX_SLOTS as u32 - 1, Kind::Publisher, MAX_CONNECTIONS - 1),
+            (MAX_SLOTS as u32 - 1, Kind::Subscriber, MAX_CONNECTIONS - 1),
         ] {
             let t = token(slot, kind, idx);
             assert_eq!(untoken(t), (slot as usize, kind, idx));

@@ -34,17 +34,17 @@ impl Spin {
         }
     }
 
-    /// The timeout for the next wait: 0 (poll) while spinning is worth it, else `blocking_ms`.
-    pub(crate) fn timeout(&mut self, blocking_ms: i32, now: Instant) -> i32 {
-        if self.limit.is_zero() || blocking_ms == 0 {
-            return blocking_ms;
+    /// The timeout for the next wait: zero (poll) while spinning is worth it, else `blocking`.
+    pub(crate) fn timeout(&mut self, blocking: Duration, now: Instant) -> Duration {
+        if self.limit.is_zero() || blocking.is_zero() {
+            return blocking;
         }
         let since = *self.idle_since.get_or_insert(now);
         let dense = self.gap_ns < self.limit.as_nanos() as u64;
         if dense && now.saturating_duration_since(since) < self.limit {
-            0
+            Duration::ZERO
         } else {
-            blocking_ms
+            blocking
         }
     }
 
@@ -66,12 +66,14 @@ mod tests {
     use super::*;
 
     const LIMIT: Duration = Duration::from_micros(100);
+    const BLOCK: Duration = Duration::from_secs(1);
+    const POLL: Duration = Duration::ZERO;
 
     /// Feeds `n` rounds of "work ends, the next event comes `gap` later".
     fn rounds(spin: &mut Spin, start: Instant, gap: Duration, n: u32) -> Instant {
         let mut t = start;
         for _ in 0..n {
-            let _ = spin.timeout(1000, t);
+            let _ = spin.timeout(BLOCK, t);
             t += gap;
             spin.after_wait(true, t);
         }
@@ -82,9 +84,9 @@ mod tests {
     fn a_fresh_or_sparse_master_blocks() {
         let t0 = Instant::now();
         let mut spin = Spin::new(LIMIT);
-        assert_eq!(spin.timeout(1000, t0), 1000, "no history: block");
+        assert_eq!(spin.timeout(BLOCK, t0), BLOCK, "no history: block");
         let t = rounds(&mut spin, t0, Duration::from_millis(1), 50);
-        assert_eq!(spin.timeout(1000, t), 1000, "1 kHz traffic: block");
+        assert_eq!(spin.timeout(BLOCK, t), BLOCK, "1 kHz traffic: block");
     }
 
     #[test]
@@ -92,12 +94,12 @@ mod tests {
         let t0 = Instant::now();
         let mut spin = Spin::new(LIMIT);
         let t = rounds(&mut spin, t0, Duration::from_micros(30), 50);
-        assert_eq!(spin.timeout(1000, t), 0, "30 us gaps: spin");
+        assert_eq!(spin.timeout(BLOCK, t), POLL, "30 us gaps: spin");
         spin.after_wait(false, t);
-        assert_eq!(spin.timeout(1000, t + Duration::from_micros(99)), 0);
+        assert_eq!(spin.timeout(BLOCK, t + Duration::from_micros(99)), POLL);
         assert_eq!(
-            spin.timeout(1000, t + Duration::from_micros(100)),
-            1000,
+            spin.timeout(BLOCK, t + Duration::from_micros(100)),
+            BLOCK,
             "spun the whole limit: block"
         );
     }
@@ -107,10 +109,10 @@ mod tests {
         let t0 = Instant::now();
         let mut spin = Spin::new(LIMIT);
         let t = rounds(&mut spin, t0, Duration::from_micros(20), 50);
-        assert_eq!(spin.timeout(1000, t), 0);
+        assert_eq!(spin.timeout(BLOCK, t), POLL);
         spin.after_wait(true, t);
         let t = rounds(&mut spin, t, Duration::from_millis(5), 3);
-        assert_eq!(spin.timeout(1000, t), 1000, "a few long gaps: block");
+        assert_eq!(spin.timeout(BLOCK, t), BLOCK, "a few long gaps: block");
     }
 
     #[test]
@@ -118,8 +120,8 @@ mod tests {
         let t0 = Instant::now();
         let mut off = Spin::new(Duration::ZERO);
         let t = rounds(&mut off, t0, Duration::from_micros(10), 50);
-        assert_eq!(off.timeout(1000, t), 1000);
+        assert_eq!(off.timeout(BLOCK, t), BLOCK);
         let mut on = Spin::new(LIMIT);
-        assert_eq!(on.timeout(0, t0), 0);
+        assert_eq!(on.timeout(POLL, t0), POLL);
     }
 }

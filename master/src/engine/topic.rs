@@ -18,17 +18,16 @@ use super::connection::{Conn, Slab};
 use super::handshake::{push_encoded, Handshake, HandshakeError, Opened};
 use super::outbox::Flushed;
 use super::subscriptions::{has_prefix, Change};
-use super::{token, Env, Kind, READ_LEN};
+use super::{token, Env, Kind, Readiness, READ_LEN};
 use crate::auth::Access;
-use crate::broker::poller::{EPOLLIN, EPOLLOUT};
 use crate::registry::TopicCounters;
 use zerosmq_core::zmtp::stream::{next_unit, StreamError, Unit};
 
-/// Reads from one connection per wake-up before the others get a turn (level-triggered epoll
-/// brings it back if more is waiting): bounded work, so one busy topic cannot starve the rest.
+/// Reads from one connection per turn before the others get theirs (one with more waiting goes
+/// on the ready list): bounded work, so one busy topic cannot starve the rest.
 const READS_PER_TURN: usize = 4;
 
-/// Connections accepted per wake-up of a listener.
+/// Connections accepted per turn of a listener (one with more waiting goes on the ready list).
 const ACCEPTS_PER_TURN: usize = 64;
 
 /// Commands and subscription changes handled from one connection per wake-up; the rest of its
@@ -110,9 +109,11 @@ pub(crate) struct TopicPlane {
     open: Rc<Cell<usize>>,
     /// Connections refused because a connection or descriptor limit was reached.
     pub(crate) refused: u64,
-    /// Listeners not watched since accepting failed for want of descriptors (publishers',
-    /// subscribers'); watched again at the next sweep.
+    /// Listeners whose accepting failed for want of descriptors (publishers', subscribers');
+    /// tried again at the next sweep.
     paused: [bool; 2],
+    /// Listeners on the engine's ready list (publishers', subscribers').
+    accept_queued: [bool; 2],
 }
 
 impl TopicPlane {
@@ -137,6 +138,7 @@ impl TopicPlane {
             open,
             refused: 0,
             paused: [false; 2],
+            accept_queued: [false; 2],
         }
     }
 
@@ -158,29 +160,39 @@ impl TopicPlane {
         }
     }
 
-    /// One epoll event for this topic.
+    /// One readiness event for this topic. A connection or listener on the ready list is not
+    /// read here: it gets its turn from the list.
     pub(super) fn on_event(
         &mut self,
         kind: Kind,
         idx: usize,
-        events: u32,
+        event: Readiness,
         env: &mut Env<'_>,
         counters: &mut TopicCounters,
     ) {
         let side = match kind {
-            Kind::PublishListener => return self.accept(Side::Publishers, env),
-            Kind::SubscribeListener => return self.accept(Side::Subscribers, env),
+            Kind::PublishListener | Kind::SubscribeListener => {
+                let side = listener_side(kind);
+                if !self.accept_queued[side as usize] {
+                    self.accept(side, env);
+                }
+                return;
+            }
             Kind::Publisher => Side::Publishers,
             Kind::Subscriber => Side::Subscribers,
         };
-        if events & EPOLLOUT != 0 {
-            self.flush(side, idx, env);
+        let Some(conn) = self.conns(side).get_mut(idx) else {
+            return;
+        };
+        let (write, read) = (event.write && conn.write_wait, event.read && !conn.backlog);
+        if write {
+            self.flush(side, idx);
         }
-        if events & !EPOLLOUT != 0 {
+        if read {
             self.budget = CHANGES_PER_TURN;
-            self.read(side, idx, env, counters);
+            self.read(side, idx, event.closed, env, counters);
         }
-        self.flush_touched(env);
+        self.flush_touched();
     }
 
     /// Another turn for a connection that had input left over after its last one.
@@ -194,11 +206,16 @@ impl TopicPlane {
         let side = match kind {
             Kind::Publisher => Side::Publishers,
             Kind::Subscriber => Side::Subscribers,
-            Kind::PublishListener | Kind::SubscribeListener => return,
+            Kind::PublishListener | Kind::SubscribeListener => {
+                let side = listener_side(kind);
+                self.accept_queued[side as usize] = false;
+                return self.accept(side, env);
+            }
         };
         self.budget = CHANGES_PER_TURN;
-        self.read(side, idx, env, counters);
-        self.flush_touched(env);
+        // Events that came while it waited were left to this turn, an end of input among them.
+        self.read(side, idx, true, env, counters);
+        self.flush_touched();
     }
 
     fn listener(&self, side: Side) -> &TcpListener {
@@ -208,6 +225,8 @@ impl TopicPlane {
         }
     }
 
+    /// Accepts a turn's worth of connections; a listener with more waiting goes on the ready
+    /// list.
     fn accept(&mut self, side: Side, env: &mut Env<'_>) {
         for _ in 0..ACCEPTS_PER_TURN {
             let (stream, peer) = match self.listener(side).accept() {
@@ -215,10 +234,9 @@ impl TopicPlane {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
-                    // Out of descriptors (EMFILE, ENFILE) or kernel memory: the listener stays
-                    // readable, so stop watching it until the next sweep instead of spinning.
-                    let fd = self.listener(side).as_raw_fd();
-                    env.poller.remove(fd);
+                    // Out of descriptors (EMFILE, ENFILE) or kernel memory: the connections
+                    // waiting are tried again at the next sweep (edge-triggered, the listener
+                    // does not report them again by itself).
                     self.paused[side as usize] = true;
                     if let Some(more) = env.warnings.accept_failed.hit(env.now) {
                         warn!(topic = %self.topic, error = %e, failures = more + 1, "accepting connections paused until the next sweep: accepting failed");
@@ -259,36 +277,50 @@ impl TopicPlane {
                 warn!(topic = %self.topic, %peer, "too many connections on one topic");
                 continue;
             }
-            if let Err(e) = env
-                .poller
-                .add_with(fd, token(self.slot, side.kind(), idx), EPOLLIN)
-            {
+            // Registered once for both directions, never changed: a write-blocked outbox is
+            // flushed on the next writable edge (`Conn::write_wait`).
+            if let Err(e) = env.registry.register(
+                &mut mio::unix::SourceFd(&fd),
+                token(self.slot, side.kind(), idx),
+                mio::Interest::READABLE | mio::Interest::WRITABLE,
+            ) {
                 self.conns(side).remove(idx);
                 warn!(topic = %self.topic, %peer, error = %e, "cannot watch a connection");
                 continue;
             }
             self.open.set(self.open.get() + 1);
             debug!(topic = %self.topic, %peer, ?side, "connection accepted");
-            self.flush(side, idx, env);
+            self.flush(side, idx);
+        }
+        if !std::mem::replace(&mut self.accept_queued[side as usize], true) {
+            env.backlog.push(token(self.slot, listener_kind(side), 0));
         }
     }
 
     /// Reads what the connection has (a few reads at most), handles every complete unit, and
-    /// answers on it.
-    fn read(&mut self, side: Side, idx: usize, env: &mut Env<'_>, counters: &mut TopicCounters) {
+    /// answers on it. One that may have more waiting at the end of its turn goes on the ready
+    /// list: edge-triggered readiness does not report bytes that were already there. A short
+    /// read ends the turn, unless `to_end` (an end of input may be waiting behind the bytes).
+    fn read(
+        &mut self,
+        side: Side,
+        idx: usize,
+        to_end: bool,
+        env: &mut Env<'_>,
+        counters: &mut TopicCounters,
+    ) {
         for _ in 0..READS_PER_TURN {
             let Some(conn) = self.conns(side).get_mut(idx) else {
                 return;
             };
             if conn.backlog {
-                // Input left from an earlier turn comes before any new read.
+                // On the ready list: input left from an earlier turn comes before any new read.
                 let outcome = self.consume_partial(side, idx, env, counters);
                 if !self.after_consume(side, idx, outcome, env) {
                     return;
                 }
                 if let Some(conn) = self.conns(side).get_mut(idx) {
                     conn.backlog = false;
-                    self.rewatch(side, idx, env);
                 }
                 continue;
             }
@@ -340,8 +372,14 @@ impl TopicPlane {
             if !self.after_consume(side, idx, outcome, env) {
                 return;
             }
-            if n < asked {
-                return; // drained
+            if n < asked && !to_end {
+                return; // drained: the next bytes come with an edge
+            }
+        }
+        // A full turn of full reads: more may be waiting.
+        if let Some(conn) = self.conns(side).get_mut(idx) {
+            if !std::mem::replace(&mut conn.backlog, true) {
+                env.backlog.push(token(self.slot, side.kind(), idx));
             }
         }
     }
@@ -396,19 +434,17 @@ impl TopicPlane {
             return false;
         };
         if !conn.outbox.is_empty() {
-            self.flush(side, idx, env);
+            self.flush(side, idx);
         }
         if self.budget > 0 {
             return true;
         }
-        // Not read again (no EPOLLIN) until the engine gives it another turn.
+        // Not read again until its turn from the ready list (where a connection taken from it
+        // goes back, flagged still; one flagged is never on it twice: events skip it).
         let Some(conn) = self.conns(side).get_mut(idx) else {
             return false;
         };
-        if !conn.backlog {
-            conn.backlog = true;
-            self.rewatch(side, idx, env);
-        }
+        conn.backlog = true;
         env.backlog.push(token(self.slot, side.kind(), idx));
         false
     }
@@ -746,43 +782,23 @@ impl TopicPlane {
 
     /// Writes out every subscriber given messages since the last flush: one write per
     /// subscriber per batch, not per message.
-    fn flush_touched(&mut self, env: &mut Env<'_>) {
+    fn flush_touched(&mut self) {
         while let Some(i) = self.touched.pop() {
-            self.flush(Side::Subscribers, i, env);
+            self.flush(Side::Subscribers, i);
         }
     }
 
-    /// Writes a connection's outbox; watches for writability while it cannot be written out.
-    fn flush(&mut self, side: Side, idx: usize, env: &mut Env<'_>) {
+    /// Writes a connection's outbox; one that cannot be written out waits for a writable edge.
+    fn flush(&mut self, side: Side, idx: usize) {
         let Some(conn) = self.conns(side).get_mut(idx) else {
             return;
         };
         conn.touched = false;
-        let result = conn.outbox.flush(&mut conn.stream);
-        let want_write = match result {
+        conn.write_wait = match conn.outbox.flush(&mut conn.stream) {
             Ok(Flushed::Empty) => false,
             Ok(Flushed::Blocked) => true,
             Err(e) => return self.close(side, idx, &e, true),
         };
-        if want_write != conn.write_wait {
-            conn.write_wait = want_write;
-            self.rewatch(side, idx, env);
-        }
-    }
-
-    /// Watches a connection for what it waits for: input unless it has some left over from its
-    /// last turn, output while its outbox could not be written out.
-    fn rewatch(&mut self, side: Side, idx: usize, env: &mut Env<'_>) {
-        let slot = self.slot;
-        let Some(conn) = self.conns(side).get_mut(idx) else {
-            return;
-        };
-        let events =
-            if conn.backlog { 0 } else { EPOLLIN } | if conn.write_wait { EPOLLOUT } else { 0 };
-        let fd = conn.stream.as_raw_fd();
-        if let Err(e) = env.poller.modify(fd, token(slot, side.kind(), idx), events) {
-            self.close(side, idx, &e, false);
-        }
     }
 
     /// Handshake deadline, PINGs and silent peers; called about once a second.
@@ -791,15 +807,7 @@ impl TopicPlane {
         let idle = env.limits.idle;
         for side in [Side::Publishers, Side::Subscribers] {
             if std::mem::take(&mut self.paused[side as usize]) {
-                let fd = self.listener(side).as_raw_fd();
-                let kind = match side {
-                    Side::Publishers => Kind::PublishListener,
-                    Side::Subscribers => Kind::SubscribeListener,
-                };
-                if let Err(e) = env.poller.add(fd, token(self.slot, kind, 0)) {
-                    warn!(topic = %self.topic, error = %e, "cannot watch the listener again");
-                    self.paused[side as usize] = true;
-                }
+                self.accept(side, env);
             }
             for idx in 0..self.conns(side).bound() {
                 let Some(conn) = self.conns(side).get_mut(idx) else {
@@ -836,7 +844,7 @@ impl TopicPlane {
                 if env.now.duration_since(conn.last_ping) >= heartbeat {
                     conn.last_ping = env.now;
                     conn.handshake.push_ping(conn.outbox.control_buf());
-                    self.flush(side, idx, env);
+                    self.flush(side, idx);
                 }
             }
         }
@@ -854,6 +862,20 @@ impl TopicPlane {
         } else {
             warn!(topic = %self.topic, peer = %conn.peer, ?side, reason = %why, "peer dropped");
         }
+    }
+}
+
+fn listener_side(kind: Kind) -> Side {
+    match kind {
+        Kind::PublishListener | Kind::Publisher => Side::Publishers,
+        Kind::SubscribeListener | Kind::Subscriber => Side::Subscribers,
+    }
+}
+
+fn listener_kind(side: Side) -> Kind {
+    match side {
+        Side::Publishers => Kind::PublishListener,
+        Side::Subscribers => Kind::SubscribeListener,
     }
 }
 
