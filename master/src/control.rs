@@ -239,6 +239,10 @@ impl Broker {
         user: Option<&str>,
         enc: Encoding,
     ) -> Vec<u8> {
+        // Before a topic opens: a refused grant must not leave a topic without users open.
+        if let Some(refusal) = self.check_node_limits(node, topic, role, enc) {
+            return refusal;
+        }
         if !self.topics.contains_key(topic) {
             if self.topics.len() >= self.max_topics {
                 let detail = format!("the master serves at most {} topics", self.max_topics);
@@ -266,9 +270,6 @@ impl Broker {
                 }
             }
         }
-        if let Some(refusal) = self.check_node_limits(node, enc) {
-            return refusal;
-        }
         let Some(state) = self.topics.get(topic) else {
             return refuse(enc, ErrorCode::Internal, "topic vanished");
         };
@@ -285,13 +286,20 @@ impl Broker {
         encode(&ControlReply::Granted { port }, enc)
     }
 
-    /// Refuses a grant that would pass `max_nodes` or `max_grants_per_node`.
-    fn check_node_limits(&mut self, node: &NodeName, enc: Encoding) -> Option<Vec<u8>> {
+    /// Refuses a new grant that would pass `max_nodes` or `max_grants_per_node` (a grant the
+    /// node holds already is granted again).
+    fn check_node_limits(
+        &mut self,
+        node: &NodeName,
+        topic: &Topic,
+        role: Role,
+        enc: Encoding,
+    ) -> Option<Vec<u8>> {
         let detail = match self.registry.node(node) {
             None if !self.registry.knows(node) && self.registry.name_count() >= self.max_nodes => {
                 format!("the master serves at most {} nodes", self.max_nodes)
             }
-            Some(e) if e.publishes.len() + e.subscribes.len() >= self.max_grants_per_node => {
+            Some(e) if !e.holds(topic, role) && e.grants() >= self.max_grants_per_node => {
                 format!(
                     "a node may hold at most {} publish and subscribe grants",
                     self.max_grants_per_node

@@ -67,7 +67,8 @@ pub struct MasterConfig {
     pub max_message_size: usize,
     /// Most nodes registered at once.
     pub max_nodes: usize,
-    /// Most publish and subscribe grants one node may hold.
+    /// Most publish and subscribe grants one node may hold; a request past it gets a
+    /// `limit-reached` error (`--max-grants-per-node`).
     pub max_grants_per_node: usize,
     /// PLAIN `user:password` file: every socket then requires authentication (see [`auth`]).
     pub passwords: Option<std::path::PathBuf>,

@@ -35,6 +35,10 @@ struct Args {
     /// Most nodes registered at once.
     #[arg(long, default_value_t = MasterConfig::default().max_nodes)]
     max_nodes: usize,
+    /// Most publish and subscribe grants one node may hold (a request past it is refused with
+    /// `limit-reached`).
+    #[arg(long, default_value_t = MasterConfig::default().max_grants_per_node)]
+    max_grants_per_node: usize,
     /// PLAIN passwords file (`user:password` lines): every socket then requires authentication.
     #[arg(long, value_name = "FILE")]
     passwords: Option<std::path::PathBuf>,
@@ -155,6 +159,7 @@ fn main() -> std::process::ExitCode {
         state_file: args.state,
         max_message_size: args.max_message_size,
         max_nodes: args.max_nodes,
+        max_grants_per_node: args.max_grants_per_node,
         passwords: args.passwords,
         acl: args.acl,
         curve_keys: args.curve_keys,

@@ -39,6 +39,21 @@ pub struct NodeEntry {
     pub subscribes: BTreeSet<Topic>,
 }
 
+impl NodeEntry {
+    /// Whether the node holds `role` on `topic`.
+    pub fn holds(&self, topic: &Topic, role: Role) -> bool {
+        match role {
+            Role::Publisher => self.publishes.contains(topic),
+            Role::Subscriber => self.subscribes.contains(topic),
+        }
+    }
+
+    /// Publish and subscribe grants held.
+    pub fn grants(&self) -> usize {
+        self.publishes.len() + self.subscribes.len()
+    }
+}
+
 /// Which role a registration is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {

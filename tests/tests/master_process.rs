@@ -3,7 +3,7 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use zerosmq_tests::{cargo_bin, MasterProcess, WAIT};
+use zerosmq_tests::{cargo_bin, raw_control_at, raw_request, MasterProcess, WAIT};
 
 fn wait_exit(child: &mut std::process::Child) -> std::process::ExitStatus {
     let deadline = Instant::now() + WAIT;
@@ -58,4 +58,43 @@ fn bad_flags_are_refused_with_a_message() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("is not a port range"));
+}
+
+#[test]
+fn max_grants_per_node_caps_one_nodes_grants_with_a_clear_error() {
+    let master = MasterProcess::start(&["--max-grants-per-node", "3"]);
+    let ctx = zmq::Context::new();
+    let req = raw_control_at(&ctx, &master.endpoint());
+    for request in ["REQUEST_PUB n a", "REQUEST_SUB n b", "REQUEST_PUB n c"] {
+        let reply = String::from_utf8(raw_request(&req, request.as_bytes())).unwrap();
+        assert!(reply.starts_with("REQUEST GRANT "), "{request}: {reply}");
+    }
+    let reply = String::from_utf8(raw_request(&req, b"REQUEST_SUB n d")).unwrap();
+    assert!(
+        reply.starts_with("ERROR limit-reached")
+            && reply.contains("node 'n'")
+            && reply.contains("at most 3 publish and subscribe grants"),
+        "the fourth grant: {reply}"
+    );
+    // A grant the node already holds is no new grant; other nodes are not limited by n's.
+    let again = String::from_utf8(raw_request(&req, b"REQUEST_PUB n a")).unwrap();
+    assert!(again.starts_with("REQUEST GRANT "), "{again}");
+    let other = String::from_utf8(raw_request(&req, b"REQUEST_SUB m d")).unwrap();
+    assert!(other.starts_with("REQUEST GRANT "), "{other}");
+}
+
+#[test]
+fn the_removed_engine_flag_accepts_native_and_refuses_libzmq() {
+    let master = MasterProcess::start(&["--engine", "native"]);
+    let ctx = zmq::Context::new();
+    let req = raw_control_at(&ctx, &master.endpoint());
+    let reply = String::from_utf8(raw_request(&req, b"REQUEST_PUB n t")).unwrap();
+    assert!(reply.starts_with("REQUEST GRANT "), "{reply}");
+    let out = Command::new(cargo_bin("zerosmq-master", "zerosmq-master"))
+        .args(["--port", "0", "--engine", "libzmq"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("the libzmq engine was removed"), "{stderr}");
 }

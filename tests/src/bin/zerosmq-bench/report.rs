@@ -37,6 +37,8 @@ pub struct Row {
     pub lost: Option<u64>,
     pub p99_us: Option<f64>,
     pub rss_mib: Option<f64>,
+    /// Threads of the broker process (resources).
+    pub threads: Option<u64>,
     pub error: Option<String>,
     pub vs_reference: Option<f64>,
     pub vs_floor: Option<f64>,
@@ -61,6 +63,7 @@ impl Row {
             lost: None,
             p99_us: None,
             rss_mib: None,
+            threads: None,
             error: None,
             vs_reference: None,
             vs_floor: None,
@@ -114,6 +117,7 @@ impl Row {
             Ok(x) => {
                 row.value = Some(x.idle_cpu_pct);
                 row.rss_mib = Some(x.rss_mib);
+                row.threads = Some(x.threads);
             }
             Err(e) => row.error = Some(e),
         }
@@ -133,8 +137,9 @@ impl Row {
                     self.p99_us.unwrap_or(f64::NAN)
                 ),
                 Section::Resources => format!(
-                    "idle CPU {v:.2} %, RSS {:.1} MiB",
-                    self.rss_mib.unwrap_or(f64::NAN)
+                    "idle CPU {v:.2} %, RSS {:.1} MiB, {} threads",
+                    self.rss_mib.unwrap_or(f64::NAN),
+                    self.threads.unwrap_or(0)
                 ),
             },
             (None, None) => "-".into(),
@@ -279,8 +284,8 @@ impl Report {
         );
         let _ = writeln!(
             out,
-            "{:<25} {:<22} {:>16} {:>10} {:>7}",
-            "system", "scenario", "idle CPU % core", "RSS MiB", "/ref"
+            "{:<25} {:<22} {:>16} {:>10} {:>8} {:>7}",
+            "system", "scenario", "idle CPU % core", "RSS MiB", "threads", "/ref"
         );
         for r in self.rows.iter().filter(|r| r.section == Section::Resources) {
             let label = match r.system {
@@ -294,10 +299,11 @@ impl Report {
                 None => {
                     let _ = writeln!(
                         out,
-                        "{label:<25} {:<22} {:>16.2} {:>10.1} {:>7}",
+                        "{label:<25} {:<22} {:>16.2} {:>10.1} {:>8} {:>7}",
                         r.scenario,
                         r.value.unwrap_or(f64::NAN),
                         r.rss_mib.unwrap_or(f64::NAN),
+                        r.threads.map_or("-".into(), |t| t.to_string()),
                         ratio(r.vs_reference)
                     );
                 }
@@ -311,14 +317,14 @@ impl Report {
 
     pub fn csv(&self) -> String {
         let mut out = String::from(
-            "section,scenario,system,value,mb_per_s,sent,lost,p99_us,rss_mib,vs_reference,vs_floor,error\n",
+            "section,scenario,system,value,mb_per_s,sent,lost,p99_us,rss_mib,threads,vs_reference,vs_floor,error\n",
         );
         let f = |v: Option<f64>| v.map_or(String::new(), |v| format!("{v:.3}"));
         let u = |v: Option<u64>| v.map_or(String::new(), |v| v.to_string());
         for r in &self.rows {
             let _ = writeln!(
                 out,
-                "{},\"{}\",{},{},{},{},{},{},{},{},{},\"{}\"",
+                "{},\"{}\",{},{},{},{},{},{},{},{},{},{},\"{}\"",
                 r.section.key(),
                 r.scenario,
                 r.system.key(),
@@ -328,6 +334,7 @@ impl Report {
                 u(r.lost),
                 f(r.p99_us),
                 f(r.rss_mib),
+                u(r.threads),
                 f(r.vs_reference),
                 f(r.vs_floor),
                 r.error.as_deref().unwrap_or("").replace('"', "'")
@@ -363,7 +370,7 @@ impl Report {
         for (i, r) in self.rows.iter().enumerate() {
             let _ = write!(
                 out,
-                "    {{\"section\": {}, \"scenario\": {}, \"system\": {}, \"value\": {}, \"mb_per_s\": {}, \"sent\": {}, \"lost\": {}, \"p99_us\": {}, \"rss_mib\": {}, \"vs_reference\": {}, \"vs_floor\": {}, \"error\": {}}}",
+                "    {{\"section\": {}, \"scenario\": {}, \"system\": {}, \"value\": {}, \"mb_per_s\": {}, \"sent\": {}, \"lost\": {}, \"p99_us\": {}, \"rss_mib\": {}, \"threads\": {}, \"vs_reference\": {}, \"vs_floor\": {}, \"error\": {}}}",
                 s(r.section.key()),
                 s(&r.scenario),
                 s(r.system.key()),
@@ -373,6 +380,7 @@ impl Report {
                 u(r.lost),
                 f(r.p99_us),
                 f(r.rss_mib),
+                u(r.threads),
                 f(r.vs_reference),
                 f(r.vs_floor),
                 r.error.as_deref().map_or("null".into(), s)

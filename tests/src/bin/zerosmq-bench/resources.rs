@@ -1,4 +1,4 @@
-//! Idle CPU and resident memory of a broker running as a child process (this binary re-run as
+//! Idle CPU, resident memory and threads of a broker running as a child process (this binary re-run as
 //! `zerosmq-bench __serve master|reference`), with 1,000 topics open and a libzmq publisher and
 //! subscriber connected to every one of them.
 
@@ -43,6 +43,8 @@ pub struct Resources {
     pub idle_cpu_pct: f64,
     /// Resident set size with the topics open and connected, in MiB.
     pub rss_mib: f64,
+    /// Threads of the broker process then.
+    pub threads: u64,
 }
 
 struct ChildBroker(Child);
@@ -133,11 +135,15 @@ pub fn measure(which: &str, topics: usize, idle: Duration) -> Result<Resources, 
     // Let the connections and subscriptions settle before measuring.
     std::thread::sleep(Duration::from_millis(1500));
     let rss = rss_mib(pid)?;
+    let threads = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .map_err(|e| e.to_string())?
+        .count() as u64;
     let before = cpu_ns(pid)?;
     std::thread::sleep(idle);
     let after = cpu_ns(pid)?;
     Ok(Resources {
         idle_cpu_pct: (after.saturating_sub(before)) as f64 / idle.as_nanos() as f64 * 100.0,
         rss_mib: rss,
+        threads,
     })
 }
