@@ -7,8 +7,8 @@
 //! - [`decoder`]: [`FrameDecoder`], which says which bytes it needs next and decodes in place.
 //! - [`stream`]: [`next_unit`](stream::next_unit), which finds the greeting, commands and whole
 //!   (multipart) messages at the front of a large read, in place (the master's forwarder).
-//! - [`connection`]: [`Connection`], the NULL or PLAIN (client) handshake and per-connection state
-//!   (negotiated version, pending PONG), turning frames into [`Event`]s.
+//! - [`connection`]: [`Connection`], the NULL, PLAIN or CURVE handshake (client or server) and
+//!   per-connection state (negotiated version, pending PONG), turning frames into [`Event`]s.
 //!
 //! - [`z85`]: Z85 (RFC 32), the text form of CURVE keys.
 //! - `curve` (feature `curve`): CurveZMQ (RFC 26) client and server, driven by
