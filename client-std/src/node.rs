@@ -6,10 +6,14 @@ use std::time::Duration;
 
 use zerosmq_core::control::{ControlReply, ControlRequest, Encoding};
 use zerosmq_core::limits::CONTROL_REQUEST_BUF_LEN;
-use zerosmq_core::{decode_reply, ErrorCode, NodeName, Topic};
+use zerosmq_core::{decode_reply, NodeName, Topic};
+
+use bytes::Bytes;
 
 use crate::error::{ZmqErrorExt as _, ZmqResultExt as _};
+use crate::transport::control::{ControlConn, ControlError};
 use crate::transport::io_thread::IoHandle;
+use crate::transport::mechanism::Mechanism;
 use crate::transport::subscriber_link::SubscriberLink;
 use crate::{Error, Publisher, Result, Subscriber};
 
@@ -122,13 +126,24 @@ impl NodeBuilder {
             }
         };
         let ctx = zmq::Context::new();
+        let mechanism = Mechanism::from_plain(self.plain.as_ref());
+        let control = match curve {
+            None => ControlPath::Native(Box::new(ControlConn::new(
+                host.clone(),
+                port,
+                mechanism.clone(),
+            ))),
+            Some(_) => ControlPath::Zmq(None),
+        };
         Ok(Node {
             inner: Arc::new(NodeInner {
                 name,
                 control_endpoint: format!("tcp://{host}:{port}"),
+                control_port: port,
                 host,
                 ctx,
-                control: Mutex::new(None),
+                control: Mutex::new(control),
+                mechanism,
                 timeout: self.timeout,
                 hwm: self.hwm,
                 heartbeat: self.heartbeat,
@@ -165,10 +180,12 @@ pub(crate) struct NodeInner {
     pub(crate) name: NodeName,
     pub(crate) host: String,
     control_endpoint: String,
+    control_port: u16,
     pub(crate) ctx: zmq::Context,
-    /// The REQ socket, made on first use and remade after a timeout (a REQ socket that missed
-    /// its reply cannot send again).
-    control: Mutex<Option<zmq::Socket>>,
+    /// The REQ connection of the callers' requests (the I/O thread has its own).
+    control: Mutex<ControlPath>,
+    /// How native connections authenticate.
+    mechanism: Mechanism,
     pub(crate) timeout: Duration,
     /// At least 1.
     pub(crate) hwm: usize,
@@ -194,6 +211,16 @@ impl Drop for NodeInner {
             io.stop();
         }
     }
+}
+
+/// How the node's control requests travel.
+enum ControlPath {
+    /// Our own ZMTP REQ (`transport::control`).
+    Native(Box<ControlConn>),
+    /// A libzmq REQ socket, for CURVE (core's CURVE is not in the std client yet): made on
+    /// first use and remade after a timeout (a REQ socket that missed its reply cannot send
+    /// again).
+    Zmq(Option<zmq::Socket>),
 }
 
 /// CURVE keys: the master's public key and this node's own pair.
@@ -296,20 +323,15 @@ impl NodeInner {
         live.grants.retain(|g| &g.request != request);
     }
 
-    fn heartbeat_request(&self) -> ControlRequest {
+    pub(crate) fn heartbeat_request(&self) -> ControlRequest {
         ControlRequest::Heartbeat {
             node: self.name.clone(),
             session: self.session,
         }
     }
 
-    fn send_heartbeat(&self, timeout: Duration) -> Result<u64> {
-        self.request(&self.heartbeat_request(), timeout, |r| match r {
-            ControlReply::Alive { epoch } => Ok(epoch),
-            _ => Err(Error::Protocol(zerosmq_core::DecodeError::UnexpectedReply)),
-        })
-    }
-
+    /// Claims the node name with a first heartbeat (asked again while another live node holds
+    /// it, see [`NodeBuilder::claim_wait`]) and starts heartbeats; both run in the I/O thread.
     fn start_heartbeat(self: &Arc<Self>) -> Result<()> {
         let Some(interval) = self.heartbeat else {
             return Ok(());
@@ -318,67 +340,23 @@ impl NodeInner {
         if live.started {
             return Ok(());
         }
-        let deadline = std::time::Instant::now() + self.claim_wait;
-        let epoch = loop {
-            match self.send_heartbeat(self.timeout) {
-                Err(Error::Refused {
-                    code: ErrorCode::NameInUse,
-                    ..
-                }) if std::time::Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(200));
-                }
-                other => break other?,
-            }
-        };
-        self.io()?.start_heartbeat(interval, epoch);
+        let answer = self.io()?.claim(interval, self.claim_wait).recv();
+        answer.map_err(|_| Error::Io(std::io::Error::other("the node's I/O thread ended")))??;
         live.started = true;
         Ok(())
     }
 
-    /// Asks again for every grant (after a master restart or an outage long enough for the
-    /// master to drop this node); a changed port is stored for the socket owner to reconnect.
-    fn reregister(&self) {
-        type Entry = (ControlRequest, Arc<AtomicU16>, Option<Arc<IoHandle>>);
-        let grants: Vec<Entry> = {
-            let live = self.liveness.lock().unwrap_or_else(|e| e.into_inner());
-            live.grants
-                .iter()
-                .map(|g| (g.request.clone(), g.port.clone(), g.waker.clone()))
-                .collect()
-        };
-        for (request, cell, waker) in grants {
-            if let Ok(port) = self.grant(&request) {
-                if cell.swap(port, Ordering::AcqRel) != port {
-                    if let Some(io) = waker {
-                        io.poke();
-                    }
-                }
-            }
-        }
+    /// Every grant, to ask for again after a master restart.
+    pub(crate) fn grants(&self) -> Vec<(ControlRequest, Arc<AtomicU16>, Option<Arc<IoHandle>>)> {
+        let live = self.liveness.lock().unwrap_or_else(|e| e.into_inner());
+        live.grants
+            .iter()
+            .map(|g| (g.request.clone(), g.port.clone(), g.waker.clone()))
+            .collect()
     }
 }
 
-/// How long one heartbeat waits for the master at least (the I/O thread waits that long on a
-/// master that is gone, once per interval).
-const HEARTBEAT_WAIT_MIN: Duration = Duration::from_millis(200);
-
 impl NodeInner {
-    /// One heartbeat, run by the I/O thread every `interval`. When the master's epoch changes
-    /// (it restarted) or after heartbeats failed (it was unreachable, and may have dropped
-    /// this node), re-registers every grant.
-    pub(crate) fn heartbeat_once(&self, interval: Duration, epoch: &mut u64, missed: &mut bool) {
-        match self.send_heartbeat(interval.max(HEARTBEAT_WAIT_MIN)) {
-            Ok(now) => {
-                if now != *epoch || *missed {
-                    self.reregister();
-                }
-                *epoch = now;
-                *missed = false;
-            }
-            Err(_) => *missed = true,
-        }
-    }
-
     /// Run by the I/O thread about twice a second: serves subscriber links whose application
     /// is away (see `transport::subscriber_link`), skipping any that is in use.
     pub(crate) fn keep_idle_links(&self) {
@@ -403,10 +381,60 @@ impl NodeInner {
         timeout: Duration,
         read: impl FnOnce(ControlReply<'_>) -> Result<T>,
     ) -> Result<T> {
+        let reply = self.raw_request(&self.encode(req)?, timeout)?;
+        self.read_reply(req, &reply, read)
+    }
+
+    /// `req` as sent to the master.
+    pub(crate) fn encode(&self, req: &ControlRequest) -> Result<Vec<u8>> {
         let mut buf = [0u8; CONTROL_REQUEST_BUF_LEN];
-        let bytes = req.encode(Encoding::Binary, &mut buf)?;
+        Ok(req.encode(Encoding::Binary, &mut buf)?.to_vec())
+    }
+
+    /// Decodes the reply to `req`: the master's refusal as [`Error::Refused`], else `read`.
+    pub(crate) fn read_reply<T>(
+        &self,
+        req: &ControlRequest,
+        reply: &[u8],
+        read: impl FnOnce(ControlReply<'_>) -> Result<T>,
+    ) -> Result<T> {
+        match decode_reply(req.reply_kind(), reply)? {
+            ControlReply::Error(e) => Err(Error::Refused {
+                code: e.code,
+                detail: e.detail.to_owned(),
+            }),
+            other => read(other),
+        }
+    }
+
+    /// The error of a control request that got no reply within `after`.
+    pub(crate) fn control_error(&self, e: ControlError, after: Duration) -> Error {
+        let master = self.control_endpoint.clone();
+        match e {
+            ControlError::Timeout => Error::Timeout { master, after },
+            ControlError::AuthFailed => Error::AuthFailed { master },
+        }
+    }
+
+    /// Sends an encoded request on the callers' control connection and waits for the reply.
+    pub(crate) fn raw_request(&self, request: &[u8], timeout: Duration) -> Result<Bytes> {
         let mut guard = self.control.lock().unwrap_or_else(|e| e.into_inner());
-        let socket = match guard.take() {
+        match &mut *guard {
+            ControlPath::Native(conn) => conn
+                .request(request, timeout)
+                .map_err(|e| self.control_error(e, timeout)),
+            ControlPath::Zmq(socket) => self.zmq_request(socket, request, timeout),
+        }
+    }
+
+    /// One request on the libzmq REQ socket (CURVE).
+    fn zmq_request(
+        &self,
+        slot: &mut Option<zmq::Socket>,
+        request: &[u8],
+        timeout: Duration,
+    ) -> Result<Bytes> {
+        let socket = match slot.take() {
             Some(s) => s,
             None => {
                 let s = self.ctx.socket(zmq::REQ).zmq()?;
@@ -421,7 +449,7 @@ impl NodeInner {
         socket.set_rcvtimeo(ms).zmq()?;
         // On any failure the socket is dropped, not put back: a REQ socket that missed its
         // reply cannot send again.
-        let reply = match socket.send(bytes, 0).and_then(|()| socket.recv_msg(0)) {
+        let reply = match socket.send(request, 0).and_then(|()| socket.recv_msg(0)) {
             Ok(m) => m,
             Err(zmq::Error::EAGAIN) => {
                 if self.plain.is_some() && self.auth_refused() {
@@ -436,14 +464,8 @@ impl NodeInner {
             }
             Err(e) => return Err(e.into_error()),
         };
-        *guard = Some(socket);
-        match decode_reply(req.reply_kind(), &reply)? {
-            ControlReply::Error(e) => Err(Error::Refused {
-                code: e.code,
-                detail: e.detail.to_owned(),
-            }),
-            other => read(other),
-        }
+        *slot = Some(socket);
+        Ok(Bytes::copy_from_slice(&reply))
     }
 
     /// Applies this node's settings to a socket before it connects: credentials, and ZMTP
@@ -504,7 +526,14 @@ impl NodeInner {
         if let Some(io) = io.as_ref() {
             return Ok(io.clone());
         }
-        let started = IoHandle::start(Arc::downgrade(self), self.name.as_str())?;
+        // The thread's own control connection, resolved here: resolving may block.
+        let control = self.native_data_path().then(|| {
+            let mut c =
+                ControlConn::new(self.host.clone(), self.control_port, self.mechanism.clone());
+            c.resolve();
+            c
+        });
+        let started = IoHandle::start(Arc::downgrade(self), self.name.as_str(), control)?;
         *io = Some(started.clone());
         Ok(started)
     }
@@ -538,9 +567,9 @@ impl NodeInner {
         }
     }
 
-    /// PLAIN credentials, if any.
-    pub(crate) fn plain(&self) -> Option<&(String, String)> {
-        self.plain.as_ref()
+    /// How native connections authenticate.
+    pub(crate) fn mechanism(&self) -> &Mechanism {
+        &self.mechanism
     }
 
     pub(crate) fn data_endpoint(&self, port: u16) -> String {

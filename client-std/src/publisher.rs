@@ -59,7 +59,7 @@ impl Publisher {
             let target = Target {
                 host: node.host.clone(),
                 port: grant.cell(),
-                credentials: node.plain().cloned(),
+                mechanism: node.mechanism().clone(),
                 timeout: node.timeout,
                 topic_head: frame.clone(),
             };

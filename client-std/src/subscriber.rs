@@ -171,7 +171,7 @@ impl Subscriber {
             let target = Target {
                 host: node.host.clone(),
                 port: grant.cell(),
-                credentials: node.plain().cloned(),
+                mechanism: node.mechanism().clone(),
                 timeout: node.timeout.min(DATA_HANDSHAKE_MAX),
             };
             let mut link = SubscriberLink::open(target).map_err(|e| link_error(&node, e))?;
@@ -203,8 +203,11 @@ impl Subscriber {
     ///
     /// How: subscribe to a unique ready probe, which the master answers with a message only this
     /// subscriber matches (see `zerosmq_core::message::READY_PROBE_PREFIX`).
+    ///
+    /// After the master moved the topic (it restarted without its state file) the new path is
+    /// waited for.
     pub fn wait_ready(&mut self, timeout: Duration) -> Result<()> {
-        if self.ready {
+        if self.ready && !self.path.moved() {
             return Ok(());
         }
         static COUNTER: AtomicU64 = AtomicU64::new(0);

@@ -10,8 +10,9 @@ use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, Socket, Type};
-use zerosmq_core::zmtp::{Connection, Event, PlainCredentials, SocketType, ZmtpError};
+use zerosmq_core::zmtp::{Connection, Event, SocketType, ZmtpError};
 
+use super::mechanism::Mechanism;
 use super::sys;
 
 /// A connection past the handshake: the next byte on `stream` starts a frame.
@@ -57,18 +58,6 @@ pub(crate) fn resolve(host: &str, port: u16) -> io::Result<Vec<SocketAddr>> {
     Ok((bare, port).to_socket_addrs()?.collect())
 }
 
-/// PLAIN credentials as core borrows them; too long ones are refused as the master would.
-fn plain(
-    credentials: Option<&(String, String)>,
-) -> Result<Option<PlainCredentials<'_>>, ConnectError> {
-    match credentials {
-        Some((user, password)) => PlainCredentials::new(user, password)
-            .map(Some)
-            .map_err(|_| ConnectError::AuthFailed),
-        None => Ok(None),
-    }
-}
-
 /// One connection attempt in progress: TCP connect, then the handshake up to the peer's READY.
 pub(crate) struct Handshake {
     /// Addresses to try in turn; `at` is the one `stream` connects to.
@@ -98,16 +87,15 @@ impl std::fmt::Debug for Handshake {
 }
 
 impl Handshake {
-    /// Starts connecting to the first of `addrs` as a `socket_type` socket, with PLAIN
-    /// `credentials` if any; the attempt fails after `timeout`. Never blocks.
+    /// Starts connecting to the first of `addrs` as a `socket_type` socket with `mechanism`;
+    /// the attempt fails after `timeout`. Never blocks.
     pub(crate) fn start(
         addrs: Vec<SocketAddr>,
         socket_type: SocketType,
-        credentials: Option<&(String, String)>,
+        mechanism: &Mechanism,
         timeout: Duration,
     ) -> Result<Handshake, ConnectError> {
-        let conn = Connection::with_mechanism(socket_type, plain(credentials)?)
-            .with_credentials(PlainCredentials::EMPTY);
+        let conn = mechanism.client(socket_type)?;
         let (at, stream) = connect_first(&addrs, 0)?;
         Ok(Handshake {
             addrs,
@@ -126,17 +114,16 @@ impl Handshake {
     /// Advances the attempt as far as the socket allows, waiting for it until `until` at the
     /// latest: true once the peer's READY arrived ([`finish`](Self::finish) then), false when
     /// `until` came first (call again), or why the attempt failed (including its own timeout).
-    /// `credentials` must be those given to [`start`](Self::start).
+    /// `mechanism` must be the one given to [`start`](Self::start).
     pub(crate) fn advance(
         &mut self,
-        credentials: Option<&(String, String)>,
+        mechanism: &Mechanism,
         until: Instant,
     ) -> Result<bool, ConnectError> {
-        let creds = plain(credentials)?.unwrap_or(PlainCredentials::EMPTY);
         let conn = std::mem::replace(&mut self.conn, Connection::new(SocketType::Sub));
-        let mut conn = conn.with_credentials(creds);
+        let mut conn = mechanism.lend(conn)?;
         let r = self.step(&mut conn, until);
-        self.conn = conn.with_credentials(PlainCredentials::EMPTY);
+        self.conn = mechanism.take_back(conn);
         r
     }
 

@@ -2,23 +2,39 @@
 //! `mio` poll. It owns every publisher connection of the node (connect with backoff, the ZMTP
 //! handshake, the master's subscriptions and PINGs, our own PINGs, writing what callers
 //! queued, following a moved grant, the linger of a closing publisher) and runs the node's
-//! timers: the heartbeat to the master (with re-registration after a master restart) and the
+//! timers: the node's control tasks ([`NodeControl`]: the name claim of the first publish or
+//! subscribe, heartbeats, re-registration after a master restart, each a request on the
+//! thread's own control connection, advanced on its readiness and never waited for) and the
 //! keeper of subscriber links whose application is away (see `subscriber_link`).
 //!
 //! Callers talk to it through [`IoHandle`]: a publisher whose outbox got its first message
 //! marks itself dirty, and the thread is woken (an eventfd, through `mio::Waker`) only when it
 //! sleeps, so a burst costs one wake-up.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::collections::VecDeque;
+use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
-use mio::{Events, Poll, Token, Waker};
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Registry, Token, Waker};
+use zerosmq_core::control::{ControlReply, ControlRequest};
+use zerosmq_core::ErrorCode;
 
+use super::control::{ControlConn, Progress};
 use super::publisher_link::{PubConn, PubShared};
 use crate::node::NodeInner;
+use crate::{Error, Result};
 
 const WAKER: Token = Token(usize::MAX);
+const CONTROL: Token = Token(usize::MAX - 1);
+
+/// How long a claim waits before asking again while another live node holds the name.
+const CLAIM_RETRY: Duration = Duration::from_millis(200);
+
+/// How long one heartbeat waits for the master at least.
+const HEARTBEAT_WAIT_MIN: Duration = Duration::from_millis(200);
 
 /// How often the loop looks at every connection's timers (backoff, PING, half-open, a moved
 /// grant) when nothing asked it to look sooner.
@@ -39,8 +55,8 @@ struct Queue {
     dirty: Vec<Arc<PubShared>>,
     /// Look at every connection now: one is closing, or a grant moved.
     look: bool,
-    /// Start heartbeats: interval and the master's epoch at the first one.
-    heartbeat: Option<(Duration, u64)>,
+    /// Name claims to start (the first publish or subscribe of the node).
+    claims: Vec<Claim>,
     sleeping: bool,
     woken: bool,
     stop: bool,
@@ -58,7 +74,13 @@ pub(crate) struct IoHandle {
 
 impl IoHandle {
     /// Starts the thread for `node`; it ends when the node is dropped ([`IoHandle::stop`]).
-    pub(crate) fn start(node: Weak<NodeInner>, name: &str) -> std::io::Result<Arc<IoHandle>> {
+    /// `control` is its own connection to the master (`None`: the node's requests go through
+    /// libzmq, for CURVE, and the thread makes them blocking).
+    pub(crate) fn start(
+        node: Weak<NodeInner>,
+        name: &str,
+        control: Option<ControlConn>,
+    ) -> std::io::Result<Arc<IoHandle>> {
         let poll = Poll::new()?;
         let waker = Waker::new(poll.registry(), WAKER)?;
         let handle = Arc::new(IoHandle {
@@ -70,7 +92,7 @@ impl IoHandle {
         let h = handle.clone();
         std::thread::Builder::new()
             .name(format!("zerosmq-io-{name}"))
-            .spawn(move || run(poll, &h, &node))?;
+            .spawn(move || run(poll, &h, &node, control))?;
         Ok(handle)
     }
 
@@ -111,10 +133,20 @@ impl IoHandle {
         self.wake_locked(&mut q);
     }
 
-    pub(crate) fn start_heartbeat(&self, interval: Duration, epoch: u64) {
+    /// Claims the node name with a first heartbeat, asked again while the master says another
+    /// live node holds it, until `wait` passed; then heartbeats every `interval`. The receiver
+    /// gets the master's epoch, or why the claim failed.
+    pub(crate) fn claim(&self, interval: Duration, wait: Duration) -> mpsc::Receiver<Result<u64>> {
+        let (tx, rx) = mpsc::sync_channel(1);
         let mut q = self.lock();
-        q.heartbeat = Some((interval, epoch));
+        q.claims.push(Claim {
+            interval,
+            deadline: Instant::now() + wait,
+            not_before: Instant::now(),
+            reply: tx,
+        });
         self.wake_locked(&mut q);
+        rx
     }
 
     /// Records a publish now; returns the time since the node's previous one.
@@ -125,11 +157,255 @@ impl IoHandle {
     }
 }
 
+/// A name claim waiting for the master's answer.
+pub(crate) struct Claim {
+    interval: Duration,
+    /// Until when a `name-in-use` answer is asked again.
+    deadline: Instant,
+    /// The next try is due then.
+    not_before: Instant,
+    reply: mpsc::SyncSender<Result<u64>>,
+}
+
 struct Heartbeat {
     interval: Duration,
+    /// The master's epoch at the last answer: another one means it restarted.
     epoch: u64,
+    /// A heartbeat or a re-registration failed: register everything again at the next answer.
     missed: bool,
     due: Instant,
+}
+
+/// One request of the node's control tasks.
+enum Job {
+    Claim(Claim),
+    Heartbeat,
+    /// Asks again for a grant; a new port is stored in `cell`, and `waker` (the socket owner's
+    /// I/O thread) is poked.
+    Grant {
+        request: ControlRequest,
+        cell: Arc<AtomicU16>,
+        waker: Option<Arc<IoHandle>>,
+    },
+}
+
+/// The request in flight.
+struct Current {
+    job: Job,
+    /// Encoded, for the blocking (libzmq) path.
+    request: Vec<u8>,
+    timeout: Duration,
+}
+
+/// The node's control tasks: one request at a time on the thread's own control connection (a
+/// REQ: lockstep), in order, none of them waited for.
+#[derive(Default)]
+struct NodeControl {
+    /// `None`: requests go through the node's libzmq REQ (CURVE), blocking.
+    conn: Option<ControlConn>,
+    /// The control socket registered with the poll, and its generation.
+    registered: Option<(RawFd, u64)>,
+    jobs: VecDeque<Job>,
+    current: Option<Current>,
+    heartbeat: Option<Heartbeat>,
+}
+
+impl NodeControl {
+    /// Starts what is due and advances the request in flight until it waits for the master.
+    fn drive(&mut self, registry: &Registry, node: &NodeInner) {
+        loop {
+            let now = Instant::now();
+            if self.current.is_none() && !self.start_next(node, now) {
+                break;
+            }
+            let Some(current) = &self.current else { break };
+            let progress = match &mut self.conn {
+                Some(conn) => conn.poll(now),
+                None => match node.raw_request(&current.request, current.timeout) {
+                    Ok(reply) => Progress::Reply(reply),
+                    Err(e) => {
+                        let Some(c) = self.current.take() else { break };
+                        self.finish(node, c.job, Err(e));
+                        continue;
+                    }
+                },
+            };
+            let result = match progress {
+                Progress::Pending => break,
+                Progress::Reply(bytes) => Ok(bytes),
+                Progress::Failed(e) => Err(node.control_error(e, current.timeout)),
+            };
+            if let Some(c) = self.current.take() {
+                self.finish(node, c.job, result);
+            }
+        }
+        self.register(registry);
+    }
+
+    /// Starts the next job that is due; false when none is.
+    fn start_next(&mut self, node: &NodeInner, now: Instant) -> bool {
+        if let Some(hb) = &self.heartbeat {
+            if now >= hb.due && !self.jobs.iter().any(|j| matches!(j, Job::Heartbeat)) {
+                self.jobs.push_back(Job::Heartbeat);
+            }
+        }
+        match self.jobs.front() {
+            None => return false,
+            Some(Job::Claim(c)) if now < c.not_before => return false,
+            Some(_) => {}
+        }
+        let Some(job) = self.jobs.pop_front() else {
+            return false;
+        };
+        let (request, timeout) = match &job {
+            Job::Claim(_) => (node.heartbeat_request(), node.timeout),
+            Job::Heartbeat => {
+                let interval = self.heartbeat.as_ref().map_or(node.timeout, |h| h.interval);
+                (node.heartbeat_request(), interval.max(HEARTBEAT_WAIT_MIN))
+            }
+            Job::Grant { request, .. } => (request.clone(), node.timeout),
+        };
+        match node.encode(&request) {
+            Ok(request) => {
+                if let Some(conn) = &mut self.conn {
+                    conn.start(&request, now + timeout);
+                }
+                self.current = Some(Current {
+                    job,
+                    request,
+                    timeout,
+                });
+            }
+            Err(e) => self.finish(node, job, Err(e)),
+        }
+        true
+    }
+
+    /// A job's request was answered (or failed).
+    fn finish(&mut self, node: &NodeInner, job: Job, reply: Result<bytes::Bytes>) {
+        let now = Instant::now();
+        match job {
+            Job::Claim(mut claim) => {
+                let epoch =
+                    reply.and_then(|r| node.read_reply(&node.heartbeat_request(), &r, alive));
+                match epoch {
+                    Err(Error::Refused {
+                        code: ErrorCode::NameInUse,
+                        ..
+                    }) if now < claim.deadline => {
+                        claim.not_before = now + CLAIM_RETRY;
+                        self.jobs.push_front(Job::Claim(claim));
+                    }
+                    Ok(epoch) => {
+                        self.heartbeat = Some(Heartbeat {
+                            interval: claim.interval,
+                            epoch,
+                            missed: false,
+                            due: now + claim.interval,
+                        });
+                        let _ = claim.reply.send(Ok(epoch));
+                    }
+                    Err(e) => {
+                        let _ = claim.reply.send(Err(e));
+                    }
+                }
+            }
+            Job::Heartbeat => {
+                let epoch =
+                    reply.and_then(|r| node.read_reply(&node.heartbeat_request(), &r, alive));
+                let Some(hb) = self.heartbeat.as_mut() else {
+                    return;
+                };
+                match epoch {
+                    Ok(epoch) => {
+                        // The master restarted, or may have dropped this node while it was
+                        // unreachable: ask for every grant again.
+                        if epoch != hb.epoch || hb.missed {
+                            for (request, cell, waker) in node.grants() {
+                                self.jobs.push_back(Job::Grant {
+                                    request,
+                                    cell,
+                                    waker,
+                                });
+                            }
+                        }
+                        hb.epoch = epoch;
+                        hb.missed = false;
+                    }
+                    Err(_) => hb.missed = true,
+                }
+                hb.due = now + hb.interval;
+            }
+            Job::Grant {
+                request,
+                cell,
+                waker,
+            } => match reply.and_then(|r| node.read_reply(&request, &r, granted)) {
+                Ok(port) => {
+                    if cell.swap(port, Ordering::AcqRel) != port {
+                        if let Some(io) = waker {
+                            io.poke();
+                        }
+                    }
+                }
+                // Not answered: the next heartbeat asks again.
+                Err(Error::Timeout { .. }) => {
+                    if let Some(hb) = self.heartbeat.as_mut() {
+                        hb.missed = true;
+                    }
+                }
+                Err(_) => {}
+            },
+        }
+    }
+
+    /// Registers a new control socket with the poll (a closed one left it by itself).
+    fn register(&mut self, registry: &Registry) {
+        let Some(source) = self.conn.as_ref().and_then(ControlConn::source) else {
+            return;
+        };
+        if self.registered == Some(source) {
+            return;
+        }
+        let interest = Interest::READABLE | Interest::WRITABLE;
+        let mut fd = SourceFd(&source.0);
+        if registry.register(&mut fd, CONTROL, interest).is_err() {
+            // The same descriptor number, still registered (it was not closed in between).
+            let _ = registry.reregister(&mut fd, CONTROL, interest);
+        }
+        self.registered = Some(source);
+    }
+
+    /// When the tasks must run again without an event.
+    fn next_wake(&self) -> Option<Instant> {
+        if self.current.is_some() {
+            return self.conn.as_ref().and_then(ControlConn::next_wake);
+        }
+        let claim = match self.jobs.front() {
+            Some(Job::Claim(c)) => Some(c.not_before),
+            Some(_) => Some(Instant::now()),
+            None => None,
+        };
+        let hb = self.heartbeat.as_ref().map(|h| h.due);
+        match (claim, hb) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+}
+
+fn alive(reply: ControlReply<'_>) -> Result<u64> {
+    match reply {
+        ControlReply::Alive { epoch } => Ok(epoch),
+        _ => Err(Error::Protocol(zerosmq_core::DecodeError::UnexpectedReply)),
+    }
+}
+
+fn granted(reply: ControlReply<'_>) -> Result<u16> {
+    match reply {
+        ControlReply::Granted { port } => Ok(port),
+        _ => Err(Error::Protocol(zerosmq_core::DecodeError::UnexpectedReply)),
+    }
 }
 
 /// The publishers the thread serves; a publisher's slot is its poll token.
@@ -158,11 +434,15 @@ impl Slots {
     }
 }
 
-fn run(mut poll: Poll, handle: &IoHandle, node: &Weak<NodeInner>) {
+fn run(mut poll: Poll, handle: &IoHandle, node: &Weak<NodeInner>, conn: Option<ControlConn>) {
     let mut events = Events::with_capacity(1024);
     let mut slots = Slots::default();
-    let (mut added, mut dirty) = (Vec::new(), Vec::new());
-    let mut heartbeat: Option<Heartbeat> = None;
+    let (mut added, mut dirty, mut claims) = (Vec::new(), Vec::new(), Vec::new());
+    let mut control = NodeControl {
+        conn,
+        ..NodeControl::default()
+    };
+    let mut control_ready = false;
     let mut next_tick = Instant::now() + TICK;
     let mut next_keep = Instant::now() + KEEP_TICK;
     loop {
@@ -173,14 +453,7 @@ fn run(mut poll: Poll, handle: &IoHandle, node: &Weak<NodeInner>) {
             }
             std::mem::swap(&mut q.added, &mut added);
             std::mem::swap(&mut q.dirty, &mut dirty);
-            if let Some((interval, epoch)) = q.heartbeat.take() {
-                heartbeat = Some(Heartbeat {
-                    interval,
-                    epoch,
-                    missed: false,
-                    due: Instant::now() + interval,
-                });
-            }
+            std::mem::swap(&mut q.claims, &mut claims);
             std::mem::take(&mut q.look)
         };
         let registry = poll.registry();
@@ -216,11 +489,12 @@ fn run(mut poll: Poll, handle: &IoHandle, node: &Weak<NodeInner>) {
             }
             next_tick = now + TICK;
         }
-        if let Some(hb) = heartbeat.as_mut().filter(|hb| now >= hb.due) {
+        control.jobs.extend(claims.drain(..).map(Job::Claim));
+        let control_due = control.next_wake().is_some_and(|at| now >= at);
+        if std::mem::take(&mut control_ready) || control_due {
             let Some(node) = node.upgrade() else { break };
-            node.heartbeat_once(hb.interval, &mut hb.epoch, &mut hb.missed);
+            control.drive(registry, &node);
             drop(node);
-            hb.due = Instant::now() + hb.interval;
         }
         if now >= next_keep {
             let Some(node) = node.upgrade() else { break };
@@ -229,8 +503,8 @@ fn run(mut poll: Poll, handle: &IoHandle, node: &Weak<NodeInner>) {
             next_keep = Instant::now() + KEEP_TICK;
         }
         let mut wake_at = next_tick.min(next_keep);
-        if let Some(hb) = &heartbeat {
-            wake_at = wake_at.min(hb.due);
+        if let Some(at) = control.next_wake() {
+            wake_at = wake_at.min(at);
         }
         {
             let mut q = handle.lock();
@@ -238,7 +512,7 @@ fn run(mut poll: Poll, handle: &IoHandle, node: &Weak<NodeInner>) {
                 || q.look
                 || !q.added.is_empty()
                 || !q.dirty.is_empty()
-                || q.heartbeat.is_some()
+                || !q.claims.is_empty()
             {
                 continue;
             }
@@ -255,6 +529,10 @@ fn run(mut poll: Poll, handle: &IoHandle, node: &Weak<NodeInner>) {
         for event in events.iter() {
             let Token(i) = event.token();
             if event.token() == WAKER {
+                continue;
+            }
+            if event.token() == CONTROL {
+                control_ready = true;
                 continue;
             }
             let Some(c) = slots.conns.get_mut(i).and_then(Option::as_mut) else {

@@ -7,19 +7,27 @@
 //! - [`handshake`]: a non-blocking connect, then the NULL or PLAIN client handshake through
 //!   core's [`Connection`](zerosmq_core::zmtp::Connection), read exactly up to the peer's READY
 //!   and advanced by its caller within the caller's deadline.
+//! - [`mechanism`]: the one place that picks NULL or PLAIN (and later CURVE) for every native
+//!   connection, data and control.
+//! - [`control`]: the node's control requests on a ZMTP REQ of our own, driven blocking by a
+//!   caller or on readiness by the I/O thread (heartbeats, claims, re-registration).
 //! - [`inbound`]: frames after the handshake, decoded in place from large reads.
 //! - [`io_thread`]: one thread per node (`mio`) that owns the publishers' connections and runs
-//!   the node's timers (heartbeat, PINGs, reconnect backoff, idle subscriber links).
+//!   the node's timers (claim waits, heartbeats, PINGs, reconnect backoff, idle subscriber
+//!   links), none of which blocks it.
 //! - [`publisher_link`], [`subscriber_link`]: one topic's connection, reconnecting by itself.
 //! - [`sys`]: the few socket calls std does not offer, through `rustix` (non-blocking send,
 //!   a read into spare capacity, `ppoll`).
 //!
-//! CURVE keeps libzmq sockets (core has no CURVE); see `crate::publisher`.
+//! CURVE keeps libzmq sockets for now, data and control (the std client does not use core's
+//! CURVE yet); see `crate::publisher`.
 
+pub(crate) mod control;
 pub(crate) mod handshake;
 pub(crate) mod inbound;
 pub(crate) mod io_thread;
 pub(crate) mod libzmq;
+pub(crate) mod mechanism;
 pub(crate) mod publisher_link;
 pub(crate) mod subscriber_link;
 pub(crate) mod sys;

@@ -32,6 +32,7 @@ use zerosmq_core::zmtp::{command, Connection, SocketType};
 use super::handshake::{self, ConnectError, Established, Handshake};
 use super::inbound::{Fill, Inbound, Item};
 use super::io_thread::{IoHandle, NO_SLOT};
+use super::mechanism::Mechanism;
 use super::{next_backoff, push_ping, sys, DEAD_AFTER, PING_AFTER, RECONNECT_FIRST};
 
 /// A message published less than this after the previous one goes through the I/O thread
@@ -43,7 +44,7 @@ const BATCH_GAP: Duration = Duration::from_micros(20);
 pub(crate) struct Target {
     pub host: String,
     pub port: Arc<AtomicU16>,
-    pub credentials: Option<(String, String)>,
+    pub mechanism: Mechanism,
     pub timeout: Duration,
     /// `TOPIC SP`: a subscription that is a prefix of it makes the path ready.
     pub topic_head: Vec<u8>,
@@ -375,7 +376,7 @@ impl PubConn {
             .iter()
             .map(|a| SocketAddr::new(a.ip(), port))
             .collect();
-        match Handshake::start(addrs, SocketType::Pub, t.credentials.as_ref(), t.timeout) {
+        match Handshake::start(addrs, SocketType::Pub, &t.mechanism, t.timeout) {
             Ok(h) => {
                 let fd = h.stream().as_raw_fd();
                 let interest = Interest::READABLE | Interest::WRITABLE;
@@ -398,8 +399,7 @@ impl PubConn {
             return;
         };
         let port = *port;
-        let creds = self.shared.target.credentials.clone();
-        match h.advance(creds.as_ref(), Instant::now()) {
+        match h.advance(&self.shared.target.mechanism, Instant::now()) {
             Ok(false) => {}
             Ok(true) => {
                 let Phase::Connecting(h, _) = std::mem::replace(&mut self.phase, Phase::Done)

@@ -27,6 +27,7 @@ use zerosmq_core::zmtp::{command, SocketType};
 
 use super::handshake::{self, ConnectError, Established, Handshake};
 use super::inbound::{Fill, Inbound, Item};
+use super::mechanism::Mechanism;
 use super::{
     encode_subscription, next_backoff, push_ping, sys, DEAD_AFTER, PING_AFTER, RECONNECT_FIRST,
 };
@@ -38,7 +39,7 @@ pub(crate) const KEEP_IDLE: Duration = Duration::from_millis(500);
 pub(crate) struct Target {
     pub host: String,
     pub port: Arc<AtomicU16>,
-    pub credentials: Option<(String, String)>,
+    pub mechanism: Mechanism,
     pub timeout: Duration,
 }
 
@@ -162,7 +163,7 @@ impl SubscriberLink {
             }
             let addrs = self.addresses();
             let t = &self.target;
-            match Handshake::start(addrs, SocketType::Sub, t.credentials.as_ref(), t.timeout) {
+            match Handshake::start(addrs, SocketType::Sub, &t.mechanism, t.timeout) {
                 Ok(h) => self.connecting = Some(h),
                 Err(e) => return self.attempt_failed(e),
             }
@@ -170,7 +171,7 @@ impl SubscriberLink {
         let Some(h) = &mut self.connecting else {
             return Ok(());
         };
-        match h.advance(self.target.credentials.as_ref(), until) {
+        match h.advance(&self.target.mechanism, until) {
             Ok(false) => Ok(()),
             Ok(true) => match self.connecting.take().map(Handshake::finish) {
                 Some(Ok(est)) => {
