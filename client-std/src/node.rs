@@ -1,7 +1,7 @@
 //! A node: a name and a connection to the master's control service.
 
 use std::sync::atomic::{AtomicU16, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use zerosmq_core::control::{ControlReply, ControlRequest, Encoding};
@@ -152,7 +152,6 @@ impl NodeBuilder {
                 curve,
                 session: zerosmq_core::random::random_u64(),
                 liveness: Mutex::new(LivenessState::default()),
-                kept: Mutex::new(Vec::new()),
                 io: Mutex::new(None),
             }),
         })
@@ -199,8 +198,6 @@ pub(crate) struct NodeInner {
     /// The node's I/O thread (see `transport::io_thread`), started with the first publisher
     /// or subscriber.
     io: Mutex<Option<Arc<IoHandle>>>,
-    /// Native subscriber links the I/O thread serves while their application is away.
-    kept: Mutex<Vec<Weak<Mutex<SubscriberLink>>>>,
 }
 
 impl Drop for NodeInner {
@@ -353,23 +350,6 @@ impl NodeInner {
             .iter()
             .map(|g| (g.request.clone(), g.port.clone(), g.waker.clone()))
             .collect()
-    }
-}
-
-impl NodeInner {
-    /// Run by the I/O thread about twice a second: serves subscriber links whose application
-    /// is away (see `transport::subscriber_link`), skipping any that is in use.
-    pub(crate) fn keep_idle_links(&self) {
-        let links: Vec<Arc<Mutex<SubscriberLink>>> = {
-            let mut kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
-            kept.retain(|l| l.strong_count() > 0);
-            kept.iter().filter_map(Weak::upgrade).collect()
-        };
-        for link in links {
-            if let Ok(mut l) = link.try_lock() {
-                l.keep_alive(self.hwm);
-            }
-        }
     }
 }
 
@@ -540,12 +520,8 @@ impl NodeInner {
 
     /// Hands a native subscriber link to the I/O thread, which answers its master's PINGs
     /// while the application does not receive.
-    pub(crate) fn keep(self: &Arc<Self>, link: Weak<Mutex<SubscriberLink>>) -> Result<()> {
-        self.io()?;
-        self.kept
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(link);
+    pub(crate) fn keep(self: &Arc<Self>, link: &Arc<Mutex<SubscriberLink>>) -> Result<()> {
+        self.io()?.keep(link, Arc::downgrade(link), self.hwm);
         Ok(())
     }
 

@@ -177,7 +177,7 @@ impl Subscriber {
             let mut link = SubscriberLink::open(target).map_err(|e| link_error(&node, e))?;
             link.subscribe(&prefix);
             let link = Arc::new(Mutex::new(link));
-            node.keep(Arc::downgrade(&link))?;
+            node.keep(&link)?;
             Path::Native(link)
         } else {
             Path::Zmq(ZmqSubscriber::open(&node, request, &prefix)?)

@@ -74,32 +74,37 @@ fn heartbeats_keep_a_node_listed_while_its_application_thread_computes() {
     drop((out, busy));
 }
 
-/// The master PINGs every connection every 100 ms and closes one silent for three intervals;
-/// a publisher whose application never calls it again keeps its one connection (the I/O
-/// thread answers), and a message published much later arrives without a new wait.
+/// The master PINGs every connection every 500 ms and closes one silent for three intervals.
+/// A publisher and a subscriber whose application does not call them for six intervals keep
+/// their one connection each (the I/O thread answers; it serves a subscriber link from half a
+/// second after its last receive), and a message published then arrives without a new wait.
 #[test]
-fn an_idle_publisher_answers_the_masters_pings_on_one_connection() {
-    let master = MasterProcess::start(&["--zmtp-heartbeat", "0.1"]);
+fn an_idle_publisher_and_subscriber_answer_the_masters_pings_on_one_connection() {
+    let master = MasterProcess::start(&["--zmtp-heartbeat", "0.5"]);
     let talker = node(&master, "idle-talker", Duration::from_secs(1));
     let listener = node(&master, "idle-listener", Duration::from_secs(1));
     let mut publisher = talker.advertise("idle").unwrap();
     let mut sub = listener.subscribe("idle").unwrap();
     publisher.wait_ready(WAIT).unwrap();
     sub.wait_ready(WAIT).unwrap();
-    let port = listener.topic_info("idle").unwrap().publish_port;
-    let before = client_ports_to(port);
-    assert_eq!(before.len(), 1, "one publisher connection: {before:?}");
-    // Twenty PING intervals in which the application does not touch the publisher; the
-    // subscriber waits inside a receive meanwhile (nothing arrives).
+    let info = listener.topic_info("idle").unwrap();
+    let connections = || {
+        (
+            client_ports_to(info.publish_port),
+            client_ports_to(info.subscribe_port),
+        )
+    };
+    let before = connections();
+    assert_eq!((before.0.len(), before.1.len()), (1, 1), "{before:?}");
+    // The application is away for six PING intervals: no call into the library.
+    std::thread::sleep(Duration::from_millis(3000));
+    assert_eq!(connections(), before, "the same connections, never re-made");
+    // And inside a receive that gets nothing for as long.
     assert!(sub
-        .recv_timeout(Duration::from_millis(2000))
+        .recv_timeout(Duration::from_millis(3000))
         .unwrap()
         .is_none());
-    assert_eq!(
-        client_ports_to(port),
-        before,
-        "the same connection, never re-made"
-    );
+    assert_eq!(connections(), before, "the same connections, never re-made");
     assert!(publisher.is_ready().unwrap());
     publisher.publish(b"late").unwrap();
     let msg = sub.recv_timeout(WAIT).unwrap().expect("the late message");

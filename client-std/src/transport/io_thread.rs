@@ -11,9 +11,9 @@
 //! marks itself dirty, and the thread is woken (an eventfd, through `mio::Waker`) only when it
 //! sleeps, so a burst costs one wake-up.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::os::fd::RawFd;
-use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
@@ -24,11 +24,14 @@ use zerosmq_core::ErrorCode;
 
 use super::control::{ControlConn, Progress};
 use super::publisher_link::{PubConn, PubShared};
+use super::subscriber_link::SubscriberLink;
 use crate::node::NodeInner;
 use crate::{Error, Result};
 
 const WAKER: Token = Token(usize::MAX);
 const CONTROL: Token = Token(usize::MAX - 1);
+/// Subscriber links' tokens start here (publishers' are their slot numbers, below).
+const SUB_BASE: usize = usize::MAX / 2;
 
 /// How long a claim waits before asking again while another live node holds the name.
 const CLAIM_RETRY: Duration = Duration::from_millis(200);
@@ -57,6 +60,8 @@ struct Queue {
     look: bool,
     /// Name claims to start (the first publish or subscribe of the node).
     claims: Vec<Claim>,
+    /// Subscriber links to serve while their application is away, with their tokens.
+    links: Vec<(usize, Weak<Mutex<SubscriberLink>>)>,
     sleeping: bool,
     woken: bool,
     stop: bool,
@@ -65,8 +70,12 @@ struct Queue {
 /// The shared end of a node's I/O thread.
 pub(crate) struct IoHandle {
     waker: Waker,
+    /// The poll's registry, for a subscriber link that takes its registration back.
+    registry: Registry,
     queue: Mutex<Queue>,
     base: Instant,
+    /// The next subscriber link's token.
+    next_link: AtomicUsize,
     /// Nanoseconds since `base` of the node's last publish (tells a burst from an isolated
     /// message, see `publisher_link`).
     last_publish: AtomicU64,
@@ -85,6 +94,8 @@ impl IoHandle {
         let waker = Waker::new(poll.registry(), WAKER)?;
         let handle = Arc::new(IoHandle {
             waker,
+            registry: poll.registry().try_clone()?,
+            next_link: AtomicUsize::new(SUB_BASE),
             queue: Mutex::new(Queue::default()),
             base: Instant::now(),
             last_publish: AtomicU64::new(0),
@@ -105,6 +116,27 @@ impl IoHandle {
             q.woken = true;
             let _ = self.waker.wake();
         }
+    }
+
+    pub(crate) fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// Hands a native subscriber link to the thread, which serves it while its application
+    /// is away (see `subscriber_link`).
+    pub(crate) fn keep(
+        self: &Arc<Self>,
+        link: &Mutex<SubscriberLink>,
+        weak: Weak<Mutex<SubscriberLink>>,
+        hwm: usize,
+    ) {
+        let token = self.next_link.fetch_add(1, Ordering::Relaxed);
+        link.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .watch(self.clone(), Token(token), hwm);
+        let mut q = self.lock();
+        q.links.push((token, weak));
+        self.wake_locked(&mut q);
     }
 
     /// Ends the thread (the node is dropped; its publishers and subscribers are gone).
@@ -434,10 +466,42 @@ impl Slots {
     }
 }
 
+/// The subscriber links the thread serves, by token.
+#[derive(Default)]
+struct Links {
+    links: HashMap<usize, Weak<Mutex<SubscriberLink>>>,
+}
+
+impl Links {
+    /// Serves the link of `token` on its poll event, unless its application holds it.
+    fn on_ready(&self, token: usize, registry: &Registry) {
+        if let Some(link) = self.links.get(&token).and_then(Weak::upgrade) {
+            if let Ok(mut l) = link.try_lock() {
+                l.on_ready(registry);
+            }
+        }
+    }
+
+    /// The timer: serves every link whose application is away (skipping any in use) and
+    /// forgets dropped ones.
+    fn keep_idle(&mut self, registry: &Registry) {
+        self.links.retain(|_, link| {
+            let Some(link) = link.upgrade() else {
+                return false;
+            };
+            if let Ok(mut l) = link.try_lock() {
+                l.keep_alive(registry);
+            }
+            true
+        });
+    }
+}
+
 fn run(mut poll: Poll, handle: &IoHandle, node: &Weak<NodeInner>, conn: Option<ControlConn>) {
     let mut events = Events::with_capacity(1024);
     let mut slots = Slots::default();
     let (mut added, mut dirty, mut claims) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut links, mut new_links) = (Links::default(), Vec::new());
     let mut control = NodeControl {
         conn,
         ..NodeControl::default()
@@ -454,6 +518,7 @@ fn run(mut poll: Poll, handle: &IoHandle, node: &Weak<NodeInner>, conn: Option<C
             std::mem::swap(&mut q.added, &mut added);
             std::mem::swap(&mut q.dirty, &mut dirty);
             std::mem::swap(&mut q.claims, &mut claims);
+            std::mem::swap(&mut q.links, &mut new_links);
             std::mem::take(&mut q.look)
         };
         let registry = poll.registry();
@@ -496,10 +561,9 @@ fn run(mut poll: Poll, handle: &IoHandle, node: &Weak<NodeInner>, conn: Option<C
             control.drive(registry, &node);
             drop(node);
         }
+        links.links.extend(new_links.drain(..));
         if now >= next_keep {
-            let Some(node) = node.upgrade() else { break };
-            node.keep_idle_links();
-            drop(node);
+            links.keep_idle(registry);
             next_keep = Instant::now() + KEEP_TICK;
         }
         let mut wake_at = next_tick.min(next_keep);
@@ -513,6 +577,7 @@ fn run(mut poll: Poll, handle: &IoHandle, node: &Weak<NodeInner>, conn: Option<C
                 || !q.added.is_empty()
                 || !q.dirty.is_empty()
                 || !q.claims.is_empty()
+                || !q.links.is_empty()
             {
                 continue;
             }
@@ -533,6 +598,10 @@ fn run(mut poll: Poll, handle: &IoHandle, node: &Weak<NodeInner>, conn: Option<C
             }
             if event.token() == CONTROL {
                 control_ready = true;
+                continue;
+            }
+            if i >= SUB_BASE {
+                links.on_ready(i, registry);
                 continue;
             }
             let Some(c) = slots.conns.get_mut(i).and_then(Option::as_mut) else {

@@ -9,13 +9,19 @@
 //!
 //! An application that does not call `recv` for a while would leave the master's PINGs
 //! unanswered, and the master would drop the connection (libzmq's I/O thread answered them).
-//! So the node's I/O thread calls [`SubscriberLink::keep_alive`] about once a second: for a
-//! link nobody used for [`KEEP_IDLE`], it parks what arrived (up to the high-water mark, as
-//! libzmq's receive queue) and answers PINGs. A busy subscriber never meets the keeper.
+//! So the node's I/O thread serves a link nobody used for [`KEEP_IDLE`]
+//! ([`SubscriberLink::keep_alive`], on its timer about twice a second): it parks what arrived
+//! (up to the high-water mark, as libzmq's receive queue), answers PINGs, sends ours, and
+//! reconnects. While the application is away the link's socket is also registered with the I/O
+//! thread's poll, so what arrives then is served at once ([`SubscriberLink::on_ready`]); the
+//! next `recv` takes the registration back, so a busy receiver never wakes the I/O thread.
+//! The socket stays owned by the link (behind the link's mutex): the I/O thread touches it
+//! only while holding that lock, and a registration is only ever removed for the socket it
+//! was made for.
 
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -23,10 +29,13 @@ use std::time::{Duration, Instant};
 use std::collections::VecDeque;
 
 use bytes::Bytes;
+use mio::unix::SourceFd;
+use mio::{Interest, Registry, Token};
 use zerosmq_core::zmtp::{command, SocketType};
 
 use super::handshake::{self, ConnectError, Established, Handshake};
 use super::inbound::{Fill, Inbound, Item};
+use super::io_thread::IoHandle;
 use super::mechanism::Mechanism;
 use super::{
     encode_subscription, next_backoff, push_ping, sys, DEAD_AFTER, PING_AFTER, RECONNECT_FIRST,
@@ -84,6 +93,20 @@ pub(crate) struct SubscriberLink {
     parked: VecDeque<Frames>,
     /// When `recv` last returned.
     last_use: Instant,
+    /// Counts live connections, so that a registration can tell the socket it was made for.
+    generation: u64,
+    /// The I/O thread that serves the link while the application is away, and its token.
+    watch: Option<Watch>,
+}
+
+/// A link's place in its node's I/O thread.
+struct Watch {
+    io: Arc<IoHandle>,
+    token: Token,
+    /// Messages parked at most.
+    hwm: usize,
+    /// The live socket registered with the poll, and its generation.
+    registered: Option<(RawFd, u64)>,
 }
 
 impl SubscriberLink {
@@ -104,6 +127,8 @@ impl SubscriberLink {
             out: Vec::new(),
             parked: VecDeque::new(),
             last_use: Instant::now(),
+            generation: 0,
+            watch: None,
         };
         link.connect(until)?;
         Ok(link)
@@ -213,6 +238,7 @@ impl SubscriberLink {
     /// The handshake is done: re-sends every subscription.
     fn go_live(&mut self, est: Established) {
         self.backoff = RECONNECT_FIRST;
+        self.generation += 1;
         self.out.clear();
         for p in &self.subscriptions {
             encode_subscription(est.minor, true, p, &mut self.out);
@@ -231,6 +257,9 @@ impl SubscriberLink {
     /// The next message within `timeout` (zero: only what is already there, one non-blocking
     /// read at most). Commands are handled on the way; a lost connection is re-made.
     pub(crate) fn recv(&mut self, timeout: Duration) -> Result<Option<Frames>, LinkError> {
+        if self.watch.as_ref().is_some_and(|w| w.registered.is_some()) {
+            self.unregister();
+        }
         if let Some(f) = self.parked.pop_front() {
             return Ok(Some(f));
         }
@@ -242,14 +271,78 @@ impl SubscriberLink {
     /// For the node's I/O thread: when nobody used the link for [`KEEP_IDLE`], reads what arrived
     /// without waiting, parks up to `hwm` messages, answers PINGs, sends our own PING on a
     /// quiet connection and reconnects a lost one.
-    pub(crate) fn keep_alive(&mut self, hwm: usize) {
+    pub(crate) fn keep_alive(&mut self, registry: &Registry) {
         if self.last_use.elapsed() < KEEP_IDLE {
             return;
         }
-        while self.parked.len() < hwm.max(1) {
+        let hwm = self.watch.as_ref().map_or(1, |w| w.hwm).max(1);
+        while self.parked.len() < hwm {
             match self.receive(Duration::ZERO) {
                 Ok(Some(f)) => self.parked.push_back(f),
                 Ok(None) | Err(_) => break,
+            }
+        }
+        self.register(registry);
+    }
+
+    /// Puts the link in the care of the node's I/O thread, as `token` of its poll.
+    pub(crate) fn watch(&mut self, io: Arc<IoHandle>, token: Token, hwm: usize) {
+        self.watch = Some(Watch {
+            io,
+            token,
+            hwm,
+            registered: None,
+        });
+    }
+
+    /// For the node's I/O thread, on its poll's event for the link: serves it when the
+    /// application is away, else hands the registration back.
+    pub(crate) fn on_ready(&mut self, registry: &Registry) {
+        if self.last_use.elapsed() < KEEP_IDLE {
+            self.unregister();
+        } else {
+            self.keep_alive(registry);
+        }
+    }
+
+    /// The live socket and its generation.
+    fn source(&self) -> Option<(RawFd, u64)> {
+        let live = self.live.as_ref()?;
+        Some((live.stream.as_raw_fd(), self.generation))
+    }
+
+    /// Registers the live socket with the I/O thread's poll, unless it is already.
+    fn register(&mut self, registry: &Registry) {
+        let source = self.source();
+        let Some(w) = self.watch.as_mut() else { return };
+        let Some(source) = source else {
+            // No connection: a closed socket left the poll by itself.
+            w.registered = None;
+            return;
+        };
+        if w.registered == Some(source) {
+            return;
+        }
+        let mut fd = SourceFd(&source.0);
+        if registry
+            .register(&mut fd, w.token, Interest::READABLE)
+            .is_ok()
+            || registry
+                .reregister(&mut fd, w.token, Interest::READABLE)
+                .is_ok()
+        {
+            w.registered = Some(source);
+        }
+    }
+
+    /// Takes the registration back, for the very socket it was made for only (a closed one
+    /// left the poll by itself, and its number may belong to another socket by now).
+    fn unregister(&mut self) {
+        let source = self.source();
+        let Some(w) = self.watch.as_mut() else { return };
+        if let Some(registered) = w.registered.take() {
+            if source == Some(registered) {
+                let _ = w.io.registry().deregister(&mut SourceFd(&registered.0));
             }
         }
     }
