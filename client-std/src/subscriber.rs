@@ -88,7 +88,7 @@ pub struct Subscriber {
 
 /// How messages arrive: our own ZMTP connection, or a libzmq socket (CURVE).
 enum Path {
-    /// Shared with the node's keeper thread (see `subscriber_link`), which only takes it when
+    /// Shared with the node's I/O thread (see `subscriber_link`), which only takes it when
     /// the application has not received for a while.
     Native(Arc<Mutex<SubscriberLink>>),
     Zmq(ZmqSubscriber),

@@ -351,3 +351,23 @@ impl ControlConn {
         self.sent = 0;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// libzmq's REQ envelope: an empty delimiter frame with MORE, then the request.
+    #[test]
+    fn a_request_goes_out_in_req_framing() {
+        let mut conn = ControlConn::new("127.0.0.1".into(), 5555, Mechanism::Null);
+        conn.start(b"LIST_NODES", Instant::now());
+        assert_eq!(conn.out, b"\x01\x00\x00\x0aLIST_NODES");
+        let long = vec![b'x'; 300];
+        conn.start(&long, Instant::now());
+        assert_eq!(
+            &conn.out[..11],
+            b"\x01\x00\x02\x00\x00\x00\x00\x00\x00\x01\x2c"
+        );
+        assert_eq!(&conn.out[11..], &long[..]);
+    }
+}
