@@ -341,10 +341,12 @@ impl TopicPlane {
             };
             let n = match result {
                 Ok(0) => {
-                    let reason = if from_scratch {
-                        "peer closed the connection"
-                    } else if conn.handshake.wants_greeting() {
+                    // A libzmq peer of another mechanism may close before its greeting is
+                    // out, or with part of it sent.
+                    let reason = if conn.handshake.wants_greeting() {
                         conn.handshake.closed_in_greeting()
+                    } else if from_scratch {
+                        "peer closed the connection"
                     } else {
                         "peer closed the connection mid-frame"
                     };
