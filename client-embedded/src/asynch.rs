@@ -2,10 +2,10 @@
 //! `embedded_io_async::{Read, Write}`, connections opened through
 //! `embedded_nal_async::TcpConnect` (embassy-net's `TcpClient` implements it).
 //!
-//! The same protocol logic as [`crate::blocking`] (in `node.rs` and `zerosmq-core`); only these
-//! short loops differ, by their `.await`s. Futures are cancel-safe between frames: dropping one
-//! (for example on `embassy_time::with_timeout`) while it waits for bytes loses nothing, because
-//! bytes are committed to the decoder as soon as a read returns.
+//! The same protocol logic as [`crate::blocking`]: the role machine (`role.rs`) decides, and
+//! [`drive`] performs the I/O it asks for, with `.await`s. Futures are cancel-safe between
+//! frames: dropping one (for example on `embassy_time::with_timeout`) while it waits for bytes
+//! loses nothing, because bytes are committed to the decoder only when a read returns.
 //!
 //! With feature `embassy-time` and [`Node::with_heartbeat`], the node keeps itself alive: every
 //! publisher and subscriber call sends the node's heartbeat when it is due (a wait in `recv`,
@@ -13,99 +13,136 @@
 //! PINGs that have arrived, so an application that only publishes needs no `heartbeat()` and
 //! no `serve()`.
 
+use core::future::Future;
 use core::net::SocketAddr;
-#[cfg(feature = "embassy-time")]
+use core::pin::pin;
 use core::task::Poll;
 
 use embedded_io_async::{Read, Write};
 use embedded_nal_async::TcpConnect as Connect;
 use zerosmq_core::control::{ControlReply, ControlRequest, Encoding};
-use zerosmq_core::zmtp::{Connection, CredentialsTooLong, Event, PlainCredentials, SocketType};
+use zerosmq_core::zmtp::{CredentialsTooLong, PlainCredentials};
 use zerosmq_core::Topic;
 
+#[cfg(feature = "clock")]
+use crate::clock::HEARTBEAT_BUF_LEN;
 #[cfg(feature = "embassy-time")]
-use crate::clock::{EmbassyClock, HeartbeatTimer, HEARTBEAT_BUF_LEN};
-use crate::link;
-use crate::node::{self, NodeConfig, ReplyReader, SubState, SubStep, SubscriptionCount, PROBE_LEN};
+use crate::clock::{EmbassyClock, HeartbeatTimer};
+use crate::node::{self, NodeConfig, PROBE_LEN};
+use crate::role::{Ctx, Goal, Io, Kind, Role};
 use crate::Error;
 
 type Result<T, C> = core::result::Result<T, Error<<C as Connect>::Error>>;
 
-/// Writes what the connection has pending (greeting, READY, PONG), using `buf` as scratch.
-async fn flush<T: Write>(
-    io: &mut T,
-    conn: &mut Connection<'_>,
+/// Performs the I/O `role` asks for until its operation is done (`true`) or the node's
+/// heartbeat is due (`false`); drops the connection when the role has lost it.
+async fn drive<'n, C: Connect>(
+    connector: &'n C,
+    io: &mut Option<C::Connection<'n>>,
+    role: &mut Role,
+    cx: &mut Ctx<'_, C>,
     buf: &mut [u8],
-) -> core::result::Result<(), Error<T::Error>> {
-    while let Some(n) = link::transmit(conn, buf)? {
-        io.write_all(&buf[..n]).await.map_err(Error::Transport)?;
+    payload: &[u8],
+) -> Result<bool, C> {
+    let done = perform(connector, io, role, cx, buf, payload).await;
+    if !role.is_connected() {
+        *io = None;
     }
-    io.flush().await.map_err(Error::Transport)
+    done
 }
 
-/// Reads until the connection produces an event; a frame's body is left in `buf`.
-///
-/// Pending output is written only between frames, so it never overwrites a partial frame.
-async fn next_event<T: Read + Write>(
-    io: &mut T,
-    conn: &mut Connection<'_>,
+async fn perform<'n, C: Connect>(
+    connector: &'n C,
+    io: &mut Option<C::Connection<'n>>,
+    role: &mut Role,
+    cx: &mut Ctx<'_, C>,
     buf: &mut [u8],
-) -> core::result::Result<Event, Error<T::Error>> {
+    payload: &[u8],
+) -> Result<bool, C> {
     loop {
-        if conn.wants_transmit() {
-            flush(io, conn, buf).await?;
-        }
-        let read = io.read(link::read_buffer(conn, buf)?).await;
-        if let Some(ev) = link::on_read(conn, read, buf)? {
-            return Ok(ev);
+        let step = match role.next(cx, buf)? {
+            Io::Done => return Ok(true),
+            Io::Heartbeat => return Ok(false),
+            Io::Connect(addr) => {
+                *io = None;
+                let opened = connector.connect(addr).await.map(|c| *io = Some(c));
+                role.connected(cx, opened)?;
+                continue;
+            }
+            step => (step, io.as_mut().ok_or(Error::Disconnected)?),
+        };
+        match step {
+            (Io::Write { start, end, flush }, conn) => {
+                let mut sent = conn.write_all(&buf[start..end]).await;
+                if flush && sent.is_ok() {
+                    sent = conn.flush().await;
+                }
+                role.wrote(sent)?;
+            }
+            (Io::WriteData, conn) => {
+                let topic = cx.topic_bytes();
+                let (header, n) = node::data_header(topic, payload);
+                // Header, topic, separator and payload go out from where they are: no copy.
+                let mut sent = Ok(());
+                for part in [&header[..n], topic, b" ", payload] {
+                    if sent.is_ok() {
+                        sent = conn.write_all(part).await;
+                    }
+                }
+                if sent.is_ok() {
+                    sent = conn.flush().await;
+                }
+                role.wrote_data(sent)?;
+            }
+            (Io::Read { wait, until_ms }, conn) => {
+                let read = conn.read(role.read_buffer(buf)?);
+                // Dropping a read loses nothing: bytes are committed only once it returns.
+                let read = if wait {
+                    read_until(read, until_ms).await
+                } else {
+                    match poll_once(read).await {
+                        Poll::Ready(read) => Some(read),
+                        Poll::Pending => {
+                            role.would_block();
+                            None
+                        }
+                    }
+                };
+                if let Some(read) = read {
+                    role.read(cx, read, buf)?;
+                }
+            }
+            _ => {}
         }
     }
 }
 
-/// [`next_event`], or `None` when the node's own heartbeat falls due first (then the read is
-/// dropped, which loses nothing: see the module's note on cancelling).
-async fn next_event_or_beat<C: Connect, T: Read + Write>(
-    node: &Node<C>,
-    io: &mut T,
-    conn: &mut Connection<'_>,
-    buf: &mut [u8],
-) -> core::result::Result<Option<Event>, Error<T::Error>> {
+/// `fut`'s output, or `None` once the node's clock reaches `until_ms` (feature
+/// `embassy-time`; without it, or at `u64::MAX`, the future runs to its end).
+async fn read_until<F: Future>(fut: F, until_ms: u64) -> Option<F::Output> {
     #[cfg(feature = "embassy-time")]
-    if let Some(due) = node.cfg.heartbeat.as_ref().map(HeartbeatTimer::due_ms) {
-        use core::future::Future as _;
-        let mut event = core::pin::pin!(next_event(io, conn, buf));
-        let mut timer = core::pin::pin!(embassy_time::Timer::at(
-            embassy_time::Instant::from_millis(due)
-        ));
+    if until_ms != u64::MAX {
+        let mut fut = pin!(fut);
+        let mut timer = pin!(embassy_time::Timer::at(embassy_time::Instant::from_millis(
+            until_ms
+        )));
         return core::future::poll_fn(|cx| {
-            if let Poll::Ready(ev) = event.as_mut().poll(cx) {
-                return Poll::Ready(ev.map(Some));
+            if let Poll::Ready(out) = fut.as_mut().poll(cx) {
+                return Poll::Ready(Some(out));
             }
-            timer.as_mut().poll(cx).map(|()| Ok(None))
+            timer.as_mut().poll(cx).map(|()| None)
         })
         .await;
     }
     #[cfg(not(feature = "embassy-time"))]
-    let _ = node;
-    next_event(io, conn, buf).await.map(Some)
+    let _ = until_ms;
+    Some(fut.await)
 }
 
-/// Connects and runs the handshake (NULL, or PLAIN with `plain`) for a local socket of
-/// `socket_type`.
-async fn open<'n, C: Connect>(
-    connector: &'n C,
-    remote: SocketAddr,
-    socket_type: SocketType,
-    plain: Option<PlainCredentials<'static>>,
-    buf: &mut [u8],
-) -> Result<(C::Connection<'n>, Connection<'static>), C> {
-    let mut io = connector.connect(remote).await.map_err(Error::Transport)?;
-    let mut conn = Connection::with_mechanism(socket_type, plain);
-    loop {
-        if let Event::Ready { .. } = next_event(&mut io, &mut conn, buf).await? {
-            return Ok((io, conn));
-        }
-    }
+/// One poll of `fut`: only what is there already.
+async fn poll_once<F: Future>(fut: F) -> Poll<F::Output> {
+    let mut fut = pin!(fut);
+    core::future::poll_fn(|cx| Poll::Ready(fut.as_mut().poll(cx))).await
 }
 
 /// A zerosmq node: a name, the master's control address and a way to open TCP connections.
@@ -169,16 +206,28 @@ impl<C: Connect> Node<C> {
         self
     }
 
-    /// Sends the heartbeat if it is due. A failure is logged, not returned: the master may be
-    /// restarting, and the roles reconnect by themselves.
-    #[cfg(feature = "embassy-time")]
-    async fn beat_if_due(&self) {
-        if self.cfg.heartbeat_due() {
-            let mut buf = [0u8; HEARTBEAT_BUF_LEN];
-            if self.heartbeat(&mut buf).await.is_err() {
-                warn!("heartbeat failed");
-            }
+    /// Sends the heartbeat. A failure is logged, not returned: the master may be restarting,
+    /// and the roles reconnect by themselves.
+    async fn beat(&self) {
+        #[cfg(feature = "clock")]
+        if self.heartbeat(&mut [0u8; HEARTBEAT_BUF_LEN]).await.is_err() {
+            warn!("heartbeat failed");
         }
+    }
+
+    /// Runs `role`'s operation, sending the node's heartbeat whenever it falls due.
+    async fn run<'n>(
+        &'n self,
+        io: &mut Option<C::Connection<'n>>,
+        role: &mut Role,
+        cx: &mut Ctx<'_, C>,
+        buf: &mut [u8],
+        payload: &[u8],
+    ) -> Result<(), C> {
+        while !drive(&self.cfg.connector, io, role, cx, buf, payload).await? {
+            self.beat().await;
+        }
+        Ok(())
     }
 
     /// The node's name.
@@ -193,28 +242,19 @@ impl<C: Connect> Node<C> {
         req: &ControlRequest,
         buf: &'b mut [u8],
     ) -> Result<ControlReply<'b>, C> {
-        let (mut io, mut conn) = open(
-            &self.cfg.connector,
-            self.cfg.master,
-            SocketType::Req,
-            self.cfg.plain,
-            buf,
-        )
-        .await?;
-        let (start, end) =
-            node::encode_request(req, self.cfg.encoding, buf).map_err(|_| Error::BufferTooSmall)?;
-        io.write_all(&buf[start..end])
-            .await
-            .map_err(Error::Transport)?;
-        io.flush().await.map_err(Error::Transport)?;
-        let mut reply = ReplyReader::default();
-        let len = loop {
-            let ev = next_event(&mut io, &mut conn, buf).await?;
-            if let Some(len) = reply.on_event(ev)? {
-                break len;
-            }
+        let mut role = Role::new(Kind::Request);
+        role.begin(Goal::Reply);
+        let mut cx = Ctx {
+            cfg: &self.cfg,
+            topic: None,
+            probe: None,
+            request: Some(req),
         };
-        node::decode(req, &buf[..len])
+        let mut io = None;
+        // A request never waits for the heartbeat, so `drive` ends only when it is done.
+        while !drive(&self.cfg.connector, &mut io, &mut role, &mut cx, buf, &[]).await? {}
+        let (_, len) = role.output();
+        node::decode(req.reply_kind(), &buf[..len])
     }
 
     /// Sends a heartbeat: claims the node name for this node instance (its session is the probe
@@ -230,10 +270,6 @@ impl<C: Connect> Node<C> {
         node::graph(self.request(&ControlRequest::Graph, buf).await?)
     }
 
-    async fn grant(&self, req: &ControlRequest, buf: &mut [u8]) -> Result<SocketAddr, C> {
-        self.cfg.granted_addr(self.request(req, buf).await?)
-    }
-
     /// Asks the master for `topic`'s publisher port and connects. Call
     /// [`Publisher::wait_ready`] before the first message that must not be lost.
     /// `buf` (at least 64 bytes, 256 recommended) is the publisher's for good.
@@ -246,9 +282,10 @@ impl<C: Connect> Node<C> {
             node: self,
             topic: Topic::new(topic)?,
             buf,
-            link: None,
+            io: None,
+            role: Role::new(Kind::Publisher),
         };
-        publisher.connect().await?;
+        publisher.run(Goal::Open, &[]).await?;
         Ok(publisher)
     }
 
@@ -265,17 +302,12 @@ impl<C: Connect> Node<C> {
             topic: Topic::new(topic)?,
             buf,
             probe: [0; PROBE_LEN],
-            link: None,
+            io: None,
+            role: Role::new(Kind::Subscriber),
         };
-        subscriber.connect().await?;
+        subscriber.run(Goal::Open).await?;
         Ok(subscriber)
     }
-}
-
-struct PubLink<T> {
-    io: T,
-    conn: Connection<'static>,
-    subscriptions: SubscriptionCount,
 }
 
 /// Publishes `TOPIC SP PAYLOAD` frames on one topic through the master.
@@ -283,14 +315,15 @@ pub struct Publisher<'n, 'b, C: Connect + 'n> {
     node: &'n Node<C>,
     topic: Topic,
     buf: &'b mut [u8],
-    link: Option<PubLink<C::Connection<'n>>>,
+    io: Option<C::Connection<'n>>,
+    role: Role,
 }
 
 impl<C: Connect> core::fmt::Debug for Publisher<'_, '_, C> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Publisher")
             .field("topic", &self.topic)
-            .field("connected", &self.link.is_some())
+            .field("connected", &self.role.is_connected())
             .finish()
     }
 }
@@ -303,175 +336,53 @@ impl<'n, C: Connect> Publisher<'n, '_, C> {
 
     /// Whether the master has subscribed, so that a message published now is forwarded.
     pub fn is_ready(&self) -> bool {
-        self.link.as_ref().is_some_and(|l| l.subscriptions.any())
+        self.role.is_ready()
     }
 
-    async fn connect(&mut self) -> Result<(), C> {
-        let req = self.node.cfg.grant_request(true, &self.topic);
-        let addr = self.node.grant(&req, self.buf).await?;
-        let (io, conn) = open(
-            &self.node.cfg.connector,
-            addr,
-            SocketType::Pub,
-            self.node.cfg.plain,
-            self.buf,
-        )
-        .await?;
-        debug!("publisher connected to port {}", addr.port());
-        self.link = Some(PubLink {
-            io,
-            conn,
-            subscriptions: SubscriptionCount::default(),
-        });
-        Ok(())
+    async fn run(&mut self, goal: Goal, payload: &[u8]) -> Result<(), C> {
+        self.role.begin(goal);
+        let mut cx = Ctx {
+            cfg: &self.node.cfg,
+            topic: Some(&self.topic),
+            probe: None,
+            request: None,
+        };
+        self.node
+            .run(&mut self.io, &mut self.role, &mut cx, self.buf, payload)
+            .await
     }
 
     /// (Re)connects if needed, with a fresh grant, and reads until the master has subscribed.
     pub async fn wait_ready(&mut self) -> Result<(), C> {
-        if self.link.is_none() {
-            self.connect().await?;
-        }
-        loop {
-            #[cfg(feature = "embassy-time")]
-            self.node.beat_if_due().await;
-            let Some(link) = self.link.as_mut() else {
-                return Ok(());
-            };
-            if link.subscriptions.any() {
-                return Ok(());
-            }
-            match next_event_or_beat(self.node, &mut link.io, &mut link.conn, self.buf).await {
-                Ok(Some(ev)) => link
-                    .subscriptions
-                    .on_event(ev, self.buf, self.topic.as_bytes()),
-                Ok(None) => {}
-                Err(e) => return Err(self.drop_unless_kept(e)),
-            }
-        }
-    }
-
-    fn drop_unless_kept(&mut self, e: Error<C::Error>) -> Error<C::Error> {
-        if !e.keeps_connection() {
-            self.link = None;
-        }
-        e
-    }
-
-    async fn send(&mut self, payload: &[u8]) -> Result<(), C> {
-        let Some(link) = self.link.as_mut() else {
-            return Err(Error::Disconnected);
-        };
-        let topic = self.topic.as_bytes();
-        let (header, n) = node::data_header(topic, payload);
-        // Header, topic, separator and payload go out from where they are: no copy.
-        for part in [&header[..n], topic, b" ", payload] {
-            link.io.write_all(part).await.map_err(Error::Transport)?;
-        }
-        link.io.flush().await.map_err(Error::Transport)
+        self.run(Goal::Ready, &[]).await
     }
 
     /// Publishes one message. If the connection is gone (the master restarted), asks for a new
     /// grant, reconnects, waits for the master's subscription and sends again, once.
+    ///
+    /// With feature `embassy-time`, it first sends the node's heartbeat when due and handles
+    /// what the master has sent, without waiting: answers its ZMTP PINGs, follows its
+    /// subscription, and notices a connection the master closed (and reconnects before it
+    /// writes instead of writing into a dead socket).
     pub async fn publish(&mut self, payload: &[u8]) -> Result<(), C> {
-        #[cfg(feature = "embassy-time")]
-        {
-            self.node.beat_if_due().await;
-            self.drain().await;
-        }
-        if self.link.is_none() {
-            self.wait_ready().await?;
-        }
-        match self.send(payload).await {
-            Ok(()) => Ok(()),
-            // The connection is gone (a write failed): reconnect with a fresh grant, send again.
-            Err(_) => {
-                warn!("publish failed, reconnecting");
-                self.link = None;
-                self.wait_ready().await?;
-                self.send(payload)
-                    .await
-                    .map_err(|e| self.drop_unless_kept(e))
-            }
-        }
-    }
-}
-
-impl<'n, C: Connect> Publisher<'n, '_, C> {
-    /// Handles what the master has sent so far, without waiting: answers its PINGs, follows its
-    /// subscription, and drops a connection the master closed (so `publish` reconnects before
-    /// it sends instead of writing into a dead socket).
-    #[cfg(feature = "embassy-time")]
-    async fn drain(&mut self) {
-        use core::future::Future as _;
-        while let Some(link) = self.link.as_mut() {
-            if link.conn.wants_transmit() {
-                if let Err(e) = flush(&mut link.io, &mut link.conn, self.buf).await {
-                    self.drop_unless_kept(e);
-                    return;
-                }
-            }
-            let dst = match link::read_buffer(&link.conn, self.buf) {
-                Ok(dst) => dst,
-                Err(e) => {
-                    self.drop_unless_kept(e);
-                    return;
-                }
-            };
-            // One poll of a read: only what has arrived (dropping it loses nothing).
-            let polled = {
-                let mut read = core::pin::pin!(link.io.read(dst));
-                core::future::poll_fn(|cx| Poll::Ready(read.as_mut().poll(cx))).await
-            };
-            let Poll::Ready(read) = polled else {
-                return;
-            };
-            let read = link::on_read(&mut link.conn, read, self.buf);
-            match read {
-                Ok(Some(ev)) => link
-                    .subscriptions
-                    .on_event(ev, self.buf, self.topic.as_bytes()),
-                Ok(None) => {}
-                Err(e) => {
-                    if !self.drop_unless_kept(e).keeps_connection() {
-                        return;
-                    }
-                }
-            }
-        }
+        self.run(Goal::Publish, payload).await
     }
 
     /// Handles what the master sends, forever: answers its ZMTP PINGs and follows its
     /// subscription. Returns only on an error (the connection is then dropped and the next
-    /// `publish` reconnects). The master closes a connection that stays silent for 6 s after a
-    /// PING, so a publisher that may be idle longer runs this while it waits, for example
-    /// `embassy_time::with_timeout(period, publisher.serve()).await` before each `publish`.
-    /// Cancelling it loses nothing, except a PONG cut half-way when the socket's transmit
-    /// buffer is full, which costs a reconnect.
+    /// `publish` reconnects). The master closes a connection that stays silent for three of its
+    /// heartbeat intervals, so a publisher that may be idle longer runs this while it waits, for
+    /// example `embassy_time::with_timeout(period, publisher.serve()).await` before each
+    /// `publish` (with [`Node::with_heartbeat`], `publish` alone answers the PINGs that arrived
+    /// meanwhile). Cancelling it loses nothing, except a PONG cut half-way when the socket's
+    /// transmit buffer is full, which costs a reconnect.
     pub async fn serve(&mut self) -> Error<C::Error> {
-        loop {
-            if let Err(e) = self.wait_ready().await {
-                return e;
-            }
-            #[cfg(feature = "embassy-time")]
-            self.node.beat_if_due().await;
-            let Some(link) = self.link.as_mut() else {
-                continue;
-            };
-            match next_event_or_beat(self.node, &mut link.io, &mut link.conn, self.buf).await {
-                Ok(Some(ev)) => link
-                    .subscriptions
-                    .on_event(ev, self.buf, self.topic.as_bytes()),
-                Ok(None) => {}
-                Err(e) => return self.drop_unless_kept(e),
-            }
+        match self.run(Goal::Serve, &[]).await {
+            Err(e) => e,
+            // Serving never finishes by itself.
+            Ok(()) => Error::Disconnected,
         }
     }
-}
-
-struct SubLink<T> {
-    io: T,
-    conn: Connection<'static>,
-    state: SubState,
 }
 
 /// Receives the messages of one topic through the master.
@@ -480,14 +391,15 @@ pub struct Subscriber<'n, 'b, C: Connect + 'n> {
     topic: Topic,
     buf: &'b mut [u8],
     probe: [u8; PROBE_LEN],
-    link: Option<SubLink<C::Connection<'n>>>,
+    io: Option<C::Connection<'n>>,
+    role: Role,
 }
 
 impl<C: Connect> core::fmt::Debug for Subscriber<'_, '_, C> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Subscriber")
             .field("topic", &self.topic)
-            .field("connected", &self.link.is_some())
+            .field("connected", &self.role.is_connected())
             .finish()
     }
 }
@@ -505,43 +417,27 @@ impl<'n, C: Connect> Subscriber<'n, '_, C> {
 
     /// Whether the ready probe came back on the current connection.
     pub fn is_ready(&self) -> bool {
-        self.link.as_ref().is_some_and(|l| l.state.ready)
+        self.role.is_ready()
     }
 
-    async fn connect(&mut self) -> Result<(), C> {
-        let req = self.node.cfg.grant_request(false, &self.topic);
-        let addr = self.node.grant(&req, self.buf).await?;
-        let (mut io, conn) = open(
-            &self.node.cfg.connector,
-            addr,
-            SocketType::Sub,
-            self.node.cfg.plain,
-            self.buf,
-        )
-        .await?;
-        self.probe = self.node.cfg.next_probe(&self.topic);
-        let n = node::encode_subscriptions(&conn, self.topic.as_bytes(), &self.probe, self.buf)
-            .map_err(|_| Error::BufferTooSmall)?;
-        io.write_all(&self.buf[..n])
-            .await
-            .map_err(Error::Transport)?;
-        io.flush().await.map_err(Error::Transport)?;
-        debug!("subscriber connected to port {}", addr.port());
-        self.link = Some(SubLink {
-            io,
-            conn,
-            state: SubState::default(),
-        });
-        Ok(())
+    async fn run(&mut self, goal: Goal) -> Result<(usize, usize), C> {
+        self.role.begin(goal);
+        let mut cx = Ctx {
+            cfg: &self.node.cfg,
+            topic: Some(&self.topic),
+            probe: Some(&mut self.probe),
+            request: None,
+        };
+        self.node
+            .run(&mut self.io, &mut self.role, &mut cx, self.buf, &[])
+            .await?;
+        Ok(self.role.output())
     }
 
     /// (Re)connects if needed and reads until the ready probe comes back; data messages read
     /// meanwhile are dropped.
     pub async fn wait_ready(&mut self) -> Result<(), C> {
-        while !self.is_ready() {
-            let _ = self.next_payload().await?;
-        }
-        Ok(())
+        self.run(Goal::Ready).await.map(|_| ())
     }
 
     /// Receives the next message on the topic; the payload borrows the subscriber's buffer.
@@ -550,54 +446,7 @@ impl<'n, C: Connect> Subscriber<'n, '_, C> {
     /// and subscribes again before reading on; if the master cannot be reached, the error is
     /// returned and the next call tries again.
     pub async fn recv(&mut self) -> Result<&[u8], C> {
-        loop {
-            if let Some((at, end)) = self.next_payload().await? {
-                return Ok(&self.buf[at..end]);
-            }
-        }
-    }
-
-    /// Reads one frame: the range of `buf` holding a delivered payload, or `None`.
-    async fn next_payload(&mut self) -> Result<Option<(usize, usize)>, C> {
-        #[cfg(feature = "embassy-time")]
-        self.node.beat_if_due().await;
-        if self.link.is_none() {
-            self.connect().await?;
-        }
-        let Some(link) = self.link.as_mut() else {
-            return Err(Error::Disconnected);
-        };
-        let ev = match next_event_or_beat(self.node, &mut link.io, &mut link.conn, self.buf).await {
-            Ok(Some(ev)) => ev,
-            // The heartbeat is due: the caller's loop sends it.
-            Ok(None) => return Ok(None),
-            Err(e) if e.keeps_connection() => return Err(e),
-            Err(_) => {
-                warn!("subscriber connection lost, reconnecting");
-                self.link = None;
-                // One immediate retry: when the master is already back, the caller sees nothing.
-                self.connect().await?;
-                return Ok(None);
-            }
-        };
-        match link
-            .state
-            .on_event(&link.conn, ev, self.buf, self.topic.as_bytes(), &self.probe)?
-        {
-            SubStep::Deliver(at, end) => Ok(Some((at, end))),
-            SubStep::Write(n) => {
-                let sent = link.io.write_all(&self.buf[..n]).await;
-                let sent = match sent {
-                    Ok(()) => link.io.flush().await,
-                    Err(e) => Err(e),
-                };
-                if let Err(e) = sent {
-                    self.link = None;
-                    return Err(Error::Transport(e));
-                }
-                Ok(None)
-            }
-            SubStep::Nothing => Ok(None),
-        }
+        let (at, end) = self.run(Goal::Recv).await?;
+        Ok(&self.buf[at..end])
     }
 }

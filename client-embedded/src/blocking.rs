@@ -1,78 +1,96 @@
-//! The blocking driver: [`Node`], [`Publisher`], [`Subscriber`] over `embedded_io::{Read, Write}`.
+//! The blocking driver: [`Node`], [`Publisher`], [`Subscriber`] over `embedded_io::{Read, Write,
+//! ReadReady}`.
 //!
-//! The only reads and writes of the blocking node happen here, in short loops around
-//! `zerosmq_core::zmtp::Connection`; the protocol logic is in `node.rs` and `zerosmq-core`.
+//! The only reads and writes of the blocking node happen in [`drive`], one loop that performs
+//! the I/O the role machine (`role.rs`) asks for; the protocol logic is there, in `node.rs` and in
+//! `zerosmq-core`.
 
 use core::net::SocketAddr;
 
 use embedded_io::{Read, ReadReady, Write};
 use zerosmq_core::control::{ControlReply, ControlRequest, Encoding};
-use zerosmq_core::zmtp::{Connection, CredentialsTooLong, Event, PlainCredentials, SocketType};
+use zerosmq_core::zmtp::{CredentialsTooLong, PlainCredentials};
 use zerosmq_core::Topic;
 
 #[cfg(feature = "clock")]
 use crate::clock::{Clock, HeartbeatTimer, HEARTBEAT_BUF_LEN};
 use crate::connect::Connect;
-use crate::link;
-use crate::node::{self, NodeConfig, ReplyReader, SubState, SubStep, SubscriptionCount, PROBE_LEN};
+use crate::node::{self, NodeConfig, PROBE_LEN};
+use crate::role::{Ctx, Goal, Io, Kind, Role};
 use crate::Error;
 
 type Result<T, C> = core::result::Result<T, Error<<C as Connect>::Error>>;
 
-/// Writes what the connection has pending (greeting, READY, PONG), using `buf` as scratch.
-fn flush<T: Write>(
-    io: &mut T,
-    conn: &mut Connection<'_>,
-    buf: &mut [u8],
-) -> core::result::Result<(), Error<T::Error>> {
-    while let Some(n) = link::transmit(conn, buf)? {
-        io.write_all(&buf[..n]).map_err(Error::Transport)?;
-    }
-    io.flush().map_err(Error::Transport)
-}
-
-/// Reads until the connection produces an event; a frame's body is left in `buf`.
-///
-/// Pending output is written only between frames, so it never overwrites a partial frame.
-fn next_event<T: Read + Write>(
-    io: &mut T,
-    conn: &mut Connection<'_>,
-    buf: &mut [u8],
-) -> core::result::Result<Event, Error<T::Error>> {
-    loop {
-        if let Some(ev) = read_once(io, conn, buf)? {
-            return Ok(ev);
-        }
-    }
-}
-
-/// Writes pending output, then does one read (which may block) and commits it.
-fn read_once<T: Read + Write>(
-    io: &mut T,
-    conn: &mut Connection<'_>,
-    buf: &mut [u8],
-) -> core::result::Result<Option<Event>, Error<T::Error>> {
-    if conn.wants_transmit() {
-        flush(io, conn, buf)?;
-    }
-    let read = io.read(link::read_buffer(conn, buf)?);
-    link::on_read(conn, read, buf)
-}
-
-/// Connects and runs the handshake (NULL, or PLAIN with `plain`) for a local socket of
-/// `socket_type`.
-fn open<'n, C: Connect>(
+/// Performs the I/O `role` asks for until its operation is done (`true`) or the node's
+/// heartbeat is due (`false`); drops the connection when the role has lost it. Never inlined:
+/// requests and roles share this one copy of the loop (`opt-level = "z"` would otherwise inline
+/// it into each caller).
+#[inline(never)]
+fn drive<'n, C: Connect>(
     connector: &'n C,
-    remote: SocketAddr,
-    socket_type: SocketType,
-    plain: Option<PlainCredentials<'static>>,
+    io: &mut Option<C::Connection<'n>>,
+    role: &mut Role,
+    cx: &mut Ctx<'_, C>,
     buf: &mut [u8],
-) -> Result<(C::Connection<'n>, Connection<'static>), C> {
-    let mut io = connector.connect(remote).map_err(Error::Transport)?;
-    let mut conn = Connection::with_mechanism(socket_type, plain);
+    payload: &[u8],
+) -> Result<bool, C> {
+    let done = perform(connector, io, role, cx, buf, payload);
+    if !role.is_connected() {
+        *io = None;
+    }
+    done
+}
+
+fn perform<'n, C: Connect>(
+    connector: &'n C,
+    io: &mut Option<C::Connection<'n>>,
+    role: &mut Role,
+    cx: &mut Ctx<'_, C>,
+    buf: &mut [u8],
+    payload: &[u8],
+) -> Result<bool, C> {
     loop {
-        if let Event::Ready { .. } = next_event(&mut io, &mut conn, buf)? {
-            return Ok((io, conn));
+        let conn = match role.next(cx, buf)? {
+            Io::Done => return Ok(true),
+            Io::Heartbeat => return Ok(false),
+            Io::Connect(addr) => {
+                *io = None;
+                let opened = connector.connect(addr).map(|c| *io = Some(c));
+                role.connected(cx, opened)?;
+                continue;
+            }
+            step => (step, io.as_mut().ok_or(Error::Disconnected)?),
+        };
+        match conn {
+            (Io::Write { start, end, flush }, conn) => {
+                let mut sent = conn.write_all(&buf[start..end]);
+                if flush && sent.is_ok() {
+                    sent = conn.flush();
+                }
+                role.wrote(sent)?;
+            }
+            (Io::WriteData, conn) => {
+                let topic = cx.topic_bytes();
+                let (header, n) = node::data_header(topic, payload);
+                // Header, topic, separator and payload go out from where they are: no copy.
+                let sent = [&header[..n], topic, b" ", payload]
+                    .iter()
+                    .try_for_each(|part| conn.write_all(part))
+                    .and_then(|()| conn.flush());
+                role.wrote_data(sent)?;
+            }
+            (Io::Read { wait, .. }, conn) => {
+                // Without waiting: one read only when bytes (or EOF) are there.
+                match if wait { Ok(true) } else { conn.read_ready() } {
+                    Ok(false) => role.would_block(),
+                    Ok(true) => {
+                        let read = conn.read(role.read_buffer(buf)?);
+                        role.read(cx, read, buf)?;
+                    }
+                    Err(e) => role.read(cx, Err(e), buf)?,
+                }
+            }
+            _ => {}
         }
     }
 }
@@ -124,28 +142,46 @@ impl<C: Connect> Node<C> {
         self
     }
 
-    /// Gives the node a clock: from then on `publish` and `recv` send the node's heartbeat when
-    /// `heartbeat_every_ms` has passed (keep it well within the master's `--node-timeout`, 5 s by
-    /// default). An application that only publishes then stays in the graph without calling
-    /// [`heartbeat`](Self::heartbeat), and leaves it within the node timeout once it stops.
+    /// Gives the node a clock: from then on every publisher and subscriber call sends the node's
+    /// heartbeat when `heartbeat_every_ms` has passed (keep it well within the master's
+    /// `--node-timeout`, 5 s by default), and `publish` first answers the master's ZMTP PINGs
+    /// that have arrived. An application that only publishes then stays in the graph without
+    /// calling [`heartbeat`](Self::heartbeat) or [`Publisher::poll`], and leaves it within the
+    /// node timeout once it stops. A heartbeat opens its own control connection beside the
+    /// role's, with a 256-byte buffer on the stack while it runs. A blocking read waits on the
+    /// stack's own timeout, not on the clock: a subscriber that may wait in `recv` longer than the
+    /// heartbeat period needs a read timeout ([`crate::StdConnect::read_timeout`] on a host), so
+    /// that `recv` returns [`Error::TimedOut`] and the next call sends the heartbeat.
     #[cfg(feature = "clock")]
     pub fn with_clock(mut self, clock: &'static dyn Clock, heartbeat_every_ms: u64) -> Self {
         self.cfg.heartbeat = Some(HeartbeatTimer::new(clock, heartbeat_every_ms));
         self
     }
 
-    /// Sends the heartbeat if the clock says it is due. A failure is logged, not returned: the
-    /// master may be restarting, and the roles reconnect by themselves. Not inlined, so its
-    /// buffer takes stack only while it runs.
+    /// Sends the heartbeat. A failure is logged, not returned: the master may be restarting,
+    /// and the roles reconnect by themselves. Not inlined, so its buffer takes stack only while
+    /// it runs.
     #[inline(never)]
-    #[cfg(feature = "clock")]
-    fn beat_if_due(&self) {
-        if self.cfg.heartbeat_due() {
-            let mut buf = [0u8; HEARTBEAT_BUF_LEN];
-            if self.heartbeat(&mut buf).is_err() {
-                warn!("heartbeat failed");
-            }
+    fn beat(&self) {
+        #[cfg(feature = "clock")]
+        if self.heartbeat(&mut [0u8; HEARTBEAT_BUF_LEN]).is_err() {
+            warn!("heartbeat failed");
         }
+    }
+
+    /// Runs `role`'s operation, sending the node's heartbeat whenever it falls due.
+    fn run<'n>(
+        &'n self,
+        io: &mut Option<C::Connection<'n>>,
+        role: &mut Role,
+        cx: &mut Ctx<'_, C>,
+        buf: &mut [u8],
+        payload: &[u8],
+    ) -> Result<(), C> {
+        while !drive(&self.cfg.connector, io, role, cx, buf, payload)? {
+            self.beat();
+        }
+        Ok(())
     }
 
     /// The node's name.
@@ -160,25 +196,18 @@ impl<C: Connect> Node<C> {
         req: &ControlRequest,
         buf: &'b mut [u8],
     ) -> Result<ControlReply<'b>, C> {
-        let (mut io, mut conn) = open(
-            &self.cfg.connector,
-            self.cfg.master,
-            SocketType::Req,
-            self.cfg.plain,
-            buf,
-        )?;
-        let (start, end) =
-            node::encode_request(req, self.cfg.encoding, buf).map_err(|_| Error::BufferTooSmall)?;
-        io.write_all(&buf[start..end]).map_err(Error::Transport)?;
-        io.flush().map_err(Error::Transport)?;
-        let mut reply = ReplyReader::default();
-        let len = loop {
-            let ev = next_event(&mut io, &mut conn, buf)?;
-            if let Some(len) = reply.on_event(ev)? {
-                break len;
-            }
+        let mut role = Role::new(Kind::Request);
+        role.begin(Goal::Reply);
+        let mut cx = Ctx {
+            cfg: &self.cfg,
+            topic: None,
+            probe: None,
+            request: Some(req),
         };
-        node::decode(req, &buf[..len])
+        // A request never waits for the heartbeat, so `drive` ends only when it is done.
+        while !drive(&self.cfg.connector, &mut None, &mut role, &mut cx, buf, &[])? {}
+        let (_, len) = role.output();
+        node::decode(req.reply_kind(), &buf[..len])
     }
 
     /// Sends a heartbeat: claims the node name for this node instance (its session is the probe
@@ -194,10 +223,6 @@ impl<C: Connect> Node<C> {
         node::graph(self.request(&ControlRequest::Graph, buf)?)
     }
 
-    fn grant(&self, req: &ControlRequest, buf: &mut [u8]) -> Result<SocketAddr, C> {
-        self.cfg.granted_addr(self.request(req, buf)?)
-    }
-
     /// Asks the master for `topic`'s publisher port and connects. Call
     /// [`Publisher::wait_ready`] before the first message that must not be lost.
     /// `buf` (at least 64 bytes, 256 recommended) is the publisher's for good.
@@ -210,9 +235,10 @@ impl<C: Connect> Node<C> {
             node: self,
             topic: Topic::new(topic)?,
             buf,
-            link: None,
+            io: None,
+            role: Role::new(Kind::Publisher),
         };
-        publisher.connect()?;
+        publisher.run(Goal::Open, &[])?;
         Ok(publisher)
     }
 
@@ -229,17 +255,12 @@ impl<C: Connect> Node<C> {
             topic: Topic::new(topic)?,
             buf,
             probe: [0; PROBE_LEN],
-            link: None,
+            io: None,
+            role: Role::new(Kind::Subscriber),
         };
-        subscriber.connect()?;
+        subscriber.run(Goal::Open)?;
         Ok(subscriber)
     }
-}
-
-struct PubLink<T> {
-    io: T,
-    conn: Connection<'static>,
-    subscriptions: SubscriptionCount,
 }
 
 /// Publishes `TOPIC SP PAYLOAD` frames on one topic through the master.
@@ -247,14 +268,15 @@ pub struct Publisher<'n, 'b, C: Connect + 'n> {
     node: &'n Node<C>,
     topic: Topic,
     buf: &'b mut [u8],
-    link: Option<PubLink<C::Connection<'n>>>,
+    io: Option<C::Connection<'n>>,
+    role: Role,
 }
 
 impl<C: Connect> core::fmt::Debug for Publisher<'_, '_, C> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Publisher")
             .field("topic", &self.topic)
-            .field("connected", &self.link.is_some())
+            .field("connected", &self.role.is_connected())
             .finish()
     }
 }
@@ -267,124 +289,47 @@ impl<'n, C: Connect> Publisher<'n, '_, C> {
 
     /// Whether the master has subscribed, so that a message published now is forwarded.
     pub fn is_ready(&self) -> bool {
-        self.link.as_ref().is_some_and(|l| l.subscriptions.any())
+        self.role.is_ready()
     }
 
-    fn connect(&mut self) -> Result<(), C> {
-        let req = self.node.cfg.grant_request(true, &self.topic);
-        let addr = self.node.grant(&req, self.buf)?;
-        let (io, conn) = open(
-            &self.node.cfg.connector,
-            addr,
-            SocketType::Pub,
-            self.node.cfg.plain,
-            self.buf,
-        )?;
-        debug!("publisher connected to port {}", addr.port());
-        self.link = Some(PubLink {
-            io,
-            conn,
-            subscriptions: SubscriptionCount::default(),
-        });
-        Ok(())
+    fn run(&mut self, goal: Goal, payload: &[u8]) -> Result<(), C> {
+        self.role.begin(goal);
+        let mut cx = Ctx {
+            cfg: &self.node.cfg,
+            topic: Some(&self.topic),
+            probe: None,
+            request: None,
+        };
+        self.node
+            .run(&mut self.io, &mut self.role, &mut cx, self.buf, payload)
     }
 
     /// (Re)connects if needed, with a fresh grant, and reads until the master has subscribed.
     pub fn wait_ready(&mut self) -> Result<(), C> {
-        if self.link.is_none() {
-            self.connect()?;
-        }
-        while let Some(link) = self.link.as_mut() {
-            if link.subscriptions.any() {
-                return Ok(());
-            }
-            match next_event(&mut link.io, &mut link.conn, self.buf) {
-                Ok(ev) => link
-                    .subscriptions
-                    .on_event(ev, self.buf, self.topic.as_bytes()),
-                Err(e) => return Err(self.drop_unless_kept(e)),
-            }
-        }
-        Ok(())
-    }
-
-    fn drop_unless_kept(&mut self, e: Error<C::Error>) -> Error<C::Error> {
-        if !e.keeps_connection() {
-            self.link = None;
-        }
-        e
-    }
-
-    fn send(&mut self, payload: &[u8]) -> Result<(), C> {
-        let Some(link) = self.link.as_mut() else {
-            return Err(Error::Disconnected);
-        };
-        let topic = self.topic.as_bytes();
-        let (header, n) = node::data_header(topic, payload);
-        // Header, topic, separator and payload go out from where they are: no copy.
-        for part in [&header[..n], topic, b" ", payload] {
-            link.io.write_all(part).map_err(Error::Transport)?;
-        }
-        link.io.flush().map_err(Error::Transport)
+        self.run(Goal::Ready, &[])
     }
 
     /// Publishes one message. If the connection is gone (the master restarted), asks for a new
     /// grant, reconnects, waits for the master's subscription and sends again, once.
+    ///
+    /// With a clock ([`Node::with_clock`]), it first sends the node's heartbeat when due and
+    /// handles what the master has sent, without waiting: answers its ZMTP PINGs, follows its
+    /// subscription, and notices a connection the master closed (and reconnects before it writes
+    /// instead of writing into a dead socket). A publisher that publishes then needs no
+    /// [`poll`](Self::poll).
     pub fn publish(&mut self, payload: &[u8]) -> Result<(), C> {
-        #[cfg(feature = "clock")]
-        self.node.beat_if_due();
-        if self.link.is_none() {
-            self.wait_ready()?;
-        }
-        match self.send(payload) {
-            Ok(()) => Ok(()),
-            // The connection is gone (a write failed): reconnect with a fresh grant, send again.
-            Err(_) => {
-                warn!("publish failed, reconnecting");
-                self.link = None;
-                self.wait_ready()?;
-                self.send(payload).map_err(|e| self.drop_unless_kept(e))
-            }
-        }
+        self.run(Goal::Publish, payload)
     }
-}
 
-impl<'n, C: Connect> Publisher<'n, '_, C>
-where
-    C::Connection<'n>: ReadReady,
-{
     /// Handles what the master sent without blocking: answers its ZMTP PINGs and follows its
-    /// subscription. The master closes a connection that stays silent for 6 s after a PING, so
-    /// a publisher that may be idle longer than that should call this every second or so (a
-    /// publisher that publishes more often needs nothing: its messages count as traffic).
+    /// subscription (and connects, waiting for the subscription, if the connection is gone).
+    /// The master closes a connection that stays silent for three of its heartbeat intervals
+    /// (`--zmtp-heartbeat`), so a publisher that may be idle longer than that calls this every
+    /// second or so (a publisher that publishes more often needs nothing: its messages count as
+    /// traffic).
     pub fn poll(&mut self) -> Result<(), C> {
-        if self.link.is_none() {
-            return self.wait_ready();
-        }
-        while let Some(link) = self.link.as_mut() {
-            // Only what has arrived: one read per ready check, so this never blocks.
-            let step = match link.io.read_ready() {
-                Ok(false) if !link.conn.wants_transmit() => return Ok(()),
-                Ok(false) => flush(&mut link.io, &mut link.conn, self.buf).map(|()| None),
-                Ok(true) => read_once(&mut link.io, &mut link.conn, self.buf),
-                Err(e) => Err(Error::Transport(e)),
-            };
-            match step {
-                Ok(Some(ev)) => link
-                    .subscriptions
-                    .on_event(ev, self.buf, self.topic.as_bytes()),
-                Ok(None) => {}
-                Err(e) => return Err(self.drop_unless_kept(e)),
-            }
-        }
-        Ok(())
+        self.run(Goal::Poll, &[])
     }
-}
-
-struct SubLink<T> {
-    io: T,
-    conn: Connection<'static>,
-    state: SubState,
 }
 
 /// Receives the messages of one topic through the master.
@@ -393,14 +338,15 @@ pub struct Subscriber<'n, 'b, C: Connect + 'n> {
     topic: Topic,
     buf: &'b mut [u8],
     probe: [u8; PROBE_LEN],
-    link: Option<SubLink<C::Connection<'n>>>,
+    io: Option<C::Connection<'n>>,
+    role: Role,
 }
 
 impl<C: Connect> core::fmt::Debug for Subscriber<'_, '_, C> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Subscriber")
             .field("topic", &self.topic)
-            .field("connected", &self.link.is_some())
+            .field("connected", &self.role.is_connected())
             .finish()
     }
 }
@@ -418,93 +364,36 @@ impl<'n, C: Connect> Subscriber<'n, '_, C> {
 
     /// Whether the ready probe came back on the current connection.
     pub fn is_ready(&self) -> bool {
-        self.link.as_ref().is_some_and(|l| l.state.ready)
+        self.role.is_ready()
     }
 
-    fn connect(&mut self) -> Result<(), C> {
-        let req = self.node.cfg.grant_request(false, &self.topic);
-        let addr = self.node.grant(&req, self.buf)?;
-        let (mut io, conn) = open(
-            &self.node.cfg.connector,
-            addr,
-            SocketType::Sub,
-            self.node.cfg.plain,
-            self.buf,
-        )?;
-        self.probe = self.node.cfg.next_probe(&self.topic);
-        let n = node::encode_subscriptions(&conn, self.topic.as_bytes(), &self.probe, self.buf)
-            .map_err(|_| Error::BufferTooSmall)?;
-        io.write_all(&self.buf[..n]).map_err(Error::Transport)?;
-        io.flush().map_err(Error::Transport)?;
-        debug!("subscriber connected to port {}", addr.port());
-        self.link = Some(SubLink {
-            io,
-            conn,
-            state: SubState::default(),
-        });
-        Ok(())
+    fn run(&mut self, goal: Goal) -> Result<(usize, usize), C> {
+        self.role.begin(goal);
+        let mut cx = Ctx {
+            cfg: &self.node.cfg,
+            topic: Some(&self.topic),
+            probe: Some(&mut self.probe),
+            request: None,
+        };
+        self.node
+            .run(&mut self.io, &mut self.role, &mut cx, self.buf, &[])?;
+        Ok(self.role.output())
     }
 
     /// (Re)connects if needed and reads until the ready probe comes back; data messages read
     /// meanwhile are dropped.
     pub fn wait_ready(&mut self) -> Result<(), C> {
-        while !self.is_ready() {
-            let _ = self.next_payload()?;
-        }
-        Ok(())
+        self.run(Goal::Ready).map(|_| ())
     }
 
     /// Receives the next message on the topic; the payload borrows the subscriber's buffer.
     ///
     /// When the connection drops (the master restarted), this asks for a new grant, reconnects
     /// and subscribes again before reading on; if the master cannot be reached, the error is
-    /// returned and the next call tries again.
+    /// returned and the next call tries again. With a clock ([`Node::with_clock`]), it sends the
+    /// node's heartbeat when due before each read.
     pub fn recv(&mut self) -> Result<&[u8], C> {
-        loop {
-            #[cfg(feature = "clock")]
-            self.node.beat_if_due();
-            if let Some((at, end)) = self.next_payload()? {
-                return Ok(&self.buf[at..end]);
-            }
-        }
-    }
-
-    /// Reads one frame: the range of `buf` holding a delivered payload, or `None`.
-    fn next_payload(&mut self) -> Result<Option<(usize, usize)>, C> {
-        if self.link.is_none() {
-            self.connect()?;
-        }
-        let Some(link) = self.link.as_mut() else {
-            return Err(Error::Disconnected);
-        };
-        let ev = match next_event(&mut link.io, &mut link.conn, self.buf) {
-            Ok(ev) => ev,
-            Err(e) if e.keeps_connection() => return Err(e),
-            Err(_) => {
-                warn!("subscriber connection lost, reconnecting");
-                self.link = None;
-                // One immediate retry: when the master is already back, the caller sees nothing.
-                self.connect()?;
-                return Ok(None);
-            }
-        };
-        match link
-            .state
-            .on_event(&link.conn, ev, self.buf, self.topic.as_bytes(), &self.probe)?
-        {
-            SubStep::Deliver(at, end) => Ok(Some((at, end))),
-            SubStep::Write(n) => {
-                let sent = link
-                    .io
-                    .write_all(&self.buf[..n])
-                    .and_then(|()| link.io.flush());
-                if let Err(e) = sent {
-                    self.link = None;
-                    return Err(Error::Transport(e));
-                }
-                Ok(None)
-            }
-            SubStep::Nothing => Ok(None),
-        }
+        let (at, end) = self.run(Goal::Recv)?;
+        Ok(&self.buf[at..end])
     }
 }

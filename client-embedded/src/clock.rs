@@ -60,7 +60,6 @@ impl HeartbeatTimer {
     }
 
     /// When the next heartbeat is due, in the clock's milliseconds (0: at once).
-    #[cfg(feature = "embassy-time")]
     pub(crate) fn due_ms(&self) -> u64 {
         self.next_ms.get()
     }

@@ -10,9 +10,11 @@ use core::net::SocketAddr;
 pub trait Connect {
     /// The stack's error, for connecting, reading and writing.
     type Error: embedded_io::Error;
-    /// An open connection; it may borrow the stack.
+    /// An open connection; it may borrow the stack. `ReadReady` lets a publisher handle what
+    /// the master sent (its PINGs) without blocking (smoltcp: `can_recv() || !may_recv()`).
     type Connection<'a>: embedded_io::Read<Error = Self::Error>
         + embedded_io::Write<Error = Self::Error>
+        + embedded_io::ReadReady
     where
         Self: 'a;
 

@@ -34,6 +34,7 @@ pub mod connect;
 mod error;
 mod link;
 mod node;
+mod role;
 
 pub use blocking::{Node, Publisher, Subscriber};
 pub use clock::Clock;

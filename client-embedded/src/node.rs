@@ -3,7 +3,7 @@
 use core::cell::Cell;
 use core::net::SocketAddr;
 
-use zerosmq_core::control::{decode_reply, ControlReply, ControlRequest, Encoding};
+use zerosmq_core::control::{decode_reply, ControlReply, ControlRequest, Encoding, ReplyKind};
 use zerosmq_core::message::READY_PROBE_PREFIX;
 use zerosmq_core::zmtp::{Connection, Event, FrameEncodeError, FrameHeader, PlainCredentials};
 use zerosmq_core::{NameError, NodeName, Topic};
@@ -53,6 +53,12 @@ pub(crate) struct ReplyReader {
 }
 
 impl ReplyReader {
+    pub(crate) const fn new() -> Self {
+        ReplyReader {
+            seen_delimiter: false,
+        }
+    }
+
     /// The body length once the reply's last frame arrived.
     pub(crate) fn on_event<E>(&mut self, ev: Event) -> Result<Option<usize>, Error<E>> {
         match (self.seen_delimiter, ev) {
@@ -67,12 +73,9 @@ impl ReplyReader {
     }
 }
 
-/// Decodes a reply body; an error reply becomes [`Error::Refused`].
-pub(crate) fn decode<'b, E>(
-    req: &ControlRequest,
-    body: &'b [u8],
-) -> Result<ControlReply<'b>, Error<E>> {
-    match decode_reply(req.reply_kind(), body) {
+/// Decodes a reply body of `kind`; an error reply becomes [`Error::Refused`].
+pub(crate) fn decode<E>(kind: ReplyKind, body: &[u8]) -> Result<ControlReply<'_>, Error<E>> {
+    match decode_reply(kind, body) {
         Ok(ControlReply::Error(e)) => Err(Error::Refused(e.code)),
         Ok(reply) => Ok(reply),
         Err(_) => Err(Error::BadReply),
@@ -80,7 +83,7 @@ pub(crate) fn decode<'b, E>(
 }
 
 /// The port of a `Granted` reply.
-fn granted<E>(reply: ControlReply<'_>) -> Result<u16, Error<E>> {
+pub(crate) fn granted<E>(reply: ControlReply<'_>) -> Result<u16, Error<E>> {
     match reply {
         ControlReply::Granted { port } => Ok(port),
         _ => Err(Error::BadReply),
@@ -104,6 +107,10 @@ pub(crate) fn subscription_matches(prefix: &[u8], topic: &[u8]) -> bool {
 pub(crate) struct SubscriptionCount(u8);
 
 impl SubscriptionCount {
+    pub(crate) const fn new() -> Self {
+        SubscriptionCount(0)
+    }
+
     pub(crate) fn on_event(&mut self, ev: Event, rx: &[u8], topic: &[u8]) {
         let (start, len, up) = match ev {
             Event::Subscribe { start, len } => (start, len, true),
@@ -270,12 +277,6 @@ impl<C> NodeConfig<C> {
         }
     }
 
-    /// The address a grant reply points to.
-    #[inline]
-    pub(crate) fn granted_addr<E>(&self, reply: ControlReply<'_>) -> Result<SocketAddr, Error<E>> {
-        Ok(SocketAddr::new(self.master.ip(), granted(reply)?))
-    }
-
     /// A fresh ready probe for a subscriber of `topic`.
     pub(crate) fn next_probe(&self, topic: &Topic) -> [u8; PROBE_LEN] {
         let n = self.probes.get().wrapping_add(1);
@@ -319,6 +320,13 @@ pub(crate) enum SubStep {
 }
 
 impl SubState {
+    pub(crate) const fn new() -> Self {
+        SubState {
+            ready: false,
+            in_multipart: false,
+        }
+    }
+
     #[inline]
     pub(crate) fn on_event<E>(
         &mut self,

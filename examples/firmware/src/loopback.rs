@@ -8,7 +8,7 @@
 use core::cell::RefCell;
 use core::net::SocketAddr;
 
-use embedded_io::{ErrorKind, ErrorType, Read, Write};
+use embedded_io::{ErrorKind, ErrorType, Read, ReadReady, Write};
 use zerosmq_core::zmtp::{Command, FrameHeader, FrameKind};
 use zerosmq_core::READY_PROBE_PREFIX;
 use zerosmq_embedded::Connect;
@@ -162,6 +162,12 @@ impl Read for LinkConn<'_> {
         let n = buf.len().min(s.chunk);
         // 0 when nothing is queued: the peer closed, as a real stack would report.
         Ok(s.input[self.index].pop(&mut buf[..n]))
+    }
+}
+
+impl ReadReady for LinkConn<'_> {
+    fn read_ready(&mut self) -> Result<bool, LinkError> {
+        Ok(self.link.state.borrow().input[self.index].len > 0)
     }
 }
 
