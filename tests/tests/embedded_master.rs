@@ -451,3 +451,147 @@ fn async_subscriber_waiting_in_recv_heartbeats_by_itself_and_expires_when_it_sto
     );
     master.shutdown().unwrap();
 }
+
+/// `StdConnect` that keeps what each connection wrote, to see the PONGs a node sends.
+mod recording_stack {
+    use std::cell::RefCell;
+    use std::net::SocketAddr;
+    use std::rc::Rc;
+
+    use embedded_io::{ErrorType, Read, ReadReady, Write};
+    use zerosmq_embedded::{Connect, StdConnect, StdError, StdStream};
+
+    /// What the node wrote on one connection.
+    pub type Written = Rc<RefCell<Vec<u8>>>;
+
+    pub struct Recording {
+        pub stack: StdConnect,
+        /// Per connection, in the order opened: its remote port and what the node wrote.
+        pub opened: RefCell<Vec<(u16, Written)>>,
+    }
+
+    pub struct RecordingConn {
+        inner: StdStream,
+        written: Written,
+    }
+
+    impl ErrorType for RecordingConn {
+        type Error = StdError;
+    }
+
+    impl Read for RecordingConn {
+        fn read(&mut self, buf: &mut [u8]) -> Result<usize, StdError> {
+            self.inner.read(buf)
+        }
+    }
+
+    impl ReadReady for RecordingConn {
+        fn read_ready(&mut self) -> Result<bool, StdError> {
+            self.inner.read_ready()
+        }
+    }
+
+    impl Write for RecordingConn {
+        fn write(&mut self, buf: &[u8]) -> Result<usize, StdError> {
+            let n = self.inner.write(buf)?;
+            self.written.borrow_mut().extend_from_slice(&buf[..n]);
+            Ok(n)
+        }
+        fn flush(&mut self) -> Result<(), StdError> {
+            self.inner.flush()
+        }
+    }
+
+    impl Connect for Recording {
+        type Error = StdError;
+        type Connection<'a> = RecordingConn;
+        fn connect(&self, remote: SocketAddr) -> Result<RecordingConn, StdError> {
+            let inner = self.stack.connect(remote)?;
+            let written = Rc::new(RefCell::new(Vec::new()));
+            self.opened
+                .borrow_mut()
+                .push((remote.port(), written.clone()));
+            Ok(RecordingConn { inner, written })
+        }
+    }
+}
+
+#[test]
+fn publisher_with_a_clock_answers_the_masters_pings_from_publish_alone() {
+    // The master binary PINGs every second and closes a ZMTP 3.1 connection that stays silent
+    // for three intervals after a PING. This publisher never calls poll(): with a clock, publish
+    // first answers the PINGs that have arrived. Its one data connection carries the PONGs for
+    // the whole run (never reopened), the master closes nothing, and a std subscriber receives
+    // every message in order.
+    static CLOCK: zerosmq_embedded::StdClock = zerosmq_embedded::StdClock;
+    const INTERVAL_S: u64 = 1;
+    let master =
+        zerosmq_tests::MasterProcess::start(&["--zmtp-heartbeat", &INTERVAL_S.to_string()]);
+    let watcher = zerosmq::Node::builder("watcher")
+        .master(master.endpoint())
+        .timeout(WAIT)
+        .connect()
+        .unwrap();
+    let mut sub = watcher.subscribe("pinged").unwrap();
+    sub.wait_ready(WAIT).unwrap();
+    let stack = recording_stack::Recording {
+        stack: StdConnect {
+            read_timeout: Some(WAIT),
+        },
+        opened: Default::default(),
+    };
+    let mcu = Node::new(&stack, control_addr(master.port), "pinged-mcu")
+        .unwrap()
+        .with_clock(&CLOCK, 1_000);
+    let mut buf = [0u8; 128];
+    let mut publisher = mcu.advertise("pinged", &mut buf).unwrap();
+    publisher.wait_ready().unwrap();
+    let data_port = stack.opened.borrow()[1].0;
+    let pong = b"\x04\x05\x04PONG";
+    let pongs = |stack: &recording_stack::Recording| {
+        let opened = stack.opened.borrow();
+        let written = opened[1].1.borrow();
+        written.windows(pong.len()).filter(|w| w == pong).count()
+    };
+    // Publish until the master's PINGs have been answered over more than three intervals.
+    let mut sent = 0u32;
+    let started = Instant::now();
+    let answered = zerosmq_tests::wait_until(WAIT * 4, || {
+        sent += 1;
+        publisher.publish(&sent.to_be_bytes()).unwrap();
+        pongs(&stack) >= 4 && started.elapsed() >= Duration::from_secs(4 * INTERVAL_S)
+    });
+    assert!(
+        answered.is_some(),
+        "{} PONGs in {:?}",
+        pongs(&stack),
+        WAIT * 4
+    );
+    for want in 1..=sent {
+        let msg = sub
+            .recv_timeout(WAIT)
+            .unwrap()
+            .expect("every message arrives");
+        assert_eq!(msg.payload(), want.to_be_bytes(), "in order, none lost");
+    }
+    let opened = stack.opened.borrow();
+    assert_eq!(
+        opened.iter().filter(|(port, _)| *port == data_port).count(),
+        1,
+        "the data connection was never reopened"
+    );
+    let closed: Vec<String> = master
+        .log
+        .try_iter()
+        .filter(|l| l.contains("silent"))
+        .collect();
+    assert!(
+        closed.is_empty(),
+        "the master closed a silent peer: {closed:?}"
+    );
+    println!(
+        "figures: {sent} messages over {:?}, {} PONGs answered from publish alone",
+        started.elapsed(),
+        pongs(&stack)
+    );
+}
