@@ -12,7 +12,8 @@ use rand_core::OsRng;
 use tracing::warn;
 use zerosmq_core::zmtp::curve::{CurveKeyPair, KEY_LEN};
 use zerosmq_core::zmtp::{
-    Connection, Event, FrameEncodeError, FrameHeader, HeaderError, SocketType, ZmtpError,
+    Connection, Event, FrameEncodeError, FrameHeader, GreetingError, HeaderError, SocketType,
+    ZmtpError,
 };
 
 use super::outbox::Outbox;
@@ -94,6 +95,11 @@ pub(super) enum HandshakeError {
         who: String,
         why: &'static str,
     },
+    /// The peer's greeting names another mechanism than this port's.
+    Mechanism {
+        theirs: String,
+        ours: &'static str,
+    },
     /// A message before the handshake ended.
     Unexpected,
     /// A CURVE message of more parts than the engine buffers for one message.
@@ -107,6 +113,9 @@ impl std::fmt::Display for HandshakeError {
         match self {
             HandshakeError::Zmtp(e) => e.fmt(f),
             HandshakeError::Refused { who, why } => write!(f, "{who} refused: {why}"),
+            HandshakeError::Mechanism { theirs, ours } => {
+                write!(f, "peer speaks {theirs}, this port speaks {ours}")
+            }
             HandshakeError::Unexpected => f.write_str("frame not allowed during the handshake"),
             HandshakeError::TooLarge { max } => {
                 write!(f, "multipart message over the {max}-byte limit")
@@ -143,6 +152,16 @@ enum Mechanism {
     Null,
     Plain,
     Curve,
+}
+
+impl Mechanism {
+    fn name(self) -> &'static str {
+        match self {
+            Mechanism::Null => "NULL",
+            Mechanism::Plain => "PLAIN",
+            Mechanism::Curve => "CURVE",
+        }
+    }
 }
 
 /// One connection's ZMTP session.
@@ -234,7 +253,17 @@ impl Handshake {
     /// The peer's 64-byte greeting.
     pub(super) fn on_greeting(&mut self, bytes: &[u8]) -> Result<(), HandshakeError> {
         self.greeted = true;
-        Ok(self.zmtp.on_greeting_bytes(bytes)?)
+        match self.zmtp.on_greeting_bytes(bytes) {
+            // Whether a libzmq peer of another mechanism closes before or after its whole
+            // greeting is a race: both ends are logged naming the two mechanisms.
+            Err(ZmtpError::Greeting(GreetingError::UnsupportedMechanism)) => {
+                Err(HandshakeError::Mechanism {
+                    theirs: mechanism_in(bytes),
+                    ours: self.mechanism.name(),
+                })
+            }
+            other => Ok(other?),
+        }
     }
 
     /// A whole frame (header and body) during the handshake, or any frame with CURVE, with
@@ -415,6 +444,15 @@ pub(super) fn push_encoded(
     push_with(out, 512, encode);
 }
 
+/// The mechanism a 64-byte greeting names (bytes 12..32, NUL-padded), printable for a log line.
+fn mechanism_in(greeting: &[u8]) -> String {
+    let field = greeting.get(12..32).unwrap_or_default();
+    let name = field.split(|&b| b == 0).next().unwrap_or_default();
+    name.iter()
+        .map(|&b| if b.is_ascii_graphic() { b as char } else { '?' })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -516,6 +554,20 @@ mod tests {
             assert!(h.is_open() && c.is_open(), "{last:?}");
         }
         (h, c, result)
+    }
+
+    #[test]
+    fn a_greeting_of_another_mechanism_names_both() {
+        let (auth, _) = curve_auth(None, None);
+        let mut h = Handshake::new(SocketType::XPub, Some(&auth));
+        let greeting = client_bytes(&mut Connection::new(SocketType::Sub));
+        let err = h.on_greeting(&greeting[..GREETING_LEN]).unwrap_err();
+        assert_eq!(err.to_string(), "peer speaks NULL, this port speaks CURVE");
+        let mut h = Handshake::new(SocketType::XPub, None);
+        let mut odd = greeting[..GREETING_LEN].to_vec();
+        odd[12..32].copy_from_slice(b"CURVE\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0");
+        let err = h.on_greeting(&odd).unwrap_err();
+        assert_eq!(err.to_string(), "peer speaks CURVE, this port speaks NULL");
     }
 
     #[test]
