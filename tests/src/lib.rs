@@ -198,3 +198,57 @@ pub fn wait_until(within: Duration, mut cond: impl FnMut() -> bool) -> Option<Du
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// A Python script run as an independent peer (pyzmq, eclipse-zenoh), talking to the test on
+/// its stdout, a line per fact; killed when dropped.
+pub struct PythonPeer {
+    child: std::process::Child,
+    out: std::io::BufReader<std::process::ChildStdout>,
+}
+
+impl PythonPeer {
+    /// Runs `python3 -c script args…`; its stderr goes to the test's output.
+    pub fn start(script: &str, args: &[&str]) -> PythonPeer {
+        use std::process::{Command, Stdio};
+        let mut child = Command::new("python3")
+            .arg("-c")
+            .arg(script)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("python3 runs (pyzmq: pip install pyzmq)");
+        let out = std::io::BufReader::new(child.stdout.take().unwrap());
+        PythonPeer { child, out }
+    }
+
+    /// The next line the script printed, trimmed ("" once it exited).
+    pub fn line(&mut self) -> String {
+        use std::io::BufRead as _;
+        let mut line = String::new();
+        self.out.read_line(&mut line).unwrap();
+        line.trim().to_owned()
+    }
+
+    /// Every line until the script exits; panics if it failed.
+    pub fn finish(mut self) -> Vec<String> {
+        let mut lines = Vec::new();
+        loop {
+            let line = self.line();
+            if line.is_empty() {
+                break;
+            }
+            lines.push(line);
+        }
+        let status = self.child.wait().unwrap();
+        assert!(status.success(), "peer failed: {lines:?}");
+        lines
+    }
+}
+
+impl Drop for PythonPeer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -9,13 +9,13 @@
 //! sends what was recorded (command names and sizes).
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::process::{Child, ChildStdout, Command, Stdio};
 use std::time::Duration;
 
 use zerosmq_core::zmtp::curve::{CurveError, CurveKeyPair};
 use zerosmq_core::zmtp::{z85, Connection, Decoded, Event, FrameDecoder, SocketType, ZmtpError};
+use zerosmq_tests::PythonPeer;
 
 const SERVER_PUBLIC: &[u8] = b"rq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf7";
 const SERVER_SECRET: &[u8] = b"JTKVSB%%)wK0E.X)V>+}o?pNmC{O&4W4b!Ni{Lh6";
@@ -113,45 +113,21 @@ fn urandom() -> Urandom {
 // The fixed generator of the recorded runs (core's replay tests use the same one).
 use zerosmq_core::zmtp::curve::ReplayRng as Seeded;
 
-/// A pyzmq peer; killed when dropped.
-struct Python {
-    child: Child,
-    out: BufReader<ChildStdout>,
-}
+/// The pyzmq peer script above.
+struct Python;
 
 impl Python {
-    fn start(args: &[&str]) -> Python {
-        let mut child = Command::new("python3")
-            .arg("-c")
-            .arg(PEER)
-            .args(args)
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("python3 with pyzmq");
-        let out = BufReader::new(child.stdout.take().unwrap());
-        Python { child, out }
-    }
-
-    /// The next line the script printed ("" once it exited).
-    fn line(&mut self) -> String {
-        let mut l = String::new();
-        self.out.read_line(&mut l).unwrap();
-        l.trim_end().to_owned()
-    }
-
-    fn port(&mut self) -> u16 {
-        let l = self.line();
-        l.strip_prefix("PORT ")
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("python server did not start: {l:?}"))
+    fn start(args: &[&str]) -> PythonPeer {
+        PythonPeer::start(PEER, args)
     }
 }
 
-impl Drop for Python {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// The port a server script announced.
+fn port_of(py: &mut PythonPeer) -> u16 {
+    let l = py.line();
+    l.strip_prefix("PORT ")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("python server did not start: {l:?}"))
 }
 
 enum Step {
@@ -308,7 +284,7 @@ fn record_or_compare(file: &str, live: &[u8]) {
 #[test]
 fn our_client_talks_to_a_pyzmq_curve_rep_server_both_ways() {
     let mut py = Python::start(&["rep-server"]);
-    let port = py.port();
+    let port = port_of(&mut py);
     let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
     let conn = Connection::curve_client(
         SocketType::Req,
@@ -345,7 +321,7 @@ fn our_client_talks_to_a_pyzmq_curve_rep_server_both_ways() {
 #[test]
 fn our_sub_client_gets_data_from_a_pyzmq_curve_xpub_server_recorded() {
     let mut py = Python::start(&["xpub-server"]);
-    let port = py.port();
+    let port = port_of(&mut py);
     let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
     let conn = Connection::curve_client(
         SocketType::Sub,
@@ -382,7 +358,7 @@ fn serve(
     server_key: &[u8],
     socket_type: SocketType,
     rng: &mut (impl rand_core::CryptoRng + rand_core::RngCore),
-) -> (Python, Peer) {
+) -> (PythonPeer, Peer) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port().to_string();
     let py = Python::start(&[mode, &port, std::str::from_utf8(server_key).unwrap()]);
@@ -453,7 +429,7 @@ fn our_xpub_server_feeds_a_pyzmq_curve_sub_client_recorded() {
 fn a_wrong_server_key_is_refused_on_both_sides() {
     // Our client with another server's key: libzmq's server cannot open HELLO and hangs up.
     let mut py = Python::start(&["rep-server"]);
-    let port = py.port();
+    let port = port_of(&mut py);
     let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
     let wrong = CurveKeyPair::generate(&mut urandom());
     let conn = Connection::curve_client(

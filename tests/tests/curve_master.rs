@@ -10,14 +10,14 @@
 //! The control service is libzmq's REP without CURVE (see docs/security.md): grants are asked
 //! in clear, over a raw libzmq REQ.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
-use std::process::{Child, ChildStdout, Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use zerosmq_tests::{cargo_bin, raw_control_at, raw_request, MasterProcess, WAIT};
+use zerosmq_tests::{cargo_bin, raw_control_at, raw_request, MasterProcess, PythonPeer, WAIT};
 
 /// A pyzmq peer. `client KIND PORT MECH...` connects one socket and prints the first handshake
 /// event; `pubsub PUB_PORT SUB_PORT SERVER_KEY PUB_KEYS SUB_KEYS TOPIC COUNT` runs a CURVE PUB
@@ -113,51 +113,12 @@ fn libzmq_keypair() -> String {
     String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
 
-struct Peer {
-    child: Child,
-    out: BufReader<ChildStdout>,
-}
+/// The pyzmq peer script above.
+struct Peer;
 
 impl Peer {
-    fn start(args: &[&str]) -> Peer {
-        let mut child = Command::new("python3")
-            .arg("-c")
-            .arg(PEER)
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("python3 runs (pyzmq: pip install pyzmq)");
-        let out = BufReader::new(child.stdout.take().unwrap());
-        Peer { child, out }
-    }
-
-    fn line(&mut self) -> String {
-        let mut line = String::new();
-        self.out.read_line(&mut line).unwrap();
-        line.trim().to_owned()
-    }
-
-    /// Every line until the peer exits.
-    fn finish(mut self) -> Vec<String> {
-        let mut lines = Vec::new();
-        loop {
-            let line = self.line();
-            if line.is_empty() {
-                break;
-            }
-            lines.push(line);
-        }
-        let status = self.child.wait().unwrap();
-        assert!(status.success(), "peer failed: {lines:?}");
-        lines
-    }
-}
-
-impl Drop for Peer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+    fn start(args: &[&str]) -> PythonPeer {
+        PythonPeer::start(PEER, args)
     }
 }
 
