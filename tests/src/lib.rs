@@ -230,6 +230,11 @@ impl PythonPeer {
         line.trim().to_owned()
     }
 
+    /// The script's exit status, if it has exited.
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().unwrap()
+    }
+
     /// Every line until the script exits; panics if it failed.
     pub fn finish(mut self) -> Vec<String> {
         let mut lines = Vec::new();

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use zerosmq_core::zmtp::curve::{CurveError, CurveKeyPair};
 use zerosmq_core::zmtp::{z85, Connection, Decoded, Event, FrameDecoder, SocketType, ZmtpError};
-use zerosmq_tests::PythonPeer;
+use zerosmq_tests::{wait_until, PythonPeer, WAIT};
 
 const SERVER_PUBLIC: &[u8] = b"rq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf7";
 const SERVER_SECRET: &[u8] = b"JTKVSB%%)wK0E.X)V>+}o?pNmC{O&4W4b!Ni{Lh6";
@@ -361,8 +361,20 @@ fn serve(
 ) -> (PythonPeer, Peer) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port().to_string();
-    let py = Python::start(&[mode, &port, std::str::from_utf8(server_key).unwrap()]);
-    let (stream, _) = listener.accept().unwrap();
+    let mut py = Python::start(&[mode, &port, std::str::from_utf8(server_key).unwrap()]);
+    // A script that fails (pyzmq missing, say) never connects: fail then, not hang.
+    listener.set_nonblocking(true).unwrap();
+    let mut accepted = None;
+    wait_until(WAIT, || {
+        if let Some(status) = py.exited() {
+            panic!("the pyzmq client exited before connecting: {status}");
+        }
+        accepted = listener.accept().ok();
+        accepted.is_some()
+    })
+    .expect("the pyzmq client connects");
+    let (stream, _) = accepted.unwrap();
+    stream.set_nonblocking(false).unwrap();
     let conn = Connection::curve_server(socket_type, server_keys(), rng);
     (py, Peer::new(conn, stream))
 }
