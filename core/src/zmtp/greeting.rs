@@ -105,6 +105,15 @@ impl Greeting {
         &self.mechanism[..end]
     }
 
+    /// The mechanism field of raw greeting bytes without its zero padding, unchecked (empty when
+    /// the bytes end before it): what a peer names, for a log line, even a mechanism
+    /// [`parse`](Self::parse) refuses.
+    pub fn mechanism_in(bytes: &[u8]) -> &[u8] {
+        let field = bytes.get(MECHANISM).unwrap_or_default();
+        let end = field.iter().position(|&b| b == 0).unwrap_or(field.len());
+        &field[..end]
+    }
+
     /// Parses and checks a peer's greeting (version 3.x or later, NULL or PLAIN mechanism;
     /// whether it is the one we speak is the connection's check).
     pub fn parse(bytes: &[u8]) -> Result<Self, GreetingError> {
@@ -190,6 +199,12 @@ mod tests {
         assert_eq!(
             Greeting::parse(&b),
             Err(GreetingError::UnsupportedMechanism)
+        );
+        assert_eq!(Greeting::mechanism_in(&b), b"GSSAPI");
+        assert_eq!(
+            Greeting::mechanism_in(&b[..14]),
+            b"",
+            "cut before the field's end"
         );
         b[12..18].copy_from_slice(b"PLAIN\0");
         assert_eq!(Greeting::parse(&b).unwrap().mechanism_name(), b"PLAIN");

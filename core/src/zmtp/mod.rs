@@ -7,6 +7,7 @@
 //! - [`decoder`]: [`FrameDecoder`], which says which bytes it needs next and decodes in place.
 //! - [`stream`]: [`next_unit`](stream::next_unit), which finds the greeting, commands and whole
 //!   (multipart) messages at the front of a large read, in place (the master's forwarder).
+//! - [`envelope`]: the REQ/REP envelope (empty delimiter, routing frames), both sides.
 //! - [`connection`]: [`Connection`], the NULL, PLAIN or CURVE handshake (client or server) and
 //!   per-connection state (negotiated version, pending PONG), turning frames into [`Event`]s.
 //!
@@ -23,6 +24,7 @@ pub mod connection;
 #[cfg(feature = "curve")]
 pub mod curve;
 pub mod decoder;
+pub mod envelope;
 pub mod frame;
 pub mod greeting;
 pub mod stream;
