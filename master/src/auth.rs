@@ -1,6 +1,7 @@
-//! Who may connect and what they may do: PLAIN passwords checked by a ZAP handler, and an access
-//! list mapping users (or node names, without authentication) to the topics they may publish
-//! and subscribe.
+//! Who may connect and what they may do: PLAIN passwords and CURVE client keys, checked in the
+//! handshake of every connection (`engine/handshake.rs`), and an access list mapping users (the
+//! PLAIN user, the CURVE client's key name, or the node name without either) to the topics they
+//! may publish and subscribe.
 //!
 //! Password file, one user per line (`#` starts a comment):
 //!
@@ -28,14 +29,14 @@
 //! passwords only (without them the node name is the principal). Whatever the ACL says, a name
 //! is bound to the first user that uses it while it has roles or heartbeats.
 //!
-//! With passwords, every master socket is a PLAIN server: the control socket in ZAP domain
-//! `zerosmq`, a topic's publisher socket in domain `pub:TOPIC` and its subscriber socket in
-//! `sub:TOPIC`, so the ZAP handler enforces the ACL on the data ports too, not only on grants.
+//! With passwords (or CURVE keys), every master port authenticates: the control port admits any
+//! user with the right password (or a listed key) and checks the ACL on each grant; a topic's
+//! ports check the ACL in the handshake too, so the data ports are protected, not only grants.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use tracing::{debug, warn};
+use tracing::warn;
 
 /// Access a rule grants.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -196,77 +197,6 @@ impl Passwords {
     }
 }
 
-/// ZAP domain of the control socket.
-pub const CONTROL_DOMAIN: &str = "zerosmq";
-
-/// ZAP domain of a topic socket: `pub:TOPIC` (publishers connect) or `sub:TOPIC`.
-pub fn topic_domain(topic: &str, access: Access) -> String {
-    match access {
-        Access::Write => format!("pub:{topic}"),
-        Access::Read => format!("sub:{topic}"),
-    }
-}
-
-/// Answers ZAP requests (RFC 27) on `socket` until the context terminates.
-pub fn serve_zap(socket: zmq::Socket, passwords: Passwords, acl: Option<Acl>) {
-    loop {
-        let frames = match socket.recv_multipart(0) {
-            Ok(f) => f,
-            Err(zmq::Error::ETERM) => return,
-            Err(e) => {
-                warn!(error = %e, "ZAP receive failed");
-                return;
-            }
-        };
-        let reply = zap_decide(&frames, &passwords, acl.as_ref());
-        if let Err(e) = socket.send_multipart(reply, 0) {
-            if e == zmq::Error::ETERM {
-                return;
-            }
-            warn!(error = %e, "ZAP reply failed");
-        }
-    }
-}
-
-/// One ZAP decision: `[version, id, domain, address, identity, mechanism, user, password]` ->
-/// `[version, id, status, text, user id, metadata]`.
-fn zap_decide(frames: &[Vec<u8>], passwords: &Passwords, acl: Option<&Acl>) -> Vec<Vec<u8>> {
-    let field = |i: usize| frames.get(i).map(Vec::as_slice).unwrap_or_default();
-    let reply = |status: &str, text: &str, user: &str| {
-        vec![
-            b"1.0".to_vec(),
-            field(1).to_vec(),
-            status.into(),
-            text.into(),
-            user.into(),
-            Vec::new(),
-        ]
-    };
-    if field(0) != b"1.0" || field(5) != b"PLAIN" {
-        warn!("ZAP: refused a connection that is not PLAIN");
-        return reply("400", "PLAIN required", "");
-    }
-    let address = String::from_utf8_lossy(field(3)).into_owned();
-    let Some(user) = passwords.check(field(6), field(7)) else {
-        warn!(%address, user = %String::from_utf8_lossy(field(6)), "refused: wrong user name or password");
-        return reply("400", "wrong user name or password", "");
-    };
-    let domain = String::from_utf8_lossy(field(2));
-    let access = match domain.split_once(':') {
-        Some(("pub", topic)) => Some((topic, Access::Write)),
-        Some(("sub", topic)) => Some((topic, Access::Read)),
-        _ => None,
-    };
-    if let (Some((topic, access)), Some(acl)) = (access, acl) {
-        if !acl.allows(user, topic, access) {
-            warn!(%address, %user, %topic, ?access, "refused by the ACL on a data port");
-            return reply("400", "not allowed by the ACL", "");
-        }
-    }
-    debug!(%address, %user, %domain, "authenticated");
-    reply("200", "OK", user)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -319,89 +249,15 @@ mod tests {
         );
         assert!(!open.allows_name("alice", "anything"));
     }
-
-    #[test]
-    fn zap_checks_passwords_and_the_acl_on_data_ports() {
-        let passwords = Passwords(
-            [("alice".to_owned(), "s3cret".to_owned())]
-                .into_iter()
-                .collect(),
-        );
-        let acl = Acl::parse("user alice\ntopic write t\n").unwrap();
-        let req = |domain: &str, user: &str, password: &str| -> Vec<Vec<u8>> {
-            ["1.0", "7", domain, "127.0.0.1", "", "PLAIN", user, password]
-                .iter()
-                .map(|s| s.as_bytes().to_vec())
-                .collect()
-        };
-        let status = |r: Vec<Vec<u8>>| String::from_utf8(r[2].clone()).unwrap();
-        assert_eq!(
-            status(zap_decide(
-                &req("zerosmq", "alice", "s3cret"),
-                &passwords,
-                Some(&acl)
-            )),
-            "200"
-        );
-        assert_eq!(
-            status(zap_decide(
-                &req("zerosmq", "alice", "s3cre"),
-                &passwords,
-                Some(&acl)
-            )),
-            "400"
-        );
-        assert_eq!(
-            status(zap_decide(
-                &req("zerosmq", "mallory", "s3cret"),
-                &passwords,
-                Some(&acl)
-            )),
-            "400"
-        );
-        assert_eq!(
-            status(zap_decide(
-                &req("pub:t", "alice", "s3cret"),
-                &passwords,
-                Some(&acl)
-            )),
-            "200"
-        );
-        assert_eq!(
-            status(zap_decide(
-                &req("sub:t", "alice", "s3cret"),
-                &passwords,
-                Some(&acl)
-            )),
-            "400"
-        );
-        assert_eq!(
-            status(zap_decide(
-                &req("sub:t", "alice", "s3cret"),
-                &passwords,
-                None
-            )),
-            "200"
-        );
-        assert_eq!(
-            status(zap_decide(&[b"1.0".to_vec()], &passwords, None)),
-            "400"
-        );
-        let ok = zap_decide(&req("zerosmq", "alice", "s3cret"), &passwords, None);
-        assert_eq!(ok[1], b"7");
-        assert_eq!(ok[4], b"alice");
-    }
 }
 
 /// The master's security settings, loaded at start.
 #[derive(Debug, Default)]
 pub struct Security {
-    /// Every libzmq socket (the control socket) is a PLAIN server checked by the ZAP handler.
-    pub plain: bool,
-    /// The PLAIN users, for the native engine's handshakes (the ZAP thread has its own copy).
+    /// The PLAIN users: every port is a PLAIN server.
     pub passwords: Option<Passwords>,
-    /// Every topic port is a CURVE server: encrypted traffic, and clients that know the
-    /// master's public key (and, with `--curve-clients`, whose own key is listed).
+    /// Every port (control and topics) is a CURVE server: encrypted traffic, and clients that
+    /// know the master's public key (and, with `--curve-clients`, whose own key is listed).
     pub curve: Option<CurveSecurity>,
     pub acl: Option<Acl>,
 }
@@ -415,12 +271,8 @@ pub struct CurveSecurity {
 }
 
 impl Security {
-    /// Loads the files of `config` and, with passwords, starts the ZAP handler on `ctx`. Must run
-    /// before any socket binds, so that no handshake happens without it.
-    pub fn start(
-        config: &crate::MasterConfig,
-        ctx: &crate::sockets::MasterContext,
-    ) -> Result<Security, crate::MasterError> {
+    /// Loads the files of `config`.
+    pub fn start(config: &crate::MasterConfig) -> Result<Security, crate::MasterError> {
         let config_error = |e: crate::keys::KeyError| crate::MasterError::Config(e.to_string());
         let acl = config
             .acl
@@ -454,19 +306,16 @@ impl Security {
             let public = crate::keys::key_text(c.keys.public());
             match &c.clients {
                 Some(k) => {
-                    tracing::info!(%public, admitted = k.len(), acl = acl.is_some(), "CURVE on every topic port: clients listed in --curve-clients")
+                    tracing::info!(%public, admitted = k.len(), acl = acl.is_some(), "CURVE on the control port and every topic port: clients listed in --curve-clients")
                 }
                 None => {
-                    tracing::info!(%public, acl = acl.is_some(), "CURVE on every topic port: any client that knows the public key")
+                    tracing::info!(%public, acl = acl.is_some(), "CURVE on the control port and every topic port: any client that knows the public key")
                 }
             }
-            // The control socket is libzmq's, built without CURVE (zmq-sys links no libsodium).
-            warn!("the control service has no CURVE in this build: requests and replies (node and topic names, ports) travel in clear; topic data is encrypted");
-            if acl.is_some() {
-                warn!("CURVE with an ACL: grants are checked by node name, the topic ports by client key name");
+            if acl.is_some() && c.clients.is_none() {
+                warn!("CURVE with an ACL but without --curve-clients: clients have no names, so grants are checked by node name and the topic ports by the rules for everyone");
             }
             return Ok(Security {
-                plain: false,
                 passwords: None,
                 curve,
                 acl,
@@ -477,43 +326,18 @@ impl Security {
                 warn!("ACL without passwords: grants are checked by node name, data ports are not protected");
             }
             return Ok(Security {
-                plain: false,
                 passwords: None,
                 curve: None,
                 acl,
             });
         };
         let passwords = Passwords::load(path).map_err(crate::MasterError::Config)?;
-        let zap = ctx
-            .socket(zmq::REP)
-            .map_err(|e| crate::MasterError::zmq("create ZAP socket", e))?;
-        zap.set_linger(0)
-            .map_err(|e| crate::MasterError::zmq("ZAP linger", e))?;
-        zap.bind("inproc://zeromq.zap.01")
-            .map_err(|e| crate::MasterError::zmq("bind ZAP handler", e))?;
-        let zap_acl = acl.clone();
-        std::thread::Builder::new()
-            .name("zerosmq-zap".into())
-            .spawn({
-                let passwords = passwords.clone();
-                move || serve_zap(zap, passwords, zap_acl)
-            })?;
         tracing::info!(users = %path.display(), acl = acl.is_some(), "PLAIN authentication on every socket");
         Ok(Security {
-            plain: true,
             passwords: Some(passwords),
             curve: None,
             acl,
         })
-    }
-
-    /// Makes `socket` a PLAIN server in ZAP `domain` when passwords are on.
-    pub fn protect(&self, socket: &zmq::Socket, domain: &str) -> Result<(), zmq::Error> {
-        if self.plain {
-            socket.set_plain_server(true)?;
-            socket.set_zap_domain(domain)?;
-        }
-        Ok(())
     }
 
     /// Whether the authenticated `user` may use node name `node` (the ACL's `node` lines; without

@@ -1,9 +1,5 @@
-//! The master's thread: one run loop over the control socket and the data plane (`engine/`),
-//! woken by one `mio` poll (epoll, edge-triggered).
-//!
-//! The control socket's `ZMQ_FD` is a notification, not readiness (edge-triggered by nature):
-//! after any operation on the socket the loop reads `ZMQ_EVENTS` (which also processes libzmq's
-//! pending commands) before it sleeps again, and keeps serving while a request is queued.
+//! The master's thread: one run loop over the control port (`rep.rs`) and the data plane
+//! (`engine/`), woken by one `mio` poll (epoll, edge-triggered).
 
 use std::collections::BTreeMap;
 use std::io::Read as _;
@@ -16,15 +12,11 @@ use mio::{Events, Interest, Poll, Token};
 use tracing::{debug, info, warn};
 use zerosmq_core::Topic;
 
-use crate::engine::{Engine, Readiness, TopicPlane};
+use crate::engine::{Auth, Engine, Readiness, TopicPlane};
 use crate::ports::PortPlan;
 use crate::registry::{Registry, TopicCounters};
-use crate::sockets::{bound_port, tune_control, MasterContext};
+use crate::rep::ControlPort;
 use crate::{MasterConfig, MasterError};
-
-/// Largest control message libzmq accepts before disconnecting the peer (requests above
-/// `MAX_CONTROL_REQUEST_LEN` but below this get a `too-large` reply).
-const CONTROL_MAX_MESSAGE: i64 = 16 << 20;
 
 /// Control requests answered per wake-up before the topics get a turn.
 const CONTROL_BATCH: usize = 64;
@@ -35,6 +27,7 @@ const EXPIRY_CHECK: Duration = Duration::from_millis(100);
 /// Tokens of the broker's own descriptors; the engine's tokens never take these.
 pub(crate) const TOKEN_STOP: Token = Token(usize::MAX);
 pub(crate) const TOKEN_CONTROL: Token = Token(usize::MAX - 1);
+// Control connections take the tokens below these (`rep::index`).
 
 /// Events taken from the kernel per wait.
 const EVENTS: usize = 256;
@@ -64,7 +57,7 @@ pub(crate) struct OpenError {
 }
 
 pub(crate) struct Broker {
-    pub(crate) control: zmq::Socket,
+    pub(crate) control: ControlPort,
     pub(crate) topics: BTreeMap<Topic, TopicState>,
     pub(crate) registry: Registry,
     ports: PortPlan,
@@ -78,11 +71,8 @@ pub(crate) struct Broker {
     pub(crate) node_timeout: Duration,
     /// Identifies this run of the master in heartbeat replies.
     pub(crate) epoch: u64,
-    control_port: u16,
-    poll: Poll,
+    pub(crate) poll: Poll,
     engine: Engine,
-    /// The control socket may have requests queued.
-    control_hot: bool,
     last_expiry_check: Instant,
     pub(crate) security: crate::auth::Security,
     pub(crate) service: crate::control::ControlService,
@@ -91,48 +81,25 @@ pub(crate) struct Broker {
 impl Broker {
     pub(crate) fn new(config: &MasterConfig) -> Result<Self, MasterError> {
         raise_fd_limit();
-        let ctx = MasterContext::new(config.io_threads)?;
-        let security = crate::auth::Security::start(config, &ctx)?;
+        let security = crate::auth::Security::start(config)?;
         let engine = Engine::new(config, &security)?;
-        let control = ctx
-            .socket(zmq::REP)
-            .map_err(|e| MasterError::zmq("create control socket", e))?;
-        control
-            .set_linger(0)
-            .map_err(|e| MasterError::zmq("set linger", e))?;
-        // Requests over the limit are answered `too-large`; this cap only stops a peer from
-        // making the master buffer gigabytes (it is disconnected instead).
-        tune_control(&control, CONTROL_MAX_MESSAGE, config.zmtp_heartbeat)
-            .map_err(|e| MasterError::zmq("configure control socket", e))?;
-        security
-            .protect(&control, crate::auth::CONTROL_DOMAIN)
-            .map_err(|e| MasterError::zmq("secure control socket", e))?;
-        // A ZAP domain, even without a ZAP handler (NULL then goes on unchecked), makes libzmq
-        // refuse ZMTP 1.0 and 2.0 peers, which is what any peer whose first byte is not 0xFF is
-        // taken for. As such a peer, random bytes from a port scanner parse as a request without
-        // an envelope from a peer already gone; libzmq's REP drops it but keeps its router's
-        // "inside a message" state (`router_t::rollback` resets it only when the peer's pipe
-        // still exists), takes the next request's routing id for a frame of the dropped message
-        // and sends that request's reply nowhere (issue 13; tests/tests/control_garbage.rs).
-        control
-            .set_zap_domain(crate::auth::CONTROL_DOMAIN)
-            .map_err(|e| MasterError::zmq("set the control socket's ZAP domain", e))?;
-        let endpoint = format!("tcp://{}:{}", config.bind, config.port);
-        control
-            .bind(&endpoint)
-            .map_err(|e| MasterError::zmq(format!("bind control socket to {endpoint}"), e))?;
-        let control_port =
-            bound_port(&control).map_err(|e| MasterError::zmq("read bound port", e))?;
-        info!(bind = %config.bind, port = control_port, "control service listening");
         let poll = Poll::new()?;
-        let control_fd = control
-            .get_fd()
-            .map_err(|e| MasterError::zmq("control socket descriptor", e))?;
-        poll.registry().register(
-            &mut SourceFd(&control_fd),
-            TOKEN_CONTROL,
-            Interest::READABLE,
-        )?;
+        // Admitted as the data ports admit (passwords, CURVE keys); the ACL applies per request.
+        let control = ControlPort::bind(
+            &config.bind,
+            config.port,
+            Auth::new(&security),
+            config.zmtp_heartbeat,
+            poll.registry(),
+        )
+        .map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!("bind the control port {}:{}: {e}", config.bind, config.port),
+            )
+        })?;
+        let control_port = control.port();
+        info!(bind = %config.bind, port = control_port, "control service listening");
         let mut broker = Broker {
             control,
             topics: BTreeMap::new(),
@@ -145,10 +112,8 @@ impl Broker {
             dirty: false,
             node_timeout: config.node_timeout,
             epoch: zerosmq_core::random::random_u64(),
-            control_port,
             poll,
             engine,
-            control_hot: true,
             last_expiry_check: Instant::now(),
             security,
             service: crate::control::ControlService::new(),
@@ -187,7 +152,7 @@ impl Broker {
     }
 
     pub(crate) fn control_port(&self) -> u16 {
-        self.control_port
+        self.control.port()
     }
 
     /// Serves until `stop` becomes readable (a byte written or the other end closed).
@@ -199,7 +164,7 @@ impl Broker {
         )?;
         let mut events = Events::with_capacity(EVENTS);
         loop {
-            let timeout = if self.control_hot || self.engine.has_backlog() {
+            let timeout = if self.control.is_hot() || self.engine.has_backlog() {
                 Duration::ZERO
             } else {
                 self.expire_nodes_if_due(true);
@@ -220,16 +185,24 @@ impl Broker {
             let now = Instant::now();
             self.engine.after_wait(!events.is_empty(), now);
             let mut stopped = false;
+            let control = &mut self.control;
             let data = events.iter().filter_map(|event| match event.token() {
                 TOKEN_STOP => {
                     stopped = true;
                     None
                 }
                 TOKEN_CONTROL => {
-                    self.control_hot = true;
+                    control.on_listener();
                     None
                 }
-                _ => Some(Readiness::of(event)),
+                token => match crate::rep::index(token) {
+                    Some(i) => {
+                        let r = Readiness::of(event);
+                        control.on_event(i, r.read, r.write);
+                        None
+                    }
+                    None => Some(Readiness::of(event)),
+                },
             });
             self.engine
                 .serve(self.poll.registry(), &mut self.topics, data, now);
@@ -238,18 +211,20 @@ impl Broker {
                 info!("master shutting down");
                 return Ok(());
             }
-            if self.control_hot {
-                self.serve_control(CONTROL_BATCH);
-                self.control_hot = readable(&self.control);
-            }
+            self.serve_control(CONTROL_BATCH, now);
+            self.control.sweep(now);
             self.expire_nodes_if_due(false);
         }
     }
 
-    /// How long an idle master may sleep: until the next node's heartbeat deadline (`None`: no
-    /// limit).
+    /// How long an idle master may sleep: until the next node's heartbeat deadline or the
+    /// control port's next sweep.
     fn idle_timeout(&self) -> Option<Duration> {
-        let at = self.registry.next_expiry(self.node_timeout)?;
+        let sweep = self.control.next_sweep();
+        let at = match self.registry.next_expiry(self.node_timeout) {
+            Some(at) => at.min(sweep),
+            None => sweep,
+        };
         Some(at.saturating_duration_since(Instant::now()))
     }
 
@@ -260,15 +235,6 @@ impl Broker {
             self.save_state();
         }
     }
-}
-
-/// True when `socket` has a message to receive (reading `ZMQ_EVENTS` also processes its
-/// pending commands).
-fn readable(socket: &zmq::Socket) -> bool {
-    socket
-        .get_events()
-        .map(|e| e.contains(zmq::POLLIN))
-        .unwrap_or(false)
 }
 
 /// Topic listeners and client connections are file descriptors; the default soft limit (often

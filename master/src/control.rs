@@ -13,7 +13,7 @@ use crate::graph;
 use crate::ratelimit::PerPeer;
 use crate::registry::{join, Heartbeat, NameRefusal, Role};
 use crate::replies::{
-    send_shared, OverBudget, Reply, ReplyCache, Shared, MAX_QUEUED_PER_PEER, MAX_SHARED_BYTES,
+    OverBudget, Reply, ReplyCache, Shared, MAX_QUEUED_PER_PEER, MAX_SHARED_BYTES,
 };
 
 /// What the control service keeps between requests.
@@ -44,49 +44,23 @@ impl From<Vec<u8>> for Reply {
 }
 
 impl Broker {
-    /// Answers up to `batch` pending requests.
-    pub(crate) fn serve_control(&mut self, batch: usize) {
-        for _ in 0..batch {
-            let mut request = match self.control.recv_msg(zmq::DONTWAIT) {
-                Ok(m) => m,
-                Err(zmq::Error::EAGAIN) => return,
-                Err(e) => {
-                    warn!(error = %e, "control receive failed");
-                    return;
-                }
+    /// Answers up to `batch` pending requests, in the control connections' turns.
+    pub(crate) fn serve_control(&mut self, batch: usize, now: Instant) {
+        let mut served = 0;
+        while served < batch {
+            let Some(request) = self.control.next_request(self.poll.registry(), now) else {
+                break;
             };
-            // A REP socket must read every frame before it may reply.
-            let mut frames = 1usize;
-            let mut more = request.get_more();
-            while more {
-                match self.control.recv_msg(0) {
-                    Ok(m) => {
-                        frames += 1;
-                        more = m.get_more();
-                    }
-                    Err(e) => {
-                        warn!(error = %e, "control receive failed mid-message");
-                        more = false;
-                    }
-                }
-            }
-            // Set by the ZAP handler when the peer authenticated with PLAIN.
-            let user = request.gets("User-Id").map(str::to_owned);
-            // The peer's IP address (libzmq gives no port), for rate-limited warnings.
+            served += 1;
             self.service.peer.clear();
-            self.service
-                .peer
-                .push_str(request.gets("Peer-Address").unwrap_or("?"));
-            let sent = match self.answer(&request, frames, user.as_deref()) {
-                Reply::Owned(bytes) => self.control.send(bytes, 0),
-                Reply::Shared(shared, peer) => send_shared(&mut self.control, shared, peer),
-            };
-            if let Err(e) = sent {
-                // The requester vanished; REP drops the reply and is ready for the next request.
-                warn!(error = %e, "control reply failed");
-            }
+            self.service.peer.push_str(&request.peer);
+            let reply = self.answer(request.body(), request.frames, request.user.as_deref());
+            self.control.reply(request, reply);
         }
-        self.service.replies.trim();
+        self.control.flush_touched();
+        if served > 0 {
+            self.service.replies.trim();
+        }
     }
 
     fn answer(&mut self, request: &[u8], frames: usize, user: Option<&str>) -> Reply {

@@ -1,6 +1,6 @@
 //! # zerosmq-master
 //!
-//! The zerosmq master: a control service (ZeroMQ REP, the original's text protocol and our binary
+//! The zerosmq master: a control service (a ZeroMQ REP over its own ZMTP, the original's text protocol and our binary
 //! one) that hands out two ports per topic (publishers connect to one, where the master is their
 //! SUB; subscribers to the other, where it is their XPUB), and a forwarder that copies every
 //! message from the topic's publishers to its subscribers, speaking ZMTP itself on its own
@@ -28,11 +28,11 @@ pub mod keys;
 mod ports;
 mod ratelimit;
 pub mod registry;
-// The one module that calls libzmq's C API directly (each unsafe block has its SAFETY comment);
-// the rest of the crate denies unsafe code.
+mod rep;
+// The one unsafe call left in the master: glibc's mallopt (see its SAFETY comment); the rest of
+// the crate denies unsafe code.
 #[allow(unsafe_code)]
 mod replies;
-mod sockets;
 pub mod state;
 
 use std::io::Write as _;
@@ -54,8 +54,6 @@ pub struct MasterConfig {
     pub hwm: i32,
     /// Most topics at once; past it, publish and subscribe requests get a `limit-reached` error.
     pub max_topics: usize,
-    /// libzmq I/O threads (of the control socket).
-    pub io_threads: i32,
     /// A node that sends heartbeats (every std and embedded node) and stays silent this long is
     /// dropped from node lists, topics and the graph; its name is then free for a new instance.
     pub node_timeout: std::time::Duration,
@@ -113,7 +111,6 @@ impl Default for MasterConfig {
             data_ports: None,
             hwm: 10_000,
             max_topics: 4_000,
-            io_threads: 1,
             node_timeout: std::time::Duration::from_secs(5),
             state_file: None,
             max_message_size: 64 << 20,
@@ -137,23 +134,12 @@ impl Default for MasterConfig {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum MasterError {
-    #[error("{what}: {source}")]
-    Zmq { what: String, source: zmq::Error },
     #[error("{0}")]
     Io(#[from] std::io::Error),
     #[error("invalid configuration: {0}")]
     Config(String),
     #[error("the master thread panicked")]
     Panicked,
-}
-
-impl MasterError {
-    pub(crate) fn zmq(what: impl Into<String>, source: zmq::Error) -> Self {
-        MasterError::Zmq {
-            what: what.into(),
-            source,
-        }
-    }
 }
 
 /// A master running in its own thread.

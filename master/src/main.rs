@@ -170,8 +170,9 @@ fn main() -> std::process::ExitCode {
         max_topic_connections: args.max_topic_connections,
         max_subscriptions: args.max_subscriptions,
         idle_timeout: args.idle_timeout,
-        ..Default::default()
     };
+    // Before the master starts: a signal that comes as soon as it listens is not lost.
+    let signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM]);
     let master = match Master::spawn(config) {
         Ok(m) => m,
         Err(e) => {
@@ -179,10 +180,7 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    match (
-        master.stopper(),
-        signal_hook::iterator::Signals::new([SIGINT, SIGTERM]),
-    ) {
+    match (master.stopper(), signals) {
         (Ok(stopper), Ok(mut signals)) => {
             std::thread::spawn(move || {
                 if let Some(sig) = signals.forever().next() {

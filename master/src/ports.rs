@@ -68,7 +68,7 @@ impl PortPlan {
 
 /// A non-blocking listener on `bind:port` (`*` and `0.0.0.0` mean every interface, as in libzmq
 /// endpoints).
-fn listen(bind: &str, port: u16) -> io::Result<TcpListener> {
+pub(crate) fn listen(bind: &str, port: u16) -> io::Result<TcpListener> {
     let host = match bind {
         "*" => "0.0.0.0",
         other => other.trim_start_matches('[').trim_end_matches(']'),

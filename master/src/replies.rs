@@ -3,15 +3,14 @@
 //! alive at once.
 //!
 //! A peer that sends `REQUEST_MAP` a hundred times without reading the replies used to make the
-//! master hold a hundred copies of a graph of megabytes in libzmq's queue. Now the copies of an
-//! unchanged graph are one buffer, which libzmq holds by reference until the last copy is written
-//! or dropped; a peer (an address: libzmq tells the REP socket no more) with
+//! master hold a hundred copies of a graph of megabytes in its queue. Now the copies of an
+//! unchanged graph are one buffer, which each queued copy holds by reference until it is written
+//! or dropped; a peer (an address, as libzmq's REP knew peers) with
 //! [`MAX_QUEUED_PER_PEER`] large replies still queued gets `limit-reached` for the next ones; and
 //! when the distinct buffers alive would pass [`MAX_SHARED_BYTES`] (the graph changing between
 //! requests), a large reply is refused with `limit-reached` too.
 
 use std::collections::HashMap;
-use std::ffi::c_void;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -19,8 +18,7 @@ use zerosmq_core::control::Encoding;
 
 /// Large replies queued for one peer address before its next large requests are refused. A REQ
 /// peer has one reply in flight; one that pipelines requests without reading the replies holds
-/// at most this many. (The control socket's send high-water mark cannot do this: libzmq learns
-/// late that a peer read its replies, so a small one drops replies to honest REQ peers.)
+/// at most this many. (A bound per connection alone would not do: one address may open many.)
 pub const MAX_QUEUED_PER_PEER: usize = 8;
 
 /// Most peer addresses whose queued replies are counted at once (idle ones are forgotten).
@@ -47,6 +45,12 @@ pub struct SharedReply {
     alive: Arc<AtomicUsize>,
 }
 
+impl SharedReply {
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
 impl Drop for SharedReply {
     fn drop(&mut self) {
         self.alive.fetch_sub(self.bytes.len(), Ordering::Relaxed);
@@ -60,10 +64,22 @@ pub enum Reply {
     Shared(Arc<SharedReply>, Arc<AtomicUsize>),
 }
 
-/// One queued copy of a shared reply: released by libzmq when written or dropped.
-struct Queued {
-    _reply: Arc<SharedReply>,
+/// One queued copy of a shared reply: counted against its peer until written or dropped.
+pub struct Queued {
+    reply: Arc<SharedReply>,
     peer: Arc<AtomicUsize>,
+}
+
+impl Queued {
+    /// A copy of `reply` queued for the peer whose count is `peer`.
+    pub fn new(reply: Arc<SharedReply>, peer: Arc<AtomicUsize>) -> Queued {
+        peer.fetch_add(1, Ordering::Relaxed);
+        Queued { reply, peer }
+    }
+
+    pub fn bytes(&self) -> &[u8] {
+        self.reply.bytes()
+    }
 }
 
 impl Drop for Queued {
@@ -75,7 +91,7 @@ impl Drop for Queued {
 /// The shared replies of the current registry generation.
 #[derive(Default)]
 pub struct ReplyCache {
-    /// Bytes of shared buffers alive: cached, or queued in libzmq.
+    /// Bytes of shared buffers alive: cached, or queued for a peer.
     alive: Arc<AtomicUsize>,
     entries: Vec<(Shared, Encoding, u64, Arc<SharedReply>)>,
     /// The size each kind of reply had when last built, to refuse one over the budget without
@@ -118,8 +134,8 @@ impl ReplyCache {
             }
             return Ok(Reply::Shared(hit.3.clone(), queued));
         }
-        // An older reply of this kind is never handed out again: its buffer goes once libzmq
-        // has released the copies still queued.
+        // An older reply of this kind is never handed out again: its buffer goes once the
+        // copies still queued are written or dropped.
         self.entries.retain(|e| !(e.0 == kind && e.1 == enc));
         let alive = self.alive.load(Ordering::Relaxed);
         let last = self
@@ -186,49 +202,6 @@ impl ReplyCache {
     pub fn alive(&self) -> usize {
         self.alive.load(Ordering::Relaxed)
     }
-}
-
-/// Sends `reply` on `socket` without copying it: libzmq holds a reference to the buffer until
-/// the message is written, or dropped at the high-water mark.
-pub fn send_shared(
-    socket: &mut zmq::Socket,
-    reply: Arc<SharedReply>,
-    peer: Arc<AtomicUsize>,
-) -> Result<(), zmq::Error> {
-    peer.fetch_add(1, Ordering::Relaxed);
-    let data = reply.bytes.as_ptr() as *mut c_void;
-    let len = reply.bytes.len();
-    let hint = Box::into_raw(Box::new(Queued {
-        _reply: reply,
-        peer,
-    }));
-    let mut msg = zmq_sys::zmq_msg_t::default();
-    // SAFETY: `data` points into the buffer of the Arc that `hint` (leaked) holds, alive until
-    // `release` runs; libzmq only reads message data it did not allocate. The buffer is never
-    // empty (shared replies are at least SHARE_FROM bytes), so libzmq does take the free
-    // function, and calls it exactly once: when the message is closed after it was written or
-    // dropped, or by our zmq_msg_close when the send fails. After a successful zmq_msg_send the
-    // message belongs to libzmq.
-    unsafe {
-        let rc =
-            zmq_sys::zmq_msg_init_data(&mut msg, data, len, Some(release), hint as *mut c_void);
-        if rc != 0 {
-            drop(Box::from_raw(hint));
-            return Err(zmq::Error::from_raw(zmq_sys::zmq_errno()));
-        }
-        if zmq_sys::zmq_msg_send(&mut msg, socket.as_mut_ptr(), 0) < 0 {
-            let e = zmq::Error::from_raw(zmq_sys::zmq_errno());
-            zmq_sys::zmq_msg_close(&mut msg);
-            return Err(e);
-        }
-    }
-    Ok(())
-}
-
-/// libzmq's free function for a shared reply (may run on libzmq's I/O thread).
-unsafe extern "C" fn release(_data: *mut c_void, hint: *mut c_void) {
-    // SAFETY: `hint` is the box that `send_shared` leaked for this one message.
-    drop(unsafe { Box::from_raw(hint as *mut Queued) });
 }
 
 /// Makes glibc give large freed buffers back to the system at once: with its default dynamic

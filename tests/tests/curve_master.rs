@@ -1,14 +1,15 @@
-//! CURVE on the master's topic ports: the real master binary (`--curve-keys`, `--curve-clients`,
-//! `--acl`), real TCP, pyzmq's libzmq (built with CURVE) as the independent peer.
+//! CURVE on the master's control port and topic ports: the real master binary (`--curve-keys`,
+//! `--curve-clients`, `--acl`), real TCP, pyzmq's libzmq (built with CURVE) as the independent
+//! peer.
 //!
 //! - pyzmq CURVE PUB and SUB publish and receive through the master, through a TCP proxy in the
 //!   test that records every byte: neither the topic name nor the payload is in clear.
+//! - A pyzmq CURVE REQ gets its grants from the control port, through the same kind of proxy:
+//!   neither the request nor the reply is in clear.
 //! - Refusals, each a clear log line, with the master serving everyone else: NULL and PLAIN
 //!   clients on a CURVE port, a wrong server key, a client key not in `--curve-clients`, an ACL
-//!   refusal for a CURVE identity, garbage and truncated frames mid-handshake.
-//!
-//! The control service is libzmq's REP without CURVE (see docs/security.md): grants are asked
-//! in clear, over a raw libzmq REQ.
+//!   refusal for a CURVE identity, garbage and truncated frames mid-handshake; on the control
+//!   port too.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -17,7 +18,7 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use zerosmq_tests::{cargo_bin, raw_control_at, raw_request, MasterProcess, PythonPeer, WAIT};
+use zerosmq_tests::{cargo_bin, MasterProcess, PythonPeer, WAIT};
 
 /// A pyzmq peer. `client KIND PORT MECH...` connects one socket and prints the first handshake
 /// event; `pubsub PUB_PORT SUB_PORT SERVER_KEY PUB_KEYS SUB_KEYS TOPIC COUNT` runs a CURVE PUB
@@ -50,7 +51,16 @@ def event(m):
             return EVENTS[ev["event"]], ev["value"]
 
 mode = sys.argv[1]
-if mode == "client":
+if mode == "req":
+    # req PORT REQUEST MECH...: one request on a REQ; the handshake's event, then the reply.
+    s, m = socket(zmq.REQ, sys.argv[2], sys.argv[4:])
+    s.send(sys.argv[3].encode())
+    name, value = event(m)
+    print("EVENT", name, value, flush=True)
+    if name == "SUCCEEDED":
+        s.RCVTIMEO = 10000
+        print("REPLY", s.recv().decode(), flush=True)
+elif mode == "client":
     kind = {"pub": zmq.PUB, "sub": zmq.SUB}[sys.argv[2]]
     s, m = socket(kind, sys.argv[3], sys.argv[4:])
     name, value = event(m)
@@ -141,16 +151,47 @@ fn master(dir: &std::path::Path, extra: &[&str]) -> MasterProcess {
     MasterProcess::start(&args)
 }
 
-/// A grant's port, asked over the (unencrypted) control service.
-fn grant(master: &MasterProcess, command: &str, node: &str, topic: &str) -> u16 {
-    let ctx = zmq::Context::new();
-    let req = raw_control_at(&ctx, &format!("tcp://127.0.0.1:{}", master.port));
-    let reply = raw_request(&req, format!("{command} {node} {topic}").as_bytes());
-    let reply = String::from_utf8(reply).unwrap();
+/// One request from a pyzmq REQ on `port` with `mech` (`["curve", server, public, secret]`,
+/// `["plain", user, password]` or `["null"]`): the handshake's event line, and the reply.
+fn control_request(port: u16, request: &str, mech: &[&str]) -> (String, Option<String>) {
+    let port = port.to_string();
+    let mut args = vec!["req", &port, request];
+    args.extend_from_slice(mech);
+    let lines = Peer::start(&args).finish();
+    let event = lines
+        .iter()
+        .find(|l| l.starts_with("EVENT"))
+        .cloned()
+        .unwrap_or_default();
+    let reply = lines
+        .iter()
+        .find_map(|l| l.strip_prefix("REPLY "))
+        .map(str::to_owned);
+    (event, reply)
+}
+
+/// A grant's port, asked over the CURVE control port with `keys` (`public,secret`).
+fn grant(master: &MasterProcess, keys: &str, command: &str, node: &str, topic: &str) -> u16 {
+    grant_from(master, SERVER_PUBLIC, keys, command, node, topic)
+}
+
+/// [`grant`] from a master whose public key is `server`.
+fn grant_from(
+    master: &MasterProcess,
+    server: &str,
+    keys: &str,
+    command: &str,
+    node: &str,
+    topic: &str,
+) -> u16 {
+    let (public, secret) = keys.split_once(',').unwrap();
+    let request = format!("{command} {node} {topic}");
+    let (event, reply) = control_request(master.port, &request, &["curve", server, public, secret]);
+    let reply = reply.unwrap_or_else(|| panic!("{request}: no reply ({event})"));
     reply
         .strip_prefix("REQUEST GRANT ")
         .and_then(|p| p.trim().parse().ok())
-        .unwrap_or_else(|| panic!("{command} {topic}: {reply}"))
+        .unwrap_or_else(|| panic!("{request}: {reply}"))
 }
 
 /// Waits (at most [`WAIT`]) for a master log line holding every one of `parts`.
@@ -220,11 +261,11 @@ fn pyzmq_curve_pub_and_sub_talk_through_the_master_and_nothing_is_in_clear() {
     let dir = temp_dir("pubsub");
     let master = master(&dir, &[]);
     let topic = "very-secret-topic-name";
-    let publish = grant(&master, "REQUEST_PUB", "py-pub", topic);
-    let subscribe = grant(&master, "REQUEST_SUB", "py-sub", topic);
-    let (to_pub, to_sub) = (Capture::start(publish), Capture::start(subscribe));
     // Clients with ephemeral keys of their own: no --curve-clients, anyone with the server key.
     let (pub_keys, sub_keys) = (libzmq_keypair(), libzmq_keypair());
+    let publish = grant(&master, &pub_keys, "REQUEST_PUB", "py-pub", topic);
+    let subscribe = grant(&master, &sub_keys, "REQUEST_SUB", "py-sub", topic);
+    let (to_pub, to_sub) = (Capture::start(publish), Capture::start(subscribe));
     let peer = Peer::start(&[
         "pubsub",
         &to_pub.port.to_string(),
@@ -323,9 +364,9 @@ fn refusals_are_logged_and_everyone_else_is_served() {
             acl.to_str().unwrap(),
         ],
     );
-    let publish = grant(&master, "REQUEST_PUB", "bob", "t");
-    let subscribe = grant(&master, "REQUEST_SUB", "alice", "t");
     let alice = format!("{},{}", ALICE.0, ALICE.1);
+    let publish = grant(&master, &bob, "REQUEST_PUB", "bob", "t");
+    let subscribe = grant(&master, &alice, "REQUEST_SUB", "alice", "t");
     let sub_port = subscribe.to_string();
     let pub_port = publish.to_string();
     let curve = |keys: &str| -> Vec<String> {
@@ -479,12 +520,136 @@ fn keygen_writes_a_pair_the_master_and_libzmq_accept() {
     // A master with it serves a libzmq client that knows the printed key.
     let keys = file.to_str().unwrap();
     let master = MasterProcess::start(&["--curve-keys", keys]);
-    let port = grant(&master, "REQUEST_SUB", "k", "keyed");
     let mine = libzmq_keypair();
+    let port = grant_from(&master, &public, &mine, "REQUEST_SUB", "k", "keyed");
     let (p, s) = mine.split_once(',').unwrap();
     let lines = Peer::start(&["client", "sub", &port.to_string(), "curve", &public, p, s]).finish();
     assert!(
         lines.iter().any(|l| l.starts_with("EVENT SUCCEEDED")),
         "{lines:?}"
+    );
+}
+
+#[test]
+fn pyzmq_curve_req_gets_grants_in_the_dark_and_refusals_are_logged() {
+    let dir = temp_dir("control");
+    let clients = dir.join("clients");
+    std::fs::create_dir_all(&clients).unwrap();
+    std::fs::write(clients.join("alice.pub"), format!("{}\n", ALICE.0)).unwrap();
+    let acl = dir.join("acl");
+    std::fs::write(&acl, "user alice\ntopic write secret-*\n").unwrap();
+    let master = master(
+        &dir,
+        &[
+            "--curve-clients",
+            clients.to_str().unwrap(),
+            "--acl",
+            acl.to_str().unwrap(),
+        ],
+    );
+    let alice = format!("{},{}", ALICE.0, ALICE.1);
+    let curve = |keys: &str| -> Vec<String> {
+        let (p, s) = keys.split_once(',').unwrap();
+        vec!["curve".into(), SERVER_PUBLIC.into(), p.into(), s.into()]
+    };
+    let ask = |request: &str, mech: Vec<String>| {
+        let mech: Vec<&str> = mech.iter().map(String::as_str).collect();
+        control_request(master.port, request, &mech)
+    };
+
+    // Through a capturing proxy: a grant, and nothing of the request or reply in clear.
+    let to_control = Capture::start(master.port);
+    let request = "REQUEST_PUB very-secret-node secret-topic-name";
+    let (public, secret) = alice.split_once(',').unwrap();
+    let (event, reply) = control_request(
+        to_control.port,
+        request,
+        &["curve", SERVER_PUBLIC, public, secret],
+    );
+    assert!(event.starts_with("EVENT SUCCEEDED"), "{event}");
+    let reply = reply.expect("a reply");
+    let port = reply.strip_prefix("REQUEST GRANT ").expect("granted");
+    expect_log(&master, &["very-secret-node", "granted"]);
+    let captured = to_control.bytes();
+    assert!(contains(&captured, b"CURVE"), "the greetings name it");
+    for secret in [
+        &b"REQUEST_PUB"[..],
+        b"very-secret",
+        b"secret-topic",
+        b"GRANT",
+        port.as_bytes(),
+    ] {
+        assert!(
+            !contains(&captured, secret),
+            "{:?} in clear on the wire",
+            String::from_utf8_lossy(secret)
+        );
+    }
+    println!(
+        "captured {} bytes of a CURVE control request and reply: none in clear",
+        captured.len()
+    );
+
+    // The ACL names the CURVE client by its key file: alice may publish secret-*, not more.
+    let (_, reply) = ask("REQUEST_PUB a-node other-topic", curve(&alice));
+    let reply = reply.expect("a reply");
+    assert!(reply.starts_with("ERROR refused"), "{reply}");
+    expect_log(
+        &master,
+        &["user 'alice' may not publish 'other-topic' (ACL)"],
+    );
+
+    // Refusals: NULL and PLAIN clients, a wrong server key, an unlisted key.
+    let (event, reply) = ask("REQUEST_PUB n secret-x", vec!["null".into()]);
+    assert!(reply.is_none() && !event.contains("SUCCEEDED"), "{event}");
+    let line = expect_log(&master, &["control peer dropped", "this port speaks CURVE"]);
+    println!("NULL client: {event}; master: {line}");
+    let (event, reply) = ask(
+        "REQUEST_PUB n secret-x",
+        vec!["plain".into(), "alice".into(), "pw".into()],
+    );
+    assert!(reply.is_none() && !event.contains("SUCCEEDED"), "{event}");
+    let line = expect_log(&master, &["control peer dropped", "this port speaks CURVE"]);
+    println!("PLAIN client: {event}; master: {line}");
+    let other = libzmq_keypair();
+    let (wrong_server, _) = other.split_once(',').unwrap();
+    let (event, reply) = ask(
+        "REQUEST_PUB n secret-x",
+        vec![
+            "curve".into(),
+            wrong_server.into(),
+            public.into(),
+            secret.into(),
+        ],
+    );
+    assert!(reply.is_none() && !event.contains("SUCCEEDED"), "{event}");
+    let line = expect_log(
+        &master,
+        &["control peer dropped", "CURVE: box failed to authenticate"],
+    );
+    println!("wrong server key: {event}; master: {line}");
+    let carol = libzmq_keypair();
+    let (event, reply) = ask("REQUEST_PUB n secret-x", curve(&carol));
+    assert!(
+        reply.is_none() && event.starts_with("EVENT FAILED_AUTH 400"),
+        "{event}"
+    );
+    let (carol_public, _) = carol.split_once(',').unwrap();
+    let line = expect_log(
+        &master,
+        &[&format!(
+            "CURVE client {carol_public} refused: key not in --curve-clients"
+        )],
+    );
+    println!("unlisted key: {event}; master: {line}");
+
+    // Everyone else is still served.
+    let (event, reply) = ask("REQUEST_PUB n2 secret-y", curve(&alice));
+    assert!(event.starts_with("EVENT SUCCEEDED"), "{event}");
+    assert!(
+        reply
+            .as_deref()
+            .is_some_and(|r| r.starts_with("REQUEST GRANT ")),
+        "{reply:?}"
     );
 }

@@ -12,8 +12,8 @@ use rand_core::OsRng;
 use tracing::warn;
 use zerosmq_core::zmtp::curve::{CurveKeyPair, KEY_LEN};
 use zerosmq_core::zmtp::{
-    Connection, Event, FrameEncodeError, FrameHeader, GreetingError, HeaderError, SocketType,
-    ZmtpError,
+    Connection, Event, FrameEncodeError, FrameHeader, Greeting, GreetingError, HeaderError,
+    SocketType, ZmtpError,
 };
 
 use super::outbox::Outbox;
@@ -44,10 +44,13 @@ impl Auth {
         })
     }
 
-    /// The ACL's word on an authenticated principal.
-    fn check_acl(&self, who: &str, topic: &str, access: Access) -> Result<(), &'static str> {
-        match &self.acl {
-            Some(acl) if !acl.allows(who, topic, access) => Err("not allowed by the ACL"),
+    /// The ACL's word on an authenticated principal, for a data port (`scope`: its topic and
+    /// access); the control port (`None`) checks the ACL per request instead.
+    fn check_acl(&self, who: &str, scope: Scope<'_>) -> Result<(), &'static str> {
+        match (&self.acl, scope) {
+            (Some(acl), Some((topic, access))) if !acl.allows(who, topic, access) => {
+                Err("not allowed by the ACL")
+            }
             _ => Ok(()),
         }
     }
@@ -56,15 +59,14 @@ impl Auth {
         &self,
         user: &[u8],
         password: &[u8],
-        topic: &str,
-        access: Access,
+        scope: Scope<'_>,
     ) -> Result<String, &'static str> {
         let user = self
             .passwords
             .as_ref()
             .and_then(|p| p.check(user, password))
             .ok_or("wrong user name or password")?;
-        self.check_acl(user, topic, access)?;
+        self.check_acl(user, scope)?;
         Ok(user.to_owned())
     }
 
@@ -72,23 +74,26 @@ impl Auth {
     fn admit_curve(
         &self,
         key: &[u8; KEY_LEN],
-        topic: &str,
-        access: Access,
+        scope: Scope<'_>,
     ) -> Result<Option<String>, &'static str> {
         let Some((_, Some(clients))) = &self.curve else {
             // Anyone who knows the server key; the ACL's rules for everyone still apply.
-            self.check_acl("", topic, access)?;
+            self.check_acl("", scope)?;
             return Ok(None);
         };
         let name = clients.name(key).ok_or("key not in --curve-clients")?;
-        self.check_acl(name, topic, access)?;
+        self.check_acl(name, scope)?;
         Ok(Some(name.to_owned()))
     }
 }
 
+/// What a connection is admitted to: a data port's topic and access, or (`None`) the control
+/// port, whose requests the ACL checks one by one.
+pub(crate) type Scope<'a> = Option<(&'a str, Access)>;
+
 /// Why a session failed; the peer is disconnected.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) enum HandshakeError {
+pub(crate) enum HandshakeError {
     Zmtp(ZmtpError),
     /// PLAIN credentials, a CURVE key or the ACL refused; `who` and `why` for the log.
     Refused {
@@ -134,7 +139,7 @@ impl From<ZmtpError> for HandshakeError {
 
 /// What a CURVE box held.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Opened {
+pub(crate) enum Opened {
     /// Nothing for the engine (a PONG is queued by [`Handshake::transmit`]).
     Nothing,
     /// A message's last part arrived: [`Handshake::message`] holds it as plain frames.
@@ -165,7 +170,7 @@ impl Mechanism {
 }
 
 /// One connection's ZMTP session.
-pub(super) struct Handshake {
+pub(crate) struct Handshake {
     zmtp: Connection<'static>,
     greeted: bool,
     mechanism: Mechanism,
@@ -178,7 +183,7 @@ pub(super) struct Handshake {
 }
 
 impl Handshake {
-    pub(super) fn new(ours: SocketType, auth: Option<&Auth>) -> Self {
+    pub(crate) fn new(ours: SocketType, auth: Option<&Auth>) -> Self {
         let (zmtp, mechanism) = match auth {
             Some(Auth {
                 curve: Some((keys, _)),
@@ -202,31 +207,31 @@ impl Handshake {
         }
     }
 
-    pub(super) fn wants_greeting(&self) -> bool {
+    pub(crate) fn wants_greeting(&self) -> bool {
         !self.greeted
     }
 
-    pub(super) fn is_open(&self) -> bool {
+    pub(crate) fn is_open(&self) -> bool {
         self.zmtp.is_open()
     }
 
     /// Every frame goes through [`open_frame`](Self::open_frame), also once open.
-    pub(super) fn is_curve(&self) -> bool {
+    pub(crate) fn is_curve(&self) -> bool {
         self.curve
     }
 
     /// The negotiated minor version (0: ZMTP 3.0, 1: 3.1).
-    pub(super) fn minor(&self) -> u8 {
+    pub(crate) fn minor(&self) -> u8 {
         self.zmtp.minor()
     }
 
-    pub(super) fn user(&self) -> Option<&str> {
+    pub(crate) fn user(&self) -> Option<&str> {
         self.user.as_deref()
     }
 
     /// Why a peer that closed in the middle of its greeting probably did: a libzmq peer
     /// closes there when our greeting names another mechanism than its own.
-    pub(super) fn closed_in_greeting(&self) -> &'static str {
+    pub(crate) fn closed_in_greeting(&self) -> &'static str {
         match self.mechanism {
             Mechanism::Null => "peer closed the connection in its greeting (this port speaks NULL: a PLAIN or CURVE peer leaves so)",
             Mechanism::Plain => "peer closed the connection in its greeting (this port speaks PLAIN: a NULL or CURVE peer leaves so)",
@@ -236,7 +241,7 @@ impl Handshake {
 
     /// Queues what the session has to send (greeting, handshake commands, a boxed PONG).
     /// Returns whether it queued anything.
-    pub(super) fn transmit(&mut self, out: &mut Vec<u8>) -> bool {
+    pub(crate) fn transmit(&mut self, out: &mut Vec<u8>) -> bool {
         let mut sent = false;
         while self.zmtp.wants_transmit() {
             let queued = push_with(out, 512, |tx| {
@@ -251,7 +256,7 @@ impl Handshake {
     }
 
     /// The peer's 64-byte greeting.
-    pub(super) fn on_greeting(&mut self, bytes: &[u8]) -> Result<(), HandshakeError> {
+    pub(crate) fn on_greeting(&mut self, bytes: &[u8]) -> Result<(), HandshakeError> {
         self.greeted = true;
         match self.zmtp.on_greeting_bytes(bytes) {
             // Whether a libzmq peer of another mechanism closes before or after its whole
@@ -277,6 +282,27 @@ impl Handshake {
         access: Access,
         max_message: usize,
     ) -> Result<(Opened, bool), HandshakeError> {
+        self.on_scoped_frame(frame, auth, Some((topic, access)), max_message)
+    }
+
+    /// [`on_frame`](Self::on_frame) for the control port: admission checks credentials and
+    /// keys only (the ACL applies to each request).
+    pub(crate) fn on_control_frame(
+        &mut self,
+        frame: &mut [u8],
+        auth: Option<&Auth>,
+        max_message: usize,
+    ) -> Result<(Opened, bool), HandshakeError> {
+        self.on_scoped_frame(frame, auth, None, max_message)
+    }
+
+    fn on_scoped_frame(
+        &mut self,
+        frame: &mut [u8],
+        auth: Option<&Auth>,
+        scope: Scope<'_>,
+        max_message: usize,
+    ) -> Result<(Opened, bool), HandshakeError> {
         let (header, header_len) = FrameHeader::parse(frame).map_err(|e| match e {
             HeaderError::Incomplete { .. } => ZmtpError::UnexpectedFrame,
             e => ZmtpError::Header(e),
@@ -287,7 +313,7 @@ impl Handshake {
         let was_open = self.zmtp.is_open();
         let event = self.zmtp.on_frame_bytes(header, body)?;
         if self.zmtp.awaits_admission() {
-            self.admit(body, auth, topic, access)?;
+            self.admit(body, auth, scope)?;
             return Ok((Opened::Nothing, self.zmtp.is_open()));
         }
         let opened = match event {
@@ -326,13 +352,11 @@ impl Handshake {
         &mut self,
         body: &[u8],
         auth: Option<&Auth>,
-        topic: &str,
-        access: Access,
+        scope: Scope<'_>,
     ) -> Result<(), HandshakeError> {
         let refused = |who: String, why| HandshakeError::Refused { who, why };
         if let Some(key) = self.zmtp.curve_client_key().copied() {
-            let decision =
-                auth.map_or(Err("no CURVE keys"), |a| a.admit_curve(&key, topic, access));
+            let decision = auth.map_or(Err("no CURVE keys"), |a| a.admit_curve(&key, scope));
             let who = || format!("CURVE client {}", key_text(&key));
             return match decision {
                 Ok(name) => {
@@ -355,7 +379,7 @@ impl Handshake {
             return Err(ZmtpError::UnexpectedFrame.into());
         };
         let decision = auth.map_or(Err("no passwords"), |a| {
-            a.admit_plain(user, password, topic, access)
+            a.admit_plain(user, password, scope)
         });
         match decision {
             Ok(user) => {
@@ -373,11 +397,11 @@ impl Handshake {
 
     /// CURVE publishers: the message [`on_frame`](Self::on_frame) assembled, as plain frames,
     /// taken (the caller gives the buffer back with [`recycle`](Self::recycle)).
-    pub(super) fn take_message(&mut self) -> Vec<u8> {
+    pub(crate) fn take_message(&mut self) -> Vec<u8> {
         std::mem::take(&mut self.message)
     }
 
-    pub(super) fn recycle(&mut self, mut buf: Vec<u8>) {
+    pub(crate) fn recycle(&mut self, mut buf: Vec<u8>) {
         buf.clear();
         if buf.capacity() <= super::READ_LEN * 4 {
             self.message = buf;
@@ -389,6 +413,12 @@ impl Handshake {
         if !self.curve {
             return outbox.push_message(wire);
         }
+        self.box_message(wire, outbox.control_buf());
+        outbox.end_message();
+    }
+
+    /// CURVE: `wire` (a message as plain frames) boxed part by part, at the end of `out`.
+    pub(crate) fn box_message(&mut self, wire: &[u8], out: &mut Vec<u8>) {
         let mut rest = wire;
         while let Ok((header, header_len)) = FrameHeader::parse(rest) {
             let Some(body) = usize::try_from(header.len)
@@ -399,12 +429,9 @@ impl Handshake {
             };
             let need = self.zmtp.message_wire_len(body.len());
             let zmtp = &mut self.zmtp;
-            push_with(outbox.control_buf(), need, |tx| {
-                zmtp.write_message(&[body], header.more, tx)
-            });
+            push_with(out, need, |tx| zmtp.write_message(&[body], header.more, tx));
             rest = &rest[header_len + body.len()..];
         }
-        outbox.end_message();
     }
 
     /// Our SUBSCRIBE (or the 3.0 message form), boxed with CURVE.
@@ -417,7 +444,7 @@ impl Handshake {
     }
 
     /// A heartbeat PING, boxed with CURVE.
-    pub(super) fn push_ping(&mut self, out: &mut Vec<u8>) {
+    pub(crate) fn push_ping(&mut self, out: &mut Vec<u8>) {
         let zmtp = &mut self.zmtp;
         push_with(out, 128, |tx| zmtp.write_ping(tx));
     }
@@ -444,11 +471,10 @@ pub(super) fn push_encoded(
     push_with(out, 512, encode);
 }
 
-/// The mechanism a 64-byte greeting names (bytes 12..32, NUL-padded), printable for a log line.
+/// The mechanism a greeting names, printable for a log line.
 fn mechanism_in(greeting: &[u8]) -> String {
-    let field = greeting.get(12..32).unwrap_or_default();
-    let name = field.split(|&b| b == 0).next().unwrap_or_default();
-    name.iter()
+    Greeting::mechanism_in(greeting)
+        .iter()
         .map(|&b| if b.is_ascii_graphic() { b as char } else { '?' })
         .collect()
 }

@@ -10,8 +10,8 @@
 //!   `subscriptions.rs`: a subscriber's prefixes.
 //! - `topic.rs`: a topic's listeners and connections, forwarding, probes, heartbeats.
 //!
-//! Readiness comes from `mio` (epoll, edge-triggered; the libzmq control socket's `ZMQ_FD` sits
-//! in the same poll). Every descriptor is registered once, for reading and writing, and never
+//! Readiness comes from `mio` (epoll, edge-triggered; the control port's descriptors sit in the
+//! same poll). Every descriptor is registered once, for reading and writing, and never
 //! re-registered. A connection gets a bounded turn (a few reads of 64 KiB, a budget of commands)
 //! per wake-up; one that still has bytes pending after its turn goes on the ready list and gets
 //! its next turn after the others had theirs (events for it meanwhile are left to that turn), so
@@ -38,7 +38,7 @@ pub(crate) use topic::TopicPlane;
 use crate::broker::TopicState;
 use crate::ports::PortPlan;
 use crate::{MasterConfig, MasterError};
-pub(crate) use handshake::Auth;
+pub(crate) use handshake::{Auth, Handshake, HandshakeError, Opened};
 use mio::unix::SourceFd;
 
 /// Bytes read from a connection at once.
