@@ -124,6 +124,10 @@ pub struct Registry {
     /// Heartbeating names by their last heartbeat, oldest first, so that expiry looks only at
     /// the names that expired (O(expired · log n), not a scan of every name).
     deadlines: BTreeSet<(Instant, NodeName)>,
+    /// Names the state file listed as sending heartbeats that have not sent one to this run: one
+    /// that is granted again after its restored deadline dropped it still sends heartbeats (it
+    /// is not an original node), so it gets a deadline again instead of never expiring.
+    restored: BTreeSet<NodeName>,
     /// Changes with every role added or removed, so that replies built from the graph can be
     /// reused until it changes.
     generation: u64,
@@ -137,6 +141,10 @@ impl Registry {
 
     /// [`add`](Self::add) at `now` (when the name is new, it was first used then).
     pub fn add_at(&mut self, node: &NodeName, topic: &Topic, role: Role, now: Instant) {
+        if !self.names.contains_key(node) && self.restored.remove(node) {
+            // Once: should it expire again, a later grant makes it an original node.
+            self.set_liveness(node, RESTORED_SESSION, now);
+        }
         self.names.entry(node.clone()).or_insert_with(|| NameEntry {
             since: now,
             liveness: None,
@@ -268,6 +276,7 @@ impl Registry {
             }
         };
         self.set_liveness(node, session, now);
+        self.restored.remove(node);
         if let Some(user) = user {
             self.bind_owner(node, user);
         }
@@ -340,6 +349,7 @@ impl Registry {
     /// if any session heartbeats under its name within the timeout, and is dropped otherwise.
     pub fn restore_live(&mut self, node: &NodeName, now: Instant) {
         self.set_liveness(node, RESTORED_SESSION, now);
+        self.restored.insert(node.clone());
     }
 
     /// Nodes that send heartbeats.
@@ -594,5 +604,30 @@ mod tests {
         );
         assert_eq!(r.name_count(), 990);
         assert!(r.liveness(&n("n0000")).is_some());
+    }
+
+    #[test]
+    fn a_restored_name_granted_after_its_deadline_expires_again_once() {
+        let (t0, timeout) = (Instant::now(), Duration::from_secs(2));
+        let mut r = Registry::default();
+        r.add_at(&n("late"), &t("t"), Role::Publisher, t0);
+        r.restore_live(&n("late"), t0);
+        assert_eq!(r.expire(t0 + timeout, timeout).len(), 1);
+        assert!(!r.knows(&n("late")));
+        // Granted again later, never heartbeating: it has a deadline, and goes at it.
+        let t1 = t0 + 2 * timeout;
+        r.add_at(&n("late"), &t("t"), Role::Publisher, t1);
+        assert!(r.liveness(&n("late")).is_some());
+        assert_eq!(r.expire(t1 + timeout, timeout).len(), 1);
+        // A third grant is an original node's: it never expires.
+        r.add_at(&n("late"), &t("t"), Role::Publisher, t1 + timeout);
+        assert!(r.liveness(&n("late")).is_none());
+        // One that heartbeats after its restore is an ordinary heartbeating node.
+        r.add_at(&n("beats"), &t("t"), Role::Publisher, t0);
+        r.restore_live(&n("beats"), t0);
+        r.heartbeat(&n("beats"), 7, None, t0, timeout).unwrap();
+        r.expire(t0 + timeout, timeout);
+        r.add_at(&n("beats"), &t("t"), Role::Publisher, t1);
+        assert!(r.liveness(&n("beats")).is_none());
     }
 }

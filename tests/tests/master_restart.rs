@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use zerosmq_tests::{MasterProcess, WAIT};
+use zerosmq_tests::{raw_control_at, raw_request, wait_until, MasterProcess, WAIT};
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -179,4 +179,68 @@ fn an_idle_subscriber_keeps_queued_messages_across_a_port_change() {
         b"after"
     );
     drop(master);
+}
+
+/// Waits (at most [`WAIT`]) for a master log line holding every one of `parts`.
+fn expect_log(master: &MasterProcess, parts: &[&str]) -> String {
+    let deadline = Instant::now() + WAIT;
+    let mut seen = Vec::new();
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        match master.log.recv_timeout(left) {
+            Ok(line) if parts.iter().all(|p| line.contains(p)) => return line,
+            Ok(line) => seen.push(line),
+            Err(_) => break,
+        }
+    }
+    panic!("no log line with {parts:?}; saw:\n{}", seen.join("\n"));
+}
+
+/// A node that sent heartbeats before a restart, granted again by the restarted master only
+/// after its restored heartbeat deadline passed, and dying before its first heartbeat there:
+/// it must still leave `node list` (it is not an original node that never heartbeats).
+#[test]
+fn a_restored_node_regranted_late_that_never_heartbeats_expires() {
+    let dir = std::env::temp_dir().join(format!("zerosmq-restart-late-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let state = dir.join("state");
+    let (port, state_arg) = (
+        free_port().to_string(),
+        state.to_string_lossy().into_owned(),
+    );
+    let args = [
+        "--port",
+        &port,
+        "--state",
+        &state_arg,
+        "--node-timeout",
+        "2",
+    ];
+    let mut master = MasterProcess::start(&args);
+    let ctx = zmq::Context::new();
+    let ask = |master: &MasterProcess, request: &str| -> String {
+        let req = raw_control_at(&ctx, &master.endpoint());
+        String::from_utf8(raw_request(&req, request.as_bytes())).unwrap()
+    };
+    let heartbeat = "HEARTBEAT late-node 00000000000000aa";
+    assert!(ask(&master, heartbeat).starts_with("ALIVE "));
+    assert!(ask(&master, "REQUEST_PUB late-node t").starts_with("REQUEST GRANT "));
+    // Alive until the state file records it as a node that sends heartbeats.
+    let saved = wait_until(WAIT, || {
+        ask(&master, heartbeat);
+        std::fs::read_to_string(&state).is_ok_and(|s| s.contains("live late-node"))
+    });
+    assert!(saved.is_some(), "the state file records the live node");
+    master.child.kill().unwrap();
+    master.child.wait().unwrap();
+
+    let master = MasterProcess::start(&args);
+    // Restored, silent: dropped at its restored deadline.
+    expect_log(&master, &["node=late-node", "stopped sending heartbeats"]);
+    // Granted again after that, and gone before any heartbeat.
+    assert!(ask(&master, "REQUEST_PUB late-node t").starts_with("REQUEST GRANT "));
+    expect_log(&master, &["node=late-node", "stopped sending heartbeats"]);
+    let nodes = ask(&master, "LIST_NODES null null");
+    assert!(!nodes.contains("late-node"), "still listed: {nodes}");
+    std::fs::remove_dir_all(&dir).ok();
 }
