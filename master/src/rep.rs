@@ -19,7 +19,7 @@ use mio::unix::SourceFd;
 use mio::{Interest, Registry, Token};
 use tracing::{debug, warn};
 use zerosmq_core::zmtp::command::encode_pong;
-use zerosmq_core::zmtp::envelope::{split_request, EnvelopeError};
+use zerosmq_core::zmtp::envelope::split_request;
 use zerosmq_core::zmtp::stream::{next_unit, StreamError, Unit};
 use zerosmq_core::zmtp::{Command, FrameHeader, SocketType, GREETING_LEN};
 
@@ -350,21 +350,19 @@ impl ControlPort {
                         return Err(Close::Handshake(HandshakeError::Unexpected));
                     }
                     if conn.handshake.is_curve() {
-                        // Every frame is a box of its own.
-                        let mut frames = conn.input[wire.clone()].to_vec();
-                        conn.input.drain(..wire.end);
-                        let mut at = 0;
-                        while at < frames.len() {
-                            let Ok((h, n)) = FrameHeader::parse(&frames[at..]) else {
-                                return Err(Close::Malformed);
-                            };
-                            let end = at + n + h.len as usize;
-                            let frame = frames.get_mut(at..end).ok_or(Close::Malformed)?;
-                            if let Some(request) = self.session_frame(idx, frame)? {
-                                // libzmq boxes one message part per frame: the last is last.
-                                return Ok(Some(request));
-                            }
-                            at = end;
+                        // Every frame is a box of its own: one at a time, so that what follows
+                        // a request's last part stays in the input.
+                        let (h, n) =
+                            FrameHeader::parse(&conn.input).map_err(|_| Close::Malformed)?;
+                        let end = usize::try_from(h.len)
+                            .ok()
+                            .and_then(|len| len.checked_add(n))
+                            .filter(|&end| end <= wire.end)
+                            .ok_or(Close::Malformed)?;
+                        let mut frame = conn.input[..end].to_vec();
+                        conn.input.drain(..end);
+                        if let Some(request) = self.session_frame(idx, &mut frame)? {
+                            return Ok(Some(request));
                         }
                         continue;
                     }
@@ -423,9 +421,8 @@ impl ControlPort {
                 // No reply can reach a peer that sent no envelope (a REQ drops it): as libzmq's
                 // REP, the message is dropped; the warning says why.
                 if let Some(unlogged) = self.logs.hit(&conn.ip, "no envelope", Instant::now()) {
-                    warn!(peer = %conn.peer, unlogged, "control message dropped: {}", e);
+                    warn!(peer = %conn.peer, unlogged, "control message dropped: {e}");
                 }
-                let _: EnvelopeError = e;
                 None
             }
         }
@@ -747,4 +744,20 @@ fn write_out(conn: &mut RepConn) -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_round_trip_and_the_brokers_own_are_not_connections() {
+        for i in [0, 1, MAX_CONNECTIONS - 1] {
+            assert_eq!(index(token(i)), Some(i));
+        }
+        assert_eq!(index(crate::broker::TOKEN_STOP), None);
+        assert_eq!(index(crate::broker::TOKEN_CONTROL), None);
+        assert_eq!(index(token(MAX_CONNECTIONS)), None);
+        assert_eq!(index(Token(0)), None, "an engine token");
+    }
 }
