@@ -7,11 +7,11 @@
 //! ZMTP 3 greeting followed by random bytes, a greeting cut short, a frame whose length is absurd
 //! (2^63 - 1) after a valid greeting, and a well-formed ZMTP 3.0 DEALER whose one message has no
 //! REQ envelope (no empty delimiter). Random bytes read as ZMTP 1.0 frames are often such a
-//! message, and libzmq's REP, dropping one from a peer already gone, stays mid-message (its
-//! router resets only when the peer's pipe exists) and sends the next request's reply nowhere.
-//! The master refuses ZMTP 1.0/2.0 peers on the control port now; the DEALER kind still reaches
-//! that libzmq path when the peer is gone before the master reads its message, which this test
-//! does not force (see docs/security.md).
+//! message, and libzmq's REP, dropping one from a peer already gone, stayed mid-message (its
+//! router reset only when the peer's pipe existed) and sent the next request's reply nowhere.
+//! The control port is now the master's own REP (master/src/rep.rs), whose connections share no
+//! state; the DEALER kind's reply is still printed rather than asserted, as it was when libzmq
+//! could lose it.
 
 use std::io::{Read as _, Write as _};
 use std::net::TcpStream;
