@@ -10,11 +10,13 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
 step() { printf '\n==> %s\n' "$*"; }
 
-step "system packages (graphviz for the graph, python3 for the compatibility test, tmux for the terminal UI tests)"
+step "system packages (graphviz for the graph, python3 for the compatibility test, tmux for the terminal UI tests, Node.js for the Foxglove client)"
 missing=()
 command -v dot >/dev/null || missing+=(graphviz)
 command -v tmux >/dev/null || missing+=(tmux)
 command -v python3 >/dev/null || missing+=(python3 python3-pip)
+command -v node >/dev/null || missing+=(nodejs)
+command -v npm >/dev/null || missing+=(npm)
 if [ ${#missing[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
@@ -24,6 +26,9 @@ step "pyzmq (a second, independent ZeroMQ peer for the compatibility test)"
 if ! python3 -c 'import zmq' 2>/dev/null; then
   python3 -m pip install --quiet pyzmq 2>/dev/null || python3 -m pip install --quiet --break-system-packages pyzmq
 fi
+
+step "the official Foxglove protocol client (@foxglove/ws-protocol from npm) for the Foxglove endpoint tests"
+(cd tests/foxglove && npm ci --no-audit --no-fund --silent)
 
 step "unit and end-to-end tests (the QEMU NIC firmware test runs in scripts/boards.sh, below)"
 cargo test --workspace --all-targets -- --skip firmware_on_qemu_virt_nic

@@ -87,6 +87,13 @@ struct Args {
     /// without a subscription, is closed.
     #[arg(long, default_value = "60", value_parser = parse_seconds)]
     idle_timeout: std::time::Duration,
+    /// Serve the Foxglove WebSocket protocol on HOST:PORT (e.g. 127.0.0.1:8765; port 0 picks a
+    /// free one and logs it): Foxglove or Lichtblick then shows every topic live. Off by default.
+    #[arg(long, value_name = "HOST:PORT")]
+    foxglove: Option<std::net::SocketAddr>,
+    /// Let Foxglove clients publish (as the node `foxglove`, so the ACL applies to it).
+    #[arg(long, requires = "foxglove")]
+    foxglove_publish: bool,
 }
 
 fn parse_range(s: &str) -> Result<(u16, u16), String> {
@@ -180,6 +187,24 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
+    // --- Foxglove endpoint: a node of this master, started once the control service is up ---
+    let foxglove = match args.foxglove.map(|addr| {
+        let mut config = zerosmq_foxglove::FoxgloveConfig::new(
+            addr.ip().to_string(),
+            addr.port(),
+            master.control_endpoint(),
+        );
+        config.allow_publish = args.foxglove_publish;
+        zerosmq_foxglove::FoxgloveEndpoint::start(config)
+    }) {
+        Some(Err(e)) => {
+            tracing::error!("{e}");
+            return std::process::ExitCode::FAILURE;
+        }
+        Some(Ok(endpoint)) => Some(endpoint),
+        None => None,
+    };
+    // --- end Foxglove endpoint ---
     match (master.stopper(), signals) {
         (Ok(stopper), Ok(mut signals)) => {
             std::thread::spawn(move || {
@@ -192,7 +217,9 @@ fn main() -> std::process::ExitCode {
         (Err(e), _) => tracing::warn!("no signal handling: {e}"),
         (_, Err(e)) => tracing::warn!("no signal handling: {e}"),
     }
-    match master.wait() {
+    let result = master.wait();
+    drop(foxglove);
+    match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e}");

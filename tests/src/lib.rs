@@ -5,6 +5,7 @@ use std::time::Duration;
 pub use zerosmq_master::{Master, MasterConfig, MasterHandle};
 
 pub mod fault_proxy;
+pub mod foxglove;
 pub mod hostile;
 pub mod netns;
 

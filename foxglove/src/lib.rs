@@ -1,0 +1,374 @@
+//! The Foxglove endpoint: serves a master's topics over the Foxglove WebSocket protocol (with
+//! the official `foxglove` SDK), so Foxglove and Lichtblick show them live. The SDK names the
+//! protocol `foxglove.sdk.v1`, the same protocol as `foxglove.websocket.v1` under its new name
+//! (as foxglove_bridge 3 does); clients that only offer the old name are answered with a 400.
+//!
+//! The endpoint is a node of the master like any other (through the std client): it polls the
+//! master's topic list and keeps one Foxglove channel per topic, and subscribes a topic at the
+//! master only while a Foxglove client subscribes its channel. The master's forwarding path
+//! therefore has no Foxglove code in it, and a Foxglove client costs the master one subscriber
+//! per topic it watches.
+//!
+//! Topics today are untyped, so every channel has the `json` encoding and one JSON schema
+//! ([`UNTYPED_SCHEMA`]): a payload that is a number in text is `{"value": N}` (Foxglove plots
+//! it), other UTF-8 text is `{"text": "..."}`, and anything else is `{"base64": "..."}`.
+
+mod forward;
+mod payload;
+mod publish;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use foxglove::websocket::{
+    Capability, ChannelView, Client, ClientChannel, ConnectionGraph, ServerListener, Status,
+};
+use foxglove::{ChannelId, Context, RawChannel, Schema, WebSocketServerHandle};
+use zerosmq::Node;
+
+pub use payload::{
+    from_foxglove, to_foxglove, UNTYPED_ENCODING, UNTYPED_SCHEMA, UNTYPED_SCHEMA_NAME,
+};
+
+/// What the endpoint serves, and where.
+#[derive(Debug, Clone)]
+pub struct FoxgloveConfig {
+    /// Host or address the WebSocket server binds to.
+    pub host: String,
+    /// Port (0 picks a free one, see [`FoxgloveEndpoint::port`]).
+    pub port: u16,
+    /// The master's control endpoint (`tcp://HOST:PORT`).
+    pub master: String,
+    /// The endpoint's node name at the master (the ACL applies to it).
+    pub node_name: String,
+    /// Let Foxglove clients publish (`clientPublish`); off by default.
+    pub allow_publish: bool,
+    /// How often the master's topic list (and, while a client watches it, the graph) is read.
+    pub poll: Duration,
+    /// Messages queued per WebSocket client before the oldest are dropped, and per
+    /// client-published channel before new ones are dropped.
+    pub backlog: usize,
+}
+
+impl FoxgloveConfig {
+    /// Defaults for an endpoint at `host:port` serving the master at `master`.
+    pub fn new(host: impl Into<String>, port: u16, master: impl Into<String>) -> Self {
+        FoxgloveConfig {
+            host: host.into(),
+            port,
+            master: master.into(),
+            node_name: "foxglove".into(),
+            allow_publish: false,
+            poll: Duration::from_millis(500),
+            backlog: 1024,
+        }
+    }
+}
+
+/// Why the endpoint did not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum FoxgloveError {
+    #[error("the Foxglove endpoint cannot join the master as a node: {0}")]
+    Node(#[from] zerosmq::Error),
+    #[error("the Foxglove WebSocket server did not start: {0}")]
+    Server(#[from] foxglove::FoxgloveError),
+    #[error("the Foxglove endpoint's poller thread did not start: {0}")]
+    Thread(std::io::Error),
+}
+
+/// A running endpoint; stopped when dropped.
+pub struct FoxgloveEndpoint {
+    shared: Arc<Shared>,
+    /// Shared with the poller, which publishes the graph and statuses through it.
+    server: Option<Arc<WebSocketServerHandle>>,
+    poller: Option<JoinHandle<()>>,
+    port: u16,
+}
+
+impl std::fmt::Debug for FoxgloveEndpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FoxgloveEndpoint")
+            .field("port", &self.port)
+            .finish()
+    }
+}
+
+impl FoxgloveEndpoint {
+    /// Joins the master as a node and starts the WebSocket server (with its own tokio runtime).
+    pub fn start(config: FoxgloveConfig) -> Result<FoxgloveEndpoint, FoxgloveError> {
+        let node = Node::builder(&config.node_name)
+            .master(config.master.clone())
+            .connect()?;
+        // A context of its own, so the endpoint's channels never mix with anything else that
+        // logs to the SDK's default context in the same process.
+        let ctx = Context::new();
+        let shared = Arc::new(Shared {
+            node,
+            ctx: ctx.clone(),
+            backlog: config.backlog.max(1),
+            channels: Mutex::new(HashMap::new()),
+            forwards: Mutex::new(HashMap::new()),
+            publishers: Mutex::new(HashMap::new()),
+            graph_watched: AtomicBool::new(false),
+            stop: AtomicBool::new(false),
+        });
+        let mut capabilities = vec![Capability::ConnectionGraph];
+        if config.allow_publish {
+            capabilities.push(Capability::ClientPublish);
+        }
+        let server = ctx
+            .websocket_server()
+            .name(format!("zerosmq master {}", config.master))
+            .bind(config.host.clone(), config.port)
+            .capabilities(capabilities)
+            .supported_encodings(if config.allow_publish {
+                vec![UNTYPED_ENCODING]
+            } else {
+                vec![]
+            })
+            .message_backlog_size(shared.backlog)
+            .listener(Arc::new(Listener {
+                shared: shared.clone(),
+            }))
+            .start_blocking()?;
+        let server = Arc::new(server);
+        let port = server.port();
+        let poller = {
+            let shared = shared.clone();
+            let server = server.clone();
+            let poll = config.poll.max(Duration::from_millis(10));
+            std::thread::Builder::new()
+                .name("foxglove-poll".into())
+                .spawn(move || poll_master(&shared, &server, poll))
+                .map_err(FoxgloveError::Thread)?
+        };
+        tracing::info!(
+            port,
+            "Foxglove endpoint listening (WebSocket subprotocol foxglove.sdk.v1)"
+        );
+        Ok(FoxgloveEndpoint {
+            shared,
+            server: Some(server),
+            poller: Some(poller),
+            port,
+        })
+    }
+
+    /// The port the WebSocket server listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Stops the server, the forwards and the poller, and leaves the master.
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        self.shared.stop.store(true, Ordering::Relaxed);
+        // The poller holds the other reference to the server; it ends within one poll.
+        if let Some(poller) = self.poller.take() {
+            let _ = poller.join();
+        }
+        if let Some(server) = self.server.take().and_then(Arc::into_inner) {
+            drop(server.stop());
+        }
+    }
+}
+
+impl Drop for FoxgloveEndpoint {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// State the listener callbacks, the poller and the forwards share.
+struct Shared {
+    node: Node,
+    ctx: Arc<Context>,
+    backlog: usize,
+    /// One channel per topic of the master.
+    channels: Mutex<HashMap<String, Arc<RawChannel>>>,
+    /// Channels some client subscribes, with the forward that feeds them.
+    forwards: Mutex<HashMap<ChannelId, forward::Forward>>,
+    /// Channels clients publish on, each with the queue of its publishing thread.
+    publishers: Mutex<HashMap<publish::Key, publish::Queue>>,
+    graph_watched: AtomicBool,
+    stop: AtomicBool,
+}
+
+/// A poisoned lock only means a callback panicked; the maps stay consistent.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The SDK's callbacks run on its client loops and must not block: everything that talks to
+/// the master happens on the forward and publisher threads.
+struct Listener {
+    shared: Arc<Shared>,
+}
+
+impl ServerListener for Listener {
+    fn on_subscribe(&self, client: Client, channel: ChannelView) {
+        let Some(raw) = lock(&self.shared.channels).get(channel.topic()).cloned() else {
+            return;
+        };
+        forward::client_joined(&self.shared, raw, client);
+    }
+
+    fn on_unsubscribe(&self, _client: Client, channel: ChannelView) {
+        forward::client_left(&self.shared, channel.id());
+    }
+
+    fn on_client_advertise(&self, client: Client, channel: &ClientChannel) {
+        publish::advertised(&self.shared, client, channel);
+    }
+
+    fn on_client_unadvertise(&self, client: Client, channel: &ClientChannel) {
+        publish::unadvertised(&self.shared, &client, channel);
+    }
+
+    fn on_message_data(&self, client: Client, channel: &ClientChannel, payload: &[u8]) {
+        publish::message(&self.shared, &client, channel, payload);
+    }
+
+    fn on_connection_graph_subscribe(&self) {
+        self.shared.graph_watched.store(true, Ordering::Relaxed);
+    }
+
+    fn on_connection_graph_unsubscribe(&self) {
+        self.shared.graph_watched.store(false, Ordering::Relaxed);
+    }
+}
+
+/// The poller: keeps the channels in step with the master's topics, the connection graph with
+/// its registry while a client watches it, and reports new overflows on watched topics.
+fn poll_master(shared: &Shared, server: &WebSocketServerHandle, poll: Duration) {
+    let mut graph: Option<Graph> = None;
+    let mut overflows: HashMap<String, u64> = HashMap::new();
+    while !shared.stop.load(Ordering::Relaxed) {
+        match shared.node.topics() {
+            Ok(topics) => sync_channels(shared, &topics),
+            Err(e) => tracing::warn!("Foxglove endpoint: topic list: {e}"),
+        }
+        if shared.graph_watched.load(Ordering::Relaxed) {
+            match read_graph(&shared.node) {
+                Ok(now) if graph.as_ref() != Some(&now) => {
+                    let mut update = ConnectionGraph::new();
+                    for (topic, (publishers, subscribers)) in &now {
+                        if !publishers.is_empty() {
+                            update.set_published_topic(topic.as_str(), publishers.iter().cloned());
+                        }
+                        if !subscribers.is_empty() {
+                            update
+                                .set_subscribed_topic(topic.as_str(), subscribers.iter().cloned());
+                        }
+                    }
+                    if let Err(e) = server.publish_connection_graph(update) {
+                        tracing::warn!("Foxglove endpoint: connection graph: {e}");
+                    }
+                    graph = Some(now);
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!("Foxglove endpoint: graph: {e}"),
+            }
+        } else {
+            // A client that subscribes later gets the whole graph again.
+            graph = None;
+        }
+        report_overflows(shared, server, &mut overflows);
+        std::thread::sleep(poll);
+    }
+}
+
+/// Adds a channel for each new topic and closes the channels of topics that are gone.
+fn sync_channels(shared: &Shared, topics: &[String]) {
+    let mut channels = lock(&shared.channels);
+    channels.retain(|topic, channel| {
+        let keep = topics.contains(topic);
+        if !keep {
+            channel.close();
+        }
+        keep
+    });
+    for topic in topics {
+        if channels.contains_key(topic) {
+            continue;
+        }
+        let built = shared
+            .ctx
+            .channel_builder(topic.as_str())
+            .message_encoding(UNTYPED_ENCODING)
+            .schema(Schema::new(
+                UNTYPED_SCHEMA_NAME,
+                "jsonschema",
+                UNTYPED_SCHEMA.as_bytes(),
+            ))
+            .build_raw();
+        match built {
+            Ok(channel) => {
+                channels.insert(topic.clone(), channel);
+            }
+            Err(e) => tracing::warn!("Foxglove endpoint: channel {topic}: {e}"),
+        }
+    }
+}
+
+/// Topic -> (publishing nodes, subscribing nodes), from every node's own account.
+type Graph = BTreeMap<String, (BTreeSet<String>, BTreeSet<String>)>;
+
+fn read_graph(node: &Node) -> zerosmq::Result<Graph> {
+    let mut graph = Graph::new();
+    for name in node.nodes()? {
+        let info = match node.node_info(&name) {
+            Ok(info) => info,
+            // A node that left between the two requests.
+            Err(zerosmq::Error::Refused { .. }) => continue,
+            Err(e) => return Err(e),
+        };
+        for topic in info.publishes {
+            graph.entry(topic).or_default().0.insert(name.clone());
+        }
+        for topic in info.subscribes {
+            graph.entry(topic).or_default().1.insert(name.clone());
+        }
+    }
+    Ok(graph)
+}
+
+/// The SDK drops a slow client's oldest messages without counting them; what can be counted is
+/// the master's overflow counter of each topic a client watches (a subscriber, this endpoint
+/// among them, that fell behind its high-water mark). A rise is reported to every client.
+fn report_overflows(
+    shared: &Shared,
+    server: &WebSocketServerHandle,
+    seen: &mut HashMap<String, u64>,
+) {
+    let watched: Vec<String> = lock(&shared.forwards)
+        .values()
+        .map(|f| f.topic.clone())
+        .collect();
+    seen.retain(|topic, _| watched.contains(topic));
+    for topic in watched {
+        let Ok(info) = shared.node.topic_info(&topic) else {
+            continue;
+        };
+        let before = *seen.entry(topic.clone()).or_insert(info.overflows);
+        if info.overflows > before {
+            server.publish_status(
+                Status::warning(format!(
+                    "{topic}: {} messages dropped at the master for subscribers that fell behind \
+                     ({} in all)",
+                    info.overflows - before,
+                    info.overflows
+                ))
+                .with_id(format!("overflow:{topic}")),
+            );
+            seen.insert(topic, info.overflows);
+        }
+    }
+}
