@@ -8,7 +8,8 @@
 // {"cmd":"unsubscribe","topic":T}, {"cmd":"subscribe_id","id":N}, {"cmd":"graph"},
 // {"cmd":"advertise","topic":T}, {"cmd":"send","topic":T,"json":OBJ}, {"cmd":"close"},
 // {"cmd":"raw","text":S} / {"cmd":"raw","hex":H} / {"cmd":"raw","bytes":N} (a frame of N
-// bytes) sent on a second, bare connection, answered by the first status or close it gets.
+// bytes) sent on a second, bare connection, answered by the first status or close it gets;
+// {"cmd":"churn","clients":N}: N bare connections that drop as soon as they are greeted.
 import wsProtocol from "@foxglove/ws-protocol"; // CommonJS: no named exports
 import WebSocket from "ws";
 import readline from "node:readline";
@@ -103,6 +104,25 @@ function raw(cmd) {
   bare.on("error", () => {});
 }
 
+// Opens `count` bare connections at once, each dropped (TCP closed without a close frame) as
+// soon as its serverInfo arrives; reports how many got that far.
+function churn(count) {
+  let done = 0;
+  let greeted = 0;
+  for (let i = 0; i < count; i++) {
+    const bare = new WebSocket(url, SUBPROTOCOLS);
+    const finish = () => {
+      if (++done === count) out({ ev: "churn", clients: count, greeted });
+    };
+    bare.once("message", () => {
+      greeted++;
+      bare.terminate();
+    });
+    bare.once("close", finish);
+    bare.on("error", () => {});
+  }
+}
+
 // Commands are read once the server has said hello: the socket is open from then on.
 let reading = false;
 function readCommands() {
@@ -143,6 +163,9 @@ function command(line) {
       break;
     case "raw":
       raw(cmd);
+      break;
+    case "churn":
+      churn(cmd.clients);
       break;
     case "close":
       client.close();

@@ -108,6 +108,13 @@ impl FoxgloveClient {
         self.stdin.flush().expect("flush");
     }
 
+    /// The next event, if one comes within `timeout`.
+    pub fn next_event(&mut self, timeout: std::time::Duration) -> Option<Value> {
+        let event = self.events.recv_timeout(timeout).ok()?;
+        self.seen.push(event.clone());
+        Some(event)
+    }
+
     /// The next event that satisfies `pred`, skipping others; panics after [`WAIT`] without one.
     pub fn wait_for(&mut self, what: &str, mut pred: impl FnMut(&Value) -> bool) -> Value {
         let deadline = Instant::now() + WAIT;
