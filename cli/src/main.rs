@@ -25,6 +25,15 @@ struct Cli {
     /// Seconds to wait for the master (and for a topic's path to be ready) before giving up.
     #[arg(long, global = true, default_value = "3", value_parser = parse_seconds)]
     timeout: Duration,
+    /// The master's CURVE public key (Z85, the first line of its key file): encrypt and
+    /// authenticate every connection with CURVE, for a master started with --curve-keys.
+    #[arg(long, global = true, env = zerosmq::CURVE_SERVER_KEY_ENV, hide_env_values = true)]
+    curve_server_key: Option<String>,
+    /// This node's CURVE key file (public key, then secret key, Z85, as `zerosmq-master
+    /// --curve-keygen` writes it), for a master with --curve-clients; without it the CLI makes
+    /// an ephemeral key pair.
+    #[arg(long, global = true, env = zerosmq::CURVE_KEYS_ENV, requires = "curve_server_key")]
+    curve_keys: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -52,10 +61,18 @@ type CliResult = Result<(), Box<dyn std::error::Error>>;
 /// A node for the CLI's requests, named `zerosmq-ROLE-PID` (like rostopic's `/rostopic_PID`), so
 /// what the CLI subscribes or publishes is easy to spot in the graph. Listing registers nothing.
 fn cli_node_as(cli: &Cli, role: &str) -> zerosmq::Result<zerosmq::Node> {
-    zerosmq::Node::builder(&format!("zerosmq-{role}-{}", std::process::id()))
+    let mut builder = zerosmq::Node::builder(&format!("zerosmq-{role}-{}", std::process::id()))
         .master(&cli.master)
-        .timeout(cli.timeout)
-        .connect()
+        .timeout(cli.timeout);
+    if let Some(server) = &cli.curve_server_key {
+        let keys = cli
+            .curve_keys
+            .as_ref()
+            .map(zerosmq::curve::load_keys)
+            .transpose()?;
+        builder = builder.curve(server, keys);
+    }
+    builder.connect()
 }
 
 fn cli_node(cli: &Cli) -> zerosmq::Result<zerosmq::Node> {

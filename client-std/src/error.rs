@@ -1,6 +1,7 @@
 //! The one error type of the std client.
 
 use std::fmt;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use zerosmq_core::{ControlEncodeError, DecodeError, ErrorCode, FrameError, NameError};
@@ -19,8 +20,17 @@ pub enum Error {
     AuthFailed { master: String },
     /// A feature this build cannot provide.
     Unsupported(&'static str),
-    /// A CURVE key that is not 40 characters of Z85 (32 bytes).
+    /// A CURVE server key that is not 40 characters of Z85 (32 bytes).
     InvalidKey,
+    /// A CURVE key file that cannot be used (unreadable, not two Z85 keys, keys that do not
+    /// belong together).
+    KeyFile { path: PathBuf, reason: String },
+    /// The master refused this node's CURVE public key (a master with `--curve-clients` that
+    /// does not list it, or an ACL that does not let it do this).
+    CurveRefused { master: String },
+    /// The master closed every CURVE handshake on this node's HELLO until the deadline: the
+    /// server public key this node was given is not the master's.
+    WrongServerKey { master: String },
     /// A wait for a live path timed out.
     NotReady { what: String, after: Duration },
     /// The master refused the request.
@@ -35,8 +45,6 @@ pub enum Error {
     Serde(postcard::Error),
     /// A system call of the data path failed (starting a thread, making a poll).
     Io(std::io::Error),
-    /// A libzmq socket failed (the control connection, or the CURVE data path).
-    Socket(SocketError),
 }
 
 impl fmt::Display for Error {
@@ -56,7 +64,22 @@ impl fmt::Display for Error {
                 )
             }
             Error::Unsupported(what) => write!(f, "not supported here: {what}"),
-            Error::InvalidKey => f.write_str("invalid CURVE key: expected 40 Z85 characters"),
+            Error::InvalidKey => {
+                f.write_str("invalid CURVE server key: expected 40 Z85 characters")
+            }
+            Error::KeyFile { path, reason } => {
+                write!(f, "CURVE key file {}: {reason}", path.display())
+            }
+            Error::CurveRefused { master } => write!(
+                f,
+                "the master at {master} refused this node's CURVE public key \
+                 (not in its --curve-clients, or not allowed by its ACL)"
+            ),
+            Error::WrongServerKey { master } => write!(
+                f,
+                "the master at {master} closed the CURVE handshake: \
+                 the server public key given is not the master's"
+            ),
             Error::NotReady { what, after } => write!(f, "{what} not ready within {after:?}"),
             Error::Refused { code, detail } => {
                 write!(f, "the master refused: {}: {detail}", code.as_str())
@@ -66,7 +89,6 @@ impl fmt::Display for Error {
             Error::Frame(e) => write!(f, "bad data frame: {e}"),
             Error::Serde(e) => write!(f, "payload (de)serialization failed: {e}"),
             Error::Io(e) => write!(f, "i/o: {e}"),
-            Error::Socket(e) => write!(f, "socket: {e}"),
         }
     }
 }
@@ -80,7 +102,6 @@ impl std::error::Error for Error {
             Error::Frame(e) => Some(e),
             Error::Serde(e) => Some(e),
             Error::Io(e) => Some(e),
-            Error::Socket(e) => Some(e),
             _ => None,
         }
     }
@@ -103,54 +124,6 @@ from! {
     FrameError => Frame,
     postcard::Error => Serde,
     std::io::Error => Io,
-}
-
-/// A failure of a libzmq socket: its error number and libzmq's description of it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SocketError {
-    errno: i32,
-    message: &'static str,
-}
-
-impl SocketError {
-    /// The error number (an `errno` value, or one of libzmq's own above 156384712).
-    pub fn raw_os_error(&self) -> i32 {
-        self.errno
-    }
-}
-
-impl std::fmt::Display for SocketError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.message)
-    }
-}
-
-impl std::error::Error for SocketError {}
-
-/// Turns libzmq's error into ours, so that no libzmq type is part of the public API (a
-/// `From<zmq::Error>` impl would be).
-pub(crate) trait ZmqErrorExt {
-    fn into_error(self) -> Error;
-}
-
-impl ZmqErrorExt for zmq::Error {
-    fn into_error(self) -> Error {
-        Error::Socket(SocketError {
-            errno: self.to_raw(),
-            message: self.message(),
-        })
-    }
-}
-
-/// `.zmq()?` in place of `?` on libzmq results.
-pub(crate) trait ZmqResultExt<T> {
-    fn zmq(self) -> Result<T>;
-}
-
-impl<T> ZmqResultExt<T> for std::result::Result<T, zmq::Error> {
-    fn zmq(self) -> Result<T> {
-        self.map_err(ZmqErrorExt::into_error)
-    }
 }
 
 /// Result with [`Error`].

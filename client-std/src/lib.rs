@@ -16,19 +16,25 @@
 //! assert_eq!(msg.payload(), b"hello");
 //! # Ok::<(), zerosmq::Error>(())
 //! ```
+//!
+//! With the `curve` feature, [`NodeBuilder::curve`] (or the environment variables
+//! [`CURVE_SERVER_KEY_ENV`] and [`CURVE_KEYS_ENV`]) encrypts and authenticates every
+//! connection of the node with CurveZMQ, for a master started with `--curve-keys`.
 
 #![deny(unsafe_code)]
 
+#[cfg(feature = "curve")]
+pub mod curve;
 mod error;
 mod node;
 mod publisher;
 mod subscriber;
 mod transport;
 
-pub use error::{Error, Result, SocketError};
+pub use error::{Error, Result};
 pub use node::{
-    Node, NodeBuilder, NodeInfo, TopicInfo, DEFAULT_CLAIM_WAIT, DEFAULT_HEARTBEAT, DEFAULT_MASTER,
-    DEFAULT_TIMEOUT, MASTER_ENV,
+    Node, NodeBuilder, NodeInfo, TopicInfo, CURVE_KEYS_ENV, CURVE_SERVER_KEY_ENV,
+    DEFAULT_CLAIM_WAIT, DEFAULT_HEARTBEAT, DEFAULT_MASTER, DEFAULT_TIMEOUT, MASTER_ENV,
 };
 pub use publisher::Publisher;
 pub use subscriber::{Message, Subscriber};

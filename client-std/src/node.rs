@@ -1,6 +1,6 @@
 //! A node: a name and a connection to the master's control service.
 
-use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::atomic::AtomicU16;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -10,7 +10,6 @@ use zerosmq_core::{decode_reply, NodeName, Topic};
 
 use bytes::Bytes;
 
-use crate::error::{ZmqErrorExt as _, ZmqResultExt as _};
 use crate::transport::control::{ControlConn, ControlError};
 use crate::transport::io_thread::IoHandle;
 use crate::transport::mechanism::Mechanism;
@@ -19,6 +18,15 @@ use crate::{Error, Publisher, Result, Subscriber};
 
 /// Environment variable with the master's address (like `ROS_MASTER_URI`).
 pub const MASTER_ENV: &str = "ZEROSMQ_MASTER";
+
+/// Environment variable with the master's CURVE public key (Z85, 40 characters): when set and
+/// the builder was given no mechanism, the node uses CURVE (feature `curve`).
+pub const CURVE_SERVER_KEY_ENV: &str = "ZEROSMQ_CURVE_SERVER_KEY";
+
+/// Environment variable with the path of this node's CURVE key file (public key on the first
+/// line, secret key on the second, Z85, as `zerosmq-master --curve-keygen` writes it); without
+/// it a CURVE node makes an ephemeral key pair.
+pub const CURVE_KEYS_ENV: &str = "ZEROSMQ_CURVE_KEYS";
 
 /// Master address when neither an argument nor [`MASTER_ENV`] gives one.
 pub const DEFAULT_MASTER: &str = "tcp://127.0.0.1:5555";
@@ -42,7 +50,8 @@ pub struct NodeBuilder {
     heartbeat: Option<Duration>,
     claim_wait: Duration,
     plain: Option<(String, String)>,
-    curve_server_key: Option<String>,
+    #[cfg(feature = "curve")]
+    curve: Option<(String, Option<crate::curve::CurveKeyPair>)>,
 }
 
 impl NodeBuilder {
@@ -90,66 +99,75 @@ impl NodeBuilder {
         self
     }
 
-    /// Encrypt every socket with CURVE, for a master started with `--curve-keys`; `server_key`
-    /// is the master's public key (Z85, 40 characters). The node makes its own key pair. Needs a
-    /// libzmq built with CURVE.
-    pub fn curve(mut self, server_key: impl Into<String>) -> Self {
-        self.curve_server_key = Some(server_key.into());
+    /// Encrypts and authenticates every connection (control and data) with CURVE, for a master
+    /// started with `--curve-keys`. `server_public_key` is the master's public key (Z85, 40
+    /// characters, the first line of its key file); `client_keys` is this node's key pair (see
+    /// [`curve::load_keys`](crate::curve::load_keys)), which a master with `--curve-clients`
+    /// must list. `None` makes an ephemeral pair, which only a master without
+    /// `--curve-clients` accepts. Overrides [`CURVE_SERVER_KEY_ENV`] and [`CURVE_KEYS_ENV`].
+    #[cfg(feature = "curve")]
+    pub fn curve(
+        mut self,
+        server_public_key: impl Into<String>,
+        client_keys: Option<crate::curve::CurveKeyPair>,
+    ) -> Self {
+        self.curve = Some((server_public_key.into(), client_keys));
         self
+    }
+
+    /// The mechanism of every connection: what the builder was given, else CURVE from the
+    /// environment, else NULL.
+    fn mechanism(&self) -> Result<Mechanism> {
+        #[cfg(feature = "curve")]
+        if let Some((server, keys)) = &self.curve {
+            return crate::curve::mechanism(server, keys.clone());
+        }
+        if self.plain.is_some() {
+            return Ok(Mechanism::from_plain(self.plain.as_ref()));
+        }
+        let env = |name| std::env::var(name).ok().filter(|s| !s.is_empty());
+        match (env(CURVE_SERVER_KEY_ENV), env(CURVE_KEYS_ENV)) {
+            (None, None) => Ok(Mechanism::Null),
+            (None, Some(path)) => Err(Error::KeyFile {
+                path: path.into(),
+                reason: format!("{CURVE_KEYS_ENV} is set without {CURVE_SERVER_KEY_ENV}"),
+            }),
+            #[cfg(feature = "curve")]
+            (Some(server), keys) => {
+                let keys = keys.map(crate::curve::load_keys).transpose()?;
+                crate::curve::mechanism(&server, keys)
+            }
+            #[cfg(not(feature = "curve"))]
+            (Some(_), _) => Err(Error::Unsupported(
+                "CURVE: ZEROSMQ_CURVE_SERVER_KEY is set, but this build of the zerosmq library \
+                 has no `curve` feature",
+            )),
+        }
     }
 
     /// Creates the node. No request is sent yet: the master is first asked when the node
     /// publishes, subscribes or lists.
     pub fn connect(self) -> Result<Node> {
         let name = NodeName::new(&self.name)?;
+        let mechanism = self.mechanism()?;
         let master = self
             .master
             .or_else(|| std::env::var(MASTER_ENV).ok().filter(|s| !s.is_empty()))
             .unwrap_or_else(|| DEFAULT_MASTER.to_owned());
         let (host, port) = parse_master(&master)?;
-        let curve = match self.curve_server_key {
-            None => None,
-            Some(_) if zmq::has("curve") != Some(true) => {
-                return Err(Error::Unsupported(
-                    "CURVE (this libzmq was built without it)",
-                ))
-            }
-            Some(key) => {
-                let server = zmq::z85_decode(&key).map_err(|_| Error::InvalidKey)?;
-                if server.len() != 32 {
-                    return Err(Error::InvalidKey);
-                }
-                Some(CurveKeys {
-                    server,
-                    own: zmq::CurveKeyPair::new().zmq()?,
-                })
-            }
-        };
-        let ctx = zmq::Context::new();
-        let mechanism = Mechanism::from_plain(self.plain.as_ref());
-        let control = match curve {
-            None => ControlPath::Native(Box::new(ControlConn::new(
-                host.clone(),
-                port,
-                mechanism.clone(),
-            ))),
-            Some(_) => ControlPath::Zmq(None),
-        };
+        let control = ControlConn::new(host.clone(), port, mechanism.clone());
         Ok(Node {
             inner: Arc::new(NodeInner {
                 name,
                 control_endpoint: format!("tcp://{host}:{port}"),
                 control_port: port,
                 host,
-                ctx,
                 control: Mutex::new(control),
                 mechanism,
                 timeout: self.timeout,
                 hwm: self.hwm,
                 heartbeat: self.heartbeat,
                 claim_wait: self.claim_wait,
-                plain: self.plain,
-                curve,
                 session: zerosmq_core::random::random_u64(),
                 liveness: Mutex::new(LivenessState::default()),
                 io: Mutex::new(None),
@@ -180,9 +198,8 @@ pub(crate) struct NodeInner {
     pub(crate) host: String,
     control_endpoint: String,
     control_port: u16,
-    pub(crate) ctx: zmq::Context,
     /// The REQ connection of the callers' requests (the I/O thread has its own).
-    control: Mutex<ControlPath>,
+    control: Mutex<ControlConn>,
     /// How native connections authenticate.
     mechanism: Mechanism,
     pub(crate) timeout: Duration,
@@ -190,8 +207,6 @@ pub(crate) struct NodeInner {
     pub(crate) hwm: usize,
     heartbeat: Option<Duration>,
     claim_wait: Duration,
-    plain: Option<(String, String)>,
-    curve: Option<CurveKeys>,
     /// Random per node instance: lets the master tell a restarted node from a duplicate.
     session: u64,
     liveness: Mutex<LivenessState>,
@@ -208,22 +223,6 @@ impl Drop for NodeInner {
             io.stop();
         }
     }
-}
-
-/// How the node's control requests travel.
-enum ControlPath {
-    /// Our own ZMTP REQ (`transport::control`).
-    Native(Box<ControlConn>),
-    /// A libzmq REQ socket, for CURVE (core's CURVE is not in the std client yet): made on
-    /// first use and remade after a timeout (a REQ socket that missed its reply cannot send
-    /// again).
-    Zmq(Option<zmq::Socket>),
-}
-
-/// CURVE keys: the master's public key and this node's own pair.
-struct CurveKeys {
-    server: Vec<u8>,
-    own: zmq::CurveKeyPair,
 }
 
 /// What the heartbeat knows and re-registers after a master restart.
@@ -243,11 +242,10 @@ pub(crate) struct Grant {
     pub(crate) waker: Option<Arc<IoHandle>>,
 }
 
-/// A data connection's grant: the port it connected to, which follows the grant when the
-/// master hands out a new port (after a restart without its state file).
+/// A data connection's grant: the port cell, which follows the grant when the master hands
+/// out a new port (after a restart without its state file); the link follows it by itself.
 pub(crate) struct DataLink {
     cell: Arc<AtomicU16>,
-    port: u16,
 }
 
 impl DataLink {
@@ -258,39 +256,12 @@ impl DataLink {
         waker: Option<Arc<IoHandle>>,
     ) -> Result<Self> {
         let cell = node.register(request, waker)?;
-        let port = cell.load(Ordering::Acquire);
-        Ok(DataLink { cell, port })
+        Ok(DataLink { cell })
     }
 
-    /// The shared port cell, for a native link that follows it by itself.
+    /// The shared port cell.
     pub(crate) fn cell(&self) -> Arc<AtomicU16> {
         self.cell.clone()
-    }
-
-    /// Whether the grant's port changed since the socket connected.
-    pub(crate) fn changed(&self) -> bool {
-        self.cell.load(Ordering::Acquire) != self.port
-    }
-
-    /// Connects a libzmq `socket` to the granted port.
-    pub(crate) fn connect_zmq(&self, node: &NodeInner, socket: &zmq::Socket) -> Result<()> {
-        node.prepare_socket(socket)?;
-        socket.connect(&node.data_endpoint(self.port)).zmq()?;
-        Ok(())
-    }
-
-    /// Reconnects a libzmq `socket` when the grant's port changed; returns true when it did.
-    /// One atomic load when nothing changed, so it is cheap enough for every send and receive.
-    pub(crate) fn follow(&mut self, node: &NodeInner, socket: &zmq::Socket) -> Result<bool> {
-        let now = self.cell.load(Ordering::Acquire);
-        if now == self.port {
-            return Ok(false);
-        }
-        // The old endpoint may already be gone; that is fine.
-        let _ = socket.disconnect(&node.data_endpoint(self.port));
-        socket.connect(&node.data_endpoint(now)).zmq()?;
-        self.port = now;
-        Ok(true)
     }
 }
 
@@ -392,112 +363,16 @@ impl NodeInner {
         let master = self.control_endpoint.clone();
         match e {
             ControlError::Timeout => Error::Timeout { master, after },
-            ControlError::AuthFailed => Error::AuthFailed { master },
+            ControlError::AuthFailed => self.auth_failed(),
+            ControlError::ServerKey => Error::WrongServerKey { master },
         }
     }
 
     /// Sends an encoded request on the callers' control connection and waits for the reply.
     pub(crate) fn raw_request(&self, request: &[u8], timeout: Duration) -> Result<Bytes> {
-        let mut guard = self.control.lock().unwrap_or_else(|e| e.into_inner());
-        match &mut *guard {
-            ControlPath::Native(conn) => conn
-                .request(request, timeout)
-                .map_err(|e| self.control_error(e, timeout)),
-            ControlPath::Zmq(socket) => self.zmq_request(socket, request, timeout),
-        }
-    }
-
-    /// One request on the libzmq REQ socket (CURVE).
-    fn zmq_request(
-        &self,
-        slot: &mut Option<zmq::Socket>,
-        request: &[u8],
-        timeout: Duration,
-    ) -> Result<Bytes> {
-        let socket = match slot.take() {
-            Some(s) => s,
-            None => {
-                let s = self.ctx.socket(zmq::REQ).zmq()?;
-                s.set_linger(0).zmq()?;
-                self.prepare_socket(&s)?;
-                s.connect(&self.control_endpoint).zmq()?;
-                s
-            }
-        };
-        let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
-        socket.set_sndtimeo(ms).zmq()?;
-        socket.set_rcvtimeo(ms).zmq()?;
-        // On any failure the socket is dropped, not put back: a REQ socket that missed its
-        // reply cannot send again.
-        let reply = match socket.send(request, 0).and_then(|()| socket.recv_msg(0)) {
-            Ok(m) => m,
-            Err(zmq::Error::EAGAIN) => {
-                if self.plain.is_some() && self.auth_refused() {
-                    return Err(Error::AuthFailed {
-                        master: self.control_endpoint.clone(),
-                    });
-                }
-                return Err(Error::Timeout {
-                    master: self.control_endpoint.clone(),
-                    after: timeout,
-                });
-            }
-            Err(e) => return Err(e.into_error()),
-        };
-        *slot = Some(socket);
-        Ok(Bytes::copy_from_slice(&reply))
-    }
-
-    /// Applies this node's settings to a socket before it connects: credentials, and ZMTP
-    /// heartbeats so that a half-open connection (peer gone without a FIN) is noticed and
-    /// reconnected instead of hanging.
-    pub(crate) fn prepare_socket(&self, socket: &zmq::Socket) -> Result<()> {
-        socket.set_heartbeat_ivl(10_000).zmq()?;
-        socket.set_heartbeat_timeout(30_000).zmq()?;
-        if let Some((user, password)) = &self.plain {
-            socket.set_plain_username(Some(user)).zmq()?;
-            socket.set_plain_password(Some(password)).zmq()?;
-        }
-        if let Some(keys) = &self.curve {
-            socket.set_curve_serverkey(&keys.server).zmq()?;
-            socket.set_curve_publickey(&keys.own.public_key).zmq()?;
-            socket.set_curve_secretkey(&keys.own.secret_key).zmq()?;
-        }
-        Ok(())
-    }
-
-    /// After a timeout with credentials: does a fresh connection fail the handshake on
-    /// authentication? Tells "wrong password" apart from "master not there".
-    fn auth_refused(&self) -> bool {
-        static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let probe = || -> Result<bool> {
-            let endpoint = format!(
-                "inproc://zerosmq-auth-probe-{}",
-                N.fetch_add(1, Ordering::Relaxed)
-            );
-            let s = self.ctx.socket(zmq::REQ).zmq()?;
-            s.set_linger(0).zmq()?;
-            self.prepare_socket(&s)?;
-            s.monitor(
-                &endpoint,
-                (zmq::SocketEvent::HANDSHAKE_FAILED_AUTH as i32)
-                    | (zmq::SocketEvent::HANDSHAKE_SUCCEEDED as i32),
-            )
-            .zmq()?;
-            let events = self.ctx.socket(zmq::PAIR).zmq()?;
-            events.connect(&endpoint).zmq()?;
-            s.connect(&self.control_endpoint).zmq()?;
-            if events.poll(zmq::POLLIN, 1_000).zmq()? == 0 {
-                return Ok(false);
-            }
-            let frames = events.recv_multipart(0).zmq()?;
-            let event = frames
-                .first()
-                .and_then(|f| f.get(..2))
-                .map(|b| u16::from_ne_bytes([b[0], b[1]]));
-            Ok(event == Some(zmq::SocketEvent::HANDSHAKE_FAILED_AUTH.to_raw()))
-        };
-        probe().unwrap_or(false)
+        let mut conn = self.control.lock().unwrap_or_else(|e| e.into_inner());
+        conn.request(request, timeout)
+            .map_err(|e| self.control_error(e, timeout))
     }
 
     /// The node's I/O thread (see `transport::io_thread`), started on first use.
@@ -507,13 +382,10 @@ impl NodeInner {
             return Ok(io.clone());
         }
         // The thread's own control connection, resolved here: resolving may block.
-        let control = self.native_data_path().then(|| {
-            let mut c =
-                ControlConn::new(self.host.clone(), self.control_port, self.mechanism.clone());
-            c.resolve();
-            c
-        });
-        let started = IoHandle::start(Arc::downgrade(self), self.name.as_str(), control)?;
+        let mut control =
+            ControlConn::new(self.host.clone(), self.control_port, self.mechanism.clone());
+        control.resolve();
+        let started = IoHandle::start(Arc::downgrade(self), self.name.as_str(), Some(control))?;
         *io = Some(started.clone());
         Ok(started)
     }
@@ -525,31 +397,19 @@ impl NodeInner {
         Ok(())
     }
 
-    /// The high-water mark as libzmq takes it.
-    pub(crate) fn zmq_hwm(&self) -> i32 {
-        i32::try_from(self.hwm).unwrap_or(i32::MAX)
-    }
-
-    /// Whether data goes over our own ZMTP connections; CURVE keeps libzmq sockets (core has
-    /// no CURVE).
-    pub(crate) fn native_data_path(&self) -> bool {
-        self.curve.is_none()
-    }
-
-    /// The error of a data connection whose PLAIN credentials the master refused.
+    /// The error of a connection whose credentials (PLAIN) or key (CURVE) the master refused.
     pub(crate) fn auth_failed(&self) -> Error {
-        Error::AuthFailed {
-            master: self.control_endpoint.clone(),
+        let master = self.control_endpoint.clone();
+        if self.mechanism.is_curve() {
+            Error::CurveRefused { master }
+        } else {
+            Error::AuthFailed { master }
         }
     }
 
     /// How native connections authenticate.
     pub(crate) fn mechanism(&self) -> &Mechanism {
         &self.mechanism
-    }
-
-    pub(crate) fn data_endpoint(&self, port: u16) -> String {
-        format!("tcp://{}:{port}", self.host)
     }
 
     /// Asks for a port: `REQUEST_PUB` / `REQUEST_SUB`.
@@ -632,7 +492,8 @@ impl Node {
             heartbeat: Some(DEFAULT_HEARTBEAT),
             claim_wait: DEFAULT_CLAIM_WAIT,
             plain: None,
-            curve_server_key: None,
+            #[cfg(feature = "curve")]
+            curve: None,
         }
     }
 

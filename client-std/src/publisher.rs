@@ -8,7 +8,6 @@ use zerosmq_core::control::ControlRequest;
 use zerosmq_core::Topic;
 
 use crate::node::{DataLink, NodeInner};
-use crate::transport::libzmq::ZmqPublisher;
 use crate::transport::publisher_link::{PublisherLink, Target};
 use crate::{Error, Result};
 
@@ -17,23 +16,17 @@ const LINGER: Duration = Duration::from_secs(1);
 
 /// A registered publisher of one topic.
 ///
-/// On the wire a ZMTP PUB socket (an XPUB with CURVE, which keeps libzmq): the master's SUB
+/// On the wire a ZMTP PUB socket (NULL, PLAIN or CURVE, as the node was built): the master's SUB
 /// subscribes when it connects, and that subscription is what [`Publisher::wait_ready`] waits
 /// for. Publishing never blocks: a message is dropped, as libzmq's PUB drops it, when the master
 /// has not subscribed (yet, or again after a reconnect) or `hwm` messages are already queued.
 pub struct Publisher {
     node: Arc<NodeInner>,
     topic: Topic,
-    path: Path,
+    link: PublisherLink,
     /// `TOPIC SP`, then scratch space for `publish_value`'s encoding.
     frame: Vec<u8>,
     registered: bool,
-}
-
-/// How messages leave: our own ZMTP connection, or a libzmq socket (CURVE).
-enum Path {
-    Native(PublisherLink),
-    Zmq(ZmqPublisher),
 }
 
 impl std::fmt::Debug for Publisher {
@@ -53,24 +46,20 @@ impl Publisher {
         let mut frame = Vec::with_capacity(topic.len() + 1 + 256);
         frame.extend_from_slice(topic.as_bytes());
         frame.push(zerosmq_core::message::SEPARATOR);
-        let path = if node.native_data_path() {
-            let io = node.io()?;
-            let grant = DataLink::open(&node, request, Some(io.clone()))?;
-            let target = Target {
-                host: node.host.clone(),
-                port: grant.cell(),
-                mechanism: node.mechanism().clone(),
-                timeout: node.timeout,
-                topic_head: frame.clone(),
-            };
-            Path::Native(PublisherLink::start(target, io, LINGER))
-        } else {
-            Path::Zmq(ZmqPublisher::open(&node, request)?)
+        let io = node.io()?;
+        let grant = DataLink::open(&node, request, Some(io.clone()))?;
+        let target = Target {
+            host: node.host.clone(),
+            port: grant.cell(),
+            mechanism: node.mechanism().clone(),
+            timeout: node.timeout,
+            topic_head: frame.clone(),
         };
+        let link = PublisherLink::start(target, io, LINGER);
         Ok(Publisher {
             node,
             topic,
-            path,
+            link,
             frame,
             registered: true,
         })
@@ -88,12 +77,10 @@ impl Publisher {
     /// Waits until the master's socket for this topic has subscribed to this publisher, so the
     /// next message is not dropped by ZeroMQ's slow-joiner effect. Returns at once when ready.
     pub fn wait_ready(&mut self, timeout: Duration) -> Result<()> {
-        let ready = match &mut self.path {
-            Path::Native(link) => link
-                .wait_ready(timeout)
-                .map_err(|()| self.node.auth_failed())?,
-            Path::Zmq(z) => z.wait_ready(&self.node, timeout)?,
-        };
+        let ready = self
+            .link
+            .wait_ready(timeout)
+            .map_err(|()| self.node.auth_failed())?;
         if !ready {
             return Err(Error::NotReady {
                 what: format!("publisher of '{}'", self.topic),
@@ -105,10 +92,7 @@ impl Publisher {
 
     /// True once the master's socket has subscribed (see [`Publisher::wait_ready`]).
     pub fn is_ready(&mut self) -> Result<bool> {
-        match &mut self.path {
-            Path::Native(link) => Ok(link.is_ready()),
-            Path::Zmq(z) => z.is_ready(&self.node),
-        }
+        Ok(self.link.is_ready())
     }
 
     /// Publishes `payload` (any bytes) as one frame `TOPIC SP PAYLOAD`. Never blocks: when no
@@ -130,35 +114,22 @@ impl Publisher {
         let frame = std::mem::take(&mut self.frame);
         self.frame = postcard::to_extend(value, frame)?;
         let (head_bytes, body) = self.frame.split_at(head);
-        match &mut self.path {
-            Path::Native(link) => {
-                link.send(head_bytes, body, &[], self.node.hwm);
-                Ok(())
-            }
-            Path::Zmq(z) => z.send(&self.node, head_bytes, body, &[]),
-        }
+        self.link.send(head_bytes, body, &[], self.node.hwm);
+        Ok(())
     }
 
     fn send(&mut self, body: &[u8], rest: &[&[u8]]) -> Result<()> {
         let head = &self.frame[..self.topic.len() + 1];
-        match &mut self.path {
-            Path::Native(link) => {
-                link.send(head, body, rest, self.node.hwm);
-                Ok(())
-            }
-            Path::Zmq(z) => z.send(&self.node, head, body, rest),
-        }
+        self.link.send(head, body, rest, self.node.hwm);
+        Ok(())
     }
 
     /// Waits until every message published so far was handed to the operating system (or
     /// dropped with a lost connection); false after `timeout`. Publishing batches messages
     /// that follow each other closely in the node's I/O thread; this is the way to know they left,
-    /// e.g. before a measurement stops. With libzmq (CURVE) it returns true at once.
+    /// e.g. before a measurement stops.
     pub fn flush(&mut self, timeout: Duration) -> bool {
-        match &self.path {
-            Path::Native(link) => link.flush(timeout),
-            Path::Zmq(_) => true,
-        }
+        self.link.flush(timeout)
     }
 
     /// Tells the master this node stops publishing (`REQUEST_STOP_PUB`) and closes the socket.

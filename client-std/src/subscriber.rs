@@ -12,7 +12,6 @@ use zerosmq_core::message::{DataFrame, READY_PROBE_PREFIX};
 use zerosmq_core::Topic;
 
 use crate::node::{DataLink, NodeInner};
-use crate::transport::libzmq::ZmqSubscriber;
 use crate::transport::subscriber_link::{Frames, LinkError, SubscriberLink, Target};
 use crate::{Error, Result};
 
@@ -86,54 +85,31 @@ pub struct Subscriber {
     draining: bool,
 }
 
-/// How messages arrive: our own ZMTP connection, or a libzmq socket (CURVE).
-enum Path {
-    /// Shared with the node's I/O thread (see `subscriber_link`), which only takes it when
-    /// the application has not received for a while.
-    Native(Arc<Mutex<SubscriberLink>>),
-    Zmq(ZmqSubscriber),
-}
+/// How messages arrive: our own ZMTP connection, shared with the node's I/O thread (see
+/// `subscriber_link`), which only takes it when the application has not received for a while.
+struct Path(Arc<Mutex<SubscriberLink>>);
 
 impl Path {
     fn subscribe(&mut self, prefix: &[u8]) -> Result<()> {
-        match self {
-            Path::Native(l) => {
-                lock(l).subscribe(prefix);
-                Ok(())
-            }
-            Path::Zmq(z) => z.subscribe(prefix),
-        }
+        lock(&self.0).subscribe(prefix);
+        Ok(())
     }
 
     fn unsubscribe(&mut self, prefix: &[u8]) -> Result<()> {
-        match self {
-            Path::Native(l) => {
-                lock(l).unsubscribe(prefix);
-                Ok(())
-            }
-            Path::Zmq(z) => z.unsubscribe(prefix),
-        }
+        lock(&self.0).unsubscribe(prefix);
+        Ok(())
     }
 
     fn moved(&self) -> bool {
-        match self {
-            Path::Native(l) => lock(l).moved(),
-            Path::Zmq(z) => z.moved(),
-        }
+        lock(&self.0).moved()
     }
 
     fn follow(&mut self, node: &NodeInner) -> Result<()> {
-        match self {
-            Path::Native(l) => lock(l).follow().map_err(|e| link_error(node, e)),
-            Path::Zmq(z) => z.follow(node),
-        }
+        lock(&self.0).follow().map_err(|e| link_error(node, e))
     }
 
     fn recv(&mut self, node: &NodeInner, timeout: Duration) -> Result<Option<Frames>> {
-        match self {
-            Path::Native(l) => lock(l).recv(timeout).map_err(|e| link_error(node, e)),
-            Path::Zmq(z) => z.recv(timeout),
-        }
+        lock(&self.0).recv(timeout).map_err(|e| link_error(node, e))
     }
 }
 
@@ -166,22 +142,18 @@ impl Subscriber {
             node: node.name.clone(),
             topic: topic.clone(),
         };
-        let path = if node.native_data_path() {
-            let grant = DataLink::open(&node, request, None)?;
-            let target = Target {
-                host: node.host.clone(),
-                port: grant.cell(),
-                mechanism: node.mechanism().clone(),
-                timeout: node.timeout.min(DATA_HANDSHAKE_MAX),
-            };
-            let mut link = SubscriberLink::open(target).map_err(|e| link_error(&node, e))?;
-            link.subscribe(&prefix);
-            let link = Arc::new(Mutex::new(link));
-            node.keep(&link)?;
-            Path::Native(link)
-        } else {
-            Path::Zmq(ZmqSubscriber::open(&node, request, &prefix)?)
+        let grant = DataLink::open(&node, request, None)?;
+        let target = Target {
+            host: node.host.clone(),
+            port: grant.cell(),
+            mechanism: node.mechanism().clone(),
+            timeout: node.timeout.min(DATA_HANDSHAKE_MAX),
         };
+        let mut link = SubscriberLink::open(target).map_err(|e| link_error(&node, e))?;
+        link.subscribe(&prefix);
+        let link = Arc::new(Mutex::new(link));
+        node.keep(&link)?;
+        let path = Path(link);
         Ok(Subscriber {
             node,
             topic,

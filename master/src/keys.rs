@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use rand_core::OsRng;
 use zeroize::Zeroizing;
-use zerosmq_core::zmtp::curve::{CurveKeyPair, KEY_LEN};
+use zerosmq_core::zmtp::curve::{key_file_lines, CurveKeyPair, KeyFileError, KEY_LEN};
 use zerosmq_core::zmtp::z85;
 
 /// Why a key file or directory cannot be used.
@@ -40,13 +40,6 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> KeyError + '_ {
     }
 }
 
-/// The lines of a key file that hold keys.
-fn key_lines(text: &str) -> impl Iterator<Item = &str> {
-    text.lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-}
-
 /// Writes a new key pair (from the OS's randomness) to `path`, readable by its owner only, and
 /// returns the public key's Z85 text. An existing file is not overwritten.
 pub fn generate(path: &Path) -> Result<String, KeyError> {
@@ -70,30 +63,24 @@ pub fn generate(path: &Path) -> Result<String, KeyError> {
     Ok(String::from_utf8_lossy(&public).into_owned())
 }
 
-/// Reads a key file; the public key must be the secret key's.
+/// Reads a key file (its format is core's: [`CurveKeyPair::from_key_file`]).
 pub fn load_pair(path: &Path) -> Result<CurveKeyPair, KeyError> {
     let text = Zeroizing::new(std::fs::read_to_string(path).map_err(io(path))?);
-    let mut lines = key_lines(&text);
-    let (Some(public), Some(secret)) = (lines.next(), lines.next()) else {
-        return Err(KeyError::Missing {
-            path: path.to_owned(),
-        });
-    };
-    let not_a_key = |what| KeyError::NotAKey {
-        path: path.to_owned(),
-        what,
-    };
-    let public = z85::decode_key(public.as_bytes()).map_err(|_| not_a_key("the public key"))?;
-    let secret = Zeroizing::new(
-        z85::decode_key(secret.as_bytes()).map_err(|_| not_a_key("the secret key"))?,
-    );
-    let pair = CurveKeyPair::from_secret(*secret);
-    if pair.public() != &public {
-        return Err(KeyError::Mismatch {
-            path: path.to_owned(),
-        });
-    }
-    Ok(pair)
+    CurveKeyPair::from_key_file(&text).map_err(|e| {
+        let path = path.to_owned();
+        match e {
+            KeyFileError::NotAKey { public: true } => KeyError::NotAKey {
+                path,
+                what: "the public key",
+            },
+            KeyFileError::NotAKey { .. } => KeyError::NotAKey {
+                path,
+                what: "the secret key",
+            },
+            KeyFileError::Mismatch => KeyError::Mismatch { path },
+            _ => KeyError::Missing { path },
+        }
+    })
 }
 
 /// The admitted client keys, by the name of their file.
@@ -116,7 +103,7 @@ impl ClientKeys {
                 continue;
             };
             let text = std::fs::read_to_string(&path).map_err(io(&path))?;
-            let key = key_lines(&text)
+            let key = key_file_lines(&text)
                 .next()
                 .and_then(|l| z85::decode_key(l.as_bytes()).ok())
                 .ok_or(KeyError::NotAKey {

@@ -205,6 +205,7 @@ pub fn wait_until(within: Duration, mut cond: impl FnMut() -> bool) -> Option<Du
 pub struct PythonPeer {
     child: std::process::Child,
     out: std::io::BufReader<std::process::ChildStdout>,
+    input: Option<std::process::ChildStdin>,
 }
 
 impl PythonPeer {
@@ -215,12 +216,14 @@ impl PythonPeer {
             .arg("-c")
             .arg(script)
             .args(args)
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
             .expect("python3 runs (pyzmq: pip install pyzmq)");
         let out = std::io::BufReader::new(child.stdout.take().unwrap());
-        PythonPeer { child, out }
+        let input = child.stdin.take();
+        PythonPeer { child, out, input }
     }
 
     /// The next line the script printed, trimmed ("" once it exited).
@@ -229,6 +232,15 @@ impl PythonPeer {
         let mut line = String::new();
         self.out.read_line(&mut line).unwrap();
         line.trim().to_owned()
+    }
+
+    /// Writes `line` to the script's stdin.
+    pub fn say(&mut self, line: &str) {
+        use std::io::Write as _;
+        if let Some(input) = &mut self.input {
+            let _ = writeln!(input, "{line}");
+            let _ = input.flush();
+        }
     }
 
     /// The script's exit status, if it has exited.
@@ -257,4 +269,55 @@ impl Drop for PythonPeer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A TCP proxy to `127.0.0.1:upstream` that records every byte it forwards, both ways (to show
+/// what travels in clear).
+pub struct CaptureProxy {
+    pub port: u16,
+    bytes: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+}
+
+impl CaptureProxy {
+    pub fn start(upstream: u16) -> CaptureProxy {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let bytes = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let all = bytes.clone();
+        std::thread::spawn(move || {
+            for down in listener.incoming() {
+                let Ok(down) = down else { return };
+                let Ok(up) = std::net::TcpStream::connect(("127.0.0.1", upstream)) else {
+                    return;
+                };
+                for (mut from, mut to) in [
+                    (down.try_clone().unwrap(), up.try_clone().unwrap()),
+                    (up, down),
+                ] {
+                    let all = all.clone();
+                    std::thread::spawn(move || {
+                        let mut buf = [0u8; 16 << 10];
+                        while let Ok(n @ 1..) = std::io::Read::read(&mut from, &mut buf) {
+                            all.lock().unwrap().extend_from_slice(&buf[..n]);
+                            if std::io::Write::write_all(&mut to, &buf[..n]).is_err() {
+                                break;
+                            }
+                        }
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+            }
+        });
+        CaptureProxy { port, bytes }
+    }
+
+    /// Everything forwarded so far.
+    pub fn bytes(&self) -> Vec<u8> {
+        self.bytes.lock().unwrap().clone()
+    }
+}
+
+/// Whether `needle` occurs in `haystack`.
+pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
 }

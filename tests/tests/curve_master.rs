@@ -18,7 +18,7 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use zerosmq_tests::{cargo_bin, MasterProcess, PythonPeer, WAIT};
+use zerosmq_tests::{cargo_bin, contains, CaptureProxy, MasterProcess, PythonPeer, WAIT};
 
 /// A pyzmq peer. `client KIND PORT MECH...` connects one socket and prints the first handshake
 /// event; `pubsub PUB_PORT SUB_PORT SERVER_KEY PUB_KEYS SUB_KEYS TOPIC COUNT` runs a CURVE PUB
@@ -209,52 +209,6 @@ fn expect_log(master: &MasterProcess, parts: &[&str]) -> String {
 }
 
 /// A TCP proxy to `127.0.0.1:upstream` that records every byte both ways.
-struct Capture {
-    port: u16,
-    bytes: Arc<Mutex<Vec<u8>>>,
-}
-
-impl Capture {
-    fn start(upstream: u16) -> Capture {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let bytes = Arc::new(Mutex::new(Vec::new()));
-        let all = bytes.clone();
-        std::thread::spawn(move || {
-            for down in listener.incoming() {
-                let Ok(down) = down else { return };
-                let Ok(up) = TcpStream::connect(("127.0.0.1", upstream)) else {
-                    return;
-                };
-                for (mut from, mut to) in [
-                    (down.try_clone().unwrap(), up.try_clone().unwrap()),
-                    (up, down),
-                ] {
-                    let all = all.clone();
-                    std::thread::spawn(move || {
-                        let mut buf = [0u8; 16 << 10];
-                        while let Ok(n @ 1..) = from.read(&mut buf) {
-                            all.lock().unwrap().extend_from_slice(&buf[..n]);
-                            if to.write_all(&buf[..n]).is_err() {
-                                break;
-                            }
-                        }
-                        let _ = to.shutdown(std::net::Shutdown::Both);
-                    });
-                }
-            }
-        });
-        Capture { port, bytes }
-    }
-
-    fn bytes(&self) -> Vec<u8> {
-        self.bytes.lock().unwrap().clone()
-    }
-}
-
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
-}
 
 #[test]
 fn pyzmq_curve_pub_and_sub_talk_through_the_master_and_nothing_is_in_clear() {
@@ -265,7 +219,7 @@ fn pyzmq_curve_pub_and_sub_talk_through_the_master_and_nothing_is_in_clear() {
     let (pub_keys, sub_keys) = (libzmq_keypair(), libzmq_keypair());
     let publish = grant(&master, &pub_keys, "REQUEST_PUB", "py-pub", topic);
     let subscribe = grant(&master, &sub_keys, "REQUEST_SUB", "py-sub", topic);
-    let (to_pub, to_sub) = (Capture::start(publish), Capture::start(subscribe));
+    let (to_pub, to_sub) = (CaptureProxy::start(publish), CaptureProxy::start(subscribe));
     let peer = Peer::start(&[
         "pubsub",
         &to_pub.port.to_string(),
@@ -558,7 +512,7 @@ fn pyzmq_curve_req_gets_grants_in_the_dark_and_refusals_are_logged() {
     };
 
     // Through a capturing proxy: a grant, and nothing of the request or reply in clear.
-    let to_control = Capture::start(master.port);
+    let to_control = CaptureProxy::start(master.port);
     let request = "REQUEST_PUB very-secret-node secret-topic-name";
     let (public, secret) = alice.split_once(',').unwrap();
     let (event, reply) = control_request(

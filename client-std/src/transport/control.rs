@@ -19,11 +19,11 @@ use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use zerosmq_core::zmtp::{command, Connection, SocketType};
+use zerosmq_core::zmtp::SocketType;
 
 use super::handshake::{self, ConnectError, Handshake};
 use super::inbound::{Fill, Inbound, Item};
-use super::mechanism::Mechanism;
+use super::mechanism::{Mechanism, Sealer};
 use super::{next_backoff, sys, RECONNECT_FIRST};
 
 /// Why a control request got no reply.
@@ -31,8 +31,11 @@ use super::{next_backoff, sys, RECONNECT_FIRST};
 pub(crate) enum ControlError {
     /// The deadline passed (no master, or it did not answer).
     Timeout,
-    /// The master refused our PLAIN user name or password.
+    /// The master refused our PLAIN user name or password, or our CURVE public key.
     AuthFailed,
+    /// The deadline passed, and the master had closed every CURVE handshake on our HELLO: the
+    /// server key we were given is not the master's.
+    ServerKey,
 }
 
 /// How a [`ControlConn::poll`] went.
@@ -52,6 +55,7 @@ enum Phase {
     Live {
         stream: TcpStream,
         inbound: Inbound,
+        sealer: Sealer,
     },
 }
 
@@ -65,10 +69,15 @@ pub(crate) struct ControlConn {
     backoff: Duration,
     /// Counts sockets made, so that a poll registration can tell a new socket from the old.
     generation: u64,
-    /// The framed request in flight (`out[sent..]` not written yet) and its deadline.
+    /// The request in flight and its deadline; `out` is it framed for the live connection
+    /// (`out[sent..]` not written yet), empty until framed (CURVE boxes it with the
+    /// connection's nonces, so a request sent again on a new connection is framed again).
+    request: Vec<u8>,
     out: Vec<u8>,
     sent: usize,
     deadline: Option<Instant>,
+    /// The last connection attempt's master closed on our CURVE HELLO.
+    server_key_refused: bool,
     /// Commands to the master (PONGs) not yet written.
     commands: Vec<u8>,
 }
@@ -83,9 +92,11 @@ impl ControlConn {
             phase: Phase::Idle(Instant::now()),
             backoff: RECONNECT_FIRST,
             generation: 0,
+            request: Vec::new(),
             out: Vec::new(),
             sent: 0,
             deadline: None,
+            server_key_refused: false,
             commands: Vec::new(),
         }
     }
@@ -100,14 +111,12 @@ impl ControlConn {
     /// Starts `request` (encoded), to be answered by `deadline`; the one in flight, if any, is
     /// given up.
     pub(crate) fn start(&mut self, request: &[u8], deadline: Instant) {
+        self.request.clear();
+        self.request.extend_from_slice(request);
         self.out.clear();
-        let (h, n) = Connection::message_header(0, true);
-        self.out.extend_from_slice(&h[..n]);
-        let (h, n) = Connection::message_header(request.len(), false);
-        self.out.extend_from_slice(&h[..n]);
-        self.out.extend_from_slice(request);
         self.sent = 0;
         self.deadline = Some(deadline);
+        self.server_key_refused = false;
     }
 
     /// Sends `request` and waits for its reply until `timeout` (the caller's thread).
@@ -164,6 +173,9 @@ impl ControlConn {
             if now >= deadline {
                 self.drop_connection();
                 self.deadline = None;
+                if self.server_key_refused {
+                    return Progress::Failed(ControlError::ServerKey);
+                }
                 return Progress::Failed(ControlError::Timeout);
             }
             let until = until.min(deadline);
@@ -212,9 +224,12 @@ impl ControlConn {
                                 self.backoff = RECONNECT_FIRST;
                                 // A request of a broken connection goes again, whole.
                                 self.sent = 0;
+                                self.out.clear();
+                                self.server_key_refused = false;
                                 self.phase = Phase::Live {
                                     stream: est.stream,
-                                    inbound: Inbound::new(),
+                                    inbound: Inbound::with_opener(est.opener),
+                                    sealer: est.sealer,
                                 };
                             }
                             Err(e) => {
@@ -243,6 +258,7 @@ impl ControlConn {
     fn connect_failed(&mut self, e: ConnectError) -> Option<Progress> {
         self.phase = Phase::Idle(Instant::now() + self.backoff);
         self.backoff = next_backoff(self.backoff);
+        self.server_key_refused = matches!(e, ConnectError::ServerKey);
         if matches!(e, ConnectError::AuthFailed) {
             self.deadline = None;
             return Some(Progress::Failed(ControlError::AuthFailed));
@@ -253,9 +269,12 @@ impl ControlConn {
     /// Writes what is left of the request, reads what came; `None` to go round again (the
     /// connection was lost).
     fn live_step(&mut self, until: Instant) -> Option<Progress> {
-        let Phase::Live { stream, .. } = &self.phase else {
+        let Phase::Live { stream, sealer, .. } = &mut self.phase else {
             return None;
         };
+        if self.out.is_empty() {
+            frame_request(sealer, &self.request, &mut self.out);
+        }
         while self.sent < self.out.len() {
             match sys::send_now(stream.as_fd(), &self.out[self.sent..]) {
                 Ok(0) => break,
@@ -295,7 +314,12 @@ impl ControlConn {
     /// Reads what is there: the reply when it came (`Ok(None)`: not yet), answering PINGs on
     /// the way. `Err` when the connection is over (closed, or a peer that breaks the protocol).
     fn read(&mut self) -> Result<Option<Bytes>, ()> {
-        let Phase::Live { stream, inbound } = &mut self.phase else {
+        let Phase::Live {
+            stream,
+            inbound,
+            sealer,
+        } = &mut self.phase
+        else {
             return Ok(None);
         };
         let mut reply = None;
@@ -309,10 +333,7 @@ impl ControlConn {
         loop {
             let item = inbound.next_item().map_err(|_| ())?;
             if let Some(ctx) = inbound.take_ping() {
-                let mut buf = [0u8; 32];
-                if let Ok(n) = command::encode_pong(&ctx, &mut buf) {
-                    self.commands.extend_from_slice(&buf[..n]);
-                }
+                sealer.pong(&ctx, &mut self.commands);
             }
             match item {
                 None => break,
@@ -349,7 +370,14 @@ impl ControlConn {
         self.phase = Phase::Idle(Instant::now());
         self.commands.clear();
         self.sent = 0;
+        self.out.clear();
     }
+}
+
+/// `request` in libzmq REQ's envelope: an empty delimiter frame with MORE, then the request.
+fn frame_request(sealer: &mut Sealer, request: &[u8], out: &mut Vec<u8>) {
+    sealer.message(&[], true, out);
+    sealer.message(&[request], false, out);
 }
 
 #[cfg(test)]
@@ -359,15 +387,13 @@ mod tests {
     /// libzmq's REQ envelope: an empty delimiter frame with MORE, then the request.
     #[test]
     fn a_request_goes_out_in_req_framing() {
-        let mut conn = ControlConn::new("127.0.0.1".into(), 5555, Mechanism::Null);
-        conn.start(b"LIST_NODES", Instant::now());
-        assert_eq!(conn.out, b"\x01\x00\x00\x0aLIST_NODES");
+        let mut out = Vec::new();
+        frame_request(&mut Sealer::default(), b"LIST_NODES", &mut out);
+        assert_eq!(out, b"\x01\x00\x00\x0aLIST_NODES");
         let long = vec![b'x'; 300];
-        conn.start(&long, Instant::now());
-        assert_eq!(
-            &conn.out[..11],
-            b"\x01\x00\x02\x00\x00\x00\x00\x00\x00\x01\x2c"
-        );
-        assert_eq!(&conn.out[11..], &long[..]);
+        out.clear();
+        frame_request(&mut Sealer::default(), &long, &mut out);
+        assert_eq!(&out[..11], b"\x01\x00\x02\x00\x00\x00\x00\x00\x00\x01\x2c");
+        assert_eq!(&out[11..], &long[..]);
     }
 }

@@ -12,15 +12,18 @@ use std::time::{Duration, Instant};
 use socket2::{Domain, Protocol, Socket, Type};
 use zerosmq_core::zmtp::{Connection, Event, SocketType, ZmtpError};
 
-use super::mechanism::Mechanism;
+use super::mechanism::{self, Mechanism, Opener, Sealer};
 use super::sys;
 
 /// A connection past the handshake: the next byte on `stream` starts a frame.
-#[derive(Debug)]
 pub(crate) struct Established {
     pub stream: TcpStream,
     /// Negotiated ZMTP 3.`minor` (decides how subscriptions are sent).
     pub minor: u8,
+    /// How we frame what we write (CURVE boxes it).
+    pub sealer: Sealer,
+    /// With CURVE, what opens the boxes we read (for `Inbound::with_opener`).
+    pub opener: Option<Opener>,
 }
 
 /// Why a data connection could not be made.
@@ -31,8 +34,12 @@ pub(crate) enum ConnectError {
     /// The peer does not speak our ZMTP, or is not the right socket type: try again (a master
     /// restarting may answer anything).
     Protocol,
-    /// The master refused our PLAIN user name or password.
+    /// The master refused our PLAIN user name or password, or our CURVE public key.
     AuthFailed,
+    /// A CURVE master closed the connection on our HELLO: it could not open it, so the server
+    /// key we have is not its key (libzmq and our master close without a word). Try again (a
+    /// master that was just restarted with new keys is the same to us).
+    ServerKey,
 }
 
 impl From<io::Error> for ConnectError {
@@ -73,6 +80,9 @@ pub(crate) struct Handshake {
     /// Bytes of `tx` still to write: `tx[sent..queued]`.
     queued: usize,
     sent: usize,
+    /// Handshake commands written whole (the greeting is the first).
+    written: u8,
+    curve: bool,
     /// The whole attempt ends here.
     deadline: Instant,
 }
@@ -107,6 +117,8 @@ impl Handshake {
             tx: [0; HANDSHAKE_TX_LEN],
             queued: 0,
             sent: 0,
+            written: 0,
+            curve: mechanism.is_curve(),
             deadline: Instant::now() + timeout,
         })
     }
@@ -134,9 +146,12 @@ impl Handshake {
 
     /// The connection past the handshake, left non-blocking (for the node's I/O thread).
     pub(crate) fn finish_nonblocking(self) -> Result<Established, ConnectError> {
+        let (sealer, opener) = mechanism::framing(&self.conn);
         Ok(Established {
             stream: self.stream,
             minor: self.conn.minor(),
+            sealer,
+            opener,
         })
     }
 
@@ -144,10 +159,7 @@ impl Handshake {
     pub(crate) fn finish(self) -> Result<Established, ConnectError> {
         self.stream.set_nonblocking(false)?;
         self.stream.set_write_timeout(Some(WRITE_SLICE))?;
-        Ok(Established {
-            stream: self.stream,
-            minor: self.conn.minor(),
-        })
+        self.finish_nonblocking()
     }
 
     fn step(&mut self, conn: &mut Connection<'_>, until: Instant) -> Result<bool, ConnectError> {
@@ -167,6 +179,9 @@ impl Handshake {
                 continue;
             }
             if self.sent == self.queued {
+                if self.queued > 0 {
+                    self.written = self.written.saturating_add(1);
+                }
                 self.sent = 0;
                 self.queued = conn
                     .poll_transmit(&mut self.tx)
@@ -192,6 +207,8 @@ impl Handshake {
                 return Err(ConnectError::Protocol);
             }
             let n = match (&self.stream).read(dst) {
+                // Greeting and HELLO written, nothing more: the master could not open HELLO.
+                Ok(0) if self.curve && self.written == 2 => return Err(ConnectError::ServerKey),
                 Ok(0) => return Err(ConnectError::Io),
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -203,7 +220,7 @@ impl Handshake {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e.into()),
             };
-            match conn.commit(n, &self.rx) {
+            match conn.commit_in_place(n, &mut self.rx) {
                 Ok(Some(Event::Ready { .. })) => return Ok(true),
                 Ok(_) => {}
                 Err(ZmtpError::AuthFailed { .. }) => return Err(ConnectError::AuthFailed),

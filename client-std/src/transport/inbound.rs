@@ -14,6 +14,8 @@ use bytes::{Bytes, BytesMut};
 use zerosmq_core::zmtp::command::{Command, CommandError};
 use zerosmq_core::zmtp::{FrameHeader, FrameKind, HeaderError};
 
+use super::mechanism::Opener;
+
 /// Bytes asked of the kernel per read.
 pub(crate) const READ_CHUNK: usize = 64 * 1024;
 
@@ -111,20 +113,32 @@ pub(crate) struct Inbound {
     needed: usize,
     /// A PING that came inside a multipart message: its context, to answer.
     pending_ping: Option<Bytes>,
+    /// With CURVE: reads boxes and opens them into `buf` as plain frames.
+    opener: Option<Box<Opener>>,
 }
 
 impl Inbound {
+    #[cfg(test)]
     pub(crate) fn new() -> Inbound {
+        Inbound::with_opener(None)
+    }
+
+    /// The receive side of a connection that `opener` reads (CURVE), or that is read as it is.
+    pub(crate) fn with_opener(opener: Option<Opener>) -> Inbound {
         Inbound {
             buf: BytesMut::with_capacity(READ_CHUNK),
             ready: Bytes::new(),
             needed: 0,
             pending_ping: None,
+            opener: opener.map(Box::new),
         }
     }
 
     /// Reads what `fd` has now, without blocking.
     pub(crate) fn fill(&mut self, fd: BorrowedFd<'_>) -> io::Result<Fill> {
+        if let Some(opener) = &mut self.opener {
+            return opener.fill(fd, &mut self.buf, self.needed);
+        }
         let want = self.needed.saturating_sub(self.buf.len()).max(4096);
         if self.buf.capacity() - self.buf.len() < want {
             // Reclaims the old block when no message holds it any more, else allocates: one

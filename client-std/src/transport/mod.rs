@@ -4,11 +4,11 @@
 //! caller's thread reads and writes the socket itself when it can (see [`publisher_link`] for
 //! when a publisher hands bytes to the node's I/O thread instead). Pieces:
 //!
-//! - [`handshake`]: a non-blocking connect, then the NULL or PLAIN client handshake through
-//!   core's [`Connection`](zerosmq_core::zmtp::Connection), read exactly up to the peer's READY
-//!   and advanced by its caller within the caller's deadline.
-//! - [`mechanism`]: the one place that picks NULL or PLAIN (and later CURVE) for every native
-//!   connection, data and control.
+//! - [`handshake`]: a non-blocking connect, then the NULL, PLAIN or CURVE client handshake
+//!   through core's [`Connection`](zerosmq_core::zmtp::Connection), read exactly up to the
+//!   peer's READY and advanced by its caller within the caller's deadline.
+//! - [`mechanism`]: the one place that picks NULL, PLAIN or CURVE for every connection, data
+//!   and control, and frames what is written and read once it is open (CURVE boxes).
 //! - [`control`]: the node's control requests on a ZMTP REQ of our own, driven blocking by a
 //!   caller or on readiness by the I/O thread (heartbeats, claims, re-registration).
 //! - [`inbound`]: frames after the handshake, decoded in place from large reads.
@@ -18,15 +18,11 @@
 //! - [`publisher_link`], [`subscriber_link`]: one topic's connection, reconnecting by itself.
 //! - [`sys`]: the few socket calls std does not offer, through `rustix` (non-blocking send,
 //!   a read into spare capacity, `ppoll`).
-//!
-//! CURVE keeps libzmq sockets for now, data and control (the std client does not use core's
-//! CURVE yet); see `crate::publisher`.
 
 pub(crate) mod control;
 pub(crate) mod handshake;
 pub(crate) mod inbound;
 pub(crate) mod io_thread;
-pub(crate) mod libzmq;
 pub(crate) mod mechanism;
 pub(crate) mod publisher_link;
 pub(crate) mod subscriber_link;
@@ -47,22 +43,4 @@ pub(crate) const RECONNECT_MAX: Duration = Duration::from_secs(1);
 /// Doubles a reconnect wait up to [`RECONNECT_MAX`].
 pub(crate) fn next_backoff(wait: Duration) -> Duration {
     (wait * 2).min(RECONNECT_MAX)
-}
-
-/// Appends our ZMTP PING: its TTL tells the master how long we wait for an answer.
-pub(crate) fn push_ping(out: &mut Vec<u8>) {
-    let mut buf = [0u8; 16];
-    let ttl = u16::try_from(DEAD_AFTER.as_millis() / 100).unwrap_or(u16::MAX);
-    if let Ok(n) = zerosmq_core::zmtp::command::encode_ping(ttl, b"", &mut buf) {
-        out.extend_from_slice(&buf[..n]);
-    }
-}
-
-/// Appends a subscription (`subscribe`) or cancellation in the form a peer of ZMTP 3.`minor`
-/// needs (see `zerosmq_core::zmtp::encode_subscription`).
-pub(crate) fn encode_subscription(minor: u8, subscribe: bool, prefix: &[u8], out: &mut Vec<u8>) {
-    let mut buf = [0u8; 16 + 1 + zerosmq_core::message::MAX_READY_PROBE_LEN + 64];
-    if let Ok(n) = zerosmq_core::zmtp::encode_subscription(minor, subscribe, prefix, &mut buf) {
-        out.extend_from_slice(&buf[..n]);
-    }
 }

@@ -27,13 +27,13 @@ use std::time::{Duration, Instant};
 
 use mio::unix::SourceFd;
 use mio::{Interest, Registry, Token};
-use zerosmq_core::zmtp::{command, Connection, SocketType};
+use zerosmq_core::zmtp::SocketType;
 
 use super::handshake::{self, ConnectError, Established, Handshake};
 use super::inbound::{Fill, Inbound, Item};
 use super::io_thread::{IoHandle, NO_SLOT};
-use super::mechanism::Mechanism;
-use super::{next_backoff, push_ping, sys, DEAD_AFTER, PING_AFTER, RECONNECT_FIRST};
+use super::mechanism::{Mechanism, Sealer};
+use super::{next_backoff, sys, DEAD_AFTER, PING_AFTER, RECONNECT_FIRST};
 
 /// A message published less than this after the previous one goes through the I/O thread
 /// (batched); after a longer pause it is written directly. Round trips are tens of µs apart,
@@ -82,6 +82,8 @@ struct State {
     finished: bool,
     /// The last handshake failed on the credentials.
     auth_failed: bool,
+    /// Frames what goes into `out` for the live connection (CURVE boxes, in nonce order).
+    sealer: Sealer,
 }
 
 impl State {
@@ -128,6 +130,7 @@ impl PublisherLink {
                 closing: None,
                 finished: false,
                 auth_failed: false,
+                sealer: Sealer::default(),
             }),
             changed: Condvar::new(),
             target,
@@ -154,14 +157,10 @@ impl PublisherLink {
         }
         let gap = self.io.tick();
         let direct = st.out.is_empty() && !st.writing && gap >= BATCH_GAP;
-        let (h, n) = Connection::message_header(head.len() + body.len(), !rest.is_empty());
-        st.out.extend_from_slice(&h[..n]);
-        st.out.extend_from_slice(head);
-        st.out.extend_from_slice(body);
+        st.sealer
+            .message(&[head, body], !rest.is_empty(), &mut st.out);
         for (i, part) in rest.iter().enumerate() {
-            let (h, n) = Connection::message_header(part.len(), i + 1 < rest.len());
-            st.out.extend_from_slice(&h[..n]);
-            st.out.extend_from_slice(part);
+            st.sealer.message(&[part], i + 1 < rest.len(), &mut st.out);
         }
         st.out_msgs += 1;
         if direct {
@@ -327,7 +326,11 @@ impl PubConn {
             }
         }
         if ping {
-            push_ping(&mut self.shared.lock().out);
+            {
+                let mut guard = self.shared.lock();
+                let st = &mut *guard;
+                st.sealer.ping(&mut st.out);
+            }
             self.flush(registry, token);
         }
         false
@@ -449,6 +452,7 @@ impl PubConn {
             st.out.clear();
             st.out_msgs = 0;
             st.auth_failed = false;
+            st.sealer = est.sealer;
         }
         self.pending.clear();
         self.pending_at = 0;
@@ -456,7 +460,7 @@ impl PubConn {
         self.phase = Phase::Live(Live {
             stream,
             port,
-            inbound: Inbound::new(),
+            inbound: Inbound::with_opener(est.opener),
             last_rx: Instant::now(),
             pinged: false,
         });
@@ -570,7 +574,8 @@ fn read_input(shared: &PubShared, live: &mut Live) -> Result<(), ()> {
         let item = live.inbound.next_item().map_err(|_| ())?;
         let pong = live.inbound.take_ping();
         let Some(item) = item else { break };
-        let mut st = shared.lock();
+        let mut guard = shared.lock();
+        let st = &mut *guard;
         match item {
             Item::Subscribe(p) => {
                 st.subscriptions.push(p.to_vec());
@@ -598,10 +603,7 @@ fn read_input(shared: &PubShared, live: &mut Live) -> Result<(), ()> {
             Item::Message { .. } | Item::Ignored => {}
         }
         if let Some(ctx) = pong {
-            let mut buf = [0u8; 32];
-            if let Ok(n) = command::encode_pong(&ctx, &mut buf) {
-                st.out.extend_from_slice(&buf[..n]);
-            }
+            st.sealer.pong(&ctx, &mut st.out);
         }
     }
     if changed {

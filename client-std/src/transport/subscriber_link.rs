@@ -31,15 +31,13 @@ use std::collections::VecDeque;
 use bytes::Bytes;
 use mio::unix::SourceFd;
 use mio::{Interest, Registry, Token};
-use zerosmq_core::zmtp::{command, SocketType};
+use zerosmq_core::zmtp::SocketType;
 
 use super::handshake::{self, ConnectError, Established, Handshake};
 use super::inbound::{Fill, Inbound, Item};
 use super::io_thread::IoHandle;
-use super::mechanism::Mechanism;
-use super::{
-    encode_subscription, next_backoff, push_ping, sys, DEAD_AFTER, PING_AFTER, RECONNECT_FIRST,
-};
+use super::mechanism::{Mechanism, Sealer};
+use super::{next_backoff, sys, DEAD_AFTER, PING_AFTER, RECONNECT_FIRST};
 
 /// A link unused for this long is served by the node's I/O thread.
 pub(crate) const KEEP_IDLE: Duration = Duration::from_millis(500);
@@ -56,6 +54,8 @@ pub(crate) struct Target {
 struct Live {
     stream: TcpStream,
     minor: u8,
+    /// Frames what we write (CURVE boxes it).
+    sealer: Sealer,
     inbound: Inbound,
     last_rx: Instant,
     pinged: bool,
@@ -162,9 +162,10 @@ impl SubscriberLink {
     }
 
     fn send_subscription(&mut self, subscribe: bool, prefix: &[u8]) {
-        let Some(live) = &self.live else { return };
+        let Some(live) = &mut self.live else { return };
         self.out.clear();
-        encode_subscription(live.minor, subscribe, prefix, &mut self.out);
+        live.sealer
+            .subscription(live.minor, subscribe, prefix, &mut self.out);
         self.write_out();
     }
 
@@ -231,7 +232,7 @@ impl SubscriberLink {
         self.backoff = next_backoff(self.backoff);
         match e {
             ConnectError::AuthFailed => Err(LinkError::AuthFailed),
-            ConnectError::Io | ConnectError::Protocol => Ok(()),
+            ConnectError::Io | ConnectError::Protocol | ConnectError::ServerKey => Ok(()),
         }
     }
 
@@ -240,13 +241,15 @@ impl SubscriberLink {
         self.backoff = RECONNECT_FIRST;
         self.generation += 1;
         self.out.clear();
+        let mut sealer = est.sealer;
         for p in &self.subscriptions {
-            encode_subscription(est.minor, true, p, &mut self.out);
+            sealer.subscription(est.minor, true, p, &mut self.out);
         }
         self.live = Some(Live {
             stream: est.stream,
             minor: est.minor,
-            inbound: Inbound::new(),
+            sealer,
+            inbound: Inbound::with_opener(est.opener),
             last_rx: Instant::now(),
             pinged: false,
             drained: false,
@@ -428,17 +431,16 @@ impl SubscriberLink {
     }
 
     fn ping(&mut self) {
+        let Some(live) = &mut self.live else { return };
         self.out.clear();
-        push_ping(&mut self.out);
+        live.sealer.ping(&mut self.out);
         self.write_out();
     }
 
     fn pong(&mut self, context: &[u8]) {
-        let mut buf = [0u8; 32];
-        if let Ok(n) = command::encode_pong(context, &mut buf) {
-            self.out.clear();
-            self.out.extend_from_slice(&buf[..n]);
-            self.write_out();
-        }
+        let Some(live) = &mut self.live else { return };
+        self.out.clear();
+        live.sealer.pong(context, &mut self.out);
+        self.write_out();
     }
 }

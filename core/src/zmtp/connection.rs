@@ -580,7 +580,7 @@ impl<'c> Connection<'c> {
     /// MESSAGE box with CURVE.
     pub fn write_ping(&mut self, tx: &mut [u8]) -> Result<usize, FrameEncodeError> {
         #[cfg(feature = "curve")]
-        if let Some(session) = self.curve_session() {
+        if let Some(session) = self.curve_session_mut() {
             return session
                 .encode_message(FLAG_COMMAND, &[b"\x04PING\x00\x00"], tx)
                 .map_err(encode_error);
@@ -752,7 +752,7 @@ impl Connection<'_> {
         tx: &mut [u8],
     ) -> Result<usize, FrameEncodeError> {
         #[cfg(feature = "curve")]
-        if let Some(session) = self.curve_session() {
+        if let Some(session) = self.curve_session_mut() {
             let flags = if more { FLAG_MORE } else { 0 };
             return session
                 .encode_message(flags, parts, tx)
@@ -810,7 +810,7 @@ impl Connection<'_> {
         if self.curve.is_some() {
             let minor = self.minor;
             let session = self
-                .curve_session()
+                .curve_session_mut()
                 .ok_or(FrameEncodeError::BufferTooSmall)?;
             // As libzmq: a command in the box for 3.1, the `1 prefix` message for 3.0.
             let (flags, head): (u8, &[u8]) = match (minor >= 1, subscribe) {
@@ -860,7 +860,17 @@ impl Connection<'_> {
         }
     }
 
-    fn curve_session(&mut self) -> Option<&mut CurveSession> {
+    /// CURVE, once open: the session's keys and nonce counters, for drivers that box and open
+    /// MESSAGEs themselves after the handshake (the std client splits a copy for sending and one
+    /// for receiving: sending only advances our nonce, receiving only the peer's).
+    pub fn curve_session(&self) -> Option<&CurveSession> {
+        match self.curve.as_ref()? {
+            Curve::Client(c) => c.session(),
+            Curve::Server(s) => s.session(),
+        }
+    }
+
+    fn curve_session_mut(&mut self) -> Option<&mut CurveSession> {
         match self.curve.as_mut()? {
             Curve::Client(c) => c.session_mut(),
             Curve::Server(s) => s.session_mut(),
@@ -906,7 +916,7 @@ impl Connection<'_> {
         }
         if let Some((ctx, len)) = self.pong {
             let session = self
-                .curve_session()
+                .curve_session_mut()
                 .ok_or(FrameEncodeError::BufferTooSmall)?;
             let n = session
                 .encode_message(FLAG_COMMAND, &[b"\x04PONG", &ctx[..usize::from(len)]], tx)
@@ -1018,7 +1028,7 @@ impl Connection<'_> {
     /// Opens the MESSAGE box at `rx[..len]`, moves its data to the front and handles it as the
     /// frame it carries.
     fn open_message(&mut self, rx: &mut [u8], len: usize) -> Result<Option<Event>, ZmtpError> {
-        let session = self.curve_session().ok_or(ZmtpError::UnexpectedFrame)?;
+        let session = self.curve_session_mut().ok_or(ZmtpError::UnexpectedFrame)?;
         let body = rx.get_mut(..len).ok_or(ZmtpError::UnexpectedFrame)?;
         let (flags, data_len) = session.decode_message(body).map_err(ZmtpError::Curve)?;
         rx.copy_within(33..33 + data_len, 0);

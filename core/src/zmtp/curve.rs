@@ -152,6 +152,67 @@ impl fmt::Debug for CurveKeyPair {
     }
 }
 
+/// Why the text of a key file is not a key pair.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum KeyFileError {
+    /// Fewer than two key lines.
+    Missing,
+    /// The public key line (`true`) or the secret key line is not 40 Z85 characters.
+    NotAKey { public: bool },
+    /// The public key does not belong to the secret key.
+    Mismatch,
+}
+
+impl fmt::Display for KeyFileError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            KeyFileError::Missing => {
+                "expected the public key and the secret key, Z85, one per line"
+            }
+            KeyFileError::NotAKey { public: true } => {
+                "the public key is not a Z85 CURVE key (40 characters)"
+            }
+            KeyFileError::NotAKey { public: false } => {
+                "the secret key is not a Z85 CURVE key (40 characters)"
+            }
+            KeyFileError::Mismatch => "the public key does not belong to the secret key",
+        })
+    }
+}
+
+impl core::error::Error for KeyFileError {}
+
+impl CurveKeyPair {
+    /// The pair in the text of a key file, as the master's `--curve-keygen` writes it and
+    /// libzmq's `zmq_curve_keypair` prints it: the public key on the first line, the secret key
+    /// on the second, Z85; blank lines and `#` lines are skipped. The public key must be the
+    /// secret key's.
+    pub fn from_key_file(text: &str) -> Result<CurveKeyPair, KeyFileError> {
+        let mut lines = key_file_lines(text);
+        let (Some(public), Some(secret)) = (lines.next(), lines.next()) else {
+            return Err(KeyFileError::Missing);
+        };
+        let public = super::z85::decode_key(public.as_bytes())
+            .map_err(|_| KeyFileError::NotAKey { public: true })?;
+        let mut secret = super::z85::decode_key(secret.as_bytes())
+            .map_err(|_| KeyFileError::NotAKey { public: false })?;
+        let pair = CurveKeyPair::from_secret(secret);
+        zeroize::Zeroize::zeroize(&mut secret);
+        if pair.public() != &public {
+            return Err(KeyFileError::Mismatch);
+        }
+        Ok(pair)
+    }
+}
+
+/// The lines of a key file that hold keys (not blank, not `#` comments), trimmed.
+pub fn key_file_lines(text: &str) -> impl Iterator<Item = &str> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+}
+
 type Nonce = crypto_secretbox::Nonce;
 
 /// NaCl's `crypto_box_beforenm`: X25519, then HSalsa20 of the shared point; the box of
@@ -405,6 +466,11 @@ impl CurveClient {
         }
     }
 
+    /// The session, once the handshake is done.
+    pub fn session(&self) -> Option<&CurveSession> {
+        self.session.as_ref().filter(|_| self.is_open())
+    }
+
     /// Writes the HELLO frame (202 bytes) into `tx`.
     pub fn encode_hello(&mut self, tx: &mut [u8]) -> Result<usize, CurveError> {
         if self.step != ClientStep::Hello {
@@ -577,6 +643,11 @@ impl CurveServer {
         } else {
             None
         }
+    }
+
+    /// The session, once the handshake is done.
+    pub fn session(&self) -> Option<&CurveSession> {
+        self.session.as_ref().filter(|_| self.is_open())
     }
 
     /// Processes HELLO's body.
@@ -758,6 +829,35 @@ mod tests {
     use super::*;
 
     use super::ReplayRng as TestRng;
+
+    #[test]
+    fn key_files_parse_and_bad_ones_are_errors() {
+        // RFC 26's test server keys as pyzmq's curve_keypair prints them.
+        let ok = "# server\nrq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf7\n\nJTKVSB%%)wK0E.X)V>+}o?pNmC{O&4W4b!Ni{Lh6\n";
+        let pair = CurveKeyPair::from_key_file(ok).unwrap();
+        assert_eq!(
+            &super::super::z85::encode_key(pair.public()),
+            b"rq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf7"
+        );
+        let cases = [
+            ("rq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf7\n", KeyFileError::Missing),
+            (
+                "rq:rM>}U?@Lns47E1%kR\nJTKVSB%%)wK0E.X)V>+}o?pNmC{O&4W4b!Ni{Lh6\n",
+                KeyFileError::NotAKey { public: true },
+            ),
+            (
+                "rq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf7\nsecret\n",
+                KeyFileError::NotAKey { public: false },
+            ),
+            (
+                "Yne@$w-vo<fVvi]a<NY6T1ed:M$fCG*[IaLV{hID\nJTKVSB%%)wK0E.X)V>+}o?pNmC{O&4W4b!Ni{Lh6\n",
+                KeyFileError::Mismatch,
+            ),
+        ];
+        for (text, want) in cases {
+            assert_eq!(CurveKeyPair::from_key_file(text), Err(want), "{text}");
+        }
+    }
 
     const META: &[u8] = b"\x0bSocket-Type\x00\x00\x00\x03SUB";
 
