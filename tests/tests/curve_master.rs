@@ -12,10 +12,9 @@
 //!   port too.
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::Command;
-use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use zerosmq_tests::{cargo_bin, contains, CaptureProxy, MasterProcess, PythonPeer, WAIT};
