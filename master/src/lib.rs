@@ -50,8 +50,8 @@ pub struct MasterConfig {
     /// Inclusive port range for per-topic sockets; `None` lets the OS pick free ports.
     pub data_ports: Option<(u16, u16)>,
     /// High-water mark per subscriber connection, in messages. A subscriber that falls this far
-    /// behind misses new messages instead of stalling the others.
-    pub hwm: i32,
+    /// behind misses new messages instead of stalling the others; 0 sets no limit (as libzmq's).
+    pub hwm: u32,
     /// Most topics at once; past it, publish and subscribe requests get a `limit-reached` error.
     pub max_topics: usize,
     /// A node that sends heartbeats (every std and embedded node) and stays silent this long is

@@ -19,9 +19,10 @@ struct Args {
     /// Port range for per-topic sockets, e.g. 40000-40999 (default: any free port).
     #[arg(long, value_name = "LOW-HIGH", value_parser = parse_range)]
     data_ports: Option<(u16, u16)>,
-    /// High-water mark per connection, in messages: a subscriber this far behind misses new messages.
+    /// High-water mark per connection, in messages: a subscriber this far behind misses new
+    /// messages (0: no limit).
     #[arg(long, default_value_t = MasterConfig::default().hwm)]
-    hwm: i32,
+    hwm: u32,
     /// Seconds of silence after which a node that sends heartbeats is dropped.
     #[arg(long, default_value = "5", value_parser = parse_seconds)]
     node_timeout: std::time::Duration,

@@ -193,10 +193,10 @@ impl Engine {
             free_slots: Vec::new(),
             scratch: vec![0u8; READ_LEN].into_boxed_slice(),
             limits: Limits {
-                hwm: usize::try_from(config.hwm)
-                    .ok()
-                    .filter(|&h| h > 0)
-                    .unwrap_or(usize::MAX),
+                hwm: match config.hwm {
+                    0 => usize::MAX,
+                    h => usize::try_from(h).unwrap_or(usize::MAX),
+                },
                 max_frame,
                 // A multipart message may hold a few frames at the limit; beyond that it is
                 // refused rather than buffered without bound.
