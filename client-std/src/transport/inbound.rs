@@ -170,7 +170,9 @@ impl Inbound {
         }
         let (header, body) = self.next_frame();
         if header.kind == FrameKind::Command {
-            return Ok(Some(self.command(body)));
+            let item = self.command(body);
+            self.let_go();
+            return Ok(Some(item));
         }
         let mut parts = Vec::new();
         let mut more = header.more;
@@ -186,7 +188,17 @@ impl Inbound {
                 }
             }
         }
+        self.let_go();
         Ok(Some(Item::Message { first: body, parts }))
+    }
+
+    /// An empty run still holds the block it was cut from: let go of it, so that the next
+    /// [`Inbound::fill`] can take the block up again once the messages handed out are dropped,
+    /// instead of allocating (and faulting in) fresh memory for every large message.
+    fn let_go(&mut self) {
+        if self.ready.is_empty() {
+            self.ready = Bytes::new();
+        }
     }
 
     /// Splits one frame off `ready`, which holds only whole frames (checked by

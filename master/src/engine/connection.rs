@@ -4,16 +4,20 @@
 use std::net::{SocketAddr, TcpStream};
 use std::time::Instant;
 
+use bytes::{Bytes, BytesMut};
+
 use super::handshake::Handshake;
 use super::outbox::Outbox;
 use super::subscriptions::Subscriptions;
 
 /// Bytes of a unit (greeting, command or message) that arrived without the rest of it. Empty
-/// between units, so an idle connection holds no buffer beyond its capacity.
+/// between units. A large message is handed out of it by reference ([`Partial::take_front`]);
+/// its memory is taken up again for the next read once every queue that held it let go, so a
+/// stream of large messages reuses the same memory.
 #[derive(Debug, Default)]
 pub(super) struct Partial {
     /// Always initialised up to its length (reads go into `buf[len..]`).
-    buf: Vec<u8>,
+    buf: BytesMut,
     len: usize,
 }
 
@@ -36,17 +40,32 @@ impl Partial {
         self.len = (self.len + n).min(self.buf.len());
     }
 
+    pub(super) fn data(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+
     pub(super) fn data_mut(&mut self) -> &mut [u8] {
         &mut self.buf[..self.len]
+    }
+
+    /// Hands out the first `n` bytes of the data (no copy); the rest stays.
+    pub(super) fn take_front(&mut self, n: usize) -> Bytes {
+        let n = n.min(self.len);
+        self.len -= n;
+        self.buf.split_to(n).freeze()
     }
 
     /// Keeps `data[from..to]`, moved to the front.
     pub(super) fn keep(&mut self, from: usize, to: usize) {
         self.buf.copy_within(from..to, 0);
         self.len = to - from;
-        // A large message passed: give the memory back once it is gone.
-        if self.len == 0 && self.buf.len() > super::READ_LEN * 4 {
-            self.buf = Vec::new();
+    }
+
+    /// Gives the memory back when nothing is pending and it grew past a few reads (a large
+    /// message passed and the connection went quiet).
+    pub(super) fn release(&mut self) {
+        if self.len == 0 && self.buf.capacity() > super::READ_LEN * 4 {
+            self.buf = BytesMut::new();
         }
     }
 

@@ -8,6 +8,7 @@ use std::os::fd::AsRawFd as _;
 use std::rc::Rc;
 use std::time::Instant;
 
+use bytes::Bytes;
 use tracing::{debug, info, warn};
 use zerosmq_core::message::{MAX_READY_PROBE_LEN, READY_PROBE_PREFIX};
 use zerosmq_core::zmtp::command::encode_pong;
@@ -26,6 +27,12 @@ use zerosmq_core::zmtp::stream::{next_unit, StreamError, Unit};
 /// Reads from one connection per turn before the others get theirs (one with more waiting goes
 /// on the ready list): bounded work, so one busy topic cannot starve the rest.
 const READS_PER_TURN: usize = 4;
+
+/// Messages from this size on are queued by reference, not copied, for each subscriber.
+const SHARE_MIN: usize = 64 << 10;
+
+/// A connection quiet this long gives back the memory a large message grew its input buffer to.
+const RELEASE_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Connections accepted per turn of a listener (one with more waiting goes on the ready list).
 const ACCEPTS_PER_TURN: usize = 64;
@@ -386,6 +393,48 @@ impl TopicPlane {
         }
     }
 
+    /// A large message at the front of a publisher's own buffer goes to every subscriber by
+    /// reference: each queue shares the bytes as read, no copy is made per subscriber (NULL and
+    /// PLAIN; a CURVE subscriber gets its own box).
+    fn forward_large(
+        &mut self,
+        idx: usize,
+        partial: &mut super::connection::Partial,
+        env: &mut Env<'_>,
+        counters: &mut TopicCounters,
+    ) -> bool {
+        let Some(conn) = self.publishers.get_mut(idx) else {
+            return false;
+        };
+        if !conn.handshake.is_open() || conn.handshake.is_curve() {
+            return false;
+        }
+        let limits = env.limits;
+        let unit = next_unit(partial.data(), false, limits.max_frame, limits.max_message);
+        let Ok(Unit::Message {
+            wire,
+            first,
+            body_len,
+            ..
+        }) = unit
+        else {
+            return false;
+        };
+        if wire.start != 0 || wire.len() < SHARE_MIN {
+            return false;
+        }
+        let bytes = partial.take_front(wire.end);
+        let first = &bytes[first];
+        // As a SUB: only what starts with the topic.
+        if has_prefix(first, self.topic.as_bytes()) {
+            self.fan_out(&bytes, Some(&bytes), first, limits.hwm, counters);
+            counters.messages += 1;
+            counters.bytes += body_len;
+            counters.last_activity = Some(env.now);
+        }
+        true
+    }
+
     /// Handles the units in the connection's own buffer and keeps what is left of them.
     fn consume_partial(
         &mut self,
@@ -398,6 +447,9 @@ impl TopicPlane {
             return Ok((0, 0, 0));
         };
         let mut partial = std::mem::take(&mut conn.partial);
+        if side == Side::Publishers {
+            while self.forward_large(idx, &mut partial, env, counters) {}
+        }
         let outcome = self.consume(
             side,
             idx,
@@ -550,7 +602,7 @@ impl TopicPlane {
                         // As a SUB: only what starts with the topic.
                         Side::Publishers if has_prefix(first, self.topic.as_bytes()) => {
                             let wire = &buf[at + wire.start..at + wire.end];
-                            self.fan_out(wire, first, limits.hwm, counters);
+                            self.fan_out(wire, None, first, limits.hwm, counters);
                             counters.messages += 1;
                             counters.bytes += body_len;
                             counters.last_activity = Some(now);
@@ -670,7 +722,7 @@ impl TopicPlane {
         let first = first.unwrap_or_default();
         // As a SUB: only what starts with the topic.
         if has_prefix(first, self.topic.as_bytes()) {
-            self.fan_out(wire, first, limits.hwm, counters);
+            self.fan_out(wire, None, first, limits.hwm, counters);
             counters.messages += 1;
             counters.bytes += body_len;
             counters.last_activity = Some(now);
@@ -756,7 +808,15 @@ impl TopicPlane {
 
     /// Queues one message for every subscriber whose subscriptions match; one that is at the
     /// high-water mark misses it (drop policy) and its run of misses counts one overflow.
-    fn fan_out(&mut self, wire: &[u8], first: &[u8], hwm: usize, counters: &mut TopicCounters) {
+    /// `shared`: the same bytes as `wire`, to queue by reference.
+    fn fan_out(
+        &mut self,
+        wire: &[u8],
+        shared: Option<&Bytes>,
+        first: &[u8],
+        hwm: usize,
+        counters: &mut TopicCounters,
+    ) {
         for (i, sub) in self.subscribers.iter_mut() {
             if !sub.handshake.is_open() || !sub.subs.matches(first) {
                 continue;
@@ -774,7 +834,10 @@ impl TopicPlane {
                 debug!(topic = %self.topic, peer = %sub.peer, missed = sub.missed, "slow subscriber caught up");
                 sub.missed = 0;
             }
-            sub.handshake.push_message(wire, &mut sub.outbox);
+            match shared {
+                Some(bytes) if !sub.handshake.is_curve() => sub.outbox.push_shared(bytes.clone()),
+                _ => sub.handshake.push_message(wire, &mut sub.outbox),
+            }
             if !sub.touched {
                 sub.touched = true;
                 self.touched.push(i);
@@ -815,6 +878,9 @@ impl TopicPlane {
                 let Some(conn) = self.conns(side).get_mut(idx) else {
                     continue;
                 };
+                if env.now.duration_since(conn.last_recv) >= RELEASE_AFTER {
+                    conn.partial.release();
+                }
                 if !conn.handshake.is_open() {
                     if env.now.duration_since(conn.accepted) >= super::HANDSHAKE {
                         self.close(side, idx, "no handshake within 5 s", false);
