@@ -63,7 +63,8 @@ async fn perform<'n, C: Connect>(
         let step = match role.next(cx, buf)? {
             Io::Done => return Ok(true),
             Io::Heartbeat => return Ok(false),
-            Io::Connect(addr) => {
+            Io::Connect => {
+                let addr = role.remote(cx);
                 *io = None;
                 let opened = connector.connect(addr).await.map(|c| *io = Some(c));
                 role.connected(cx, opened)?;

@@ -53,7 +53,8 @@ fn perform<'n, C: Connect>(
         let conn = match role.next(cx, buf)? {
             Io::Done => return Ok(true),
             Io::Heartbeat => return Ok(false),
-            Io::Connect(addr) => {
+            Io::Connect => {
+                let addr = role.remote(cx);
                 *io = None;
                 let opened = connector.connect(addr).map(|c| *io = Some(c));
                 role.connected(cx, opened)?;

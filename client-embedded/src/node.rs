@@ -82,10 +82,11 @@ pub(crate) fn decode<E>(kind: ReplyKind, body: &[u8]) -> Result<ControlReply<'_>
     }
 }
 
-/// The port of a `Granted` reply.
-pub(crate) fn granted<E>(reply: ControlReply<'_>) -> Result<u16, Error<E>> {
-    match reply {
-        ControlReply::Granted { port } => Ok(port),
+/// The port of a `Granted` reply body.
+pub(crate) fn granted<E>(body: &[u8]) -> Result<u16, Error<E>> {
+    match decode_reply(ReplyKind::Granted, body) {
+        Ok(ControlReply::Granted { port }) => Ok(port),
+        Ok(ControlReply::Error(e)) => Err(Error::Refused(e.code)),
         _ => Err(Error::BadReply),
     }
 }

@@ -6,7 +6,7 @@
 
 use core::net::SocketAddr;
 
-use zerosmq_core::control::{ControlRequest, ReplyKind};
+use zerosmq_core::control::ControlRequest;
 use zerosmq_core::zmtp::{Connection, Event, SocketType};
 use zerosmq_core::Topic;
 
@@ -17,8 +17,8 @@ use crate::Error;
 /// The I/O a [`Role`] needs next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Io {
-    /// Drop the current connection and open one to this address; then [`Role::connected`].
-    Connect(SocketAddr),
+    /// Drop the current connection and open one to [`Role::remote`]; then [`Role::connected`].
+    Connect,
     /// Write all of `buf[start..end]`, then flush if `flush`; then [`Role::wrote`].
     Write {
         start: usize,
@@ -168,6 +168,14 @@ impl Role {
         self.output.unwrap_or((0, 0))
     }
 
+    /// Where [`Io::Connect`] connects: the granted data port, else the master's control service.
+    pub(crate) fn remote<C>(&self, cx: &Ctx<'_, C>) -> SocketAddr {
+        match self.phase {
+            Phase::Data { port, .. } => SocketAddr::new(cx.cfg.master.ip(), port),
+            _ => cx.cfg.master,
+        }
+    }
+
     /// Whether the role has an open connection (its driver may drop the TCP connection if not).
     pub(crate) fn is_connected(&self) -> bool {
         !matches!(self.phase, Phase::Down)
@@ -210,7 +218,7 @@ impl Role {
             Phase::Down | Phase::Control(Exchange::Connecting) => {
                 self.phase = Phase::Control(Exchange::Connecting);
                 self.reopened = true;
-                Ok(Io::Connect(cx.cfg.master))
+                Ok(Io::Connect)
             }
             Phase::Control(Exchange::Sending) => {
                 let encoded = match (cx.request, cx.topic) {
@@ -232,7 +240,7 @@ impl Role {
             | Phase::Data {
                 connected: true, ..
             } => self.exchange(buf, true),
-            Phase::Data { port, .. } => Ok(Io::Connect(SocketAddr::new(cx.cfg.master.ip(), port))),
+            Phase::Data { .. } => Ok(Io::Connect),
             Phase::Subscribing(n) => Ok(Io::Write {
                 start: 0,
                 end: n,
@@ -243,7 +251,6 @@ impl Role {
     }
 
     /// The next I/O on an open connection.
-    #[inline(never)]
     fn live<C, E>(&mut self, cx: &Ctx<'_, C>, buf: &mut [u8]) -> Result<Io, Error<E>> {
         if let Some(n) = self.cancel.take() {
             return Ok(Io::Write {
@@ -314,7 +321,6 @@ impl Role {
     }
 
     /// The connection [`Io::Connect`] asked for is open, or failed.
-    #[inline(never)]
     pub(crate) fn connected<C, E>(
         &mut self,
         cx: &Ctx<'_, C>,
@@ -456,15 +462,15 @@ impl Role {
     }
 
     /// The reply's body is `buf[..len]`: a request is done; a role connects to its grant.
-    #[inline(never)]
     fn replied<E>(&mut self, len: usize, buf: &[u8]) -> Result<(), Error<E>> {
         if self.kind == Kind::Request {
             self.output = Some((0, len));
             return Ok(());
         }
-        let port = node::decode(ReplyKind::Granted, &buf[..len])
-            .and_then(node::granted)
-            .map_err(|e| self.fail(e))?;
+        let port = match node::granted(&buf[..len]) {
+            Ok(port) => port,
+            Err(e) => return Err(self.fail(e)),
+        };
         self.phase = Phase::Data {
             port,
             connected: false,
@@ -504,7 +510,6 @@ impl Role {
     }
 
     /// An event on the open connection.
-    #[inline(never)]
     fn on_event<C, E>(
         &mut self,
         cx: &Ctx<'_, C>,
@@ -586,7 +591,8 @@ mod tests {
         let next = |role: &mut Role, cx: &mut Ctx<'_, ()>, buf: &mut [u8]| {
             role.next::<(), Broken>(cx, buf).unwrap()
         };
-        assert_eq!(next(&mut role, &mut cx, &mut buf), Io::Connect(MASTER));
+        assert_eq!(next(&mut role, &mut cx, &mut buf), Io::Connect);
+        assert_eq!(role.remote(&cx), MASTER);
         role.connected(&cx, Ok::<_, Broken>(())).unwrap();
         let greeting = Io::Write {
             start: 0,
@@ -615,16 +621,15 @@ mod tests {
         role.wrote(Ok::<_, Broken>(())).unwrap();
         assert_eq!(next(&mut role, &mut cx, &mut buf), read);
         feed(&mut role, &mut cx, &mut buf, &REP[91..]);
-        assert_eq!(
-            next(&mut role, &mut cx, &mut buf),
-            Io::Connect(SocketAddr::new(MASTER.ip(), 6000))
-        );
+        assert_eq!(next(&mut role, &mut cx, &mut buf), Io::Connect);
+        assert_eq!(role.remote(&cx), SocketAddr::new(MASTER.ip(), 6000));
         // The data port refuses: the error is the caller's, and the next step starts over.
         assert_eq!(
             role.connected(&cx, Err(Broken)),
             Err(Error::Transport(Broken))
         );
         assert!(!role.is_connected());
-        assert_eq!(next(&mut role, &mut cx, &mut buf), Io::Connect(MASTER));
+        assert_eq!(next(&mut role, &mut cx, &mut buf), Io::Connect);
+        assert_eq!(role.remote(&cx), MASTER);
     }
 }

@@ -17,10 +17,11 @@
 //! turns true and the driver decides (`admit_plain` / `admit`), as a ZAP handler does for libzmq.
 
 use super::command::{self, Command, CommandError, SocketType, MAX_PING_CONTEXT};
+#[cfg(all(feature = "curve", feature = "server"))]
+use super::curve::CurveServer;
 #[cfg(feature = "curve")]
 use super::curve::{
-    CurveClient, CurveError, CurveKeyPair, CurveServer, CurveSession, FLAG_COMMAND, FLAG_MORE,
-    KEY_LEN,
+    CurveClient, CurveError, CurveKeyPair, CurveSession, FLAG_COMMAND, FLAG_MORE, KEY_LEN,
 };
 use super::decoder::{Decoded, FrameDecoder};
 use super::frame::{FrameHeader, FrameKind, MAX_HEADER_LEN};
@@ -35,6 +36,7 @@ use super::{FrameEncodeError, ZmtpError};
 #[allow(clippy::large_enum_variant)]
 enum Curve {
     Client(CurveClient),
+    #[cfg(feature = "server")]
     Server(CurveServer),
 }
 
@@ -106,13 +108,16 @@ enum Phase {
     /// front of the receive buffer); waiting for [`Connection::admit_plain`].
     PlainAdmit { user_len: u8, password_len: u8 },
     /// PLAIN server: WELCOME sent (or pending), waiting for INITIATE.
+    #[cfg_attr(not(feature = "server"), allow(dead_code))]
     PlainInitiate,
     /// CURVE server: WELCOME sent (or pending), waiting for INITIATE.
     #[cfg(feature = "curve")]
+    #[cfg_attr(not(feature = "server"), allow(dead_code))]
     Initiate,
     /// CURVE server: INITIATE accepted, waiting for [`Connection::admit`]; the peer is of this
     /// type.
     #[cfg(feature = "curve")]
+    #[cfg_attr(not(feature = "server"), allow(dead_code))]
     Admit(SocketType),
     /// Handshake done.
     Open,
@@ -229,7 +234,7 @@ impl<'c> Connection<'c> {
     /// [`curve_client_key`](Self::curve_client_key) and calls [`admit`](Self::admit) (READY) or
     /// refuses (ERROR `400`, as libzmq's ZAP refusal). The receive buffer must hold INITIATE (257
     /// bytes and the client's metadata: 320 bytes do).
-    #[cfg(feature = "curve")]
+    #[cfg(all(feature = "curve", feature = "server"))]
     pub fn curve_server<R: rand_core::CryptoRng + rand_core::RngCore>(
         socket_type: SocketType,
         keys: CurveKeyPair,
@@ -244,6 +249,7 @@ impl<'c> Connection<'c> {
     /// [`commit`](Self::commit) returns `Ok(None)` with [`awaits_admission`](Self::awaits_admission)
     /// true; the driver checks [`plain_credentials`](Self::plain_credentials) and calls
     /// [`admit_plain`](Self::admit_plain). The receive buffer must hold HELLO (518 bytes do).
+    #[cfg(feature = "server")]
     pub const fn plain_server(socket_type: SocketType) -> Self {
         let mut c = Self::new(socket_type);
         c.plain_server = true;
@@ -301,7 +307,7 @@ impl<'c> Connection<'c> {
         if self.curve.is_some() {
             return MECHANISM_CURVE;
         }
-        if self.plain.is_some() || self.plain_server {
+        if self.plain.is_some() || self.is_plain_server() {
             MECHANISM_PLAIN
         } else {
             MECHANISM_NULL
@@ -316,7 +322,7 @@ impl<'c> Connection<'c> {
                 .get_mut(..GREETING_LEN)
                 .ok_or(FrameEncodeError::BufferTooSmall)?;
             let mut greeting = Greeting::ours_with(self.mechanism());
-            greeting.as_server = self.is_curve_server() || self.plain_server;
+            greeting.as_server = self.is_server();
             out.copy_from_slice(&greeting.to_bytes());
             self.send_greeting = false;
             return Ok(Some(GREETING_LEN));
@@ -333,11 +339,13 @@ impl<'c> Connection<'c> {
             self.send_hello = false;
             return Ok(Some(n));
         }
+        #[cfg(feature = "server")]
         if self.send_welcome {
             let n = command::encode_welcome(tx)?;
             self.send_welcome = false;
             return Ok(Some(n));
         }
+        #[cfg(feature = "server")]
         if self.send_refusal {
             let out = tx
                 .get_mut(..PLAIN_REFUSAL.len())
@@ -377,8 +385,18 @@ impl<'c> Connection<'c> {
             || self.pong.is_some()
     }
 
+    /// A PLAIN or CURVE server (never without feature `server`: the checks then fold away,
+    /// and the server code with them).
+    fn is_server(&self) -> bool {
+        self.is_plain_server() || self.is_curve_server()
+    }
+
+    fn is_plain_server(&self) -> bool {
+        cfg!(feature = "server") && self.plain_server
+    }
+
     fn is_curve_server(&self) -> bool {
-        #[cfg(feature = "curve")]
+        #[cfg(all(feature = "curve", feature = "server"))]
         if let Some(Curve::Server(_)) = self.curve {
             return true;
         }
@@ -415,7 +433,7 @@ impl<'c> Connection<'c> {
             (_, Decoded::Frame(_)) if self.curve.is_some() => {
                 self.fail(ZmtpError::Curve(CurveError::ReadOnlyBuffer))
             }
-            (Phase::Hello | Phase::PlainInitiate, Decoded::Frame(h)) if self.plain_server => {
+            (Phase::Hello | Phase::PlainInitiate, Decoded::Frame(h)) if self.is_plain_server() => {
                 self.on_plain_server_frame(h, rx)
             }
             (Phase::Welcome | Phase::Ready, Decoded::Frame(h)) => self.on_handshake_frame(h, rx),
@@ -429,7 +447,7 @@ impl<'c> Connection<'c> {
             return self.fail(ZmtpError::Greeting(GreetingError::UnsupportedMechanism));
         }
         self.minor = g.negotiated_minor();
-        if self.is_curve_server() || self.plain_server {
+        if self.is_server() {
             self.phase = Phase::Hello;
         } else if self.plain.is_some() || self.mechanism() != MECHANISM_NULL {
             // PLAIN and CURVE clients start with HELLO.
@@ -543,6 +561,7 @@ impl<'c> Connection<'c> {
 
     /// PLAIN server: the user name and password of the HELLO that
     /// [`awaits_admission`](Self::awaits_admission), in `rx` as the last commit left it.
+    #[cfg(feature = "server")]
     pub fn plain_credentials<'r>(&self, rx: &'r [u8]) -> Option<(&'r [u8], &'r [u8])> {
         let Phase::PlainAdmit {
             user_len,
@@ -561,6 +580,7 @@ impl<'c> Connection<'c> {
     /// it (ERROR `400` as libzmq's PLAIN server sends it is queued for
     /// [`poll_transmit`](Self::poll_transmit), the connection is closed, `Err(Refused)`).
     /// `Err(UnexpectedFrame)` when no PLAIN admission is due.
+    #[cfg(feature = "server")]
     pub fn admit_plain(&mut self, admitted: bool) -> Result<(), ZmtpError> {
         if !matches!(self.phase, Phase::PlainAdmit { .. }) {
             return Err(ZmtpError::UnexpectedFrame);
@@ -722,7 +742,7 @@ impl Connection<'_> {
             return self.curve_frame(header, body);
         }
         match self.phase {
-            Phase::Hello | Phase::PlainInitiate if self.plain_server => {
+            Phase::Hello | Phase::PlainInitiate if self.is_plain_server() => {
                 self.on_plain_server_frame(header, body)
             }
             Phase::Welcome | Phase::Ready => self.on_handshake_frame(header, body),
@@ -831,6 +851,7 @@ impl Connection<'_> {
 #[cfg(feature = "curve")]
 impl Connection<'_> {
     /// CURVE server: the client's long-term public key, once its INITIATE was verified.
+    #[cfg(feature = "server")]
     pub fn curve_client_key(&self) -> Option<&[u8; KEY_LEN]> {
         match &self.curve {
             Some(Curve::Server(s)) => s.client_key(),
@@ -842,6 +863,7 @@ impl Connection<'_> {
     /// the one a commit would have returned) or refuses the client (`ERROR 400` is queued for
     /// [`poll_transmit`](Self::poll_transmit), the connection is closed,
     /// `Err(Curve(Refused))`).
+    #[cfg(feature = "server")]
     pub fn admit(&mut self, admitted: bool) -> Result<Event, ZmtpError> {
         let Phase::Admit(peer) = self.phase else {
             return Err(ZmtpError::Curve(CurveError::OutOfOrder));
@@ -873,6 +895,7 @@ impl Connection<'_> {
     fn curve_session_mut(&mut self) -> Option<&mut CurveSession> {
         match self.curve.as_mut()? {
             Curve::Client(c) => c.session_mut(),
+            #[cfg(feature = "server")]
             Curve::Server(s) => s.session_mut(),
         }
     }
@@ -897,6 +920,7 @@ impl Connection<'_> {
         if self.send_hello {
             let n = match self.curve.as_mut() {
                 Some(Curve::Client(c)) => c.encode_hello(tx),
+                #[cfg(feature = "server")]
                 Some(Curve::Server(s)) => s.encode_welcome(tx),
                 None => Err(CurveError::OutOfOrder),
             }
@@ -907,6 +931,7 @@ impl Connection<'_> {
         if self.send_ready {
             let n = match self.curve.as_mut() {
                 Some(Curve::Client(c)) => c.encode_initiate(meta, tx),
+                #[cfg(feature = "server")]
                 Some(Curve::Server(s)) => s.encode_ready(meta, tx),
                 None => Err(CurveError::OutOfOrder),
             }
@@ -999,12 +1024,14 @@ impl Connection<'_> {
                     minor: self.minor,
                 }))
             }
+            #[cfg(feature = "server")]
             (Some(Curve::Server(s)), Phase::Hello) => {
                 s.on_hello(body).map_err(curve_err)?;
                 self.send_hello = true;
                 self.phase = Phase::Initiate;
                 Ok(None)
             }
+            #[cfg(feature = "server")]
             (Some(Curve::Server(s)), Phase::Initiate) => {
                 let meta = s.on_initiate(body).map_err(curve_err)?;
                 let peer = self.peer_type(body.get(meta).unwrap_or(&[]))?;
@@ -1077,6 +1104,7 @@ pub fn encode_subscription(
 /// libzmq 4.3's PLAIN refusal: its `"\x05ERROR"` literal reads as `0x5E 'RROR'` in C, and
 /// libzmq's PLAIN client only recognises that form (a well-formed ERROR is an "unexpected
 /// command" to it); recorded in `testdata/libzmq-plain-xpub-refused.bin`.
+#[cfg(feature = "server")]
 const PLAIN_REFUSAL: [u8; 11] = [0x04, 9, 0x5E, b'R', b'R', b'O', b'R', 3, b'4', b'0', b'0'];
 
 /// HELLO's data after its name: `user-len user password-len password`.
@@ -1503,6 +1531,7 @@ mod tests {
 
     /// Moves everything `from` has to send into `to`, `chunk` bytes at a time; returns the
     /// last event and the bytes sent.
+    #[cfg(feature = "server")]
     fn pump_plain(
         from: &mut Connection,
         to: &mut Connection,
@@ -1531,6 +1560,7 @@ mod tests {
         (last, total)
     }
 
+    #[cfg(feature = "server")]
     #[test]
     fn plain_server_admits_and_refuses_our_client() {
         for chunk in [1, 5, 600] {
@@ -1595,6 +1625,7 @@ mod tests {
         }
     }
 
+    #[cfg(feature = "server")]
     #[test]
     fn plain_server_refuses_what_does_not_belong() {
         let plain = Greeting::ours_with(b"PLAIN").to_bytes();
@@ -1654,7 +1685,8 @@ mod tests {
     }
 }
 
-#[cfg(all(test, feature = "curve"))]
+// Client against server: needs feature `server` too.
+#[cfg(all(test, feature = "curve", feature = "server"))]
 mod curve_tests {
     use super::*;
     use crate::zmtp::curve::CurveKeyPair;
