@@ -888,6 +888,7 @@ impl Connection<'_> {
     pub fn curve_session(&self) -> Option<&CurveSession> {
         match self.curve.as_ref()? {
             Curve::Client(c) => c.session(),
+            #[cfg(feature = "server")]
             Curve::Server(s) => s.session(),
         }
     }
