@@ -258,6 +258,9 @@ pub(crate) struct PubConn {
     backoff: Duration,
     /// The master's addresses, resolved once (resolving may block); their ports are ignored.
     addrs: Vec<SocketAddr>,
+    /// The grant's port at the last attempt: a new one (the master restarted or moved the
+    /// topic) is tried at once, not after the backoff the old one earned.
+    tried_port: u16,
     /// Bytes taken from the outbox and not yet written, from `pending_at`.
     pending: Vec<u8>,
     pending_at: usize,
@@ -287,6 +290,7 @@ impl PubConn {
             phase: Phase::Idle(Instant::now()),
             backoff: RECONNECT_FIRST,
             addrs: Vec::new(),
+            tried_port: 0,
             pending: Vec::with_capacity(64 * 1024),
             pending_at: 0,
         }
@@ -309,7 +313,12 @@ impl PubConn {
         let port = self.shared.target.port.load(Ordering::Acquire);
         let mut ping = false;
         match &mut self.phase {
-            Phase::Idle(at) if now >= *at => self.connect(registry, token),
+            Phase::Idle(at) if now >= *at || port != self.tried_port => {
+                if port != self.tried_port {
+                    self.backoff = RECONNECT_FIRST;
+                }
+                self.connect(registry, token)
+            }
             Phase::Idle(_) | Phase::Done => {}
             Phase::Connecting(_, p) if *p != port => self.lost(registry, token, true),
             Phase::Connecting(..) => self.advance(registry, token),
@@ -370,6 +379,7 @@ impl PubConn {
     fn connect(&mut self, registry: &Registry, token: Token) {
         let t = &self.shared.target;
         let port = t.port.load(Ordering::Acquire);
+        self.tried_port = port;
         if self.addrs.is_empty() {
             // Blocks the I/O thread only for a name that is not resolved yet.
             self.addrs = handshake::resolve(&t.host, port).unwrap_or_default();
