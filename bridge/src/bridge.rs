@@ -256,6 +256,7 @@ impl Bridge {
     pub fn run_out(self: &Arc<Self>, engine: Arc<dyn Engine>) {
         let mut started: HashSet<String> = HashSet::new();
         let mut unnamed: HashSet<String> = HashSet::new();
+        let list_log = RateLimited::default();
         while !self.stop.load(Ordering::Relaxed) {
             match self.node.topics() {
                 Ok(topics) => {
@@ -289,7 +290,13 @@ impl Bridge {
                         }
                     }
                 }
-                Err(e) => debug!("topic list: {e}"),
+                // A master away (restarting) or refusing the bridge's credentials: new `--out`
+                // topics are not picked up meanwhile; topics already bridged keep their threads.
+                Err(e) => {
+                    if let Some(n) = list_log.due() {
+                        warn!(count = n, "cannot read the master's topic list: {e}");
+                    }
+                }
             }
             std::thread::sleep(self.opts.poll);
         }

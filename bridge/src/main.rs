@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 use zerosmq_bridge::mqtt::{self, Mqtt, MqttConfig};
 use zerosmq_bridge::zenoh_engine::{Zenoh, ZenohConfig};
 use zerosmq_bridge::{Bridge, Engine, Glob, Options};
@@ -44,6 +44,27 @@ struct Args {
     /// Print the counters every SECS seconds when they changed (0: only on link changes and exit).
     #[arg(long, default_value_t = 10)]
     stats_secs: u64,
+
+    /// The master's CURVE public key (Z85, the first line of its key file): encrypt and
+    /// authenticate every master connection with CURVE, for a master started with --curve-keys.
+    #[arg(long, env = zerosmq::CURVE_SERVER_KEY_ENV, hide_env_values = true, value_name = "KEY")]
+    curve_server_key: Option<String>,
+    /// The bridge's CURVE key file (public key, then secret key, Z85, as `zerosmq-master
+    /// --curve-keygen` writes it), for a master with --curve-clients; without it the bridge makes
+    /// an ephemeral key pair.
+    #[arg(long, env = zerosmq::CURVE_KEYS_ENV, requires = "curve_server_key", value_name = "FILE")]
+    curve_keys: Option<std::path::PathBuf>,
+    /// PLAIN user name towards a master started with --passwords.
+    #[arg(long, env = "ZEROSMQ_PLAIN_USER", conflicts_with = "curve_server_key")]
+    plain_user: Option<String>,
+    /// PLAIN password (better: the environment variable).
+    #[arg(
+        long,
+        env = "ZEROSMQ_PLAIN_PASSWORD",
+        hide_env_values = true,
+        requires = "plain_user"
+    )]
+    plain_password: Option<String>,
 
     /// MQTT broker: mqtt://HOST:PORT.
     #[arg(long, value_name = "URL")]
@@ -105,6 +126,27 @@ fn main() {
     }
 }
 
+/// Asks the master once before anything is bridged: credentials it refuses (a wrong CURVE server
+/// key, a key or PLAIN user it does not admit) stop the bridge with the reason, since retrying
+/// cannot fix them; a master that does not answer yet is waited for (it may start later).
+fn check_master(node: &zerosmq::Node) -> Result<(), String> {
+    use zerosmq::Error;
+    match node.topics() {
+        Ok(_) => Ok(()),
+        Err(
+            e @ (Error::AuthFailed { .. }
+            | Error::WrongServerKey { .. }
+            | Error::CurveRefused { .. }
+            | Error::InvalidKey
+            | Error::KeyFile { .. }),
+        ) => Err(format!("cannot join the master: {e}")),
+        Err(e) => {
+            warn!("the master does not answer yet ({e}); the bridge keeps trying");
+            Ok(())
+        }
+    }
+}
+
 fn run(args: Args) -> Result<(), String> {
     let kind = match (args.mqtt.is_some(), args.zenoh()) {
         (true, false) => "mqtt",
@@ -128,7 +170,20 @@ fn run(args: Args) -> Result<(), String> {
     if let Some(m) = &args.master {
         builder = builder.master(m.clone());
     }
+    if let Some(server) = &args.curve_server_key {
+        let keys = args
+            .curve_keys
+            .as_ref()
+            .map(zerosmq::curve::load_keys)
+            .transpose()
+            .map_err(|e| e.to_string())?;
+        builder = builder.curve(server, keys);
+    }
+    if let Some(user) = &args.plain_user {
+        builder = builder.plain(user, args.plain_password.clone().unwrap_or_default());
+    }
     let node = builder.connect().map_err(|e| e.to_string())?;
+    check_master(&node)?;
     let opts = Options {
         prefix: args.prefix.trim_end_matches('/').to_owned(),
         out: args.out.iter().map(|p| Glob::new(p)).collect(),

@@ -166,8 +166,14 @@ pub struct Master {
 
 impl Master {
     pub fn start(port: u16) -> Master {
+        Master::start_with(port, &[])
+    }
+
+    /// With more arguments (`--curve-keys FILE`, `--passwords FILE`).
+    pub fn start_with(port: u16, extra: &[&str]) -> Master {
         let mut cmd = Command::new(master_bin());
         cmd.args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+            .args(extra)
             .env("NO_COLOR", "1")
             .env("RUST_LOG", "info");
         let proc = Proc::spawn("master", cmd);
@@ -317,6 +323,58 @@ pub fn bridge(args: &[&str]) -> Proc {
         .env("NO_COLOR", "1")
         .env("RUST_LOG", "info");
     Proc::spawn("bridge", cmd)
+}
+
+/// Waits for a process to exit by itself (at most `WAIT`; killed after it): its exit code.
+pub fn wait_exit(p: &mut Proc) -> Option<i32> {
+    let deadline = Instant::now() + WAIT;
+    while Instant::now() < deadline {
+        if let Ok(Some(status)) = p.child.try_wait() {
+            return status.code();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!(
+        "{} did not exit within {WAIT:?}; output:\n{}",
+        p.name,
+        p.lines().join("\n")
+    );
+}
+
+/// A CURVE key pair written by `zerosmq-master --curve-keygen FILE`: its public key.
+pub fn curve_keygen(file: &Path) -> String {
+    let out = Command::new(master_bin())
+        .arg("--curve-keygen")
+        .arg(file)
+        .output()
+        .expect("zerosmq-master --curve-keygen runs");
+    assert!(out.status.success(), "--curve-keygen failed: {out:?}");
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// A fresh directory under the system's temporary directory, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(what: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!(
+            "zerosmq-bridge-{what}-{}-{}",
+            std::process::id(),
+            free_port()
+        ));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        TempDir(dir)
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 /// Stops the bridge with SIGTERM and reads its final counters.
