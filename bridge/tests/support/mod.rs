@@ -55,12 +55,25 @@ pub fn master_bin() -> PathBuf {
     path
 }
 
-/// A TCP port free right now on 127.0.0.1.
+/// A TCP port free right now on 127.0.0.1, for a listener a child process opens later. Taken
+/// below the kernel's ephemeral range (`ip_local_port_range`, 32768 and up by default): a port
+/// from `bind(0)` is released before the child binds it, and in between an outgoing connection
+/// of a concurrent test (masters, Zenoh, mosquitto) could be given it ("Address already in use").
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    use std::sync::atomic::{AtomicU16, Ordering};
+    const LOW: u16 = 20_000;
+    const SPAN: u16 = 12_000;
+    // Each test binary starts at its own place; tests in it take ports one after another.
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let start = (std::process::id() % u32::from(SPAN)) as u16;
+    for _ in 0..SPAN {
+        let offset = (start + NEXT.fetch_add(1, Ordering::Relaxed) % SPAN) % SPAN;
+        let port = LOW + offset;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {LOW}..{}", LOW + SPAN)
 }
 
 /// A child process whose output lines are collected and can be waited for.
@@ -380,12 +393,9 @@ impl Drop for TempDir {
 /// Stops the bridge with SIGTERM and reads its final counters.
 pub fn final_counters(bridge: &mut Proc) -> std::collections::HashMap<String, u64> {
     bridge.terminate();
-    let line = bridge
-        .lines()
-        .into_iter()
-        .rev()
-        .find(|l| l.starts_with("counters: final"))
-        .unwrap_or_else(|| panic!("no final counters; output:\n{}", bridge.lines().join("\n")));
+    // From the line channel, not `lines()`: the process may have exited before its reader
+    // thread collected the last line.
+    let line = bridge.wait_line(&["counters: final"]);
     line.split_whitespace()
         .filter_map(|kv| kv.split_once('='))
         .filter_map(|(k, v)| Some((k.to_owned(), v.parse().ok()?)))
