@@ -45,10 +45,44 @@ pub trait Engine: Send + Sync + 'static {
     fn kind(&self) -> &'static str;
     /// The engine's name for master topic `topic`, or `None` when the engine cannot carry it.
     fn key_for(&self, topic: &str) -> Option<String>;
-    /// Sends one message; false when it was dropped (link down, queue full).
-    fn send(&self, key: &str, payload: &[u8]) -> bool;
+    /// Sends one message, or says why it was dropped.
+    fn send(&self, key: &str, payload: &[u8]) -> Result<(), SendError>;
     /// Called once per key before its first message (an engine may declare a publisher).
     fn open(&self, _key: &str) {}
+    /// Messages it took but has not finished (MQTT: queued, or QoS 1 not acknowledged), which
+    /// an exit now would lose.
+    fn unsettled(&self) -> u64 {
+        0
+    }
+}
+
+/// Why an engine did not take a message; each reason has its counter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendError {
+    /// No broker connection, or no Zenoh subscriber matching the key (the link is down).
+    LinkDown,
+    /// The engine's queue is full (the broker does not take messages as fast as they come).
+    QueueFull,
+    /// The engine refused the message (a Zenoh put or publisher declaration failed).
+    Failed,
+}
+
+impl std::fmt::Display for SendError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            SendError::LinkDown => "the engine link is down",
+            SendError::QueueFull => "the engine's queue is full",
+            SendError::Failed => "the engine refused the message",
+        })
+    }
+}
+
+/// Why a message from the engine was not published into the master.
+#[derive(Debug, Clone, Copy)]
+enum InLoss {
+    QueueFull,
+    NotReady,
+    Failed,
 }
 
 /// Logs at most once a second, with the number of events since the last line.
@@ -94,6 +128,7 @@ pub struct Bridge {
     in_topics: Mutex<HashSet<String>>,
     refused_log: RateLimited,
     lost_log: RateLimited,
+    out_lost_log: RateLimited,
     stop: AtomicBool,
 }
 
@@ -110,6 +145,7 @@ impl Bridge {
             in_topics: Mutex::new(HashSet::new()),
             refused_log: RateLimited::default(),
             lost_log: RateLimited::default(),
+            out_lost_log: RateLimited::default(),
             stop: AtomicBool::new(false),
         });
         let b = bridge.clone();
@@ -187,14 +223,26 @@ impl Bridge {
             .try_send((topic.to_owned(), payload.to_vec()))
         {
             Ok(()) => {}
-            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
-                self.lost_in(topic, "the queue towards the master is full")
+            Err(TrySendError::Full(_)) => self.lost_in(
+                topic,
+                InLoss::QueueFull,
+                "the queue towards the master is full",
+            ),
+            // Only when the writer thread is gone (the bridge is stopping).
+            Err(TrySendError::Disconnected(_)) => {
+                self.lost_in(topic, InLoss::Failed, "the master writer has stopped")
             }
         }
     }
 
-    fn lost_in(&self, topic: &str, why: &str) {
-        Counters::bump(&self.counters.in_lost);
+    fn lost_in(&self, topic: &str, loss: InLoss, why: &str) {
+        let c = &self.counters;
+        let reason = match loss {
+            InLoss::QueueFull => &c.in_queue_full,
+            InLoss::NotReady => &c.in_not_ready,
+            InLoss::Failed => &c.in_failed,
+        };
+        Counters::lose(&c.in_lost, reason, 1);
         if let Some(n) = self.lost_log.due() {
             warn!(
                 topic,
@@ -212,7 +260,7 @@ impl Bridge {
         for (topic, payload) in rx {
             if !pubs.contains_key(&topic) {
                 if retry_at.get(&topic).is_some_and(|t| Instant::now() < *t) {
-                    self.lost_in(&topic, "no publisher on the master yet");
+                    self.lost_in(&topic, InLoss::NotReady, "no publisher on the master yet");
                     continue;
                 }
                 match self.node.advertise(&topic) {
@@ -227,7 +275,7 @@ impl Bridge {
                     Err(e) => {
                         warn!(topic, "cannot publish into the master: {e}");
                         retry_at.insert(topic.clone(), Instant::now() + Duration::from_secs(1));
-                        self.lost_in(&topic, "no publisher on the master");
+                        self.lost_in(&topic, InLoss::NotReady, "no publisher on the master");
                         continue;
                     }
                 }
@@ -236,7 +284,7 @@ impl Bridge {
                 continue;
             };
             if !p.is_ready().unwrap_or(false) {
-                self.lost_in(&topic, "the master is not connected");
+                self.lost_in(&topic, InLoss::NotReady, "the master is not connected");
                 continue;
             }
             self.echo.expect(&topic, &payload);
@@ -244,7 +292,7 @@ impl Bridge {
                 Ok(()) => Counters::bump(&self.counters.in_sent),
                 Err(e) => {
                     debug!(topic, "publish failed: {e}");
-                    self.lost_in(&topic, "publish failed");
+                    self.lost_in(&topic, InLoss::Failed, "publish failed");
                 }
             }
         }
@@ -318,28 +366,40 @@ impl Bridge {
         engine.open(key);
         info!(topic, key, "bridging out");
         let c = &self.counters;
+        let recv_log = RateLimited::default();
         while !self.stop.load(Ordering::Relaxed) {
             match sub.recv_timeout(Duration::from_millis(500)) {
                 Ok(Some(m)) => {
                     if self.echo.is_echo(topic, m.payload()) {
                         Counters::bump(&c.echoes);
-                    } else if engine.send(key, m.payload()) {
-                        Counters::bump(&c.out_sent);
                     } else {
-                        Counters::bump(&c.out_lost);
-                        if let Some(n) = self.lost_log.due() {
-                            warn!(
-                                topic,
-                                count = n,
-                                "lost messages towards the engine: link down or queue full; {}",
-                                c.line()
-                            );
+                        match engine.send(key, m.payload()) {
+                            Ok(()) => Counters::bump(&c.out_sent),
+                            Err(e) => {
+                                let reason = match e {
+                                    SendError::LinkDown => &c.out_link_down,
+                                    SendError::QueueFull => &c.out_queue_full,
+                                    SendError::Failed => &c.out_failed,
+                                };
+                                Counters::lose(&c.out_lost, reason, 1);
+                                if let Some(n) = self.out_lost_log.due() {
+                                    warn!(
+                                        topic,
+                                        count = n,
+                                        "lost messages towards the engine: {e}; {}",
+                                        c.line()
+                                    );
+                                }
+                            }
                         }
                     }
                 }
                 Ok(None) => {}
                 Err(e) => {
-                    debug!(topic, "receive: {e}");
+                    Counters::bump(&c.out_recv_errors);
+                    if let Some(n) = recv_log.due() {
+                        warn!(topic, count = n, "receive from the master failed: {e}");
+                    }
                     std::thread::sleep(Duration::from_millis(200));
                 }
             }

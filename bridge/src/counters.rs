@@ -7,14 +7,33 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 pub struct Counters {
     /// Messages from the master sent to the engine.
     pub out_sent: AtomicU64,
-    /// Messages from the master that could not be sent: the engine link was down or its queue
-    /// was full.
+    /// Messages from the master that did not reach the engine: the sum of the four `out_*`
+    /// reasons below.
     pub out_lost: AtomicU64,
+    /// ... because the engine link was down (no broker connection; no Zenoh subscriber matching).
+    pub out_link_down: AtomicU64,
+    /// ... because the engine's queue was full (MQTT: the client's request queue, while the
+    /// broker does not take messages).
+    pub out_queue_full: AtomicU64,
+    /// ... because the engine refused them (a Zenoh put or publisher declaration failed).
+    pub out_failed: AtomicU64,
+    /// ... because the broker came back without the bridge's session: the QoS 1 messages it had
+    /// not acknowledged.
+    pub out_session_lost: AtomicU64,
+    /// Receives from the master that failed (a bad frame, a broken link): each is logged; what
+    /// the master dropped there is not visible to the bridge.
+    pub out_recv_errors: AtomicU64,
     /// Messages from the engine published into the master.
     pub in_sent: AtomicU64,
-    /// Messages from the engine that could not be published: the master link was down (the
-    /// publisher not ready) or the bridge's queue towards the master was full.
+    /// Messages from the engine that were not published into the master: the sum of the three
+    /// `in_*` reasons below.
     pub in_lost: AtomicU64,
+    /// ... because the bridge's queue towards the master was full.
+    pub in_queue_full: AtomicU64,
+    /// ... because the master was not connected (no publisher yet, or not ready).
+    pub in_not_ready: AtomicU64,
+    /// ... because the publish call failed.
+    pub in_failed: AtomicU64,
     /// Engine keys refused: not `PREFIX/TOPIC` with a valid topic name.
     pub in_bad_name: AtomicU64,
     /// Engine messages refused: payload over `--max-payload`.
@@ -39,15 +58,29 @@ impl Counters {
         c.fetch_add(1, Relaxed);
     }
 
+    /// Counts `n` lost messages under `reason` and in the total `total`.
+    pub fn lose(total: &AtomicU64, reason: &AtomicU64, n: u64) {
+        reason.fetch_add(n, Relaxed);
+        total.fetch_add(n, Relaxed);
+    }
+
     /// One `key=value` line of every counter.
     pub fn line(&self) -> String {
         let g = |c: &AtomicU64| c.load(Relaxed);
         format!(
-            "out_sent={} out_lost={} in_sent={} in_lost={} in_bad_name={} in_oversized={} in_too_many_topics={} in_not_matched={} echoes={} engine_echoes={} out_bad_name={} engine_connects={}",
+            "out_sent={} out_lost={} out_link_down={} out_queue_full={} out_failed={} out_session_lost={} out_recv_errors={} in_sent={} in_lost={} in_queue_full={} in_not_ready={} in_failed={} in_bad_name={} in_oversized={} in_too_many_topics={} in_not_matched={} echoes={} engine_echoes={} out_bad_name={} engine_connects={}",
             g(&self.out_sent),
             g(&self.out_lost),
+            g(&self.out_link_down),
+            g(&self.out_queue_full),
+            g(&self.out_failed),
+            g(&self.out_session_lost),
+            g(&self.out_recv_errors),
             g(&self.in_sent),
             g(&self.in_lost),
+            g(&self.in_queue_full),
+            g(&self.in_not_ready),
+            g(&self.in_failed),
             g(&self.in_bad_name),
             g(&self.in_oversized),
             g(&self.in_too_many_topics),

@@ -15,7 +15,7 @@ pub mod glob;
 pub mod mqtt;
 pub mod zenoh_engine;
 
-pub use bridge::{Bridge, Engine, Options};
+pub use bridge::{Bridge, Engine, Options, SendError};
 pub use counters::Counters;
 pub use glob::Glob;
 

@@ -19,11 +19,11 @@ use std::time::Duration;
 
 use rumqttc::v5::mqttbytes::v5::{Filter, Packet, PublishProperties};
 use rumqttc::v5::mqttbytes::QoS;
-use rumqttc::v5::{Client, Connection, Event, MqttOptions};
+use rumqttc::v5::{Client, ClientError, Connection, Event, MqttOptions};
 use rumqttc::Outgoing;
 use tracing::{info, warn};
 
-use crate::bridge::{Bridge, Engine};
+use crate::bridge::{Bridge, Engine, SendError};
 use crate::counters::Counters;
 
 /// The user property that marks a message's origin bridge.
@@ -138,7 +138,7 @@ impl Mqtt {
             match event {
                 Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                     if !ack.session_present && unsettled > 0 {
-                        c.out_lost.fetch_add(unsettled, Ordering::Relaxed);
+                        Counters::lose(&c.out_lost, &c.out_session_lost, unsettled);
                         self.done.fetch_add(unsettled, Ordering::Relaxed);
                         warn!(
                             lost = unsettled,
@@ -217,9 +217,14 @@ impl Engine for Mqtt {
         mqtt_topic_ok(topic).then(|| format!("{}/{topic}", self.prefix))
     }
 
-    fn send(&self, key: &str, payload: &[u8]) -> bool {
+    fn unsettled(&self) -> u64 {
+        let done = self.done.load(Ordering::Relaxed);
+        self.handed.load(Ordering::Relaxed).saturating_sub(done)
+    }
+
+    fn send(&self, key: &str, payload: &[u8]) -> Result<(), SendError> {
         if !self.up.load(Ordering::Acquire) {
-            return false;
+            return Err(SendError::LinkDown);
         }
         let props = PublishProperties {
             user_properties: vec![(ORIGIN_PROPERTY.to_owned(), self.origin.clone())],
@@ -231,9 +236,14 @@ impl Engine for Mqtt {
         {
             Ok(()) => {
                 self.handed.fetch_add(1, Ordering::Relaxed);
-                true
+                Ok(())
             }
-            Err(_) => false,
+            // The broker does not take messages as fast as they come (QoS 1: its receive
+            // maximum of unacknowledged messages is reached) and the request queue filled up.
+            Err(ClientError::TryRequest(_)) if self.up.load(Ordering::Acquire) => {
+                Err(SendError::QueueFull)
+            }
+            Err(_) => Err(SendError::LinkDown),
         }
     }
 }

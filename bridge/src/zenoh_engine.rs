@@ -21,7 +21,7 @@ use zenoh::qos::CongestionControl;
 use zenoh::sample::Locality;
 use zenoh::{Config, Session, Wait};
 
-use crate::bridge::{Bridge, Engine};
+use crate::bridge::{Bridge, Engine, RateLimited, SendError};
 use crate::counters::Counters;
 
 /// How to join Zenoh.
@@ -89,6 +89,7 @@ pub struct Zenoh {
     origin: String,
     publishers: Mutex<HashMap<String, (Publisher<'static>, MatchingListener<()>)>>,
     _subscriber: Subscriber<()>,
+    put_log: RateLimited,
 }
 
 impl Zenoh {
@@ -132,6 +133,7 @@ impl Zenoh {
             origin,
             publishers: Mutex::new(HashMap::new()),
             _subscriber: subscriber,
+            put_log: RateLimited::default(),
         }))
     }
 }
@@ -157,19 +159,24 @@ impl Engine for Zenoh {
         self.declare(&mut pubs, key);
     }
 
-    fn send(&self, key: &str, payload: &[u8]) -> bool {
+    fn send(&self, key: &str, payload: &[u8]) -> Result<(), SendError> {
         let mut pubs = self.publishers.lock().unwrap_or_else(|e| e.into_inner());
         let Some((p, _)) = self.declare(&mut pubs, key) else {
-            return false;
+            return Err(SendError::Failed);
         };
         // Nobody on the other side (the link is down): counted, not silently dropped.
         if !p.matching_status().wait().is_ok_and(|s| s.matching()) {
-            return false;
+            return Err(SendError::LinkDown);
         }
         p.put(payload.to_vec())
             .attachment(self.origin.as_bytes().to_vec())
             .wait()
-            .is_ok()
+            .map_err(|e| {
+                if let Some(n) = self.put_log.due() {
+                    warn!(key, count = n, "zenoh put failed: {e}");
+                }
+                SendError::Failed
+            })
     }
 }
 

@@ -321,3 +321,68 @@ fn bad_input_is_refused_and_counted() {
     assert_eq!(c["in_too_many_topics"], 43, "{c:?}");
     assert!(bridge.count("refused") >= 1, "a log line says why");
 }
+
+/// mosquitto stopped (SIGSTOP: the TCP connection stays up, the broker takes nothing) while a
+/// node publishes 12,000 messages at QoS 1: the bridge hands the broker what its receive maximum
+/// allows, queues 10,000 more, and counts every further one under `out_queue_full` with a log
+/// line; after SIGCONT the queue drains, and `out_lost` is exactly what mosquitto_sub missed.
+#[test]
+fn broker_not_taking_queue_full_is_counted() {
+    let master = Master::start(0);
+    let broker = Mosquitto::start();
+    let endpoint = master.endpoint();
+    let url = broker.url();
+    let mut bridge = bridge(&[
+        "--master", &endpoint, "--mqtt", &url, "--qos", "1", "--out", "seq",
+    ]);
+    bridge.wait_line(&["mqtt subscribed"]);
+    // QoS 0 towards the witness: mosquitto queues at most 1,000 QoS 1 messages for a subscriber
+    // (max_queued_messages) and would drop the rest of the burst where the bridge cannot see it.
+    let sub = mosquitto_sub(&broker, "zerosmq/seq", 0, None);
+    let node = node(&master, "talker");
+    let mut p = node.advertise("seq").expect("advertise");
+    p.wait_ready(WAIT).expect("ready");
+    bridge.wait_line(&["bridging out", "seq"]);
+    publish_seq(&mut p, "s ", 0..100, Duration::ZERO);
+    wait_count(&sub, 100);
+
+    let signal = |sig: &str| {
+        let ok = std::process::Command::new("kill")
+            .args([sig, &broker.proc.child.id().to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "kill {sig} mosquitto");
+    };
+    signal("-STOP");
+    let burst = 12_000;
+    publish_seq(&mut p, "s ", 100..100 + burst, Duration::ZERO);
+    let line = bridge.wait_line(&["lost messages towards the engine", "queue is full"]);
+    signal("-CONT");
+    // Markers one at a time until one arrives: the broker takes messages again and, as the
+    // connection delivers in order, everything the bridge queued before it has arrived.
+    let mut next = 100 + burst;
+    let arrived = (0..200).any(|_| {
+        let marker = format!("s {next}");
+        publish_seq(&mut p, "s ", next..next + 1, Duration::ZERO);
+        next += 1;
+        wait_until(Duration::from_secs(1), || {
+            payloads(&sub).iter().any(|l| *l == marker)
+        })
+    });
+    assert!(arrived, "the broker took messages again");
+    let c = final_counters(&mut bridge);
+    let (missing, ordered) = missing_and_order(&payloads(&sub), "s ", next);
+    println!(
+        "figures: mqtt broker stopped during a burst of {burst} at qos 1: mosquitto_sub missed \
+         {missing} of {next}, bridge counted out_lost={} (out_queue_full={}); first loss line: {line}",
+        c["out_lost"], c["out_queue_full"]
+    );
+    assert!(ordered);
+    assert!(c["out_queue_full"] > 0, "{c:?}");
+    assert_eq!(c["out_lost"], c["out_queue_full"], "{c:?}");
+    assert_eq!(
+        c["out_lost"], missing,
+        "counted loss equals what the receiver missed: {c:?}"
+    );
+    assert_eq!(c["engine_connects"], 1, "the link stayed up: {c:?}");
+}
