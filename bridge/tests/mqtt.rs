@@ -365,9 +365,7 @@ fn broker_not_taking_queue_full_is_counted() {
         let marker = format!("s {next}");
         publish_seq(&mut p, "s ", next..next + 1, Duration::ZERO);
         next += 1;
-        wait_until(Duration::from_secs(1), || {
-            payloads(&sub).iter().any(|l| *l == marker)
-        })
+        wait_until(Duration::from_secs(1), || payloads(&sub).contains(&marker))
     });
     assert!(arrived, "the broker took messages again");
     let c = final_counters(&mut bridge);
