@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds and tests zerosmq-bridge (bridge/, its own cargo workspace: zenoh and rumqttc stay out
 # of the main build). Installs what its tests need when missing: mosquitto and its clients
-# (Debian), eclipse-zenoh (PyPI, the same protocol version as the zenoh crate). The tests start
+# (Debian), openssl (the TLS test's certificates), eclipse-zenoh (PyPI, the same protocol version as the zenoh crate). The tests start
 # the master binary of the main workspace (built into ./target if it is not there yet).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,6 +12,8 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 missing=()
 command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || missing+=(mosquitto)
 command -v mosquitto_sub >/dev/null || missing+=(mosquitto-clients)
+# The MQTT TLS test makes its CA and broker certificates with the openssl command.
+command -v openssl >/dev/null || missing+=(openssl)
 if [ ${#missing[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"

@@ -69,9 +69,19 @@ struct Args {
     )]
     plain_password: Option<String>,
 
-    /// MQTT broker: mqtt://HOST:PORT.
+    /// MQTT broker: mqtt://HOST:PORT, or mqtts://HOST:PORT for TLS.
     #[arg(long, value_name = "URL")]
     mqtt: Option<String>,
+    /// mqtts: CA certificates (PEM) the broker's certificate must chain to (default: the
+    /// system's).
+    #[arg(long, value_name = "FILE")]
+    mqtt_ca: Option<std::path::PathBuf>,
+    /// mqtts: the bridge's client certificate (PEM), for a broker that requires one.
+    #[arg(long, value_name = "FILE", requires_all = ["mqtt_key", "mqtt_ca"])]
+    mqtt_cert: Option<std::path::PathBuf>,
+    /// mqtts: the private key (PEM) of --mqtt-cert.
+    #[arg(long, value_name = "FILE", requires = "mqtt_cert")]
+    mqtt_key: Option<std::path::PathBuf>,
     /// MQTT QoS of what the bridge publishes and subscribes: 0 or 1.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(0..=1))]
     qos: u8,
@@ -207,15 +217,33 @@ fn run(args: Args) -> Result<(), String> {
         Zenoh::start(&config, id.clone(), bridge.clone())?
     } else {
         let url = args.mqtt.as_deref().unwrap_or_default();
-        let (host, port) = mqtt::parse_url(url)?;
+        let broker = mqtt::parse_url(url)?;
+        let read = |p: &std::path::PathBuf| {
+            std::fs::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()))
+        };
+        let tls = if broker.tls {
+            let client_auth = match (&args.mqtt_cert, &args.mqtt_key) {
+                (Some(c), Some(k)) => Some((read(c)?, read(k)?)),
+                _ => None,
+            };
+            Some(mqtt::Tls {
+                ca: args.mqtt_ca.as_ref().map(read).transpose()?,
+                client_auth,
+            })
+        } else if args.mqtt_ca.is_some() || args.mqtt_cert.is_some() {
+            return Err("--mqtt-ca and --mqtt-cert need an mqtts:// broker address".into());
+        } else {
+            None
+        };
         let credentials = match (&args.mqtt_user, &args.mqtt_password) {
             (Some(u), Some(p)) => Some((u.clone(), p.clone())),
             (Some(u), None) => Some((u.clone(), String::new())),
             _ => None,
         };
         let config = MqttConfig {
-            host,
-            port,
+            host: broker.host,
+            port: broker.port,
+            tls,
             qos: args.qos,
             credentials,
             client_id: args

@@ -20,10 +20,10 @@ use std::time::Duration;
 use rumqttc::v5::mqttbytes::v5::{Filter, Packet, PublishProperties};
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::{Client, ClientError, Connection, Event, MqttOptions};
-use rumqttc::Outgoing;
+use rumqttc::{Outgoing, Transport};
 use tracing::{info, warn};
 
-use crate::bridge::{Bridge, Engine, SendError};
+use crate::bridge::{Bridge, Engine, RateLimited, SendError};
 use crate::counters::Counters;
 
 /// The user property that marks a message's origin bridge.
@@ -48,25 +48,49 @@ pub struct MqttConfig {
     pub keep_alive: Duration,
     /// How long the broker keeps the session after a disconnect.
     pub session_expiry: u32,
+    /// `mqtts://`: TLS (rustls) with these certificates.
+    pub tls: Option<Tls>,
 }
 
-/// Parses `mqtt://HOST:PORT` (or `HOST:PORT`, or `HOST` for port 1883).
-pub fn parse_url(url: &str) -> Result<(String, u16), String> {
-    let rest = url.strip_prefix("mqtt://").unwrap_or(url);
+/// A broker address: `mqtt://HOST:PORT` (or `HOST:PORT`, or `HOST` for port 1883), or
+/// `mqtts://HOST:PORT` for TLS (port 8883 by default).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerUrl {
+    pub host: String,
+    pub port: u16,
+    pub tls: bool,
+}
+
+/// Parses a broker address (see [`BrokerUrl`]).
+pub fn parse_url(url: &str) -> Result<BrokerUrl, String> {
+    let (rest, tls) = match url.strip_prefix("mqtts://") {
+        Some(r) => (r, true),
+        None => (url.strip_prefix("mqtt://").unwrap_or(url), false),
+    };
     let rest = rest.trim_end_matches('/');
     if rest.is_empty() || rest.contains('/') {
         return Err(format!(
-            "invalid MQTT address '{url}' (expected mqtt://HOST:PORT)"
+            "invalid MQTT address '{url}' (expected mqtt://HOST:PORT or mqtts://HOST:PORT)"
         ));
     }
-    match rest.rsplit_once(':') {
-        Some((h, p)) if !h.is_empty() => Ok((
+    let (host, port) = match rest.rsplit_once(':') {
+        Some((h, p)) if !h.is_empty() => (
             h.to_owned(),
             p.parse().map_err(|_| format!("invalid port in '{url}'"))?,
-        )),
-        Some(_) => Err(format!("invalid MQTT address '{url}'")),
-        None => Ok((rest.to_owned(), 1883)),
-    }
+        ),
+        Some(_) => return Err(format!("invalid MQTT address '{url}'")),
+        None => (rest.to_owned(), if tls { 8883 } else { 1883 }),
+    };
+    Ok(BrokerUrl { host, port, tls })
+}
+
+/// TLS towards the broker (`mqtts://`).
+#[derive(Debug, Clone, Default)]
+pub struct Tls {
+    /// CA certificates (PEM) the broker's certificate must chain to; `None`: the system's.
+    pub ca: Option<Vec<u8>>,
+    /// The bridge's certificate and private key (PEM), for a broker that asks for one.
+    pub client_auth: Option<(Vec<u8>, Vec<u8>)>,
 }
 
 /// The MQTT side of a bridge.
@@ -103,6 +127,14 @@ impl Mqtt {
         if let Some((u, p)) = &config.credentials {
             opts.set_credentials(u.clone(), p.clone());
         }
+        if let Some(tls) = &config.tls {
+            // rumqttc builds its rustls configuration with the process's default provider.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            opts.set_transport(match &tls.ca {
+                Some(ca) => Transport::tls(ca.clone(), tls.client_auth.clone(), None),
+                None => Transport::tls_with_default_config(),
+            });
+        }
         let (client, connection) = Client::new(opts, QUEUE);
         let mqtt = Arc::new(Mqtt {
             client,
@@ -118,7 +150,12 @@ impl Mqtt {
             done: AtomicU64::new(0),
         });
         let m = mqtt.clone();
-        let address = format!("mqtt://{}:{}", config.host, config.port);
+        let scheme = if config.tls.is_some() {
+            "mqtts"
+        } else {
+            "mqtt"
+        };
+        let address = format!("{scheme}://{}:{}", config.host, config.port);
         std::thread::Builder::new()
             .name("bridge-mqtt".into())
             .spawn(move || m.event_loop(connection, &bridge, &address))?;
@@ -129,6 +166,7 @@ impl Mqtt {
         let c = &bridge.counters;
         // Messages not finished when the link broke: lost if the broker lost the session.
         let mut unsettled = 0u64;
+        let connect_log = RateLimited::default();
         let head = format!("{}/", self.prefix);
         loop {
             let event = match connection.recv() {
@@ -184,6 +222,13 @@ impl Mqtt {
                 }
                 Ok(_) => {}
                 Err(e) => {
+                    if !self.up.load(Ordering::Acquire) {
+                        // Not connected yet or again: a refused TLS certificate or login, or no
+                        // broker listening; rumqttc retries.
+                        if let Some(n) = connect_log.due() {
+                            warn!(broker = address, count = n, "mqtt cannot connect: {e}");
+                        }
+                    }
                     if self.up.swap(false, Ordering::AcqRel) {
                         let handed = self.handed.load(Ordering::Relaxed);
                         let done = self.done.load(Ordering::Relaxed);
@@ -252,12 +297,17 @@ impl Engine for Mqtt {
 mod tests {
     #[test]
     fn urls() {
-        assert_eq!(
-            super::parse_url("mqtt://h:1884").unwrap(),
-            ("h".into(), 1884)
-        );
-        assert_eq!(super::parse_url("h").unwrap(), ("h".into(), 1883));
-        assert!(super::parse_url("mqtt://").is_err());
-        assert!(super::parse_url("mqtt://h:x").is_err());
+        use super::{parse_url, BrokerUrl};
+        let url = |host: &str, port, tls| BrokerUrl {
+            host: host.into(),
+            port,
+            tls,
+        };
+        assert_eq!(parse_url("mqtt://h:1884").unwrap(), url("h", 1884, false));
+        assert_eq!(parse_url("h").unwrap(), url("h", 1883, false));
+        assert_eq!(parse_url("mqtts://h").unwrap(), url("h", 8883, true));
+        assert_eq!(parse_url("mqtts://h:9").unwrap(), url("h", 9, true));
+        assert!(parse_url("mqtt://").is_err());
+        assert!(parse_url("mqtt://h:x").is_err());
     }
 }

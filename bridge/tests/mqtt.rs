@@ -384,3 +384,170 @@ fn broker_not_taking_queue_full_is_counted() {
     );
     assert_eq!(c["engine_connects"], 1, "the link stayed up: {c:?}");
 }
+
+/// Writes a CA (`NAME-ca.crt`) and, when `server`, a broker certificate for IP 127.0.0.1 signed
+/// by it (`server.crt`, `server.key`), with the openssl command (EC P-256, valid one day).
+fn make_certs(dir: &std::path::Path, name: &str, server: bool) {
+    let openssl = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .current_dir(dir)
+            .args(args)
+            .output()
+            .expect("openssl runs");
+        assert!(out.status.success(), "openssl {args:?}: {out:?}");
+    };
+    let (ca_key, ca_crt) = (format!("{name}-ca.key"), format!("{name}-ca.crt"));
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    openssl(
+        &[
+            &["req", "-x509"][..],
+            &ec,
+            &[
+                "-keyout",
+                &ca_key,
+                "-out",
+                &ca_crt,
+                "-days",
+                "1",
+                "-subj",
+                &format!("/CN={name} test CA"),
+            ],
+        ]
+        .concat(),
+    );
+    if server {
+        std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").expect("san.ext");
+        openssl(
+            &[
+                &["req"][..],
+                &ec,
+                &[
+                    "-keyout",
+                    "server.key",
+                    "-out",
+                    "server.csr",
+                    "-subj",
+                    "/CN=127.0.0.1",
+                ],
+            ]
+            .concat(),
+        );
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            &ca_crt,
+            "-CAkey",
+            &ca_key,
+            "-CAcreateserial",
+            "-out",
+            "server.crt",
+            "-days",
+            "1",
+            "-extfile",
+            "san.ext",
+        ]);
+        // mosquitto started as root reads them as the `mosquitto` user.
+        let _ = std::process::Command::new("chmod")
+            .arg("644")
+            .arg(dir.join("server.key"))
+            .status();
+    }
+}
+
+/// mosquitto with a TLS listener (certificates from openssl): the bridge on `mqtts://` with
+/// `--mqtt-ca` carries topics both ways (mosquitto_sub / mosquitto_pub over TLS as the peers);
+/// with a CA the broker's certificate does not chain to, it does not connect and says why.
+#[test]
+fn tls_both_ways_and_unknown_ca_refused() {
+    let broker = Mosquitto::start_with(|dir| {
+        make_certs(dir, "site", true);
+        make_certs(dir, "other", false);
+        let p = |f: &str| dir.join(f).display().to_string();
+        (
+            format!(
+                "cafile {}\ncertfile {}\nkeyfile {}\n",
+                p("site-ca.crt"),
+                p("server.crt"),
+                p("server.key")
+            ),
+            vec!["--cafile".to_owned(), p("site-ca.crt")],
+        )
+    });
+    let master = Master::start(0);
+    let endpoint = master.endpoint();
+    let url = format!("mqtts://127.0.0.1:{}", broker.port);
+    let ca = broker.dir.join("site-ca.crt").display().to_string();
+    let mut b = bridge(&[
+        "--master",
+        &endpoint,
+        "--mqtt",
+        &url,
+        "--mqtt-ca",
+        &ca,
+        "--qos",
+        "1",
+        "--out",
+        "sec/out",
+        "--in",
+        "sec/in",
+    ]);
+    b.wait_line(&["mqtt subscribed"]);
+
+    let sub = mosquitto_sub(&broker, "zerosmq/sec/out", 1, None);
+    let n = node(&master, "talker");
+    let mut p = n.advertise("sec/out").expect("advertise");
+    p.wait_ready(WAIT).expect("ready");
+    b.wait_line(&["bridging out", "sec/out"]);
+    publish_seq(&mut p, "o ", 0..200, Duration::ZERO);
+    wait_count(&sub, 200);
+    let (missing, ordered) = missing_and_order(&payloads(&sub), "o ", 200);
+    assert_eq!((missing, ordered), (0, true), "out over TLS");
+
+    let mut s = n.subscribe("sec/in").expect("subscribe");
+    s.wait_ready(WAIT).expect("ready");
+    for i in 0..50 {
+        mosquitto_pub(&broker, "zerosmq/sec/in", format!("i {i}").as_bytes(), 1);
+    }
+    for i in 0..50 {
+        let m = s
+            .recv_timeout(WAIT)
+            .expect("recv")
+            .expect("a message over TLS");
+        assert_eq!(
+            m.text(),
+            Some(format!("i {i}").as_str()),
+            "in over TLS, in order"
+        );
+    }
+    let c = final_counters(&mut b);
+    println!("figures: mqtt over TLS, 200 out and 50 in: {c:?}");
+    assert_eq!(
+        (c["out_sent"], c["in_sent"], c["out_lost"]),
+        (200, 50, 0),
+        "{c:?}"
+    );
+
+    let other = broker.dir.join("other-ca.crt").display().to_string();
+    let wrong = bridge(&[
+        "--master",
+        &endpoint,
+        "--mqtt",
+        &url,
+        "--mqtt-ca",
+        &other,
+        "--out",
+        "sec/out",
+    ]);
+    let line = wrong.wait_line(&["mqtt cannot connect"]);
+    println!("unknown CA: {line}");
+    assert!(line.contains("certificate"), "{line}");
+}

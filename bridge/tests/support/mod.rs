@@ -208,11 +208,21 @@ impl Master {
 pub struct Mosquitto {
     pub proc: Proc,
     pub port: u16,
-    dir: PathBuf,
+    pub dir: PathBuf,
+    /// More mosquitto.conf lines for the listener (TLS certificates).
+    extra: String,
+    /// More arguments for mosquitto_sub and mosquitto_pub (`--cafile`).
+    pub client_args: Vec<String>,
 }
 
 impl Mosquitto {
     pub fn start() -> Mosquitto {
+        Mosquitto::start_with(|_| (String::new(), Vec::new()))
+    }
+
+    /// `setup` gets the broker's directory (to write certificates into) and returns more
+    /// mosquitto.conf lines and more arguments for the command-line clients.
+    pub fn start_with(setup: impl FnOnce(&Path) -> (String, Vec<String>)) -> Mosquitto {
         let dir = std::env::temp_dir().join(format!(
             "zerosmq-bridge-mosquitto-{}-{}",
             std::process::id(),
@@ -222,16 +232,23 @@ impl Mosquitto {
         // mosquitto started as root drops to the `mosquitto` user, which must write here.
         let _ = Command::new("chmod").arg("777").arg(&dir).status();
         let port = free_port();
-        let proc = Mosquitto::run(&dir, port);
-        Mosquitto { proc, port, dir }
+        let (extra, client_args) = setup(&dir);
+        let proc = Mosquitto::run(&dir, port, &extra);
+        Mosquitto {
+            proc,
+            port,
+            dir,
+            extra,
+            client_args,
+        }
     }
 
-    fn run(dir: &Path, port: u16) -> Proc {
+    fn run(dir: &Path, port: u16, extra: &str) -> Proc {
         let conf = dir.join("mosquitto.conf");
         std::fs::write(
             &conf,
             format!(
-                "listener {port} 127.0.0.1\nallow_anonymous true\nset_tcp_nodelay true\npersistence true\npersistence_location {}/\nlog_dest stderr\nlog_type all\n",
+                "listener {port} 127.0.0.1\n{extra}allow_anonymous true\nset_tcp_nodelay true\npersistence true\npersistence_location {}/\nlog_dest stderr\nlog_type all\n",
                 dir.display()
             ),
         )
@@ -254,7 +271,7 @@ impl Mosquitto {
     }
 
     pub fn start_again(&mut self) {
-        self.proc = Mosquitto::run(&self.dir, self.port);
+        self.proc = Mosquitto::run(&self.dir, self.port, &self.extra);
     }
 
     pub fn url(&self) -> String {
@@ -285,7 +302,8 @@ pub fn mosquitto_sub(broker: &Mosquitto, topic: &str, qos: u8, session: Option<&
         "-t",
         topic,
     ])
-    .args(["-q", &qos.to_string(), "-V", "mqttv5", "-d"]);
+    .args(["-q", &qos.to_string(), "-V", "mqttv5", "-d"])
+    .args(&broker.client_args);
     if let Some(id) = session {
         cmd.args(["-c", "-i", id, "-x", "300"]);
     }
@@ -306,6 +324,7 @@ pub fn mosquitto_pub(broker: &Mosquitto, topic: &str, payload: &[u8], qos: u8) {
             topic,
         ])
         .args(["-q", &qos.to_string(), "-V", "mqttv5", "-s"])
+        .args(&broker.client_args)
         .stdin(Stdio::piped())
         .spawn()
         .expect("mosquitto_pub starts");
