@@ -262,6 +262,17 @@ pub struct Security {
     pub acl: Option<Acl>,
 }
 
+impl Security {
+    /// The data ports' mechanism, as a greeting names it.
+    pub fn mechanism(&self) -> &'static str {
+        match (&self.curve, &self.passwords) {
+            (Some(_), _) => "CURVE",
+            (None, Some(_)) => "PLAIN",
+            (None, None) => "NULL",
+        }
+    }
+}
+
 /// The master's CURVE key pair and the admitted client keys (see [`crate::keys`]).
 #[derive(Debug, Clone)]
 pub struct CurveSecurity {

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::io::Read as _;
 use std::os::fd::AsRawFd as _;
 use std::os::unix::net::UnixStream;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mio::unix::SourceFd;
@@ -13,6 +14,7 @@ use tracing::{debug, info, warn};
 use zerosmq_core::Topic;
 
 use crate::engine::{Auth, Engine, Readiness, TopicPlane};
+use crate::metrics::Metrics;
 use crate::ports::PortPlan;
 use crate::registry::{Registry, TopicCounters};
 use crate::rep::ControlPort;
@@ -76,13 +78,16 @@ pub(crate) struct Broker {
     last_expiry_check: Instant,
     pub(crate) security: crate::auth::Security,
     pub(crate) service: crate::control::ControlService,
+    /// Counters outside the topics, read from other threads (`--web`).
+    pub(crate) metrics: Arc<Metrics>,
 }
 
 impl Broker {
     pub(crate) fn new(config: &MasterConfig) -> Result<Self, MasterError> {
         raise_fd_limit();
         let security = crate::auth::Security::start(config)?;
-        let engine = Engine::new(config, &security)?;
+        let metrics = Arc::new(Metrics::new(security.mechanism()));
+        let engine = Engine::new(config, &security, metrics.open.clone())?;
         let poll = Poll::new()?;
         // Admitted as the data ports admit (passwords, CURVE keys); the ACL applies per request.
         let control = ControlPort::bind(
@@ -117,6 +122,7 @@ impl Broker {
             last_expiry_check: Instant::now(),
             security,
             service: crate::control::ControlService::new(),
+            metrics,
         };
         broker.restore()?;
         Ok(broker)

@@ -67,6 +67,7 @@ impl Broker {
         let encoding = Encoding::of(request);
         if frames > 1 {
             let detail = format!("a control request is one frame, this one had {frames}");
+            self.metrics.malformed_request();
             return self
                 .refused(encoding, ErrorCode::BadRequest, &detail)
                 .into();
@@ -74,9 +75,13 @@ impl Broker {
         match decode_request(request) {
             Ok(req) => {
                 debug!(?req, "control request");
+                self.metrics.request(&req);
                 self.execute(req, encoding, user)
             }
-            Err(e) => self.refused(encoding, e.code(), &e.to_string()).into(),
+            Err(e) => {
+                self.metrics.malformed_request();
+                self.refused(encoding, e.code(), &e.to_string()).into()
+            }
         }
     }
 
@@ -87,6 +92,12 @@ impl Broker {
         if let Some(unlogged) = self.service.logs.hit(peer, "refused", Instant::now()) {
             warn!(%peer, code = code.as_str(), unlogged, "refused control request: {detail}");
         }
+        self.refuse_quietly(enc, code, detail)
+    }
+
+    /// A refusal not worth a warning (an unknown topic or node asked about), counted.
+    fn refuse_quietly(&self, enc: Encoding, code: ErrorCode, detail: &str) -> Vec<u8> {
+        self.metrics.refused(code);
         refuse(enc, code, detail)
     }
 
@@ -245,7 +256,7 @@ impl Broker {
             }
         }
         let Some(state) = self.topics.get(topic) else {
-            return refuse(enc, ErrorCode::Internal, "topic vanished");
+            return self.refuse_quietly(enc, ErrorCode::Internal, "topic vanished");
         };
         self.registry.add(node, topic, role);
         if let Some(user) = user {
@@ -438,7 +449,11 @@ impl Broker {
     fn topic_info(&self, topic: &Topic, enc: Encoding) -> Vec<u8> {
         let (Some(entry), Some(state)) = (self.registry.topic(topic), self.topics.get(topic))
         else {
-            return refuse(enc, ErrorCode::UnknownTopic, &format!("no topic '{topic}'"));
+            return self.refuse_quietly(
+                enc,
+                ErrorCode::UnknownTopic,
+                &format!("no topic '{topic}'"),
+            );
         };
         let publishers = join(entry.publishers.iter().map(|n| n.as_str()));
         let subscribers = join(entry.subscribers.iter().map(|n| n.as_str()));
@@ -462,7 +477,7 @@ impl Broker {
 
     fn node_info(&self, node: &NodeName, enc: Encoding) -> Vec<u8> {
         let Some(entry) = self.registry.node(node) else {
-            return refuse(enc, ErrorCode::UnknownNode, &format!("no node '{node}'"));
+            return self.refuse_quietly(enc, ErrorCode::UnknownNode, &format!("no node '{node}'"));
         };
         let publishes = join(entry.publishes.iter().map(|t| t.as_str()));
         let subscribes = join(entry.subscribes.iter().map(|t| t.as_str()));

@@ -25,6 +25,7 @@ mod control;
 mod engine;
 pub mod graph;
 pub mod keys;
+mod metrics;
 mod ports;
 mod ratelimit;
 pub mod registry;
@@ -34,6 +35,8 @@ mod rep;
 #[allow(unsafe_code)]
 mod replies;
 pub mod state;
+
+pub use metrics::MetricsSnapshot;
 
 use std::io::Write as _;
 use std::os::unix::net::UnixStream;
@@ -169,13 +172,14 @@ impl Master {
                         return Ok(());
                     }
                 };
-                let _ = ready_tx.send(Ok(broker.control_port()));
+                let _ = ready_tx.send(Ok((broker.control_port(), broker.metrics.clone())));
                 broker.run(&wake_rx)
             })?;
         match ready_rx.recv() {
-            Ok(Ok(control_port)) => Ok(MasterHandle {
+            Ok(Ok((control_port, metrics))) => Ok(MasterHandle {
                 control_port,
                 bind,
+                metrics: MasterMetrics(metrics),
                 stop: wake_tx,
                 thread: Some(thread),
             }),
@@ -196,9 +200,26 @@ pub struct MasterHandle {
     bind: String,
     stop: UnixStream,
     thread: Option<JoinHandle<Result<(), MasterError>>>,
+    metrics: MasterMetrics,
+}
+
+/// Reads a master's counters from any thread, also after its [`MasterHandle`] is gone.
+#[derive(Debug, Clone)]
+pub struct MasterMetrics(std::sync::Arc<metrics::Metrics>);
+
+impl MasterMetrics {
+    /// The counters now (the topics' own are in `TOPIC_INFO`).
+    pub fn snapshot(&self) -> MetricsSnapshot {
+        self.0.snapshot()
+    }
 }
 
 impl MasterHandle {
+    /// The master's counters outside the topics (connections, control requests, uptime).
+    pub fn metrics(&self) -> MasterMetrics {
+        self.metrics.clone()
+    }
+
     /// The control port the master bound.
     pub fn control_port(&self) -> u16 {
         self.control_port

@@ -25,9 +25,8 @@ mod spin;
 mod subscriptions;
 mod topic;
 
-use std::cell::Cell;
 use std::collections::BTreeMap;
-use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tracing::info;
@@ -36,6 +35,7 @@ use zerosmq_core::Topic;
 pub(crate) use topic::TopicPlane;
 
 use crate::broker::TopicState;
+use crate::metrics::Gauge;
 use crate::ports::PortPlan;
 use crate::{MasterConfig, MasterError};
 pub(crate) use handshake::{Auth, Handshake, HandshakeError, Opened};
@@ -169,7 +169,7 @@ pub(crate) struct Engine {
     next_sweep: Instant,
     spin: spin::Spin,
     /// Data connections open over all topics.
-    open: Rc<Cell<usize>>,
+    open: Arc<Gauge>,
     open_topics: usize,
     max_connections: usize,
     /// The process's descriptor limit.
@@ -183,6 +183,7 @@ impl Engine {
     pub(crate) fn new(
         config: &MasterConfig,
         security: &crate::auth::Security,
+        open: Arc<Gauge>,
     ) -> Result<Self, MasterError> {
         let max_frame = config.max_message_size as u64;
         let auth = Auth::new(security);
@@ -210,7 +211,7 @@ impl Engine {
             sweep_every,
             next_sweep: Instant::now() + sweep_every,
             spin: spin::Spin::new(config.spin),
-            open: Rc::new(Cell::new(0)),
+            open,
             open_topics: 0,
             max_connections: config.max_connections,
             fd_limit: fd_limit(),

@@ -1,11 +1,10 @@
 //! One topic of the data plane: its two listeners, the publisher connections it reads and
 //! the subscriber connections it forwards to.
 
-use std::cell::Cell;
 use std::io::{self, Read as _};
 use std::net::TcpListener;
 use std::os::fd::AsRawFd as _;
-use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -21,6 +20,7 @@ use super::outbox::Flushed;
 use super::subscriptions::{has_prefix, Change};
 use super::{token, Env, Kind, Readiness, READ_LEN};
 use crate::auth::Access;
+use crate::metrics::Gauge;
 use crate::registry::TopicCounters;
 use zerosmq_core::zmtp::stream::{next_unit, StreamError, Unit};
 
@@ -113,7 +113,7 @@ pub(crate) struct TopicPlane {
     /// Commands and subscription changes the current connection may still cause this turn.
     budget: usize,
     /// Connections open over all topics (the engine's count, shared).
-    open: Rc<Cell<usize>>,
+    open: Arc<Gauge>,
     /// Connections refused because a connection or descriptor limit was reached.
     pub(crate) refused: u64,
     /// Listeners whose accepting failed for want of descriptors (publishers', subscribers');
@@ -129,7 +129,7 @@ impl TopicPlane {
         slot: u32,
         (publish_listener, publish_port): (TcpListener, u16),
         (subscribe_listener, subscribe_port): (TcpListener, u16),
-        open: Rc<Cell<usize>>,
+        open: Arc<Gauge>,
     ) -> Self {
         TopicPlane {
             topic,
