@@ -95,6 +95,11 @@ struct Args {
     /// Let Foxglove clients publish (as the node `foxglove`, so the ACL applies to it).
     #[arg(long, requires = "foxglove")]
     foxglove_publish: bool,
+    /// Serve a web page (topic graph, topic table, a live plot) and Prometheus `/metrics` over
+    /// HTTP on HOST:PORT (e.g. 127.0.0.1:8080; port 0 picks a free one and logs it). Off by
+    /// default.
+    #[arg(long, value_name = "HOST:PORT")]
+    web: Option<std::net::SocketAddr>,
 }
 
 fn parse_range(s: &str) -> Result<(u16, u16), String> {
@@ -206,6 +211,40 @@ fn main() -> std::process::ExitCode {
         None => None,
     };
     // --- end Foxglove endpoint ---
+    // --- web page and metrics: a node of this master, with the master's own counters ---
+    let web = match args.web.map(|addr| {
+        let metrics = master.metrics();
+        let counters: zerosmq_web::MasterCounters = Box::new(move || {
+            let m = metrics.snapshot();
+            zerosmq_web::ServerCounters {
+                uptime: m.uptime,
+                mechanism: m.mechanism.to_owned(),
+                data_connections: m.data_connections as u64,
+                control_requests: m
+                    .control_requests
+                    .iter()
+                    .map(|(k, n)| ((*k).to_owned(), *n))
+                    .collect(),
+                control_errors: m
+                    .control_errors
+                    .iter()
+                    .map(|(k, n)| ((*k).to_owned(), *n))
+                    .collect(),
+            }
+        });
+        zerosmq_web::WebServer::start(
+            zerosmq_web::WebConfig::new(addr, master.control_endpoint()),
+            Some(counters),
+        )
+    }) {
+        Some(Err(e)) => {
+            tracing::error!("{e}");
+            return std::process::ExitCode::FAILURE;
+        }
+        Some(Ok(server)) => Some(server),
+        None => None,
+    };
+    // --- end web page and metrics ---
     match (master.stopper(), signals) {
         (Ok(stopper), Ok(mut signals)) => {
             std::thread::spawn(move || {
@@ -219,6 +258,7 @@ fn main() -> std::process::ExitCode {
         (_, Err(e)) => tracing::warn!("no signal handling: {e}"),
     }
     let result = master.wait();
+    drop(web);
     drop(foxglove);
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
