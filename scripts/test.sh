@@ -10,13 +10,14 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
 step() { printf '\n==> %s\n' "$*"; }
 
-step "system packages (graphviz for the graph, python3 for the compatibility test, tmux for the terminal UI tests, Node.js for the Foxglove client)"
+step "system packages (graphviz for the graph, python3 for the compatibility test, tmux for the terminal UI tests, Node.js for the Foxglove client, Chromium for the web page test)"
 missing=()
 command -v dot >/dev/null || missing+=(graphviz)
 command -v tmux >/dev/null || missing+=(tmux)
 command -v python3 >/dev/null || missing+=(python3 python3-pip)
 command -v node >/dev/null || missing+=(nodejs)
 command -v npm >/dev/null || missing+=(npm)
+command -v chromium >/dev/null || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
@@ -25,6 +26,11 @@ fi
 step "pyzmq (a second, independent ZeroMQ peer for the compatibility test)"
 if ! python3 -c 'import zmq' 2>/dev/null; then
   python3 -m pip install --quiet pyzmq 2>/dev/null || python3 -m pip install --quiet --break-system-packages pyzmq
+fi
+
+step "prometheus_client (its text parser reads the master's /metrics in the web tests)"
+if ! python3 -c 'import prometheus_client' 2>/dev/null; then
+  python3 -m pip install --quiet prometheus_client 2>/dev/null || python3 -m pip install --quiet --break-system-packages prometheus_client
 fi
 
 step "the official Foxglove protocol client (@foxglove/ws-protocol from npm) for the Foxglove endpoint tests"

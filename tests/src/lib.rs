@@ -8,6 +8,7 @@ pub mod fault_proxy;
 pub mod foxglove;
 pub mod hostile;
 pub mod netns;
+pub mod web;
 
 /// How long tests wait for anything that should happen at once; generous for loaded CI machines.
 pub const WAIT: Duration = Duration::from_secs(10);
