@@ -244,12 +244,16 @@ fn main() -> std::process::ExitCode {
         Some(Ok(server)) => Some(server),
         None => None,
     };
+    // Stopped by the signal thread before the master, so that it leaves while the master answers.
+    let web = std::sync::Arc::new(std::sync::Mutex::new(web));
     // --- end web page and metrics ---
     match (master.stopper(), signals) {
         (Ok(stopper), Ok(mut signals)) => {
+            let web = web.clone();
             std::thread::spawn(move || {
                 if let Some(sig) = signals.forever().next() {
                     tracing::info!(signal = sig, "signal received");
+                    drop(web.lock().map(|mut w| w.take()));
                     stopper.stop();
                 }
             });
@@ -258,7 +262,7 @@ fn main() -> std::process::ExitCode {
         (_, Err(e)) => tracing::warn!("no signal handling: {e}"),
     }
     let result = master.wait();
-    drop(web);
+    drop(web.lock().map(|mut w| w.take()));
     drop(foxglove);
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -209,6 +209,10 @@ impl Drop for WebServer {
         for _ in 0..HANDLERS {
             self.server.unblock();
         }
+        // The poller is the first thread started.
+        if let Some(poller) = self.threads.first() {
+            poller.thread().unpark();
+        }
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
@@ -220,9 +224,13 @@ fn serve(shared: &Shared, server: &Server) {
     while !shared.stop.load(Ordering::Relaxed) {
         match server.recv() {
             Ok(request) => answer(shared, request),
+            // Woken to stop.
+            Err(_) if shared.stop.load(Ordering::Relaxed) => break,
+            // Accepting failed (out of descriptors, for one): a pause, so a failure that repeats
+            // does not become a busy loop of log lines.
             Err(e) => {
                 tracing::warn!("web server: {e}");
-                break;
+                std::thread::sleep(Duration::from_millis(100));
             }
         }
     }
@@ -322,7 +330,8 @@ fn poll_master(shared: &Shared, poll: Duration) {
         });
         *lock(&shared.sample) = sample;
         shared.plots.expire();
-        std::thread::sleep(poll);
+        // Woken early when the server stops (a spurious wake-up only polls sooner).
+        std::thread::park_timeout(poll);
     }
 }
 
