@@ -144,6 +144,14 @@ fn bad_http_clients_never_stall_forwarding() {
         let (status, body) = http_get(port, path);
         assert_eq!(status, 404, "{path}: {body}");
     }
+    let mut post = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    post.write_all(
+        b"POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi",
+    )
+    .unwrap();
+    let mut answer = String::new();
+    post.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 405"), "{answer}");
     let (status, body) = http_get(port, "/api/plot");
     assert_eq!(status, 400, "{body}");
     let (status, body) = http_get(port, "/api/plot?topic=bad%20name");
