@@ -32,9 +32,8 @@ fn drive<'n, C: Connect>(
     role: &mut Role,
     cx: &mut Ctx<'_, C>,
     buf: &mut [u8],
-    payload: &[u8],
 ) -> Result<bool, C> {
-    let done = perform(connector, io, role, cx, buf, payload);
+    let done = perform(connector, io, role, cx, buf);
     if !role.is_connected() {
         *io = None;
     }
@@ -47,7 +46,6 @@ fn perform<'n, C: Connect>(
     role: &mut Role,
     cx: &mut Ctx<'_, C>,
     buf: &mut [u8],
-    payload: &[u8],
 ) -> Result<bool, C> {
     loop {
         let conn = match role.next(cx, buf)? {
@@ -72,6 +70,7 @@ fn perform<'n, C: Connect>(
             }
             (Io::WriteData, conn) => {
                 let topic = cx.topic_bytes();
+                let payload = cx.payload;
                 let (header, n) = node::data_header(topic, payload);
                 // Header, topic, separator and payload go out from where they are: no copy.
                 let sent = [&header[..n], topic, b" ", payload]
@@ -136,6 +135,36 @@ impl<C: Connect> Node<C> {
         Ok(self)
     }
 
+    /// Encrypts and authenticates every connection of the node (control requests, publishers,
+    /// subscribers) with CurveZMQ, as a master started with `--curve-keys` requires (in place
+    /// of PLAIN, if both are given). `server_public` is the master's public key (the first line
+    /// of its key file, Z85: [`zerosmq_core::zmtp::z85::decode_key`] turns it into bytes),
+    /// `client_public` and `client_secret` the node's key pair (a master with
+    /// `--curve-clients` admits it when its public key is listed there). `rng` (the board's
+    /// hardware RNG) is read once, here: it seeds the generator of every connection's
+    /// ephemeral keys.
+    ///
+    /// Role buffers must hold [`crate::CURVE_MIN_BUF_LEN`] bytes, and a publisher's also
+    /// `topic SP payload` plus 42 bytes (messages are boxed in it; a larger one is
+    /// [`Error::BufferTooSmall`]). A refused key is [`Error::AuthFailed`], a wrong server key
+    /// [`Error::WrongServerKey`].
+    #[cfg(feature = "curve")]
+    pub fn with_curve<R: rand_core::CryptoRng + rand_core::RngCore>(
+        mut self,
+        server_public: [u8; 32],
+        client_public: [u8; 32],
+        client_secret: [u8; 32],
+        rng: &mut R,
+    ) -> core::result::Result<Self, crate::CurveKeyMismatch> {
+        self.cfg.curve = Some(crate::curve::CurveConfig::new(
+            server_public,
+            client_public,
+            client_secret,
+            rng,
+        )?);
+        Ok(self)
+    }
+
     /// Mixes a random value (from the board's RNG) into ready-probe nonces, so two boards with
     /// the same name never share a probe.
     pub fn with_probe_seed(mut self, seed: u64) -> Self {
@@ -177,9 +206,8 @@ impl<C: Connect> Node<C> {
         role: &mut Role,
         cx: &mut Ctx<'_, C>,
         buf: &mut [u8],
-        payload: &[u8],
     ) -> Result<(), C> {
-        while !drive(&self.cfg.connector, io, role, cx, buf, payload)? {
+        while !drive(&self.cfg.connector, io, role, cx, buf)? {
             self.beat();
         }
         Ok(())
@@ -204,9 +232,10 @@ impl<C: Connect> Node<C> {
             topic: None,
             probe: None,
             request: Some(req),
+            payload: &[],
         };
         // A request never waits for the heartbeat, so `drive` ends only when it is done.
-        while !drive(&self.cfg.connector, &mut None, &mut role, &mut cx, buf, &[])? {}
+        while !drive(&self.cfg.connector, &mut None, &mut role, &mut cx, buf)? {}
         let (_, len) = role.output();
         node::decode(req.reply_kind(), &buf[..len])
     }
@@ -300,9 +329,10 @@ impl<'n, C: Connect> Publisher<'n, '_, C> {
             topic: Some(&self.topic),
             probe: None,
             request: None,
+            payload,
         };
         self.node
-            .run(&mut self.io, &mut self.role, &mut cx, self.buf, payload)
+            .run(&mut self.io, &mut self.role, &mut cx, self.buf)
     }
 
     /// (Re)connects if needed, with a fresh grant, and reads until the master has subscribed.
@@ -375,9 +405,10 @@ impl<'n, C: Connect> Subscriber<'n, '_, C> {
             topic: Some(&self.topic),
             probe: Some(&mut self.probe),
             request: None,
+            payload: &[],
         };
         self.node
-            .run(&mut self.io, &mut self.role, &mut cx, self.buf, &[])?;
+            .run(&mut self.io, &mut self.role, &mut cx, self.buf)?;
         Ok(self.role.output())
     }
 

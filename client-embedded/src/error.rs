@@ -24,10 +24,14 @@ pub enum Error<E> {
     /// The master refused the request (its `ERROR code: detail` reply; an ACL refusal of a
     /// grant is `Refused(ErrorCode::Refused)`).
     Refused(ErrorCode),
-    /// The master's PLAIN authentication refused the node's credentials (or, on a data port,
-    /// the access they give). `status` is the ZAP status code the master sent: 400 for a wrong
-    /// user name or password. Retrying with the same credentials does not help.
+    /// The master refused the node's credentials: its PLAIN user name and password, or its
+    /// CURVE public key (not in the master's `--curve-clients`), or, on a data port, the access
+    /// they give. `status` is the ZAP status code the master sent: 400 for a refusal. Retrying
+    /// with the same credentials does not help.
     AuthFailed { status: u16 },
+    /// The master closed the CURVE handshake before it was done: the server public key given
+    /// to `with_curve` is not the master's (the master cannot open the node's HELLO).
+    WrongServerKey,
     /// The master's reply could not be read as the answer to the request.
     BadReply,
     /// A caller's buffer is too small for what had to be encoded or received.
@@ -58,12 +62,14 @@ impl<E: fmt::Debug> fmt::Display for Error<E> {
                 "a {len}-byte frame was skipped: the receive buffer holds {capacity}"
             ),
             Error::Refused(code) => write!(f, "master refused the request: {}", code.as_str()),
-            Error::AuthFailed { status } => {
-                write!(
-                    f,
-                    "authentication failed: wrong PLAIN credentials (status {status})"
-                )
-            }
+            Error::AuthFailed { status } => write!(
+                f,
+                "authentication failed: the master refused the PLAIN credentials or the CURVE \
+                 public key (status {status})"
+            ),
+            Error::WrongServerKey => f.write_str(
+                "the master closed the CURVE handshake: the server public key is not the master's",
+            ),
             Error::BadReply => f.write_str("master's reply does not answer the request"),
             Error::BufferTooSmall => f.write_str("buffer too small"),
             Error::InvalidName(e) => write!(f, "invalid name: {e}"),
@@ -93,8 +99,12 @@ impl<E: defmt::Format> defmt::Format for Error<E> {
             }
             Error::AuthFailed { status } => defmt::write!(
                 f,
-                "authentication failed: wrong PLAIN credentials (status {})",
+                "authentication failed: the master refused the PLAIN credentials or the CURVE public key (status {})",
                 status
+            ),
+            Error::WrongServerKey => defmt::write!(
+                f,
+                "the master closed the CURVE handshake: the server public key is not the master's"
             ),
             Error::BadReply => defmt::write!(f, "master's reply does not answer the request"),
             Error::BufferTooSmall => defmt::write!(f, "buffer too small"),

@@ -31,6 +31,8 @@ pub mod asynch;
 pub mod blocking;
 mod clock;
 pub mod connect;
+#[cfg(feature = "curve")]
+mod curve;
 mod error;
 mod link;
 mod node;
@@ -43,6 +45,8 @@ pub use clock::StdClock;
 pub use connect::Connect;
 #[cfg(feature = "std")]
 pub use connect::{StdConnect, StdError, StdStream};
+#[cfg(feature = "curve")]
+pub use curve::CurveKeyMismatch;
 pub use error::Error;
 pub use node::PROBE_LEN;
 pub use zerosmq_core::control::{ControlReply, ControlRequest, Encoding, ErrorCode};
@@ -50,3 +54,9 @@ pub use zerosmq_core::zmtp::{CredentialsTooLong, PlainCredentials, MIN_RX_LEN};
 
 /// Receive buffer the examples use: greeting, control replies and small messages fit.
 pub const RECOMMENDED_BUF_LEN: usize = 256;
+
+/// The smallest role buffer of a node with CURVE: its HELLO and INITIATE are written from it.
+/// A published message is boxed in it too, so it must also hold `topic`, a space, the payload
+/// and 42 bytes.
+#[cfg(feature = "curve")]
+pub const CURVE_MIN_BUF_LEN: usize = 320;

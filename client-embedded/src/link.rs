@@ -41,7 +41,7 @@ pub(crate) fn read_buffer<'b, E>(
 pub(crate) fn on_read<E: embedded_io::Error>(
     conn: &mut Connection<'_>,
     read: Result<usize, E>,
-    buf: &[u8],
+    buf: &mut [u8],
 ) -> Result<Option<Event>, Error<E>> {
     let n = match read {
         Ok(0) => return Err(Error::Disconnected),
@@ -49,7 +49,8 @@ pub(crate) fn on_read<E: embedded_io::Error>(
         Err(e) if e.kind() == ErrorKind::TimedOut => return Err(Error::TimedOut),
         Err(e) => return Err(Error::Transport(e)),
     };
-    match conn.commit(n, buf) {
+    // In place: CURVE opens its boxes in the buffer (the same as `commit` otherwise).
+    match conn.commit_in_place(n, buf) {
         Ok(ev) => Ok(ev),
         Err(ZmtpError::FrameTooLarge { header, capacity }) if !conn.is_closed() => {
             Err(Error::FrameTooLarge {

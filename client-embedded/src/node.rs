@@ -5,7 +5,9 @@ use core::net::SocketAddr;
 
 use zerosmq_core::control::{decode_reply, ControlReply, ControlRequest, Encoding, ReplyKind};
 use zerosmq_core::message::READY_PROBE_PREFIX;
-use zerosmq_core::zmtp::{Connection, Event, FrameEncodeError, FrameHeader, PlainCredentials};
+use zerosmq_core::zmtp::{
+    Connection, Event, FrameEncodeError, FrameHeader, PlainCredentials, SocketType,
+};
 use zerosmq_core::{NameError, NodeName, Topic};
 
 #[cfg(feature = "clock")]
@@ -44,6 +46,32 @@ pub(crate) fn encode_request(
     tx[start..start + 2].copy_from_slice(&[0x01, 0x00]);
     tx[start + 2..REQUEST_BODY_AT].copy_from_slice(&header[..header_len]);
     Ok((start, REQUEST_BODY_AT + body_len))
+}
+
+/// [`encode_request`] for a CURVE connection: the delimiter and the body, each in a MESSAGE
+/// box. The body is encoded first, moved to the end of `tx`, and boxed from there into the
+/// front, so `tx` must hold it twice and the boxes' 77 bytes.
+#[cfg(feature = "curve")]
+pub(crate) fn encode_request_boxed(
+    conn: &mut Connection<'_>,
+    req: &ControlRequest,
+    encoding: Encoding,
+    tx: &mut [u8],
+) -> Result<(usize, usize), FrameEncodeError> {
+    // The delimiter's box (2 + 33), then the body's longest header and its box (9 + 33).
+    const AT: usize = 35 + 9 + 33;
+    let body_space = tx.get_mut(AT..).ok_or(FrameEncodeError::BufferTooSmall)?;
+    let body_len = req
+        .encode(encoding, body_space)
+        .map_err(|_| FrameEncodeError::BufferTooSmall)?
+        .len();
+    let tail = tx.len() - body_len;
+    tx.copy_within(AT..AT + body_len, tail);
+    let (head, body) = tx.split_at_mut(tail);
+    let d = conn.write_message(&[], true, head)?;
+    let rest = head.get_mut(d..).ok_or(FrameEncodeError::BufferTooSmall)?;
+    let n = conn.write_message(&[body], false, rest)?;
+    Ok((0, d + n))
 }
 
 /// Follows a REP reply: the empty delimiter, then one body frame.
@@ -160,13 +188,13 @@ pub(crate) fn fnv1a(parts: &[&[u8]]) -> u64 {
 
 /// Encodes the subscriber's opening: subscribe to the topic, then to the probe.
 pub(crate) fn encode_subscriptions(
-    conn: &Connection<'_>,
+    conn: &mut Connection<'_>,
     topic: &[u8],
     probe: &[u8],
     tx: &mut [u8],
 ) -> Result<usize, FrameEncodeError> {
-    let n = conn.encode_subscribe(topic, tx)?;
-    let m = conn.encode_subscribe(
+    let n = conn.write_subscribe(topic, tx)?;
+    let m = conn.write_subscribe(
         probe,
         tx.get_mut(n..).ok_or(FrameEncodeError::BufferTooSmall)?,
     )?;
@@ -228,6 +256,9 @@ pub(crate) struct NodeConfig<C> {
     pub(crate) name: NodeName,
     pub(crate) encoding: Encoding,
     pub(crate) plain: Option<PlainCredentials<'static>>,
+    /// With CURVE: every connection is a CURVE client's (in place of NULL or PLAIN).
+    #[cfg(feature = "curve")]
+    pub(crate) curve: Option<crate::curve::CurveConfig>,
     /// The heartbeat session and the base of probe nonces.
     pub(crate) seed: u64,
     probes: Cell<u32>,
@@ -246,11 +277,30 @@ impl<C> NodeConfig<C> {
             name,
             encoding: DEFAULT_ENCODING,
             plain: None,
+            #[cfg(feature = "curve")]
+            curve: None,
             seed,
             probes: Cell::new(0),
             #[cfg(feature = "clock")]
             heartbeat: None,
         })
+    }
+
+    /// A fresh connection of `socket_type` with the node's mechanism: CURVE, PLAIN or NULL.
+    pub(crate) fn connection(&self, socket_type: SocketType) -> Connection<'static> {
+        #[cfg(feature = "curve")]
+        if let Some(curve) = &self.curve {
+            return curve.connection(socket_type);
+        }
+        Connection::with_mechanism(socket_type, self.plain)
+    }
+
+    /// Whether the node's connections are CURVE's.
+    pub(crate) fn is_curve(&self) -> bool {
+        #[cfg(feature = "curve")]
+        return self.curve.is_some();
+        #[cfg(not(feature = "curve"))]
+        false
     }
 
     /// Whether the node's own heartbeat is due now (never without a clock).
@@ -331,7 +381,7 @@ impl SubState {
     #[inline]
     pub(crate) fn on_event<E>(
         &mut self,
-        conn: &Connection<'_>,
+        conn: &mut Connection<'_>,
         ev: Event,
         buf: &mut [u8],
         topic: &[u8],
@@ -342,7 +392,7 @@ impl SubState {
                 SubAction::ProbeEcho => {
                     self.ready = true;
                     let n = conn
-                        .encode_cancel(probe, buf)
+                        .write_cancel(probe, buf)
                         .map_err(|_| Error::BufferTooSmall)?;
                     SubStep::Write(n)
                 }

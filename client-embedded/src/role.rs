@@ -105,6 +105,8 @@ pub(crate) struct Ctx<'a, C> {
     pub(crate) probe: Option<&'a mut [u8; PROBE_LEN]>,
     /// The request of [`Kind::Request`].
     pub(crate) request: Option<&'a ControlRequest>,
+    /// The payload of [`Goal::Publish`] (empty for the others).
+    pub(crate) payload: &'a [u8],
 }
 
 /// One role's state above its connection (the buffer, the topic and the TCP connection are the
@@ -128,6 +130,8 @@ pub(crate) struct Role {
     retried: bool,
     /// Check the heartbeat before anything else.
     beat_first: bool,
+    /// The pending write is the data frame, boxed (CURVE): its result is `wrote_data`'s.
+    sealed: bool,
     /// The operation's result: the byte range of the reply or payload in `buf`.
     output: Option<(usize, usize)>,
 }
@@ -148,6 +152,7 @@ impl Role {
             draining: false,
             retried: false,
             beat_first: false,
+            sealed: false,
             output: None,
         }
     }
@@ -221,14 +226,23 @@ impl Role {
                 Ok(Io::Connect)
             }
             Phase::Control(Exchange::Sending) => {
-                let encoded = match (cx.request, cx.topic) {
-                    (Some(req), _) => node::encode_request(req, cx.cfg.encoding, buf),
+                let grant;
+                let req = match (cx.request, cx.topic) {
+                    (Some(req), _) => req,
                     (None, Some(topic)) => {
-                        let req = cx.cfg.grant_request(self.kind == Kind::Publisher, topic);
-                        node::encode_request(&req, cx.cfg.encoding, buf)
+                        grant = cx.cfg.grant_request(self.kind == Kind::Publisher, topic);
+                        &grant
                     }
                     (None, None) => return Err(self.fail(Error::BadReply)),
                 };
+                #[cfg(feature = "curve")]
+                let encoded = if cx.cfg.is_curve() {
+                    node::encode_request_boxed(&mut self.conn, req, cx.cfg.encoding, buf)
+                } else {
+                    node::encode_request(req, cx.cfg.encoding, buf)
+                };
+                #[cfg(not(feature = "curve"))]
+                let encoded = node::encode_request(req, cx.cfg.encoding, buf);
                 let (start, end) = encoded.map_err(|_| self.fail(Error::BufferTooSmall))?;
                 Ok(Io::Write {
                     start,
@@ -265,10 +279,34 @@ impl Role {
             Goal::Open => self.finish((0, 0)),
             Goal::Ready if self.is_ready() => self.finish((0, 0)),
             Goal::Publish if self.draining => self.exchange(buf, false),
-            Goal::Publish if !waiting => Ok(Io::WriteData),
+            Goal::Publish if !waiting => self.write_data(cx, buf),
             Goal::Poll if !waiting => self.exchange(buf, false),
             _ => self.wait(cx, buf),
         }
+    }
+
+    /// The caller's payload as a data frame: written from where it is, or, with CURVE, boxed
+    /// into `buf` behind what the decoder holds of a frame still arriving (a publish may come
+    /// between two reads of one frame).
+    #[cfg_attr(not(feature = "curve"), allow(unused_variables))]
+    fn write_data<C, E>(&mut self, cx: &Ctx<'_, C>, buf: &mut [u8]) -> Result<Io, Error<E>> {
+        #[cfg(feature = "curve")]
+        if cx.cfg.is_curve() {
+            let held = self.conn.read_buffer(buf).as_ptr() as usize - buf.as_ptr() as usize;
+            let out = buf.get_mut(held..).unwrap_or_default();
+            // Too large for the buffer: nothing was sealed, so the connection stays usable.
+            let n = self
+                .conn
+                .write_message(&[cx.topic_bytes(), b" ", cx.payload], false, out)
+                .map_err(|_| Error::BufferTooSmall)?;
+            self.sealed = true;
+            return Ok(Io::Write {
+                start: held,
+                end: held + n,
+                flush: true,
+            });
+        }
+        Ok(Io::WriteData)
     }
 
     /// Waits for the peer: the heartbeat first if it is due, and the read stops for the next.
@@ -342,13 +380,16 @@ impl Role {
                 SocketType::Req
             }
         };
-        self.conn = Connection::with_mechanism(socket_type, cx.cfg.plain);
+        self.conn = cx.cfg.connection(socket_type);
         self.reply = ReplyReader::new();
         Ok(())
     }
 
     /// The bytes [`Io::Write`] asked for are written, or the write failed.
     pub(crate) fn wrote<E>(&mut self, result: Result<(), E>) -> Result<(), Error<E>> {
+        if core::mem::take(&mut self.sealed) {
+            return self.wrote_data(result);
+        }
         if let Err(e) = result {
             let e = self.fail(Error::Transport(e));
             if self.goal == Goal::Publish && self.draining {
@@ -414,6 +455,10 @@ impl Role {
         let ev = match link::on_read(&mut self.conn, result, buf) {
             Ok(Some(ev)) => ev,
             Ok(None) => return Ok(()),
+            // The master closes a CURVE handshake whose HELLO it cannot open.
+            Err(Error::Disconnected) if cx.cfg.is_curve() && !self.conn.is_open() => {
+                return Err(self.fail(Error::WrongServerKey))
+            }
             Err(e) => return self.read_failed(e),
         };
         match self.phase {
@@ -502,7 +547,7 @@ impl Role {
             return Err(self.fail(Error::BadReply));
         };
         *probe = cx.cfg.next_probe(topic);
-        let n = node::encode_subscriptions(&self.conn, topic.as_bytes(), probe, buf)
+        let n = node::encode_subscriptions(&mut self.conn, topic.as_bytes(), probe, buf)
             .map_err(|_| self.fail(Error::BufferTooSmall))?;
         debug!("subscriber connected to port {}", port);
         self.phase = Phase::Subscribing(n);
@@ -522,7 +567,7 @@ impl Role {
             return Ok(());
         }
         let probe = cx.probe.as_deref().map_or(&[][..], |p| &p[..]);
-        match self.sub.on_event(&self.conn, ev, buf, topic, probe)? {
+        match self.sub.on_event(&mut self.conn, ev, buf, topic, probe)? {
             SubStep::Deliver(at, end) if self.goal == Goal::Recv => self.output = Some((at, end)),
             SubStep::Write(n) => self.cancel = Some(n),
             _ => {}
@@ -584,6 +629,7 @@ mod tests {
             topic: Some(&topic),
             probe: None,
             request: None,
+            payload: &[],
         };
         let mut role = Role::new(Kind::Publisher);
         role.begin(Goal::Open);
