@@ -25,6 +25,7 @@ use core::fmt;
 use crypto_secretbox::aead::generic_array::GenericArray;
 use crypto_secretbox::aead::{AeadInPlace, KeyInit};
 use crypto_secretbox::{Kdf, XSalsa20Poly1305};
+use curve25519_dalek::constants::X25519_BASEPOINT;
 use curve25519_dalek::montgomery::MontgomeryPoint;
 use rand_core::{CryptoRng, RngCore};
 
@@ -116,7 +117,9 @@ pub struct CurveKeyPair {
 impl CurveKeyPair {
     /// The pair of a secret key (the public key is derived).
     pub fn from_secret(secret: [u8; KEY_LEN]) -> Self {
-        let public = MontgomeryPoint::mul_base_clamped(secret).to_bytes();
+        // The Montgomery ladder of the key exchange on the base point, not `mul_base_clamped`:
+        // that one goes through Edwards arithmetic, which a firmware would link only for this.
+        let public = X25519_BASEPOINT.mul_clamped(secret).to_bytes();
         CurveKeyPair { public, secret }
     }
 
