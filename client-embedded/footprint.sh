@@ -4,7 +4,10 @@
 # bss; plus the measured peak stack) of the firmware example with a publisher and a subscriber
 # (examples/firmware, bin `node`), built with opt-level "z", LTO, panic=abort, binary control
 # encoding only (core and node without their `text` feature). A second table row per target is
-# the same firmware with feature `plain`: every connection authenticates with ZMTP PLAIN.
+# the same firmware with feature `plain`: every connection authenticates with ZMTP PLAIN; a
+# third, with feature `curve`: every connection is encrypted with CurveZMQ (320-byte role
+# buffers, which CURVE's handshake needs; built, not run: the loopback plays no CURVE master).
+# The lines after the table print what CURVE costs: its row minus the NULL row.
 # Then the flash and RAM of each board project under examples/boards/, split by crate group.
 #
 # Needs Debian's rustc-web, cargo-web, rust-web-src, qemu-system-arm, qemu-system-misc and
@@ -31,6 +34,7 @@ sections() {
 }
 
 printf '%-30s %10s %10s %10s %12s %10s\n' target flash_bytes text rodata static_ram peak_stack
+declare -A null_flash null_ram
 for target in thumbv7em-none-eabihf riscv32imc-unknown-none-elf; do
   (cd "$FW" && RUSTC_BOOTSTRAP=1 RUSTC=/usr/bin/rustc /usr/bin/cargo build -q --release \
     -Z build-std=core --target "$target")
@@ -40,6 +44,7 @@ for target in thumbv7em-none-eabihf riscv32imc-unknown-none-elf; do
   data=$(sections "$elf" .data)
   ram=$(sections "$elf" .data .bss .uninit)
   flash=$((text + rodata + data))
+  null_flash[$target]=$flash null_ram[$target]=$ram
   out=$(timeout 60 $(qemu_for "$target") -nographic -semihosting-config enable=on,target=native \
     -kernel "$CARGO_TARGET_DIR/$target/release/selftest")
   stack=$(echo "$out" | sed -n 's/^stack: node round trip peak \([0-9]*\) bytes$/\1/p')
@@ -58,6 +63,22 @@ for target in thumbv7em-none-eabihf riscv32imc-unknown-none-elf; do
   ram=$(sections "$elf" .data .bss .uninit)
   printf '%-30s %10s %10s %10s %12s %10s\n' "$target+plain" "$((text + rodata + data))" "$text" "$rodata" "$ram" "-"
 done
+declare -A curve_flash curve_ram
+for target in thumbv7em-none-eabihf riscv32imc-unknown-none-elf; do
+  (cd "$FW" && RUSTC_BOOTSTRAP=1 RUSTC=/usr/bin/rustc /usr/bin/cargo build -q --release \
+    -Z build-std=core --target "$target" --features curve)
+  elf="$CARGO_TARGET_DIR/$target/release/node"
+  text=$(sections "$elf" .text .init .init.rust .trap .vector_table)
+  rodata=$(sections "$elf" .rodata)
+  data=$(sections "$elf" .data)
+  ram=$(sections "$elf" .data .bss .uninit)
+  curve_flash[$target]=$((text + rodata + data)) curve_ram[$target]=$ram
+  printf '%-30s %10s %10s %10s %12s %10s\n' "$target+curve" "$((text + rodata + data))" "$text" "$rodata" "$ram" "-"
+done
+for target in thumbv7em-none-eabihf riscv32imc-unknown-none-elf; do
+  printf 'CURVE costs on %-28s %6s bytes of flash, %s of static RAM (row +curve - row NULL)\n' \
+    "$target:" "$((curve_flash[$target] - null_flash[$target]))" "$((curve_ram[$target] - null_ram[$target]))"
+done
 # Leave the default build in place for whoever runs the binaries next.
 for target in thumbv7em-none-eabihf riscv32imc-unknown-none-elf; do
   (cd "$FW" && RUSTC_BOOTSTRAP=1 RUSTC=/usr/bin/rustc /usr/bin/cargo build -q --release \
@@ -65,6 +86,7 @@ for target in thumbv7em-none-eabihf riscv32imc-unknown-none-elf; do
 done
 echo "flash = vector table + text + rodata + data initialisers; static_ram = data + bss;"
 echo "peak_stack = the node round trip (Node, Publisher, Subscriber, 2 x 128-byte buffers, call frames)."
+echo "+curve: the same node with CURVE (2 x 320-byte buffers on the stack, not in static_ram)."
 
 # Whole firmware: every board project (examples/boards/*/ with a Cargo.toml), built as
 # scripts/boards.sh builds it (same target directory: a no-op after boards.sh), split by crate

@@ -31,6 +31,19 @@ pub const PLAIN_USER: &str = "mcu";
 /// See [`PLAIN_USER`].
 pub const PLAIN_PASSWORD: &str = "s3cret";
 
+/// The role buffers: CURVE writes its HELLO and INITIATE from them.
+#[cfg(not(feature = "curve"))]
+const BUF_LEN: usize = 128;
+#[cfg(feature = "curve")]
+const BUF_LEN: usize = zerosmq_embedded::CURVE_MIN_BUF_LEN;
+
+/// The `curve` build's fixed keys (not secret: a test key pair).
+#[cfg(feature = "curve")]
+pub const CURVE_CLIENT_SECRET: [u8; 32] = [0x42; 32];
+/// See [`CURVE_CLIENT_SECRET`].
+#[cfg(feature = "curve")]
+pub const CURVE_SERVER_PUBLIC: [u8; 32] = [0x24; 32];
+
 /// The control reply: libzmq REP's greeting and READY (recorded), the delimiter, and the binary
 /// `Granted { port: 6000 }` (`ff 01 00 f0 2e`).
 const REP_BINARY: [u8; 91 + 2 + 2 + 5] = {
@@ -273,8 +286,19 @@ pub fn node_round_trip(link: &Loopback) -> u32 {
     let Ok(node) = node.with_plain(PLAIN_USER, PLAIN_PASSWORD) else {
         return 1;
     };
-    let mut pub_buf = [0u8; 128];
-    let mut sub_buf = [0u8; 128];
+    #[cfg(feature = "curve")]
+    let ours = zerosmq_core::zmtp::curve::CurveKeyPair::from_secret(CURVE_CLIENT_SECRET);
+    #[cfg(feature = "curve")]
+    let Ok(node) = node.with_curve(
+        CURVE_SERVER_PUBLIC,
+        *ours.public(),
+        *ours.secret(),
+        &mut zerosmq_core::zmtp::curve::ReplayRng(1),
+    ) else {
+        return 1;
+    };
+    let mut pub_buf = [0u8; BUF_LEN];
+    let mut sub_buf = [0u8; BUF_LEN];
     let Ok(mut publisher) = node.advertise("imu", &mut pub_buf) else {
         return 1;
     };
