@@ -268,3 +268,82 @@ fn without_curve_clients_any_embedded_key_is_served() {
     let msg = std_sub.recv_timeout(WAIT).unwrap().unwrap();
     assert_eq!(msg.payload(), b"hello through CURVE");
 }
+
+/// The async node over `async-io` on std TCP (as in embedded_master.rs).
+mod async_std_stack {
+    use std::net::{SocketAddr, TcpStream};
+
+    use async_io::Async;
+    use futures_lite::{AsyncReadExt, AsyncWriteExt};
+
+    pub struct AsyncStack;
+    pub struct AsyncConn(Async<TcpStream>);
+
+    impl embedded_io_async::ErrorType for AsyncConn {
+        type Error = std::io::Error;
+    }
+
+    impl embedded_io_async::Read for AsyncConn {
+        async fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            self.0.read(buf).await
+        }
+    }
+
+    impl embedded_io_async::Write for AsyncConn {
+        async fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.write(buf).await
+        }
+        async fn flush(&mut self) -> std::io::Result<()> {
+            self.0.flush().await
+        }
+    }
+
+    impl embedded_nal_async::TcpConnect for AsyncStack {
+        type Error = std::io::Error;
+        type Connection<'a> = AsyncConn;
+        async fn connect(&self, remote: SocketAddr) -> std::io::Result<AsyncConn> {
+            Ok(AsyncConn(Async::<TcpStream>::connect(remote).await?))
+        }
+    }
+}
+
+#[test]
+fn the_async_node_with_curve_publishes_and_receives_through_the_master() {
+    let dir = temp_dir("async");
+    let (master, server) = master(&dir, &[]);
+    let port = port_of(&master.endpoint());
+    let board = generate_keys();
+    let stack = async_std_stack::AsyncStack;
+    let node = zerosmq_embedded::asynch::Node::new(&stack, addr(port), "curve-async-board")
+        .unwrap()
+        .with_curve(
+            *server.public(),
+            *board.public(),
+            *board.secret(),
+            &mut urandom(),
+        )
+        .unwrap();
+    let host = std_node(
+        &master.endpoint(),
+        "curve-async-host",
+        &server,
+        generate_keys(),
+    );
+    let mut std_sub = host.subscribe("down").unwrap();
+    std_sub.wait_ready(WAIT).unwrap();
+    let mut std_pub = host.advertise("up").unwrap();
+    async_io::block_on(async {
+        let mut pub_buf = [0u8; 320];
+        let mut publisher = node.advertise("down", &mut pub_buf).await.unwrap();
+        publisher.wait_ready().await.unwrap();
+        publisher.publish(b"from the async board").await.unwrap();
+        let mut sub_buf = [0u8; 320];
+        let mut subscriber = node.subscribe("up", &mut sub_buf).await.unwrap();
+        subscriber.wait_ready().await.unwrap();
+        std_pub.wait_ready(WAIT).unwrap();
+        std_pub.publish(b"to the async board").unwrap();
+        assert_eq!(subscriber.recv().await.unwrap(), b"to the async board");
+    });
+    let msg = std_sub.recv_timeout(WAIT).unwrap().unwrap();
+    assert_eq!(msg.payload(), b"from the async board");
+}
