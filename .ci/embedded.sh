@@ -41,6 +41,7 @@ debian_cargo() { RUSTC_BOOTSTRAP=1 RUSTC=/usr/bin/rustc CARGO_TARGET_DIR="$FIRMW
 step "host: feature combinations, unit and mock-transport tests"
 export CARGO_TARGET_DIR="$HOST_TARGET_DIR"
 cargo test -q -p zerosmq-embedded --features std,async
+cargo test -q -p zerosmq-embedded --features std,async,curve --lib
 cargo test -q -p zerosmq-embedded --features std,async,clock --test mock_transport
 cargo test -q -p zerosmq-embedded --features std,embassy-time --test mock_async --test mock_async_timers
 cargo check -q -p zerosmq-embedded --features async,log
