@@ -93,18 +93,15 @@ mod tests {
         mut bytes: &[u8],
         rx: &mut [u8],
     ) -> Result<Option<Event>, Error<Broken>> {
-        let mut last = Ok(None);
+        let mut last = None;
         while !bytes.is_empty() {
             let dst = read_buffer(conn, rx)?;
             let n = dst.len().min(bytes.len());
             dst[..n].copy_from_slice(&bytes[..n]);
             bytes = &bytes[n..];
-            last = on_read(conn, Ok::<_, Broken>(n), rx);
-            if last.is_err() {
-                return last;
-            }
+            last = on_read(conn, Ok::<_, Broken>(n), rx)?;
         }
-        last
+        Ok(last)
     }
 
     /// A node's SUB and a CURVE XPUB server with the handshake done between them.
