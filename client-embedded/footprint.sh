@@ -6,7 +6,8 @@
 # encoding only (core and node without their `text` feature). A second table row per target is
 # the same firmware with feature `plain`: every connection authenticates with ZMTP PLAIN; a
 # third, with feature `curve`: every connection is encrypted with CurveZMQ (320-byte role
-# buffers, which CURVE's handshake needs; built, not run: the loopback plays no CURVE master).
+# buffers, which CURVE's handshake needs). Its round trip runs in the self-test built with
+# feature curve-loopback, whose far ends are core's CURVE servers (not in the measured binary).
 # The lines after the table print what CURVE costs: its row minus the NULL row.
 # Then the flash and RAM of each board project under examples/boards/, split by crate group.
 #
@@ -73,7 +74,16 @@ for target in thumbv7em-none-eabihf riscv32imc-unknown-none-elf; do
   data=$(sections "$elf" .data)
   ram=$(sections "$elf" .data .bss .uninit)
   curve_flash[$target]=$((text + rodata + data)) curve_ram[$target]=$ram
-  printf '%-30s %10s %10s %10s %12s %10s\n' "$target+curve" "$((text + rodata + data))" "$text" "$rodata" "$ram" "-"
+  # The round trip with CURVE on the target: the self-test whose loopback far ends are core's
+  # CURVE servers (feature curve-loopback; they run on the node's stack, so its peak includes
+  # theirs). It must pass, or the row means nothing.
+  (cd "$FW" && RUSTC_BOOTSTRAP=1 RUSTC=/usr/bin/rustc /usr/bin/cargo build -q --release \
+    -Z build-std=core --target "$target" --features curve-loopback)
+  out=$(timeout 120 $(qemu_for "$target") -nographic -semihosting-config enable=on,target=native \
+    -kernel "$CARGO_TARGET_DIR/$target/release/selftest")
+  stack=$(echo "$out" | sed -n 's/^stack: node round trip peak \([0-9]*\) bytes$/\1/p')
+  printf '%-30s %10s %10s %10s %12s %10s\n' "$target+curve" "${curve_flash[$target]}" "$text" "$rodata" "$ram" "$stack*"
+  echo "$out" | sed -n 's/^state: /    state on this target with CURVE: /p'
 done
 for target in thumbv7em-none-eabihf riscv32imc-unknown-none-elf; do
   printf 'CURVE costs on %-28s %6s bytes of flash, %s of static RAM (row +curve - row NULL)\n' \
@@ -86,7 +96,8 @@ for target in thumbv7em-none-eabihf riscv32imc-unknown-none-elf; do
 done
 echo "flash = vector table + text + rodata + data initialisers; static_ram = data + bss;"
 echo "peak_stack = the node round trip (Node, Publisher, Subscriber, 2 x 128-byte buffers, call frames)."
-echo "+curve: the same node with CURVE (2 x 320-byte buffers on the stack, not in static_ram)."
+echo "+curve: the same node with CURVE (2 x 320-byte buffers on the stack, not in static_ram);"
+echo "  peak_stack* includes the loopback's CURVE servers, which run on the node's stack."
 
 # Whole firmware: every board project (examples/boards/*/ with a Cargo.toml), built as
 # scripts/boards.sh builds it (same target directory: a no-op after boards.sh), split by crate

@@ -37,12 +37,12 @@ const BUF_LEN: usize = 128;
 #[cfg(feature = "curve")]
 const BUF_LEN: usize = zerosmq_embedded::CURVE_MIN_BUF_LEN;
 
-/// The `curve` build's fixed keys (not secret: a test key pair).
+/// The `curve` build's fixed keys (not secret: test key pairs).
 #[cfg(feature = "curve")]
 pub const CURVE_CLIENT_SECRET: [u8; 32] = [0x42; 32];
 /// See [`CURVE_CLIENT_SECRET`].
 #[cfg(feature = "curve")]
-pub const CURVE_SERVER_PUBLIC: [u8; 32] = [0x24; 32];
+pub const CURVE_SERVER_SECRET: [u8; 32] = [0x24; 32];
 
 /// The control reply: libzmq REP's greeting and READY (recorded), the delimiter, and the binary
 /// `Granted { port: 6000 }` (`ff 01 00 f0 2e`).
@@ -61,7 +61,11 @@ const REP_BINARY: [u8; 91 + 2 + 2 + 5] = {
     }
     r
 };
+#[cfg(not(feature = "curve-loopback"))]
 const QUEUE: usize = 384;
+/// Greeting, WELCOME, READY and a box or two.
+#[cfg(feature = "curve-loopback")]
+const QUEUE: usize = 512;
 const LINKS: usize = 4;
 
 /// Bytes waiting to be read, or written bytes waiting to be parsed.
@@ -116,6 +120,9 @@ struct State {
     written: [usize; LINKS],
     /// Chunk size reads are cut to (1 exercises every fragmentation).
     chunk: usize,
+    /// With `curve-loopback`: each far end is a CURVE server.
+    #[cfg(feature = "curve-loopback")]
+    far: [Option<far::Far>; LINKS],
 }
 
 /// The link; connections are handed out in the order control, publisher, control, subscriber.
@@ -138,6 +145,8 @@ impl Loopback {
                 output: [Queue::new(), Queue::new(), Queue::new(), Queue::new()],
                 written: [0; LINKS],
                 chunk,
+                #[cfg(feature = "curve-loopback")]
+                far: [None, None, None, None],
             }),
         }
     }
@@ -188,6 +197,14 @@ impl Write for LinkConn<'_> {
     fn write(&mut self, buf: &[u8]) -> Result<usize, LinkError> {
         let mut s = self.link.state.borrow_mut();
         let i = self.index;
+        #[cfg(feature = "curve-loopback")]
+        {
+            let mut far = s.far[i].take().ok_or(LinkError)?;
+            let fed = far::feed(&mut far, &mut s, i, buf);
+            s.far[i] = Some(far);
+            return fed.map(|()| buf.len());
+        }
+        #[allow(unreachable_code)]
         let skip = HANDSHAKE_LEN.saturating_sub(s.written[i]).min(buf.len());
         s.written[i] += buf.len();
         let after = &buf[skip..];
@@ -255,6 +272,20 @@ impl Connect for Loopback {
             return Err(LinkError);
         }
         s.opened += 1;
+        #[cfg(feature = "curve-loopback")]
+        {
+            use zerosmq_core::zmtp::SocketType;
+            let socket_type = match s.roles[index] {
+                Role::Control => SocketType::Rep,
+                Role::Publisher => SocketType::Sub,
+                Role::Subscriber => SocketType::XPub,
+            };
+            let mut far = far::Far::new(socket_type, index as u64);
+            far::transmit(&mut far, &mut s.input[index])?;
+            s.far[index] = Some(far);
+            return Ok(LinkConn { link: self, index });
+        }
+        #[allow(unreachable_code)]
         let script = match s.roles[index] {
             Role::Control => &REP_BINARY[..],
             Role::Publisher => SUB_V31,
@@ -289,8 +320,10 @@ pub fn node_round_trip(link: &Loopback) -> u32 {
     #[cfg(feature = "curve")]
     let ours = zerosmq_core::zmtp::curve::CurveKeyPair::from_secret(CURVE_CLIENT_SECRET);
     #[cfg(feature = "curve")]
+    let server = zerosmq_core::zmtp::curve::CurveKeyPair::from_secret(CURVE_SERVER_SECRET);
+    #[cfg(feature = "curve")]
     let Ok(node) = node.with_curve(
-        CURVE_SERVER_PUBLIC,
+        *server.public(),
         *ours.public(),
         *ours.secret(),
         &mut zerosmq_core::zmtp::curve::ReplayRng(1),
@@ -313,4 +346,113 @@ pub fn node_round_trip(link: &Loopback) -> u32 {
     failures += u32::from(publisher.publish(&[0u8, 1, 2, 255]).is_err());
     failures += u32::from(subscriber.recv().ok() != Some(&[0u8, 1, 2, 255][..]));
     failures
+}
+
+/// The far ends as core's CURVE servers (the master's side of each connection): they open
+/// the node's boxes, answer the grant requests, subscribe the publisher, echo the subscriber's
+/// probes and forward the publisher's messages to the subscriber, boxed again for it.
+#[cfg(feature = "curve-loopback")]
+mod far {
+    use super::{LinkError, Queue, Role, State, REP_BINARY};
+    use zerosmq_core::zmtp::curve::{CurveKeyPair, ReplayRng};
+    use zerosmq_core::zmtp::{Connection, Event, SocketType};
+    use zerosmq_core::READY_PROBE_PREFIX;
+
+    pub struct Far {
+        conn: Connection<'static>,
+        rx: [u8; 320],
+    }
+
+    impl Far {
+        pub fn new(socket_type: SocketType, seed: u64) -> Far {
+            let keys = CurveKeyPair::from_secret(super::CURVE_SERVER_SECRET);
+            Far {
+                conn: Connection::curve_server(socket_type, keys, &mut ReplayRng(seed)),
+                rx: [0; 320],
+            }
+        }
+    }
+
+    /// What the far end has to send (greeting, WELCOME, READY), into the node's input.
+    pub fn transmit(far: &mut Far, input: &mut Queue) -> Result<(), LinkError> {
+        let mut tx = [0u8; 320];
+        while let Some(n) = far.conn.poll_transmit(&mut tx).map_err(|_| LinkError)? {
+            if !input.push(&tx[..n]) {
+                return Err(LinkError);
+            }
+        }
+        Ok(())
+    }
+
+    fn boxed(
+        conn: &mut Connection<'_>,
+        input: &mut Queue,
+        parts: &[&[u8]],
+        more: bool,
+    ) -> Result<(), LinkError> {
+        let mut tx = [0u8; 128];
+        let n = conn
+            .write_message(parts, more, &mut tx)
+            .map_err(|_| LinkError)?;
+        if input.push(&tx[..n]) {
+            Ok(())
+        } else {
+            Err(LinkError)
+        }
+    }
+
+    /// The node wrote `bytes` to link `i`, whose far end is `far` (taken out of `s`).
+    pub fn feed(far: &mut Far, s: &mut State, i: usize, mut bytes: &[u8]) -> Result<(), LinkError> {
+        while !bytes.is_empty() {
+            let dst = far.conn.read_buffer(&mut far.rx);
+            let n = dst.len().min(bytes.len());
+            if n == 0 {
+                return Err(LinkError);
+            }
+            dst[..n].copy_from_slice(&bytes[..n]);
+            bytes = &bytes[n..];
+            let mut ev = far
+                .conn
+                .commit_in_place(n, &mut far.rx)
+                .map_err(|_| LinkError)?;
+            if far.conn.awaits_admission() {
+                ev = Some(far.conn.admit(true).map_err(|_| LinkError)?);
+            }
+            transmit(far, &mut s.input[i])?;
+            let Some(ev) = ev else { continue };
+            match (s.roles[i], ev) {
+                // The grant: the delimiter, then the binary `Granted { port: 6000 }`.
+                (Role::Control, Event::Message { more: false, .. }) => {
+                    let granted = &REP_BINARY[REP_BINARY.len() - 5..];
+                    boxed(&mut far.conn, &mut s.input[i], &[], true)?;
+                    boxed(&mut far.conn, &mut s.input[i], &[granted], false)?;
+                }
+                (Role::Publisher, Event::Ready { .. }) => {
+                    let mut tx = [0u8; 64];
+                    let n = far
+                        .conn
+                        .write_subscribe(b"imu", &mut tx)
+                        .map_err(|_| LinkError)?;
+                    if !s.input[i].push(&tx[..n]) {
+                        return Err(LinkError);
+                    }
+                }
+                (Role::Publisher, Event::Message { len, more: false }) => {
+                    let sub = s.far[3].as_mut().ok_or(LinkError)?;
+                    boxed(&mut sub.conn, &mut s.input[3], &[&far.rx[..len]], false)?;
+                }
+                (Role::Subscriber, Event::Subscribe { start, len }) => {
+                    let prefix = far.rx.get(start..start + len).ok_or(LinkError)?;
+                    if prefix.starts_with(READY_PROBE_PREFIX) {
+                        let mut probe = [0u8; 64];
+                        let probe = probe.get_mut(..len).ok_or(LinkError)?;
+                        probe.copy_from_slice(prefix);
+                        boxed(&mut far.conn, &mut s.input[i], &[probe], false)?;
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
 }
