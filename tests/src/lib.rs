@@ -244,6 +244,12 @@ impl PythonPeer {
         }
     }
 
+    /// The script's stdin, for a writer on another thread than the reader of its lines
+    /// ([`say`](Self::say) writes nothing after this).
+    pub fn take_input(&mut self) -> Option<std::process::ChildStdin> {
+        self.input.take()
+    }
+
     /// The script's exit status, if it has exited.
     pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
         self.child.try_wait().unwrap()
