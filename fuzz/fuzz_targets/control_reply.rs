@@ -3,7 +3,7 @@
 use libfuzzer_sys::fuzz_target;
 use zerosmq_core::control::{decode_reply, Encoding, ReplyKind};
 
-const KINDS: [ReplyKind; 8] = [
+const KINDS: [ReplyKind; 9] = [
     ReplyKind::Granted,
     ReplyKind::Done,
     ReplyKind::Topics,
@@ -12,6 +12,7 @@ const KINDS: [ReplyKind; 8] = [
     ReplyKind::TopicInfo,
     ReplyKind::NodeInfo,
     ReplyKind::Alive,
+    ReplyKind::Schema,
 ];
 
 fuzz_target!(|data: &[u8]| {

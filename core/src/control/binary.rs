@@ -4,7 +4,11 @@
 //! version byte lets a future master refuse (or translate) an older client clearly.
 
 use super::{ControlEncodeError, ControlReply, ControlRequest, DecodeError, BINARY_MARKER};
-use crate::limits::BINARY_PROTOCOL_VERSION;
+use crate::limits::{BINARY_PROTOCOL_VERSION, MAX_SCHEMA_LEN};
+use crate::name::{NodeName, Topic};
+
+/// Postcard's variant index of [`ControlRequest::PublishTyped`] (its place in the enum).
+const PUBLISH_TYPED: u32 = 10;
 
 const HEADER_LEN: usize = 2;
 
@@ -35,6 +39,24 @@ fn decode<'a, T: serde::Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, DecodeErr
         // Trailing bytes mean the peer and we disagree on the layout: refuse rather than guess.
         Ok(_) | Err(_) => Err(DecodeError::Malformed),
     }
+}
+
+/// The declared schema length of a typed publish request whose schema is over
+/// [`MAX_SCHEMA_LEN`], read from its head only; `None` for anything else. Lets the master say
+/// which part of the request is too long.
+pub fn oversized_schema(bytes: &[u8]) -> Option<usize> {
+    let body = match bytes {
+        [BINARY_MARKER, BINARY_PROTOCOL_VERSION, body @ ..] => body,
+        _ => return None,
+    };
+    let (variant, rest) = postcard::take_from_bytes::<u32>(body).ok()?;
+    if variant != PUBLISH_TYPED {
+        return None;
+    }
+    let (_, rest) = postcard::take_from_bytes::<(NodeName, Topic)>(rest).ok()?;
+    let (len, _) = postcard::take_from_bytes::<u32>(rest).ok()?;
+    let len = usize::try_from(len).ok()?;
+    (len > MAX_SCHEMA_LEN).then_some(len)
 }
 
 /// Writes a binary request into `buf`; returns its length.

@@ -67,14 +67,31 @@ pub enum ControlRequest {
     /// master drops a claimed node that stops sending these, and refuses the name to another
     /// session while the claim is live. Nodes that never send one are never expired.
     Heartbeat { node: NodeName, session: u64 },
+    /// Binary only: [`ControlRequest::Publish`] declaring the topic's schema, the postcard
+    /// encoding of a postcard-schema `OwnedNamedType` (core keeps it opaque; the master checks
+    /// it). -> [`ControlReply::Granted`]; the first typed publisher sets the topic's schema, a
+    /// different one is refused with [`ErrorCode::SchemaMismatch`].
+    PublishTyped {
+        node: NodeName,
+        topic: Topic,
+        schema: SchemaBytes,
+    },
+    /// Binary only: the schema of `topic` -> [`ControlReply::Schema`] (empty when untyped).
+    TopicSchema { topic: Topic },
 }
+
+/// A topic's schema as carried in [`ControlRequest::PublishTyped`] (at most
+/// [`MAX_SCHEMA_LEN`](crate::limits::MAX_SCHEMA_LEN) bytes).
+pub type SchemaBytes = heapless::Vec<u8, { crate::limits::MAX_SCHEMA_LEN }>;
 
 impl ControlRequest {
     /// What a successful reply to this request looks like; needed to read text replies, whose
     /// meaning depends on the question (as in the original).
     pub fn reply_kind(&self) -> ReplyKind {
         match self {
-            ControlRequest::Publish { .. } | ControlRequest::Subscribe { .. } => ReplyKind::Granted,
+            ControlRequest::Publish { .. }
+            | ControlRequest::PublishTyped { .. }
+            | ControlRequest::Subscribe { .. } => ReplyKind::Granted,
             ControlRequest::StopPublish { .. } | ControlRequest::StopSubscribe { .. } => {
                 ReplyKind::Done
             }
@@ -84,6 +101,7 @@ impl ControlRequest {
             ControlRequest::TopicInfo { .. } => ReplyKind::TopicInfo,
             ControlRequest::NodeInfo { .. } => ReplyKind::NodeInfo,
             ControlRequest::Heartbeat { .. } => ReplyKind::Alive,
+            ControlRequest::TopicSchema { .. } => ReplyKind::Schema,
         }
     }
 
@@ -106,18 +124,36 @@ impl ControlRequest {
 
 /// Decodes a request in either encoding. Never panics, whatever `bytes` holds.
 pub fn decode_request(bytes: &[u8]) -> Result<ControlRequest, DecodeError> {
-    if bytes.len() > crate::limits::MAX_CONTROL_REQUEST_LEN {
+    let encoding = Encoding::of(bytes);
+    let max = match encoding {
+        Encoding::Text => crate::limits::MAX_CONTROL_REQUEST_LEN,
+        Encoding::Binary => crate::limits::MAX_BINARY_REQUEST_LEN,
+    };
+    if bytes.len() > max {
+        // A typed request over the limit is told about its schema, the part that is too long.
+        if let Some(len) = binary::oversized_schema(bytes) {
+            let max = crate::limits::MAX_SCHEMA_LEN;
+            return Err(DecodeError::SchemaTooLong { len, max });
+        }
         return Err(DecodeError::TooLong {
             len: bytes.len(),
-            max: crate::limits::MAX_CONTROL_REQUEST_LEN,
+            max,
         });
     }
-    match Encoding::of(bytes) {
+    match encoding {
         #[cfg(feature = "text")]
         Encoding::Text => text::decode_request(bytes),
         #[cfg(not(feature = "text"))]
         Encoding::Text => Err(DecodeError::TextDisabled),
-        Encoding::Binary => binary::decode_request(bytes),
+        Encoding::Binary => {
+            binary::decode_request(bytes).map_err(|e| match binary::oversized_schema(bytes) {
+                Some(len) => DecodeError::SchemaTooLong {
+                    len,
+                    max: crate::limits::MAX_SCHEMA_LEN,
+                },
+                None => e,
+            })
+        }
     }
 }
 
@@ -146,6 +182,7 @@ pub enum ReplyKind {
     TopicInfo,
     NodeInfo,
     Alive,
+    Schema,
 }
 
 /// A reply from the master. Text bodies borrow from the buffer they were decoded from.
@@ -173,6 +210,9 @@ pub enum ControlReply<'a> {
     /// `ALIVE <epoch>`: the heartbeat was accepted. `epoch` identifies this run of the master
     /// (16 hex digits in text); a node that sees it change knows the master restarted.
     Alive { epoch: u64 },
+    /// Binary only: a topic's schema as declared by its first typed publisher (postcard of a
+    /// postcard-schema `OwnedNamedType`); empty when the topic is untyped.
+    Schema(&'a [u8]),
 }
 
 impl ControlReply<'_> {
@@ -218,6 +258,9 @@ pub struct TopicInfo<'a> {
     pub refused: u64,
     /// Milliseconds since the last forwarded message; `None` when nothing was forwarded yet.
     pub idle_ms: Option<u64>,
+    /// The topic's schema (see [`ControlReply::Schema`]); empty when untyped. Not in the text
+    /// form, which stays as it was.
+    pub schema: &'a [u8],
 }
 
 /// What a node publishes and subscribes.
@@ -268,6 +311,10 @@ pub enum ErrorCode {
     Refused,
     /// The master failed internally (for example a socket could not be bound).
     Internal,
+    /// A typed publisher declared a schema other than the one the topic has.
+    SchemaMismatch,
+    /// A declared schema is not a valid postcard-schema type.
+    InvalidSchema,
 }
 
 impl ErrorCode {
@@ -285,12 +332,14 @@ impl ErrorCode {
             ErrorCode::LimitReached => "limit-reached",
             ErrorCode::Refused => "refused",
             ErrorCode::Internal => "internal",
+            ErrorCode::SchemaMismatch => "schema-mismatch",
+            ErrorCode::InvalidSchema => "invalid-schema",
         }
     }
 
     /// Inverse of [`ErrorCode::as_str`].
     pub fn parse(s: &str) -> Option<ErrorCode> {
-        const ALL: [ErrorCode; 11] = [
+        const ALL: [ErrorCode; 13] = [
             ErrorCode::NameInUse,
             ErrorCode::BadRequest,
             ErrorCode::UnknownCommand,
@@ -302,6 +351,8 @@ impl ErrorCode {
             ErrorCode::LimitReached,
             ErrorCode::Refused,
             ErrorCode::Internal,
+            ErrorCode::SchemaMismatch,
+            ErrorCode::InvalidSchema,
         ];
         ALL.into_iter().find(|c| c.as_str() == s)
     }
@@ -340,13 +391,16 @@ pub enum DecodeError {
     UnexpectedReply,
     /// A text message, and this build has no text protocol (feature `text` is off).
     TextDisabled,
+    /// A typed publish request whose schema is longer than
+    /// [`MAX_SCHEMA_LEN`](crate::limits::MAX_SCHEMA_LEN).
+    SchemaTooLong { len: usize, max: usize },
 }
 
 impl DecodeError {
     /// The error code an error reply carries for this failure.
     pub fn code(&self) -> ErrorCode {
         match self {
-            DecodeError::TooLong { .. } => ErrorCode::TooLarge,
+            DecodeError::TooLong { .. } | DecodeError::SchemaTooLong { .. } => ErrorCode::TooLarge,
             DecodeError::UnknownCommand(_) => ErrorCode::UnknownCommand,
             DecodeError::InvalidName { .. } => ErrorCode::InvalidName,
             DecodeError::UnsupportedVersion(_) => ErrorCode::UnsupportedVersion,
@@ -394,6 +448,9 @@ impl fmt::Display for DecodeError {
             DecodeError::TextDisabled => {
                 f.write_str("text control message, but this build speaks only binary")
             }
+            DecodeError::SchemaTooLong { len, max } => {
+                write!(f, "schema is {len} bytes, the limit is {max}")
+            }
         }
     }
 }
@@ -408,6 +465,8 @@ pub enum ControlEncodeError {
     BufferTooSmall,
     /// The text encoding was asked for, and this build has none (feature `text` is off).
     TextDisabled,
+    /// The message exists only in the binary encoding (typed topics are ours).
+    BinaryOnly,
 }
 
 impl fmt::Display for ControlEncodeError {
@@ -417,6 +476,7 @@ impl fmt::Display for ControlEncodeError {
             ControlEncodeError::TextDisabled => {
                 "text encoding asked for, but this build speaks only binary"
             }
+            ControlEncodeError::BinaryOnly => "this message has no text form (binary only)",
         })
     }
 }

@@ -152,6 +152,7 @@ fn replies_round_trip_in_both_encodings() {
                 overflows: 5,
                 refused: 6,
                 idle_ms: None,
+                schema: &[],
             }),
             b"TOPIC_INFO topic=t publish_port=1 subscribe_port=2 messages=3 bytes=4 overflows=5 refused=6 idle_ms= publishers=a,b subscribers=",
         ),
@@ -188,4 +189,96 @@ fn replies_round_trip_in_both_encodings() {
         decode_reply(ReplyKind::Done, b"REQUEST GRANT 1"),
         Err(DecodeError::UnexpectedReply)
     );
+}
+
+#[test]
+fn typed_requests_are_binary_only_with_the_schema_as_bytes() {
+    extern crate std;
+    use crate::limits::{MAX_SCHEMA_LEN, TYPED_REQUEST_BUF_LEN};
+    use std::string::ToString;
+    let typed = ControlRequest::PublishTyped {
+        node: node("n"),
+        topic: topic("t"),
+        schema: SchemaBytes::from_slice(&[7, 8, 9]).unwrap(),
+    };
+    let mut buf = [0u8; TYPED_REQUEST_BUF_LEN];
+    // Variant 10 after the ten untyped requests, whose indices stay as they were.
+    assert_eq!(
+        typed.encode(Encoding::Binary, &mut buf).unwrap(),
+        &[0xff, 1, 10, 1, b'n', 1, b't', 3, 7, 8, 9]
+    );
+    assert_eq!(
+        typed.encode(Encoding::Text, &mut buf),
+        Err(ControlEncodeError::BinaryOnly)
+    );
+    let ask = ControlRequest::TopicSchema { topic: topic("t") };
+    assert_eq!(
+        ask.encode(Encoding::Binary, &mut buf).unwrap(),
+        &[0xff, 1, 11, 1, b't']
+    );
+    assert_eq!(ask.reply_kind(), ReplyKind::Schema);
+
+    // The longest typed request fits its buffer and decodes.
+    let longest = ControlRequest::PublishTyped {
+        node: node(&"n".repeat(64)),
+        topic: topic(&"t".repeat(64)),
+        schema: SchemaBytes::from_slice(&[0xaa; MAX_SCHEMA_LEN]).unwrap(),
+    };
+    let bytes = longest.encode(Encoding::Binary, &mut buf).unwrap();
+    assert_eq!(decode_request(bytes), Ok(longest));
+
+    // One byte over the schema limit: refused naming the schema, short or long names alike.
+    for name_len in [1, 64] {
+        let head = [
+            &[0xff, 1, 10, name_len as u8][..],
+            &"n".repeat(name_len).into_bytes(),
+            &[name_len as u8],
+            &"t".repeat(name_len).into_bytes(),
+            &[0x81, 0x04], // 513
+        ]
+        .concat();
+        let over = [head, std::vec![0u8; MAX_SCHEMA_LEN + 1]].concat();
+        let err = decode_request(&over).unwrap_err();
+        assert_eq!(
+            err,
+            DecodeError::SchemaTooLong {
+                len: MAX_SCHEMA_LEN + 1,
+                max: MAX_SCHEMA_LEN
+            },
+            "names of {name_len}"
+        );
+        assert_eq!(err.code(), ErrorCode::TooLarge);
+        assert_eq!(err.to_string(), "schema is 513 bytes, the limit is 512");
+    }
+}
+
+#[test]
+fn schema_replies_and_topic_info_carry_bytes_in_binary() {
+    let mut buf = [0u8; 128];
+    let reply = ControlReply::Schema(&[1, 2, 3]);
+    let bin = reply.encode(Encoding::Binary, &mut buf).unwrap();
+    assert_eq!(bin, &[0xff, 1, 9, 3, 1, 2, 3]);
+    assert_eq!(decode_reply(ReplyKind::Schema, bin), Ok(reply.clone()));
+    assert_eq!(
+        reply.encode(Encoding::Text, &mut buf),
+        Err(ControlEncodeError::BinaryOnly)
+    );
+    let info = ControlReply::TopicInfo(TopicInfo {
+        topic: "t",
+        publish_port: 1,
+        subscribe_port: 2,
+        publishers: "",
+        subscribers: "",
+        messages: 0,
+        bytes: 0,
+        overflows: 0,
+        refused: 0,
+        idle_ms: Some(1),
+        schema: &[5, 6],
+    });
+    let bin = info.encode(Encoding::Binary, &mut buf).unwrap();
+    assert_eq!(decode_reply(ReplyKind::TopicInfo, bin), Ok(info));
+    for code in [ErrorCode::SchemaMismatch, ErrorCode::InvalidSchema] {
+        assert_eq!(ErrorCode::parse(code.as_str()), Some(code));
+    }
 }

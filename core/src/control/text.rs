@@ -113,6 +113,9 @@ pub fn encode_request(req: &ControlRequest, buf: &mut [u8]) -> Result<usize, Con
         ControlRequest::TopicInfo { topic } => write!(w, "TOPIC_INFO {NULL} {topic}"),
         ControlRequest::NodeInfo { node } => write!(w, "NODE_INFO {node} {NULL}"),
         ControlRequest::Heartbeat { node, session } => write!(w, "HEARTBEAT {node} {session:016x}"),
+        ControlRequest::PublishTyped { .. } | ControlRequest::TopicSchema { .. } => {
+            return Err(ControlEncodeError::BinaryOnly)
+        }
     };
     r.map_err(|_| ControlEncodeError::BufferTooSmall)?;
     Ok(w.len())
@@ -150,6 +153,7 @@ pub fn encode_reply(reply: &ControlReply<'_>, buf: &mut [u8]) -> Result<usize, C
         ),
         ControlReply::Error(e) => write!(w, "{ERROR_PREFIX}{}: {}", e.code.as_str(), e.detail),
         ControlReply::Alive { epoch } => write!(w, "{ALIVE} {epoch:016x}"),
+        ControlReply::Schema(_) => return Err(ControlEncodeError::BinaryOnly),
     };
     r.map_err(|_| ControlEncodeError::BufferTooSmall)?;
     Ok(w.len())
@@ -224,8 +228,11 @@ pub fn decode_reply(kind: ReplyKind, bytes: &[u8]) -> Result<ControlReply<'_>, D
                 overflows,
                 refused,
                 idle_ms,
+                schema: &[],
             })
         }
+        // No text request asks for a schema.
+        ReplyKind::Schema => return Err(bad),
         ReplyKind::NodeInfo => {
             let mut f = Fields::new(text, "NODE_INFO")?;
             let node = f.next("node")?;
