@@ -45,6 +45,8 @@ pub enum Error {
     Serde(postcard::Error),
     /// A system call of the data path failed (starting a thread, making a poll).
     Io(std::io::Error),
+    /// A typed topic's schema is longer than the control protocol carries.
+    SchemaTooLarge { len: usize, max: usize },
 }
 
 impl fmt::Display for Error {
@@ -89,6 +91,10 @@ impl fmt::Display for Error {
             Error::Frame(e) => write!(f, "bad data frame: {e}"),
             Error::Serde(e) => write!(f, "payload (de)serialization failed: {e}"),
             Error::Io(e) => write!(f, "i/o: {e}"),
+            Error::SchemaTooLarge { len, max } => write!(
+                f,
+                "the type's schema is {len} bytes encoded, a typed topic's may be {max}"
+            ),
         }
     }
 }

@@ -36,6 +36,12 @@ pub use node::{
     Node, NodeBuilder, NodeInfo, TopicInfo, CURVE_KEYS_ENV, CURVE_SERVER_KEY_ENV,
     DEFAULT_CLAIM_WAIT, DEFAULT_HEARTBEAT, DEFAULT_MASTER, DEFAULT_TIMEOUT, MASTER_ENV,
 };
+/// A typed topic's schema as the master keeps it and subscribers read it.
+pub use postcard_schema::schema::owned::OwnedNamedType;
+/// The schema derive and types of typed topics: `#[derive(Serialize, Deserialize, Schema)]`,
+/// with `#[postcard(crate = zerosmq::postcard_schema)]` unless the crate depends on
+/// `postcard-schema` itself.
+pub use postcard_schema::{self, Schema};
 pub use publisher::Publisher;
 pub use subscriber::{Message, Subscriber};
 pub use zerosmq_core::ErrorCode;

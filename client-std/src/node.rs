@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use zerosmq_core::control::{ControlReply, ControlRequest, Encoding};
-use zerosmq_core::limits::CONTROL_REQUEST_BUF_LEN;
+use zerosmq_core::limits::TYPED_REQUEST_BUF_LEN;
 use zerosmq_core::{decode_reply, NodeName, Topic};
 
 use bytes::Bytes;
@@ -14,7 +14,7 @@ use crate::transport::control::{ControlConn, ControlError};
 use crate::transport::io_thread::IoHandle;
 use crate::transport::mechanism::Mechanism;
 use crate::transport::subscriber_link::SubscriberLink;
-use crate::{Error, Publisher, Result, Subscriber};
+use crate::{Error, OwnedNamedType, Publisher, Result, Subscriber};
 
 /// Environment variable with the master's address (like `ROS_MASTER_URI`).
 pub const MASTER_ENV: &str = "ZEROSMQ_MASTER";
@@ -338,7 +338,7 @@ impl NodeInner {
 
     /// `req` as sent to the master.
     pub(crate) fn encode(&self, req: &ControlRequest) -> Result<Vec<u8>> {
-        let mut buf = [0u8; CONTROL_REQUEST_BUF_LEN];
+        let mut buf = [0u8; TYPED_REQUEST_BUF_LEN];
         Ok(req.encode(Encoding::Binary, &mut buf)?.to_vec())
     }
 
@@ -444,6 +444,8 @@ pub struct TopicInfo {
     /// Connections the master refused on the topic's ports: a connection limit was reached.
     pub refused: u64,
     pub idle: Option<Duration>,
+    /// The schema of a typed topic (declared by its first typed publisher).
+    pub schema: Option<OwnedNamedType>,
 }
 
 /// What a node publishes and subscribes.
@@ -510,7 +512,31 @@ impl Node {
     /// Registers as a publisher of `topic` and connects to the master's socket for it.
     /// Call [`Publisher::wait_ready`] before the first message that must not be lost.
     pub fn advertise(&self, topic: &str) -> Result<Publisher> {
-        Publisher::open(self.inner.clone(), Topic::new(topic)?)
+        Publisher::open(self.inner.clone(), Topic::new(topic)?, None)
+    }
+
+    /// [`advertise`](Self::advertise) declaring the topic's schema, derived from `T`
+    /// (`#[derive(Serialize, Schema)]`): the master keeps it for the topic, shows it in
+    /// `topic info`, hands it to subscribers ([`Subscriber::schema`]) and refuses a publisher
+    /// declaring another ([`ErrorCode::SchemaMismatch`](crate::ErrorCode::SchemaMismatch)).
+    /// Publish with [`Publisher::publish_value`] (postcard of `T`).
+    pub fn advertise_typed<T: serde::Serialize + postcard_schema::Schema + ?Sized>(
+        &self,
+        topic: &str,
+    ) -> Result<Publisher> {
+        let topic = Topic::new(topic)?;
+        Publisher::open(self.inner.clone(), topic, Some(schema_bytes(T::SCHEMA)?))
+    }
+
+    /// The schema of `topic`; `None` when it is untyped.
+    pub fn topic_schema(&self, topic: &str) -> Result<Option<OwnedNamedType>> {
+        let req = ControlRequest::TopicSchema {
+            topic: Topic::new(topic)?,
+        };
+        self.inner.request(&req, self.inner.timeout, |r| match r {
+            ControlReply::Schema(bytes) => parse_schema(bytes),
+            _ => Err(Error::Protocol(zerosmq_core::DecodeError::UnexpectedReply)),
+        })
     }
 
     /// Registers as a subscriber of `topic` and connects to the master's socket for it.
@@ -571,6 +597,7 @@ impl Node {
                 overflows: t.overflows,
                 refused: t.refused,
                 idle: t.idle_ms.map(Duration::from_millis),
+                schema: parse_schema(t.schema)?,
             }),
             _ => Err(Error::Protocol(zerosmq_core::DecodeError::UnexpectedReply)),
         })
@@ -590,6 +617,25 @@ impl Node {
             _ => Err(Error::Protocol(zerosmq_core::DecodeError::UnexpectedReply)),
         })
     }
+}
+
+/// `schema` as a typed publish request carries it: postcard of the owned form's layout.
+fn schema_bytes(
+    schema: &postcard_schema::schema::NamedType,
+) -> Result<zerosmq_core::control::SchemaBytes> {
+    let bytes = postcard::to_stdvec(schema)?;
+    zerosmq_core::control::SchemaBytes::from_slice(&bytes).map_err(|_| Error::SchemaTooLarge {
+        len: bytes.len(),
+        max: zerosmq_core::limits::MAX_SCHEMA_LEN,
+    })
+}
+
+/// A schema from the master (empty: untyped).
+pub(crate) fn parse_schema(bytes: &[u8]) -> Result<Option<OwnedNamedType>> {
+    if bytes.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(postcard::from_bytes(bytes)?))
 }
 
 #[cfg(test)]

@@ -27,6 +27,8 @@ pub struct Publisher {
     /// `TOPIC SP`, then scratch space for `publish_value`'s encoding.
     frame: Vec<u8>,
     registered: bool,
+    /// The grant's request (typed or not), to forget it when stopping.
+    request: ControlRequest,
 }
 
 impl std::fmt::Debug for Publisher {
@@ -38,16 +40,27 @@ impl std::fmt::Debug for Publisher {
 }
 
 impl Publisher {
-    pub(crate) fn open(node: Arc<NodeInner>, topic: Topic) -> Result<Self> {
-        let request = ControlRequest::Publish {
-            node: node.name.clone(),
-            topic: topic.clone(),
+    pub(crate) fn open(
+        node: Arc<NodeInner>,
+        topic: Topic,
+        schema: Option<zerosmq_core::control::SchemaBytes>,
+    ) -> Result<Self> {
+        let request = match schema {
+            None => ControlRequest::Publish {
+                node: node.name.clone(),
+                topic: topic.clone(),
+            },
+            Some(schema) => ControlRequest::PublishTyped {
+                node: node.name.clone(),
+                topic: topic.clone(),
+                schema,
+            },
         };
         let mut frame = Vec::with_capacity(topic.len() + 1 + 256);
         frame.extend_from_slice(topic.as_bytes());
         frame.push(zerosmq_core::message::SEPARATOR);
         let io = node.io()?;
-        let grant = DataLink::open(&node, request, Some(io.clone()))?;
+        let grant = DataLink::open(&node, request.clone(), Some(io.clone()))?;
         let target = Target {
             host: node.host.clone(),
             port: grant.cell(),
@@ -62,6 +75,7 @@ impl Publisher {
             link,
             frame,
             registered: true,
+            request,
         })
     }
 
@@ -142,10 +156,7 @@ impl Publisher {
         if !std::mem::take(&mut self.registered) {
             return Ok(());
         }
-        self.node.forget(&ControlRequest::Publish {
-            node: self.node.name.clone(),
-            topic: self.topic.clone(),
-        });
+        self.node.forget(&self.request);
         let req = ControlRequest::StopPublish {
             node: self.node.name.clone(),
             topic: self.topic.clone(),

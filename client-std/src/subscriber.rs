@@ -170,6 +170,21 @@ impl Subscriber {
         self.topic.as_str()
     }
 
+    /// The topic's schema, asked of the master now (a typed publisher may come after the
+    /// subscriber); `None` while the topic is untyped. Payloads of a typed topic are postcard of
+    /// that type ([`Message::decode`]).
+    pub fn schema(&self) -> Result<Option<crate::OwnedNamedType>> {
+        let req = zerosmq_core::control::ControlRequest::TopicSchema {
+            topic: self.topic.clone(),
+        };
+        self.node.request(&req, self.node.timeout, |r| match r {
+            zerosmq_core::ControlReply::Schema(bytes) => crate::node::parse_schema(bytes),
+            _ => Err(crate::Error::Protocol(
+                zerosmq_core::DecodeError::UnexpectedReply,
+            )),
+        })
+    }
+
     /// Waits until the master's socket for this topic has this subscription, so that every
     /// message published from now on is delivered. Messages that arrive meanwhile are kept.
     ///

@@ -144,7 +144,8 @@ impl Broker {
         // A stop, like a grant, is allowed only for a role the requester may hold: otherwise any
         // user could close another user's topic.
         let checked = match &req {
-            ControlRequest::Publish { node, topic } => {
+            ControlRequest::Publish { node, topic }
+            | ControlRequest::PublishTyped { node, topic, .. } => {
                 Some((node, topic, Access::Write, "publish"))
             }
             ControlRequest::Subscribe { node, topic } => {
@@ -170,8 +171,29 @@ impl Broker {
         }
         let reply = match req {
             ControlRequest::Publish { node, topic } => {
+                if self
+                    .registry
+                    .topic(&topic)
+                    .is_some_and(|t| t.schema.is_some())
+                {
+                    // Allowed: original nodes cannot declare a schema, and refusing them would
+                    // change what they see on the wire; typed readers skip what does not decode.
+                    debug!(%node, %topic, "untyped publisher on a typed topic");
+                }
                 self.register(&node, &topic, Role::Publisher, user, enc)
             }
+            ControlRequest::PublishTyped {
+                node,
+                topic,
+                schema,
+            } => self.register_typed(&node, &topic, &schema, user, enc),
+            ControlRequest::TopicSchema { topic } => match self.registry.topic(&topic) {
+                Some(t) => encode(
+                    &ControlReply::Schema(t.schema.as_deref().unwrap_or_default()),
+                    enc,
+                ),
+                None => refuse(enc, ErrorCode::UnknownTopic, &format!("no topic '{topic}'")),
+            },
             ControlRequest::Subscribe { node, topic } => {
                 self.register(&node, &topic, Role::Subscriber, user, enc)
             }
@@ -269,6 +291,45 @@ impl Broker {
         };
         info!(%node, %topic, ?role, port, "granted");
         encode(&ControlReply::Granted { port }, enc)
+    }
+
+    /// A publish grant declaring `schema`: refused when the schema is not a valid postcard-schema
+    /// type, or differs from the schema the topic has; the first typed publisher sets it.
+    fn register_typed(
+        &mut self,
+        node: &NodeName,
+        topic: &Topic,
+        schema: &[u8],
+        user: Option<&str>,
+        enc: Encoding,
+    ) -> Vec<u8> {
+        let declared = match crate::schema::parse(schema) {
+            Ok(declared) => declared,
+            Err(e) => {
+                let detail = format!("topic '{topic}': {e}");
+                return self.refused(enc, ErrorCode::InvalidSchema, &detail);
+            }
+        };
+        let held = self.registry.topic(topic).and_then(|t| t.schema.as_deref());
+        let typed = held.is_some();
+        if let Some(held) = held.filter(|held| *held != schema) {
+            let detail = format!(
+                "topic '{topic}' carries {}, node '{node}' declares {}",
+                crate::schema::describe(held),
+                declared.to_pseudocode()
+            );
+            return self.refused(enc, ErrorCode::SchemaMismatch, &detail);
+        }
+        let reply = self.register(node, topic, Role::Publisher, user, enc);
+        let granted = self
+            .registry
+            .node(node)
+            .is_some_and(|e| e.holds(topic, Role::Publisher));
+        if !typed && granted {
+            info!(%topic, schema = %declared, "topic typed");
+            self.registry.set_schema(topic, schema);
+        }
+        reply
     }
 
     /// Refuses a new grant that would pass `max_nodes` or `max_grants_per_node` (a grant the
@@ -470,6 +531,7 @@ impl Broker {
                 overflows: c.overflows,
                 refused: state.refused(),
                 idle_ms: c.last_activity.map(|t| t.elapsed().as_millis() as u64),
+                schema: entry.schema.as_deref().unwrap_or_default(),
             }),
             enc,
         )

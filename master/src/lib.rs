@@ -30,6 +30,7 @@ mod ports;
 mod ratelimit;
 pub mod registry;
 mod rep;
+mod schema;
 // The one unsafe call left in the master: glibc's mallopt (see its SAFETY comment); the rest of
 // the crate denies unsafe code.
 #[allow(unsafe_code)]

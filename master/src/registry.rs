@@ -23,6 +23,9 @@ pub struct TopicCounters {
 pub struct TopicEntry {
     pub publishers: BTreeSet<NodeName>,
     pub subscribers: BTreeSet<NodeName>,
+    /// Declared by the first typed publisher (postcard of a postcard-schema `OwnedNamedType`,
+    /// checked when declared); kept while the topic has users.
+    pub schema: Option<Vec<u8>>,
 }
 
 impl TopicEntry {
@@ -192,6 +195,15 @@ impl Registry {
             return true;
         }
         false
+    }
+
+    /// Sets the schema of `topic` (registered already) when it has none.
+    pub fn set_schema(&mut self, topic: &Topic, schema: &[u8]) {
+        if let Some(t) = self.topics.get_mut(topic) {
+            if t.schema.is_none() {
+                t.schema = Some(schema.to_vec());
+            }
+        }
     }
 
     /// Drops the name of `node` when it has neither roles nor a heartbeat session.
