@@ -2,7 +2,8 @@
 //! saved as a PNG (plotters' bitmap backend).
 //!
 //! A payload is a number when its UTF-8 text, trimmed, parses as a finite `f64` ("3", "-1.5e3").
-//! Anything else is skipped and counted per topic.
+//! On a typed topic a numeric field is plotted by name, `TOPIC.FIELD.FIELD` (`imu.accel.x`;
+//! array elements by index). Anything else is skipped and counted per series.
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -16,7 +17,7 @@ use crate::{cli_node_as, parse_seconds, require_topic, stop_flag, stopped, Cli, 
 
 #[derive(Debug, clap::Args)]
 pub struct PlotArgs {
-    /// Topics with numeric payloads.
+    /// Topics with numeric payloads, or numeric fields of typed topics (`imu.accel.x`).
     #[arg(required = true)]
     topics: Vec<String>,
     /// Seconds of history shown (default: 10 live; the whole --duration for --png).
@@ -58,6 +59,26 @@ pub fn numeric(payload: &[u8]) -> Option<f64> {
         .filter(|v| v.is_finite())
 }
 
+/// `name` as a topic and a field path: the whole name when the master knows such a topic, else
+/// the longest known topic before a `.` (topic names may hold dots themselves), else the whole
+/// name (for `--wait`, and for the unknown-topic error).
+fn split_field<'a>(node: &zerosmq::Node, name: &'a str) -> (&'a str, Vec<String>) {
+    let known = |t: &str| node.topic_info(t).is_ok();
+    if known(name) {
+        return (name, Vec::new());
+    }
+    let mut cut = name.len();
+    while let Some(dot) = name[..cut].rfind('.') {
+        let topic = &name[..dot];
+        if known(topic) {
+            let path = name[dot + 1..].split('.').map(str::to_owned).collect();
+            return (topic, path);
+        }
+        cut = dot;
+    }
+    (name, Vec::new())
+}
+
 /// One topic's points (seconds since the start, value) and how many payloads were not numbers.
 struct Series {
     topic: String,
@@ -86,24 +107,41 @@ impl Plotter {
         let done = Arc::new(AtomicBool::new(false));
         let mut series = Vec::new();
         let mut threads = Vec::new();
-        for (i, topic) in args.topics.iter().enumerate() {
+        for (i, name) in args.topics.iter().enumerate() {
+            let (topic, path) = split_field(&node, name);
             require_topic(&node, topic, args.wait)?;
             let mut sub = node.subscribe(topic)?;
             sub.wait_ready(cli.timeout)?;
             eprintln!("zerosmq: subscribed to '{topic}'");
+            let typed = crate::topic::json_decoder(&node, topic)?;
+            if typed.is_none() && !path.is_empty() {
+                return Err(format!(
+                    "'{name}': topic '{topic}' is not typed, so it has no field '{}'",
+                    path.join(".")
+                )
+                .into());
+            }
             series.push(Series {
-                topic: topic.clone(),
+                topic: name.clone(),
                 points: VecDeque::new(),
                 skipped: 0,
             });
             let (tx, done) = (tx.clone(), done.clone());
             threads.push(std::thread::spawn(move || {
+                let path: Vec<&str> = path.iter().map(String::as_str).collect();
                 while !done.load(Ordering::Relaxed) {
                     if let Some(msg) = sub.recv_timeout(POLL)? {
+                        let value = match &typed {
+                            Some(d) => d.decode(msg.payload()).ok().and_then(|v| {
+                                zerosmq_recording::typed::number_at(&v, &path)
+                                    .filter(|v| v.is_finite())
+                            }),
+                            None => numeric(msg.payload()),
+                        };
                         let sample = Sample {
                             series: i,
                             at: Instant::now(),
-                            value: numeric(msg.payload()),
+                            value,
                         };
                         if tx.send(sample).is_err() {
                             break;

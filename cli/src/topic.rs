@@ -16,7 +16,8 @@ pub enum TopicCommand {
     List,
     /// Who publishes and subscribes a topic, its ports, and what the master forwarded.
     Info { topic: String },
-    /// Print messages of a topic: the payload as text when it is UTF-8, else as 0x-prefixed hex.
+    /// Print messages of a topic: a typed topic's payloads as JSON (one line each), others as
+    /// text when UTF-8, else as 0x-prefixed hex.
     Echo {
         /// The topic.
         topic: String,
@@ -171,7 +172,29 @@ fn info(cli: &Cli, topic: &str) -> CliResult {
         Some(idle) => println!("Last message: {:.3} s ago", idle.as_secs_f64()),
         None => println!("Last message: never"),
     }
+    if let Some(schema) = &info.schema {
+        println!("Type: {}", schema.name);
+        println!("Schema: {}", schema.to_pseudocode());
+    }
     Ok(())
+}
+
+/// The JSON decoder of a typed topic's payloads; `None` while it is untyped, or (with a warning)
+/// when its type cannot be shown as JSON.
+pub fn json_decoder(
+    node: &zerosmq::Node,
+    topic: &str,
+) -> zerosmq::Result<Option<zerosmq_recording::typed::JsonDecoder>> {
+    let Some(schema) = node.topic_schema(topic)? else {
+        return Ok(None);
+    };
+    match zerosmq_recording::typed::JsonDecoder::new(schema) {
+        Ok(d) => Ok(Some(d)),
+        Err(e) => {
+            eprintln!("zerosmq: topic '{topic}': {e}; payloads shown raw");
+            Ok(None)
+        }
+    }
 }
 
 /// Opens a ready subscriber for a CLI command (`role` names the node).
@@ -238,19 +261,41 @@ fn echo(
     wait: bool,
 ) -> CliResult {
     let stop = stop_flag()?;
-    let mut sub = ready_subscriber(cli, "echo", topic, wait)?;
+    let node = cli_node_as(cli, "echo")?;
+    require_topic(&node, topic, wait)?;
+    let mut sub = node.subscribe(topic)?;
+    sub.wait_ready(cli.timeout)?;
+    eprintln!("zerosmq: subscribed to '{topic}'");
     if count == Some(0) {
         return Ok(());
     }
     let mut seen = 0u64;
     let stdout = std::io::stdout();
+    // Typed payloads are printed as JSON; the schema is asked again (at most once a second)
+    // while the topic is untyped, for a typed publisher that comes later.
+    let mut typed = if force_hex {
+        None
+    } else {
+        json_decoder(&node, topic)?
+    };
+    let mut asked = Instant::now();
     receive_loop(&mut sub, &stop, None, |msg, _| {
+        if typed.is_none() && !force_hex && asked.elapsed() >= Duration::from_secs(1) {
+            typed = json_decoder(&node, topic)?;
+            asked = Instant::now();
+        }
         let mut out = stdout.lock();
         if verbose {
             write!(out, "{}: ", msg.topic())?;
         }
-        match msg.text() {
-            Some(text) if !force_hex => writeln!(out, "{text}")?,
+        let json = typed.as_ref().map(|d| d.decode(msg.payload()));
+        match (json, msg.text()) {
+            (Some(Ok(value)), _) => writeln!(out, "{value}")?,
+            (Some(Err(e)), _) => {
+                eprintln!("zerosmq: {e}");
+                writeln!(out, "{}", hex(msg.payload()))?
+            }
+            (None, Some(text)) if !force_hex => writeln!(out, "{text}")?,
             _ => writeln!(out, "{}", hex(msg.payload()))?,
         }
         out.flush()?;

@@ -15,6 +15,8 @@
 //! the damage and a [`Damage`] that says where it is, so the caller decides whether to use them.
 #![forbid(unsafe_code)]
 
+pub mod typed;
+
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufWriter, Write};

@@ -1,0 +1,297 @@
+//! Typed topics against the real master binary: a std publisher declares its type's schema
+//! (postcard-schema, derived), the master keeps it per topic, `topic info` and subscribers read
+//! it, the CLI decodes payloads to JSON; bad schemas are refused with clear errors while the
+//! master keeps serving.
+
+// Only its CLI runner is used here (the master is the binary, not the in-process one).
+#[allow(unused_imports)]
+mod cli_support;
+
+use std::process::Command;
+
+use serde::{Deserialize, Serialize};
+use zerosmq::{Error, ErrorCode, Schema};
+use zerosmq_tests::{raw_control_at, raw_request, MasterProcess, WAIT};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Schema)]
+#[postcard(crate = zerosmq::postcard_schema)]
+struct Vec3 {
+    x: f32,
+    y: f32,
+    z: f32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Schema)]
+#[postcard(crate = zerosmq::postcard_schema)]
+struct Imu {
+    stamp_us: u64,
+    accel: Vec3,
+    gyro: Vec3,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Schema)]
+#[postcard(crate = zerosmq::postcard_schema)]
+struct Other {
+    celsius: f64,
+}
+
+/// A type whose schema is over the limit: a struct of 40 long-named fields.
+#[derive(Serialize, Schema)]
+#[postcard(crate = zerosmq::postcard_schema)]
+struct Huge {
+    a_field_with_a_long_name_00: u8,
+    a_field_with_a_long_name_01: u8,
+    a_field_with_a_long_name_02: u8,
+    a_field_with_a_long_name_03: u8,
+    a_field_with_a_long_name_04: u8,
+    a_field_with_a_long_name_05: u8,
+    a_field_with_a_long_name_06: u8,
+    a_field_with_a_long_name_07: u8,
+    a_field_with_a_long_name_08: u8,
+    a_field_with_a_long_name_09: u8,
+    a_field_with_a_long_name_10: u8,
+    a_field_with_a_long_name_11: u8,
+    a_field_with_a_long_name_12: u8,
+    a_field_with_a_long_name_13: u8,
+    a_field_with_a_long_name_14: u8,
+    a_field_with_a_long_name_15: u8,
+    a_field_with_a_long_name_16: u8,
+    a_field_with_a_long_name_17: u8,
+    a_field_with_a_long_name_18: u8,
+    a_field_with_a_long_name_19: u8,
+}
+
+fn node(master: &MasterProcess, name: &str) -> zerosmq::Node {
+    zerosmq::Node::builder(name)
+        .master(master.endpoint())
+        .timeout(WAIT)
+        .connect()
+        .expect("node")
+}
+
+fn cli(master: &MasterProcess) -> Command {
+    let mut cmd = Command::new(cli_support::zerosmq_bin());
+    cmd.env_remove("ZEROSMQ_MASTER")
+        .args(["--master", &master.endpoint(), "--timeout", "10"]);
+    cmd
+}
+
+fn imu(i: u64) -> Imu {
+    Imu {
+        stamp_us: i,
+        accel: Vec3 {
+            x: i as f32 * 0.5,
+            y: -1.0,
+            z: 9.75,
+        },
+        gyro: Vec3 {
+            x: 0.0,
+            y: 0.25,
+            z: 0.0,
+        },
+    }
+}
+
+#[test]
+fn typed_publisher_declares_its_schema_and_subscribers_read_it() {
+    let master = MasterProcess::start(&[]);
+    let talker = node(&master, "imu_driver");
+    let listener = node(&master, "listener");
+    let mut subscriber = listener.subscribe("imu").unwrap();
+    assert!(
+        subscriber.schema().unwrap().is_none(),
+        "untyped before a typed publisher"
+    );
+
+    let mut publisher = talker.advertise_typed::<Imu>("imu").unwrap();
+    publisher.wait_ready(WAIT).unwrap();
+    subscriber.wait_ready(WAIT).unwrap();
+    let schema = subscriber.schema().unwrap().expect("typed now");
+    assert_eq!(schema.name, "Imu");
+    assert_eq!(
+        schema.to_pseudocode(),
+        "struct Imu { stamp_us: u64, accel: Vec3, gyro: Vec3 }"
+    );
+    assert_eq!(talker.topic_schema("imu").unwrap(), Some(schema.clone()));
+    assert_eq!(talker.topic_info("imu").unwrap().schema, Some(schema));
+
+    publisher.publish_value(&imu(1)).unwrap();
+    let msg = subscriber.recv_timeout(WAIT).unwrap().expect("message");
+    assert_eq!(msg.decode::<Imu>().unwrap(), imu(1));
+
+    // The same type again from another node is granted; an untyped publisher too (original
+    // nodes cannot declare one), and the topic keeps its schema.
+    let second = node(&master, "imu_driver2");
+    let _same = second.advertise_typed::<Imu>("imu").unwrap();
+    let _untyped = second.advertise("imu").unwrap();
+    assert_eq!(
+        listener.topic_schema("imu").unwrap().map(|s| s.name),
+        Some("Imu".to_owned())
+    );
+    // An untyped topic stays untyped.
+    let _plain = second.advertise("plain").unwrap();
+    assert_eq!(listener.topic_schema("plain").unwrap(), None);
+    assert_eq!(listener.topic_info("plain").unwrap().schema, None);
+
+    let out = cli(&master)
+        .args(["topic", "info", "imu"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout
+            .contains("Type: Imu\nSchema: struct Imu { stamp_us: u64, accel: Vec3, gyro: Vec3 }\n"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn bad_schemas_are_refused_clearly_and_the_master_keeps_serving() {
+    let master = MasterProcess::start(&[]);
+    let first = node(&master, "first");
+    let _p = first.advertise_typed::<Imu>("imu").unwrap();
+
+    // Another type on the same topic.
+    let other = node(&master, "other");
+    match other.advertise_typed::<Other>("imu") {
+        Err(Error::Refused { code, detail }) => {
+            assert_eq!(code, ErrorCode::SchemaMismatch);
+            assert_eq!(
+                detail,
+                "topic 'imu' carries struct Imu { stamp_us: u64, accel: Vec3, gyro: Vec3 }, \
+                 node 'other' declares struct Other { celsius: f64 }"
+            );
+        }
+        r => panic!("expected a schema mismatch, got {r:?}"),
+    }
+    assert!(other.topic_info("imu").unwrap().publishers == ["first"]);
+
+    // A schema over the limit is refused before the master is asked.
+    match other.advertise_typed::<Huge>("huge") {
+        Err(e @ Error::SchemaTooLarge { max: 512, .. }) => {
+            println!("oversized schema: {e}");
+        }
+        r => panic!("expected SchemaTooLarge, got {r:?}"),
+    }
+
+    // Raw requests: garbage schema bytes, a schema over the limit, trailing bytes.
+    let ctx = zmq::Context::new();
+    let req = raw_control_at(&ctx, &master.endpoint());
+    let typed =
+        |schema: &[u8], len: &[u8]| [&[0xff, 1, 10, 1, b'n', 3][..], b"raw", len, schema].concat();
+    let cases: [(&str, Vec<u8>, &str); 3] = [
+        (
+            "garbage schema",
+            typed(&[0xff; 4], &[4]),
+            "ERROR invalid-schema: topic 'raw': schema is not a postcard-schema type",
+        ),
+        (
+            "600-byte schema",
+            typed(&[0; 600], &[0xd8, 0x04]),
+            "ERROR too-large: schema is 600 bytes, the limit is 512",
+        ),
+        (
+            "bytes after the type",
+            typed(&[1, b'B', 0, 9], &[4]),
+            "ERROR invalid-schema: topic 'raw': schema has 1 bytes after the type",
+        ),
+    ];
+    for (what, bytes, want) in cases {
+        // Asked in binary, answered in binary: read the error through core's decoder.
+        let reply = raw_request(&req, &bytes);
+        let text = match zerosmq_core::decode_reply(zerosmq_core::ReplyKind::Granted, &reply) {
+            Ok(zerosmq_core::ControlReply::Error(e)) => format!("ERROR {e}"),
+            r => panic!("{what}: expected an error, got {r:?}"),
+        };
+        assert!(text.starts_with(want), "{what}: {text}");
+        println!("{what}: {text}");
+    }
+    assert!(first.topic_schema("raw").is_err(), "no topic opened");
+
+    // Still serving: the typed topic works for a new subscriber.
+    let late = node(&master, "late");
+    let mut sub = late.subscribe("imu").unwrap();
+    sub.wait_ready(WAIT).unwrap();
+    assert_eq!(sub.schema().unwrap().map(|s| s.name), Some("Imu".into()));
+}
+
+#[test]
+fn cli_echo_prints_typed_payloads_as_json_and_plot_plots_a_field() {
+    let master = MasterProcess::start(&[]);
+    let talker = node(&master, "imu_driver");
+    let mut publisher = talker.advertise_typed::<Imu>("imu").unwrap();
+    publisher.wait_ready(WAIT).unwrap();
+
+    let mut echo = cli_support::spawn(cli(&master).args(["topic", "echo", "imu", "-n", "2"]));
+    echo.wait_stderr("subscribed to 'imu'");
+    publisher.publish_value(&imu(1)).unwrap();
+    // Not a valid Imu: shown as hex, with the reason on stderr.
+    publisher.publish(&[1, 2]).unwrap();
+    let (status, out, err) = echo.finish();
+    assert!(status.success(), "{err:#?}");
+    assert_eq!(
+        out,
+        [
+            r#"{"accel":{"x":0.5,"y":-1.0,"z":9.75},"gyro":{"x":0.0,"y":0.25,"z":0.0},"stamp_us":1}"#,
+            "0x0102"
+        ],
+        "{err:#?}"
+    );
+    assert!(
+        err.iter()
+            .any(|l| l.contains("payload does not decode as Imu")),
+        "{err:#?}"
+    );
+
+    let png = cli_support::temp_dir("typed_plot").join("accel.png");
+    let mut plot = cli_support::spawn(
+        cli(&master)
+            .args([
+                "plot",
+                "imu.accel.x",
+                "imu.gyro.y",
+                "--duration",
+                "2",
+                "--png",
+            ])
+            .arg(&png),
+    );
+    plot.wait_stderr("subscribed to 'imu'");
+    plot.wait_stderr("subscribed to 'imu'");
+    for i in 0..10 {
+        publisher.publish_value(&imu(i)).unwrap();
+    }
+    let (status, _, err) = plot.finish();
+    assert!(status.success(), "{err:#?}");
+    assert!(
+        err.iter()
+            .any(|l| l.contains("20 point(s) plotted; 0 non-numeric payload(s) skipped")),
+        "{err:#?}"
+    );
+    assert!(std::fs::read(&png).unwrap().starts_with(b"\x89PNG"));
+
+    // A field path on an untyped topic is refused with a reason.
+    let _plain = talker.advertise("plain").unwrap();
+    let out = cli(&master)
+        .args([
+            "plot",
+            "plain.x",
+            "--duration",
+            "1",
+            "--png",
+            "/tmp/never.png",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("'plain.x': topic 'plain' is not typed, so it has no field 'x'"),
+        "{err}"
+    );
+}
