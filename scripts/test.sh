@@ -33,6 +33,11 @@ if ! python3 -c 'import prometheus_client' 2>/dev/null; then
   python3 -m pip install --quiet prometheus_client 2>/dev/null || python3 -m pip install --quiet --break-system-packages prometheus_client
 fi
 
+step "mcap (the MCAP project's Python reader) for the typed-recording test"
+if ! python3 -c 'import mcap' 2>/dev/null; then
+  python3 -m pip install --quiet mcap 2>/dev/null || python3 -m pip install --quiet --break-system-packages mcap
+fi
+
 step "the official Foxglove protocol client (@foxglove/ws-protocol from npm) for the Foxglove endpoint tests"
 (cd tests/foxglove && npm ci --no-audit --no-fund --silent)
 

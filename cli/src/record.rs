@@ -150,6 +150,18 @@ pub fn run(cli: &Cli, args: &RecordArgs) -> CliResult {
                 break 'recording;
             }
             eprintln!("zerosmq: recording '{topic}'");
+            // A typed topic is recorded as JSON with its schema, which Foxglove decodes.
+            match node.topic_schema(&topic) {
+                Ok(Some(schema)) => {
+                    let name = schema.name.clone();
+                    match writer.set_schema(&topic, schema) {
+                        Ok(()) => eprintln!("zerosmq: '{topic}' is typed ({name}): stored as JSON"),
+                        Err(e) => eprintln!("zerosmq: '{topic}': {e}; stored raw"),
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => eprintln!("zerosmq: cannot ask for the schema of '{topic}': {e}"),
+            }
             recorded.insert(topic.clone());
             threads.push(spawn_receiver(
                 sub,

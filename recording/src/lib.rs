@@ -5,6 +5,11 @@
 //!   `log_time` = receipt time in nanoseconds since the UNIX epoch. Lossless for any bytes.
 //!   Multipart messages go to a second channel of the topic, encoding [`MCAP_MULTIPART_ENCODING`]:
 //!   every frame (the payload first) as a 4-byte little-endian length and the bytes.
+//!   A typed topic (see [`RecordingWriter::set_schema`]) gets a channel that Foxglove decodes:
+//!   message encoding `json`, a `jsonschema` schema record derived from the type, the payload as
+//!   JSON, and the postcard schema in the channel's metadata ([`MCAP_POSTCARD_SCHEMA_KEY`], hex)
+//!   so that reading turns the JSON back into the postcard payload. A payload that does not
+//!   decode as the type goes to the topic's plain channel, unchanged.
 //! - **Text**: the original ZeROSMQ's `milliseconds,topic,message` lines (ended by `\r\n`, as the
 //!   original writes them), milliseconds counted from the start of the recording. Our writer adds
 //!   three decimals (microseconds); the original's replay reads them with `float()`. The message is
@@ -27,6 +32,13 @@ pub const MCAP_MESSAGE_ENCODING: &str = "zerosmq";
 
 /// The MCAP message encoding of multipart messages: each frame as `u32` LE length + bytes.
 pub const MCAP_MULTIPART_ENCODING: &str = "zerosmq.multipart";
+
+/// Channel metadata key of a typed channel: the topic's postcard schema (postcard of a
+/// postcard-schema `OwnedNamedType`), in lowercase hex.
+pub const MCAP_POSTCARD_SCHEMA_KEY: &str = "zerosmq.postcard_schema";
+
+/// The MCAP message encoding of typed channels.
+pub const MCAP_JSON_ENCODING: &str = "json";
 
 /// The MCAP profile written in the header.
 pub const MCAP_PROFILE: &str = "zerosmq";
@@ -245,6 +257,41 @@ fn decode_frames(mut data: &[u8]) -> Option<(Vec<u8>, Vec<Vec<u8>>)> {
     Some((first, frames.collect()))
 }
 
+/// Adds the JSON channel of a typed topic and its `jsonschema` schema record.
+fn typed_channel(
+    writer: &mut mcap::Writer<BufWriter<File>>,
+    topic: &str,
+    decoder: &typed::JsonDecoder,
+) -> Result<u16, RecordingError> {
+    let json_schema = decoder.json_schema().to_string();
+    let name = &decoder.schema().name;
+    let schema_id = writer.add_schema(name, "jsonschema", json_schema.as_bytes())?;
+    let bytes = postcard::to_stdvec(decoder.schema()).unwrap_or_default();
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let metadata = [(MCAP_POSTCARD_SCHEMA_KEY.to_owned(), hex)].into();
+    Ok(writer.add_channel(schema_id, topic, MCAP_JSON_ENCODING, &metadata)?)
+}
+
+/// A typed channel's JSON message back as its postcard payload; `None` when the metadata or the
+/// JSON do not fit.
+fn postcard_from_json(
+    metadata: &std::collections::BTreeMap<String, String>,
+    json: &[u8],
+) -> Option<Vec<u8>> {
+    let hex = metadata.get(MCAP_POSTCARD_SCHEMA_KEY)?;
+    if hex.len() % 2 != 0 || !hex.is_ascii() {
+        return None;
+    }
+    let bytes = (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).ok())
+        .collect::<Option<Vec<u8>>>()?;
+    // The decoder's checks keep postcard-dyn away from the types it panics on.
+    let decoder = typed::JsonDecoder::from_bytes(&bytes).ok()?;
+    let value: serde_json::Value = serde_json::from_slice(json).ok()?;
+    postcard_dyn::to_stdvec_dyn(decoder.schema(), &value).ok()
+}
+
 /// Reads MCAP messages in file order. A file cut short (no end magic, a partial record or chunk)
 /// or a corrupt record ends the intact part.
 pub fn parse_mcap(bytes: &[u8]) -> (Vec<RecordedMessage>, Option<Damage>) {
@@ -277,6 +324,22 @@ pub fn parse_mcap(bytes: &[u8]) -> (Vec<RecordedMessage>, Option<Damage>) {
                     topic: m.channel.topic.clone(),
                     payload,
                     parts,
+                });
+            }
+            Ok(m) if m.channel.message_encoding == MCAP_JSON_ENCODING => {
+                let Some(payload) = postcard_from_json(&m.channel.metadata, &m.data) else {
+                    let at = format!("message {}", messages.len() + 1);
+                    let reason = format!(
+                        "a typed message on '{}' that is not its type's JSON",
+                        m.channel.topic
+                    );
+                    return (messages, Some(Damage { at, reason }));
+                };
+                messages.push(RecordedMessage {
+                    time_ns: m.log_time,
+                    topic: m.channel.topic.clone(),
+                    payload,
+                    parts: Vec::new(),
                 });
             }
             Ok(m) => messages.push(RecordedMessage {
@@ -336,6 +399,9 @@ enum WriterKind {
         writer: Box<mcap::Writer<BufWriter<File>>>,
         /// (topic, multipart) -> (channel id, last sequence number).
         channels: HashMap<(String, bool), (u16, u32)>,
+        /// Typed topics: their decoder and JSON channel (id, last sequence number), added on
+        /// the first message that decodes.
+        typed: HashMap<String, (typed::JsonDecoder, Option<(u16, u32)>)>,
     },
     Text(BufWriter<File>),
 }
@@ -394,6 +460,7 @@ impl RecordingWriter {
                 WriterKind::Mcap {
                     writer: Box::new(writer),
                     channels: HashMap::new(),
+                    typed: HashMap::new(),
                 }
             }
             RecordingFormat::Text => WriterKind::Text(out),
@@ -405,6 +472,19 @@ impl RecordingWriter {
             summary: RecordingSummary::default(),
             topic_index: HashMap::new(),
         })
+    }
+
+    /// Records `topic`'s messages (from now on) as JSON with its type's schema (MCAP only; the
+    /// text format ignores it). Fails when the type cannot be decoded to JSON.
+    pub fn set_schema(
+        &mut self,
+        topic: &str,
+        schema: typed::Schema,
+    ) -> Result<(), typed::TypedError> {
+        if let WriterKind::Mcap { typed: t, .. } = &mut self.inner {
+            t.insert(topic.to_owned(), (typed::JsonDecoder::new(schema)?, None));
+        }
+        Ok(())
     }
 
     /// Appends one message. Returns false when the format cannot hold it (it is counted in
@@ -428,8 +508,31 @@ impl RecordingWriter {
         parts: &[&[u8]],
     ) -> Result<bool, RecordingError> {
         match &mut self.inner {
-            WriterKind::Mcap { writer, channels } => {
+            WriterKind::Mcap {
+                writer,
+                channels,
+                typed,
+            } => {
                 let multipart = !parts.is_empty();
+                let decoded = typed.get_mut(topic).filter(|_| !multipart).and_then(|t| {
+                    let json = t.0.decode(payload).ok()?;
+                    Some((t, json))
+                });
+                if let Some(((decoder, channel), json)) = decoded {
+                    let (channel_id, sequence) = match channel {
+                        Some(c) => c,
+                        None => channel.insert((typed_channel(writer, topic, decoder)?, 0)),
+                    };
+                    *sequence = sequence.wrapping_add(1);
+                    let header = mcap::records::MessageHeader {
+                        channel_id: *channel_id,
+                        sequence: *sequence,
+                        log_time: time_ns,
+                        publish_time: time_ns,
+                    };
+                    writer.write_to_known_channel(&header, json.to_string().as_bytes())?;
+                    return Ok(self.count(topic));
+                }
                 let key = (topic.to_owned(), multipart);
                 let (channel_id, sequence) = match channels.get_mut(&key) {
                     Some(c) => c,
@@ -475,13 +578,18 @@ impl RecordingWriter {
                 out.write_all(b"\r\n").map_err(io)?;
             }
         }
+        Ok(self.count(topic))
+    }
+
+    /// Counts a written message; true.
+    fn count(&mut self, topic: &str) -> bool {
         self.summary.messages += 1;
         let index = *self.topic_index.entry(topic.to_owned()).or_insert_with(|| {
             self.summary.per_topic.push((topic.to_owned(), 0));
             self.summary.per_topic.len() - 1
         });
         self.summary.per_topic[index].1 += 1;
-        Ok(true)
+        true
     }
 
     /// Messages written so far.

@@ -295,3 +295,85 @@ fn cli_echo_prints_typed_payloads_as_json_and_plot_plots_a_field() {
         "{err}"
     );
 }
+
+/// Reads an MCAP file with the MCAP project's Python reader and prints what a viewer sees of its
+/// typed channel: schema name and encoding, the JSON Schema's fields, the channel's message
+/// encoding, and the first message decoded as JSON.
+const MCAP_READER: &str = r#"
+import json, sys
+from mcap.reader import make_reader
+with open(sys.argv[1], "rb") as f:
+    reader = make_reader(f)
+    summary = reader.get_summary()
+    for schema in summary.schemas.values():
+        doc = json.loads(schema.data)
+        print("schema", schema.name, schema.encoding, ",".join(sorted(doc["properties"])),
+              doc["properties"]["accel"]["properties"]["x"]["type"])
+    for channel in summary.channels.values():
+        print("channel", channel.topic, channel.message_encoding,
+              summary.schemas[channel.schema_id].name if channel.schema_id else "-")
+    for schema, channel, message in reader.iter_messages():
+        if channel.message_encoding == "json":
+            value = json.loads(message.data)
+            print("message", channel.topic, value["stamp_us"], value["accel"]["x"])
+"#;
+
+#[test]
+fn typed_topics_are_recorded_with_a_json_schema_foxglove_decodes() {
+    let master = MasterProcess::start(&[]);
+    let talker = node(&master, "imu_driver");
+    let mut publisher = talker.advertise_typed::<Imu>("imu").unwrap();
+    publisher.wait_ready(WAIT).unwrap();
+    let file = cli_support::temp_dir("typed_record").join("imu.mcap");
+    let mut rec = cli_support::spawn(
+        cli(&master)
+            .args(["record", "imu", "-n", "3", "-o"])
+            .arg(&file),
+    );
+    rec.wait_stderr("'imu' is typed (Imu): stored as JSON");
+    publisher.publish_value(&imu(1)).unwrap();
+    // Not an Imu: kept unchanged on the topic's plain channel.
+    publisher.publish(b"junk").unwrap();
+    publisher.publish_value(&imu(2)).unwrap();
+    let (status, _, err) = rec.finish();
+    assert!(status.success(), "{err:#?}");
+
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(MCAP_READER)
+        .arg(&file)
+        .output()
+        .expect("python3 runs (scripts/test.sh installs the mcap package)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    println!("{stdout}");
+    let mut lines: Vec<&str> = stdout.lines().collect();
+    lines.sort();
+    assert_eq!(
+        lines,
+        [
+            "channel imu json Imu",
+            "channel imu zerosmq -",
+            "message imu 1 0.5",
+            "message imu 2 1.0",
+            "schema Imu jsonschema accel,gyro,stamp_us number",
+        ]
+    );
+
+    // Read back (as replay does): the JSON turns into the published postcard bytes again.
+    let recording = zerosmq_recording::read_recording(&file).unwrap();
+    assert!(recording.damage.is_none(), "{:?}", recording.damage);
+    let mut payloads: Vec<Vec<u8>> = recording.messages.into_iter().map(|m| m.payload).collect();
+    payloads.sort();
+    let mut want = vec![
+        postcard::to_stdvec(&imu(1)).unwrap(),
+        postcard::to_stdvec(&imu(2)).unwrap(),
+        b"junk".to_vec(),
+    ];
+    want.sort();
+    assert_eq!(payloads, want);
+}
