@@ -26,6 +26,8 @@
 #[cfg(feature = "curve")]
 pub mod curve;
 mod error;
+#[cfg(feature = "json")]
+pub mod json;
 mod node;
 mod publisher;
 mod subscriber;

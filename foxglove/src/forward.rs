@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use foxglove::websocket::{Client, Status};
 use foxglove::{ChannelId, PartialMetadata, RawChannel};
 
-use crate::{lock, payload, Shared};
+use crate::{lock, payload, Shared, TopicChannel};
 
 /// How long a forward waits for a message before it looks at its stop flag again.
 const STOP_CHECK: Duration = Duration::from_millis(100);
@@ -21,7 +21,11 @@ pub(crate) struct Forward {
 }
 
 /// A client subscribed `channel`: the first one starts its forward.
-pub(crate) fn client_joined(shared: &Arc<Shared>, channel: Arc<RawChannel>, client: Client) {
+pub(crate) fn client_joined(shared: &Arc<Shared>, topic: TopicChannel, client: Client) {
+    let TopicChannel {
+        raw: channel,
+        typed,
+    } = topic;
     let mut forwards = lock(&shared.forwards);
     if let Some(f) = forwards.get_mut(&channel.id()) {
         f.clients += 1;
@@ -40,7 +44,7 @@ pub(crate) fn client_joined(shared: &Arc<Shared>, channel: Arc<RawChannel>, clie
     let node_shared = shared.clone();
     let started = std::thread::Builder::new()
         .name(format!("foxglove-fwd {topic}"))
-        .spawn(move || run(&node_shared, &channel, &client, &stop));
+        .spawn(move || run(&node_shared, &channel, typed.as_deref(), &client, &stop));
     if let Err(e) = started {
         tracing::warn!("Foxglove endpoint: no forward for {topic}: {e}");
     }
@@ -62,7 +66,13 @@ pub(crate) fn client_left(shared: &Shared, channel: ChannelId) {
 
 /// Receives the topic and logs each message to the channel with its receive time. Logging never
 /// blocks: the SDK queues per client, so a slow client never holds back this subscriber.
-fn run(shared: &Shared, channel: &RawChannel, client: &Client, stop: &AtomicBool) {
+fn run(
+    shared: &Shared,
+    channel: &RawChannel,
+    typed: Option<&zerosmq::json::JsonDecoder>,
+    client: &Client,
+    stop: &AtomicBool,
+) {
     let topic = channel.topic();
     let mut sub = match shared.node.subscribe(topic) {
         Ok(sub) => sub,
@@ -80,8 +90,19 @@ fn run(shared: &Shared, channel: &RawChannel, client: &Client, stop: &AtomicBool
                 let log_time = SystemTime::now()
                     .duration_since(UNIX_EPOCH)
                     .map_or(0, |d| d.as_nanos() as u64);
+                let json = match typed {
+                    None => payload::to_foxglove(msg.payload()),
+                    Some(d) => match d.decode(msg.payload()) {
+                        Ok(value) => value.to_string().into_bytes(),
+                        // Foxglove would fail to parse it against the schema: not sent.
+                        Err(e) => {
+                            tracing::debug!("Foxglove endpoint: {topic}: {e}");
+                            continue;
+                        }
+                    },
+                };
                 channel.log_with_meta(
-                    &payload::to_foxglove(msg.payload()),
+                    &json,
                     PartialMetadata {
                         log_time: Some(log_time),
                     },

@@ -9,9 +9,13 @@
 //! therefore has no Foxglove code in it, and a Foxglove client costs the master one subscriber
 //! per topic it watches.
 //!
-//! Topics today are untyped, so every channel has the `json` encoding and one JSON schema
+//! Every channel has the `json` encoding. A typed topic's channel has its type's JSON Schema
+//! (derived from the postcard schema the master keeps) and its payloads transcoded to JSON
+//! (one that does not decode as the type is not forwarded). Untyped topics share one JSON schema
 //! ([`UNTYPED_SCHEMA`]): a payload that is a number in text is `{"value": N}` (Foxglove plots
-//! it), other UTF-8 text is `{"text": "..."}`, and anything else is `{"base64": "..."}`.
+//! it), other UTF-8 text is `{"text": "..."}`, and anything else is `{"base64": "..."}`. A topic
+//! that becomes typed after its channel was advertised gets a new channel (untyped channels ask
+//! again every [`RETYPE_POLLS`] polls).
 
 mod forward;
 mod payload;
@@ -32,6 +36,16 @@ use zerosmq::Node;
 pub use payload::{
     from_foxglove, to_foxglove, UNTYPED_ENCODING, UNTYPED_SCHEMA, UNTYPED_SCHEMA_NAME,
 };
+
+/// Polls between two looks at whether an untyped channel's topic has become typed.
+pub const RETYPE_POLLS: u32 = 10;
+
+/// A topic's channel, with the decoder of its payloads when the topic is typed.
+#[derive(Clone)]
+pub(crate) struct TopicChannel {
+    pub(crate) raw: Arc<RawChannel>,
+    pub(crate) typed: Option<Arc<zerosmq::json::JsonDecoder>>,
+}
 
 /// What the endpoint serves, and where.
 #[derive(Debug, Clone)]
@@ -192,7 +206,7 @@ struct Shared {
     ctx: Arc<Context>,
     backlog: usize,
     /// One channel per topic of the master.
-    channels: Mutex<HashMap<String, Arc<RawChannel>>>,
+    channels: Mutex<HashMap<String, TopicChannel>>,
     /// Channels some client subscribes, with the forward that feeds them.
     forwards: Mutex<HashMap<ChannelId, forward::Forward>>,
     /// Channels clients publish on, each with the queue of its publishing thread.
@@ -214,10 +228,10 @@ struct Listener {
 
 impl ServerListener for Listener {
     fn on_subscribe(&self, client: Client, channel: ChannelView) {
-        let Some(raw) = lock(&self.shared.channels).get(channel.topic()).cloned() else {
+        let Some(topic) = lock(&self.shared.channels).get(channel.topic()).cloned() else {
             return;
         };
-        forward::client_joined(&self.shared, raw, client);
+        forward::client_joined(&self.shared, topic, client);
     }
 
     fn on_unsubscribe(&self, _client: Client, channel: ChannelView) {
@@ -250,9 +264,11 @@ impl ServerListener for Listener {
 fn poll_master(shared: &Shared, server: &WebSocketServerHandle, poll: Duration) {
     let mut graph: Option<Graph> = None;
     let mut overflows: HashMap<String, u64> = HashMap::new();
+    let mut polls = 0u32;
     while !shared.stop.load(Ordering::Relaxed) {
+        polls = polls.wrapping_add(1);
         match shared.node.topics() {
-            Ok(topics) => sync_channels(shared, &topics),
+            Ok(topics) => sync_channels(shared, &topics, polls % RETYPE_POLLS == 0),
             Err(e) => tracing::warn!("Foxglove endpoint: topic list: {e}"),
         }
         if shared.graph_watched.load(Ordering::Relaxed) {
@@ -286,34 +302,66 @@ fn poll_master(shared: &Shared, server: &WebSocketServerHandle, poll: Duration) 
 }
 
 /// Adds a channel for each new topic and closes the channels of topics that are gone.
-fn sync_channels(shared: &Shared, topics: &[String]) {
+/// With `retype`, an untyped channel whose topic has become typed is advertised again.
+fn sync_channels(shared: &Shared, topics: &[String], retype: bool) {
     let mut channels = lock(&shared.channels);
     channels.retain(|topic, channel| {
         let keep = topics.contains(topic);
         if !keep {
-            channel.close();
+            channel.raw.close();
         }
         keep
     });
     for topic in topics {
-        if channels.contains_key(topic) {
-            continue;
-        }
-        let built = shared
+        let typed = match channels.get(topic) {
+            Some(c) if c.typed.is_some() || !retype => continue,
+            Some(_) => match decoder(shared, topic) {
+                Some(d) => Some(d),
+                None => continue,
+            },
+            None => decoder(shared, topic),
+        };
+        let builder = shared
             .ctx
             .channel_builder(topic.as_str())
-            .message_encoding(UNTYPED_ENCODING)
-            .schema(Schema::new(
+            .message_encoding(UNTYPED_ENCODING);
+        let builder = match &typed {
+            Some(d) => builder.schema(Schema::new(
+                d.schema().name.as_str(),
+                "jsonschema",
+                d.json_schema().to_string().into_bytes(),
+            )),
+            None => builder.schema(Schema::new(
                 UNTYPED_SCHEMA_NAME,
                 "jsonschema",
                 UNTYPED_SCHEMA.as_bytes(),
-            ))
-            .build_raw();
-        match built {
-            Ok(channel) => {
-                channels.insert(topic.clone(), channel);
+            )),
+        };
+        match builder.build_raw() {
+            Ok(raw) => {
+                if let Some(old) = channels.insert(topic.clone(), TopicChannel { raw, typed }) {
+                    old.raw.close();
+                }
             }
             Err(e) => tracing::warn!("Foxglove endpoint: channel {topic}: {e}"),
+        }
+    }
+}
+
+/// The JSON decoder of a typed topic; `None` when untyped (or its type has no JSON form).
+fn decoder(shared: &Shared, topic: &str) -> Option<Arc<zerosmq::json::JsonDecoder>> {
+    let schema = match shared.node.topic_schema(topic) {
+        Ok(schema) => schema?,
+        Err(e) => {
+            tracing::warn!("Foxglove endpoint: schema of {topic}: {e}");
+            return None;
+        }
+    };
+    match zerosmq::json::JsonDecoder::new(schema) {
+        Ok(d) => Some(Arc::new(d)),
+        Err(e) => {
+            tracing::warn!("Foxglove endpoint: {topic}: {e}; shown untyped");
+            None
         }
     }
 }

@@ -20,7 +20,8 @@
 //! the damage and a [`Damage`] that says where it is, so the caller decides whether to use them.
 #![forbid(unsafe_code)]
 
-pub mod typed;
+/// Typed payloads as JSON (the std client's, shared with the CLI and the Foxglove endpoint).
+pub use zerosmq::json as typed;
 
 use std::collections::HashMap;
 use std::fs::File;

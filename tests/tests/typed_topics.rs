@@ -377,3 +377,54 @@ fn typed_topics_are_recorded_with_a_json_schema_foxglove_decodes() {
     want.sort();
     assert_eq!(payloads, want);
 }
+
+#[test]
+fn foxglove_sees_a_typed_topic_with_its_json_schema_and_decoded_payloads() {
+    use serde_json::{json, Value};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use zerosmq_tests::foxglove::{endpoint_port, FoxgloveClient};
+
+    let master = MasterProcess::start(&["--foxglove", "127.0.0.1:0"]);
+    let port = endpoint_port(&master);
+    let talker = node(&master, "imu_driver");
+    let mut publisher = talker.advertise_typed::<Imu>("imu").unwrap();
+    publisher.wait_ready(WAIT).unwrap();
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let streaming = {
+        let stop = stop.clone();
+        // A sensor's rate: the client subscribes whenever it is ready and gets what follows.
+        std::thread::spawn(move || {
+            let mut i = 0;
+            while !stop.load(Ordering::Relaxed) {
+                publisher.publish_value(&imu(i)).unwrap();
+                i += 1;
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+        })
+    };
+
+    let mut fox = FoxgloveClient::connect(port);
+    fox.send(json!({"cmd": "subscribe", "topic": "imu"}));
+    let ad = fox.wait_for("the typed channel", |e| {
+        e["ev"] == "advertise" && e["topic"] == "imu"
+    });
+    assert_eq!(ad["encoding"], "json", "{ad}");
+    assert_eq!(ad["schemaName"], "Imu", "{ad}");
+    assert_eq!(ad["schemaEncoding"], "jsonschema", "{ad}");
+    let schema: Value = serde_json::from_str(ad["schema"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        schema["properties"]["accel"]["properties"]["x"]["type"], "number",
+        "{schema}"
+    );
+    let m = fox.wait_for("a decoded Imu", |e| e["ev"] == "message");
+    let stamp = m["data"]["stamp_us"].as_u64().expect("stamp_us a number");
+    // JavaScript prints 78.0 as 78: compared as numbers.
+    assert_eq!(
+        m["data"]["accel"]["x"].as_f64(),
+        Some(stamp as f64 * 0.5),
+        "{m}"
+    );
+    assert_eq!(m["data"]["accel"]["z"].as_f64(), Some(9.75), "{m}");
+    stop.store(true, Ordering::Relaxed);
+    streaming.join().unwrap();
+}
