@@ -268,7 +268,7 @@ fn poll_master(shared: &Shared, server: &WebSocketServerHandle, poll: Duration) 
     while !shared.stop.load(Ordering::Relaxed) {
         polls = polls.wrapping_add(1);
         match shared.node.topics() {
-            Ok(topics) => sync_channels(shared, &topics, polls % RETYPE_POLLS == 0),
+            Ok(topics) => sync_channels(shared, &topics, polls.is_multiple_of(RETYPE_POLLS)),
             Err(e) => tracing::warn!("Foxglove endpoint: topic list: {e}"),
         }
         if shared.graph_watched.load(Ordering::Relaxed) {

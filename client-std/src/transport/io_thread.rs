@@ -215,7 +215,8 @@ enum Job {
     /// Asks again for a grant; a new port is stored in `cell`, and `waker` (the socket owner's
     /// I/O thread) is poked.
     Grant {
-        request: ControlRequest,
+        /// Boxed: a typed publish request carries its schema inline.
+        request: Box<ControlRequest>,
         cell: Arc<AtomicU16>,
         waker: Option<Arc<IoHandle>>,
     },
@@ -295,7 +296,7 @@ impl NodeControl {
                 let interval = self.heartbeat.as_ref().map_or(node.timeout, |h| h.interval);
                 (node.heartbeat_request(), interval.max(HEARTBEAT_WAIT_MIN))
             }
-            Job::Grant { request, .. } => (request.clone(), node.timeout),
+            Job::Grant { request, .. } => ((**request).clone(), node.timeout),
         };
         match node.encode(&request) {
             Ok(request) => {
@@ -355,7 +356,7 @@ impl NodeControl {
                         if epoch != hb.epoch || hb.missed {
                             for (request, cell, waker) in node.grants() {
                                 self.jobs.push_back(Job::Grant {
-                                    request,
+                                    request: Box::new(request),
                                     cell,
                                     waker,
                                 });

@@ -42,6 +42,9 @@ impl Encoding {
 }
 
 /// A request from a node to the master.
+// No alloc in core: a typed request's schema is inline (MAX_SCHEMA_LEN bytes), which makes
+// every request that large; a borrowed schema would need a lifetime on every user's requests.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ControlRequest {
     /// `REQUEST_PUB node topic` -> [`ControlReply::Granted`] with the port publishers connect to.
