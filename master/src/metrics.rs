@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use zerosmq_core::control::{ControlRequest, ErrorCode};
 
 /// Request kinds as counted; the last one takes requests of a kind not named here.
-const REQUEST_KINDS: [&str; 11] = [
+const REQUEST_KINDS: [&str; 13] = [
     "publish",
     "subscribe",
     "stop-publish",
@@ -24,13 +24,15 @@ const REQUEST_KINDS: [&str; 11] = [
     "topic-info",
     "node-info",
     "heartbeat",
+    "publish-typed",
+    "topic-schema",
     "other",
 ];
 
 /// A request that did not decode is counted under this kind (its refusal under its code).
 const MALFORMED: &str = "malformed";
 
-const ERROR_CODES: [ErrorCode; 11] = [
+const ERROR_CODES: [ErrorCode; 13] = [
     ErrorCode::BadRequest,
     ErrorCode::UnknownCommand,
     ErrorCode::InvalidName,
@@ -42,6 +44,8 @@ const ERROR_CODES: [ErrorCode; 11] = [
     ErrorCode::LimitReached,
     ErrorCode::Refused,
     ErrorCode::Internal,
+    ErrorCode::SchemaMismatch,
+    ErrorCode::InvalidSchema,
 ];
 
 /// A count with one writer (the master's thread) and any number of readers.
@@ -98,7 +102,9 @@ impl Metrics {
             ControlRequest::TopicInfo { .. } => 7,
             ControlRequest::NodeInfo { .. } => 8,
             ControlRequest::Heartbeat { .. } => 9,
-            _ => 10,
+            ControlRequest::PublishTyped { .. } => 10,
+            ControlRequest::TopicSchema { .. } => 11,
+            _ => 12,
         };
         bump(&self.requests[kind]);
     }
