@@ -37,16 +37,19 @@ pub enum System {
     MasterZmq,
     /// Our master, our std client at both ends.
     MasterStd,
+    /// The same with CURVE on every connection (`--curve-keys`, ephemeral client keys).
+    MasterStdCurve,
     /// mosquitto with rumqttc at QoS 0.
     Mosquitto,
 }
 
 impl System {
-    pub const ALL: [System; 5] = [
+    pub const ALL: [System; 6] = [
         System::Floor,
         System::Reference,
         System::MasterZmq,
         System::MasterStd,
+        System::MasterStdCurve,
         System::Mosquitto,
     ];
 
@@ -56,6 +59,7 @@ impl System {
             System::Reference => "reference: zmq_proxy",
             System::MasterZmq => "master, libzmq clients",
             System::MasterStd => "master, zerosmq clients",
+            System::MasterStdCurve => "master, zerosmq, CURVE",
             System::Mosquitto => "mosquitto, rumqttc QoS0",
         }
     }
@@ -66,6 +70,7 @@ impl System {
             System::Reference => "reference",
             System::MasterZmq => "master-zmq",
             System::MasterStd => "master-std",
+            System::MasterStdCurve => "master-std-curve",
             System::Mosquitto => "mosquitto",
         }
     }
@@ -361,6 +366,27 @@ fn spawn_master() -> Result<MasterHandle, String> {
     Master::spawn(master_config()?).map_err(|e| format!("master: {e}"))
 }
 
+/// The master for our std clients; for [`System::MasterStdCurve`] with a fresh CURVE key pair
+/// (written where `--curve-keys` would read it), whose public key is returned for the nodes.
+fn spawn_std_master(system: System) -> Result<(MasterHandle, Option<String>), String> {
+    let mut config = master_config()?;
+    let mut server_key = None;
+    if system == System::MasterStdCurve {
+        let keys = zerosmq::curve::generate_keys();
+        let path = std::env::temp_dir().join(format!("zerosmq-bench-{}.key", std::process::id()));
+        let text = format!(
+            "{}\n{}\n",
+            zerosmq::curve::key_text(keys.public()),
+            zerosmq::curve::key_text(keys.secret())
+        );
+        std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+        config.curve_keys = Some(path);
+        server_key = Some(zerosmq::curve::key_text(keys.public()));
+    }
+    let master = Master::spawn(config).map_err(|e| format!("master: {e}"))?;
+    Ok((master, server_key))
+}
+
 /// The master under test on 127.0.0.1 and a free port. For A/B runs, `ZEROSMQ_SPIN_US=N` sets
 /// its spin limit (default: the master's).
 pub fn master_config() -> Result<MasterConfig, String> {
@@ -411,15 +437,16 @@ fn throughput(system: System, load: Load) -> Result<Throughput, String> {
             let master = spawn_master()?;
             zmq_through(&master.control_endpoint(), load, &topics)
         }
-        System::MasterStd => {
-            let master = spawn_master()?;
+        System::MasterStd | System::MasterStdCurve => {
+            let (master, curve) = spawn_std_master(system)?;
             let ep = master.control_endpoint();
+            let curve = curve.as_deref();
             let mut subs: Vec<Box<dyn harness::Receive>> = Vec::new();
             for i in 0..load.subscribers {
-                let node = std_clients::node(&ep, &format!("bench-sub{i}"))?;
+                let node = std_clients::node(&ep, &format!("bench-sub{i}"), curve)?;
                 subs.push(Box::new(std_clients::subscriber(&node, &topics)?));
             }
-            let node = std_clients::node(&ep, "bench-pub")?;
+            let node = std_clients::node(&ep, "bench-pub", curve)?;
             let publisher = std_clients::publisher(&node, &topics)?;
             harness::throughput(load, Box::new(publisher), subs)
         }
@@ -508,12 +535,13 @@ fn latency(system: System, samples: usize) -> Result<Latency, String> {
             let master = spawn_master()?;
             via_control(&master.control_endpoint())
         }
-        System::MasterStd => {
-            let master = spawn_master()?;
+        System::MasterStd | System::MasterStdCurve => {
+            let (master, curve) = spawn_std_master(system)?;
             let ep = master.control_endpoint();
+            let curve = curve.as_deref();
             let (ping_node, echo_node) = (
-                std_clients::node(&ep, "ping")?,
-                std_clients::node(&ep, "echo")?,
+                std_clients::node(&ep, "ping", curve)?,
+                std_clients::node(&ep, "echo", curve)?,
             );
             let ping = Duplex {
                 tx: Box::new(std_clients::publisher(&ping_node, &one("ping"))?),

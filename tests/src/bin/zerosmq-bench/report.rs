@@ -289,7 +289,7 @@ impl Report {
         );
         for r in self.rows.iter().filter(|r| r.section == Section::Resources) {
             let label = match r.system {
-                System::MasterZmq | System::MasterStd => "master",
+                System::MasterZmq | System::MasterStd | System::MasterStdCurve => "master",
                 other => other.label(),
             };
             match &r.error {

@@ -59,12 +59,16 @@ impl Receive for StdSub {
     }
 }
 
-pub fn node(master: &str, name: &str) -> Result<Node, String> {
-    Node::builder(name)
+/// A node on `master`; with `curve` (the master's public key) every connection is CURVE, with
+/// an ephemeral client key pair.
+pub fn node(master: &str, name: &str, curve: Option<&str>) -> Result<Node, String> {
+    let mut builder = Node::builder(name)
         .master(master)
-        .timeout(Duration::from_secs(10))
-        .connect()
-        .map_err(|e| e.to_string())
+        .timeout(Duration::from_secs(10));
+    if let Some(key) = curve {
+        builder = builder.curve(key, None);
+    }
+    builder.connect().map_err(|e| e.to_string())
 }
 
 const READY: Duration = Duration::from_secs(10);
