@@ -316,6 +316,45 @@ pub fn spawn_echo(mut echo: Box<dyn Peer>, stop: Arc<AtomicBool>) -> std::thread
     })
 }
 
+/// A stream of `size`-byte messages every `period` on its own topic beside the round trips
+/// (head-of-line blocking), until `stop`: one thread publishes on a fixed schedule, one drains.
+/// Returns how many the drain thread received.
+pub fn spawn_bulk(
+    mut tx: Box<dyn Publish>,
+    mut rx: Box<dyn Receive>,
+    size: usize,
+    period: Duration,
+    stop: Arc<AtomicBool>,
+) -> (std::thread::JoinHandle<()>, std::thread::JoinHandle<u64>) {
+    let stop_tx = stop.clone();
+    let sender = std::thread::spawn(move || {
+        let mut payload = vec![0u8; size];
+        payload[0] = DATA;
+        let mut next = Instant::now();
+        while !stop_tx.load(Ordering::Relaxed) {
+            if tx.send(0, &payload).is_err() {
+                return;
+            }
+            next += period;
+            if let Some(wait) = next.checked_duration_since(Instant::now()) {
+                std::thread::sleep(wait);
+            }
+        }
+    });
+    let drain = std::thread::spawn(move || {
+        let mut got = 0u64;
+        while !stop.load(Ordering::Relaxed) {
+            match rx.recv(Duration::from_millis(50)) {
+                Ok(Some(_)) => got += 1,
+                Ok(None) => {}
+                Err(_) => break,
+            }
+        }
+        got
+    });
+    (sender, drain)
+}
+
 /// Ping -> echo -> ping, one message in flight, `samples` times after the path is up.
 pub fn round_trips(ping: &mut dyn Peer, samples: usize) -> Result<Latency, String> {
     let mut payload = [0u8; 8];

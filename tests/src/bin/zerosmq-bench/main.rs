@@ -64,6 +64,11 @@ impl System {
         }
     }
 
+    /// Goes through a broker (every system but the floor).
+    pub fn brokered(self) -> bool {
+        self != System::Floor
+    }
+
     pub fn key(self) -> &'static str {
         match self {
             System::Floor => "floor",
@@ -274,11 +279,19 @@ fn main() -> std::process::ExitCode {
         }
     }
     for &system in systems.iter().filter(|_| section("latency")) {
-        let result = latency(system, samples);
-        let row = Row::latency(system, result);
+        let result = latency(system, samples, false);
+        let row = Row::latency(system, report::IDLE_RTT, result);
         row.print_progress();
         report.rows.push(row);
     }
+    // Head-of-line blocking: the same round trip while another topic carries 1 MiB at 100 Hz.
+    for &system in systems.iter().filter(|s| section("hol") && s.brokered()) {
+        let result = latency(system, samples, true);
+        let row = Row::latency(system, report::HOL_RTT, result);
+        row.print_progress();
+        report.rows.push(row);
+    }
+    report.hol_notes();
     let master_runs = systems.contains(&System::MasterZmq) || systems.contains(&System::MasterStd);
     for (system, which, runs) in [
         (System::MasterZmq, "master", master_runs),
@@ -486,14 +499,34 @@ fn ping_pair_zmq(
     Ok((ping, echo))
 }
 
-fn latency(system: System, samples: usize) -> Result<Latency, String> {
+/// The bulk stream beside a round trip: its sender and its drain.
+type Bulk = Option<(Box<dyn harness::Publish>, Box<dyn harness::Receive>)>;
+
+/// 1 MiB at 100 Hz: a camera-sized stream.
+const BULK_SIZE: usize = 1 << 20;
+const BULK_PERIOD: Duration = Duration::from_millis(10);
+
+fn latency(system: System, samples: usize, hol: bool) -> Result<Latency, String> {
     let one = |s: &str| vec![s.to_owned()];
-    let run = |mut ping: Box<dyn Peer>, echo: Box<dyn Peer>| {
+    let run = |mut ping: Box<dyn Peer>, echo: Box<dyn Peer>, bulk: Bulk| {
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let echo = harness::spawn_echo(echo, stop.clone());
+        let bulk =
+            bulk.map(|(tx, rx)| harness::spawn_bulk(tx, rx, BULK_SIZE, BULK_PERIOD, stop.clone()));
+        let started = std::time::Instant::now();
         let r = harness::round_trips(&mut *ping, samples);
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         let _ = echo.join();
+        if let Some((sender, drain)) = bulk {
+            let _ = sender.join();
+            let got = drain.join().unwrap_or(0);
+            let secs = started.elapsed().as_secs_f64();
+            eprintln!(
+                "figures: {}: the 1 MiB stream delivered {got} messages ({:.0}/s) beside the round trips",
+                system.label(),
+                got as f64 / secs
+            );
+        }
         r
     };
     let via_control = |control: &str| -> Result<Latency, String> {
@@ -510,7 +543,18 @@ fn latency(system: System, samples: usize) -> Result<Latency, String> {
             &ep(false, "ping")?,
             &ep(true, "pong")?,
         )?;
-        run(Box::new(ping), Box::new(echo))
+        let bulk: Bulk = if hol {
+            let tx: Box<dyn harness::Publish> = Box::new(zmq_clients::publisher(
+                &one("bulk"),
+                &one(&ep(true, "bulk")?),
+            )?);
+            let rx: Box<dyn harness::Receive> =
+                Box::new(zmq_clients::subscriber(&one(&ep(false, "bulk")?))?);
+            Some((tx, rx))
+        } else {
+            None
+        };
+        run(Box::new(ping), Box::new(echo), bulk)
     };
     match system {
         System::Floor => {
@@ -525,7 +569,7 @@ fn latency(system: System, samples: usize) -> Result<Latency, String> {
                 tx: Box::new(zmq_clients::direct_publisher(&one("pong"), &one(&b))?),
                 rx: Box::new(zmq_clients::subscriber(&one(&a))?),
             };
-            run(Box::new(ping), Box::new(echo))
+            run(Box::new(ping), Box::new(echo), None)
         }
         System::Reference => {
             let broker = reference::Reference::spawn()?;
@@ -551,13 +595,32 @@ fn latency(system: System, samples: usize) -> Result<Latency, String> {
                 tx: Box::new(std_clients::publisher(&echo_node, &one("pong"))?),
                 rx: Box::new(std_clients::subscriber(&echo_node, &one("ping"))?),
             };
-            run(Box::new(ping), Box::new(echo))
+            let bulk: Bulk = if hol {
+                let node = std_clients::node(&ep, "bulk", curve)?;
+                let rx: Box<dyn harness::Receive> =
+                    Box::new(std_clients::subscriber(&node, &one("bulk"))?);
+                let tx: Box<dyn harness::Publish> =
+                    Box::new(std_clients::publisher(&node, &one("bulk"))?);
+                Some((tx, rx))
+            } else {
+                None
+            };
+            run(Box::new(ping), Box::new(echo), bulk)
         }
         System::Mosquitto => {
             let broker = mqtt::Mosquitto::start()?;
             let echo = mqtt::peer(broker.port, "echo", "pong", "ping")?;
             let ping = mqtt::peer(broker.port, "ping", "ping", "pong")?;
-            run(Box::new(ping), Box::new(echo))
+            let bulk: Bulk = if hol {
+                let rx: Box<dyn harness::Receive> =
+                    Box::new(mqtt::subscriber(broker.port, "bulk-sub", &one("bulk"))?);
+                let tx: Box<dyn harness::Publish> =
+                    Box::new(mqtt::publisher(broker.port, "bulk-pub", &one("bulk"))?);
+                Some((tx, rx))
+            } else {
+                None
+            };
+            run(Box::new(ping), Box::new(echo), bulk)
         }
     }
 }

@@ -91,8 +91,8 @@ impl Row {
         row
     }
 
-    pub fn latency(system: System, r: Result<Latency, String>) -> Row {
-        let mut row = Row::new(Section::Latency, "round trip, 8 B".into(), system);
+    pub fn latency(system: System, scenario: &str, r: Result<Latency, String>) -> Row {
+        let mut row = Row::new(Section::Latency, scenario.into(), system);
         match r {
             Ok(l) => {
                 row.value = Some(l.p50_us);
@@ -169,7 +169,35 @@ pub struct Report {
     quick: bool,
 }
 
+/// The round-trip scenarios: alone, and beside a 1 MiB stream at 100 Hz on another topic.
+pub const IDLE_RTT: &str = "round trip, 8 B";
+pub const HOL_RTT: &str = "round trip, 8 B, beside 1 MiB at 100 Hz on another topic";
+
 impl Report {
+    /// For each system with both round trips: p99 beside the 1 MiB stream over p99 alone (the
+    /// head-of-line blocking it adds; our target is at most 2x).
+    pub fn hol_notes(&mut self) {
+        let p99 = |scenario: &str, system: System| {
+            self.rows
+                .iter()
+                .find(|r| {
+                    r.section == Section::Latency && r.scenario == scenario && r.system == system
+                })
+                .and_then(|r| r.p99_us)
+        };
+        let mut notes = Vec::new();
+        for system in System::ALL {
+            if let (Some(idle), Some(hol)) = (p99(IDLE_RTT, system), p99(HOL_RTT, system)) {
+                notes.push(format!(
+                    "head-of-line: {}: p99 {hol:.0} us beside the 1 MiB stream, {idle:.0} us alone: {:.2}x",
+                    system.label(),
+                    hol / idle
+                ));
+            }
+        }
+        self.notes.extend(notes);
+    }
+
     pub fn new(quick: bool) -> Report {
         Report {
             rows: Vec::new(),
@@ -259,7 +287,16 @@ impl Report {
             "{:<25} {:>9} {:>9} {:>8} {:>7} {:>7}",
             "system", "p50 us", "p99 us", "lost", "/ref", "/floor"
         );
+        let mut scenario = IDLE_RTT;
         for r in self.rows.iter().filter(|r| r.section == Section::Latency) {
+            if r.scenario != scenario {
+                scenario = if r.scenario == HOL_RTT {
+                    HOL_RTT
+                } else {
+                    IDLE_RTT
+                };
+                let _ = writeln!(out, "-- {}", r.scenario);
+            }
             match &r.error {
                 Some(e) => {
                     let _ = writeln!(out, "{:<25} failed: {e}", r.system.label());
