@@ -1,11 +1,14 @@
-//! The std client's CURVE against libzmq as the server (issue 13: "our std client talks to a
-//! pyzmq CURVE server"): a stand-in master made of pyzmq CURVE sockets (a REP for control, a
-//! SUB that publishers connect to, an XPUB that subscribers connect to), written only from the
-//! ZeroMQ API. The test answers the control requests it relays with core's encoder, so what is
-//! proven here is the node's CURVE (handshake, boxes, nonces) on all three kinds of connection
-//! against an independent implementation, not our master.
+//! Our clients' CURVE against libzmq as the server (issue 13: "our std and embedded clients
+//! talk to a pyzmq CURVE server"): a stand-in master made of pyzmq CURVE sockets (a REP for
+//! control, a SUB that publishers connect to, an XPUB that subscribers connect to), written only
+//! from the ZeroMQ API. The test answers the control requests it relays with core's encoder, so
+//! what is proven here is each node's CURVE (handshake, boxes, nonces) on all three kinds of
+//! connection against an independent implementation, not our master. The std node and the
+//! embedded node (blocking driver over std TCP) each publish and receive.
 
-use std::io::Write;
+use std::fs::File;
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::process::ChildStdin;
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
@@ -226,5 +229,73 @@ fn a_std_node_with_the_wrong_server_key_is_refused_by_pyzmq_clearly() {
         matches!(err, zerosmq::Error::WrongServerKey { .. }),
         "a clear error naming the key: {err:?} ({err})"
     );
+    tell(&stand_in.input, "QUIT");
+}
+
+/// The operating system's generator, as a board's hardware RNG.
+struct Urandom(File);
+
+impl rand_core::RngCore for Urandom {
+    fn next_u32(&mut self) -> u32 {
+        rand_core::impls::next_u32_via_fill(self)
+    }
+    fn next_u64(&mut self) -> u64 {
+        rand_core::impls::next_u64_via_fill(self)
+    }
+    fn fill_bytes(&mut self, dest: &mut [u8]) {
+        self.0.read_exact(dest).expect("/dev/urandom");
+    }
+    fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), rand_core::Error> {
+        self.fill_bytes(dest);
+        Ok(())
+    }
+}
+
+impl rand_core::CryptoRng for Urandom {}
+
+#[test]
+fn an_embedded_node_publishes_and_receives_through_pyzmq_curve_servers() {
+    let server = generate_keys();
+    let stand_in = start(&key_text(server.public()), &key_text(server.secret()));
+    let keys = generate_keys();
+    let stack = zerosmq_embedded::StdConnect {
+        read_timeout: Some(WAIT),
+    };
+    let control = SocketAddr::new(Ipv4Addr::LOCALHOST.into(), stand_in.ports.0);
+    let node = zerosmq_embedded::Node::new(&stack, control, "curve-mcu")
+        .unwrap()
+        .with_curve(
+            *server.public(),
+            *keys.public(),
+            *keys.secret(),
+            &mut Urandom(File::open("/dev/urandom").unwrap()),
+        )
+        .unwrap();
+
+    // Publishing: the grant over libzmq's CURVE REP, readiness from libzmq's SUB, messages
+    // opened by libzmq in order.
+    let mut pub_buf = [0u8; 512];
+    let mut publisher = node
+        .advertise("imu", &mut pub_buf)
+        .expect("the grant, answered over CURVE by libzmq's REP");
+    publisher.wait_ready().expect("libzmq's SUB subscribed");
+    for i in 0..20u8 {
+        publisher.publish(&[b'r', i]).unwrap();
+    }
+    for i in 0..20u8 {
+        let m = stand_in.got.recv_timeout(WAIT).expect("libzmq received it");
+        assert_eq!(m, [&b"imu r"[..], &[i]].concat());
+    }
+    let asked: Vec<String> = stand_in.requests.try_iter().collect();
+    assert!(asked.iter().any(|r| r.contains("Publish")), "{asked:?}");
+
+    // Subscribing: libzmq's XPUB opens the node's SUBSCRIBE; once it has, what it sends
+    // reaches the node (no ready-wait: that needs our master's probe echo).
+    let mut sub_buf = [0u8; 512];
+    let mut subscriber = node.subscribe("cmd", &mut sub_buf).unwrap();
+    let sub = stand_in.subscribed.recv_timeout(WAIT).expect("a SUBSCRIBE");
+    assert_eq!(sub[0], 1, "a subscription: {sub:?}");
+    tell(&stand_in.input, &format!("SEND {}", hex(b"cmd go left")));
+    assert_eq!(subscriber.recv().unwrap(), b"go left");
     tell(&stand_in.input, "QUIT");
 }
