@@ -31,7 +31,7 @@ use foxglove::websocket::{
     Capability, ChannelView, Client, ClientChannel, ConnectionGraph, ServerListener, Status,
 };
 use foxglove::{ChannelId, Context, RawChannel, Schema, WebSocketServerHandle};
-use zerosmq::Node;
+use zerosmq::{Node, NodeBuilder};
 
 pub use payload::{
     from_foxglove, to_foxglove, UNTYPED_ENCODING, UNTYPED_SCHEMA, UNTYPED_SCHEMA_NAME,
@@ -56,8 +56,9 @@ pub struct FoxgloveConfig {
     pub port: u16,
     /// The master's control endpoint (`tcp://HOST:PORT`).
     pub master: String,
-    /// The endpoint's node name at the master (the ACL applies to it).
-    pub node_name: String,
+    /// The node the endpoint joins the master as (`foxglove`, at `master`): its name is what the
+    /// ACL applies to; the master gives it credentials when it runs PLAIN or CURVE.
+    pub node: NodeBuilder,
     /// Let Foxglove clients publish (`clientPublish`); off by default.
     pub allow_publish: bool,
     /// How often the master's topic list (and, while a client watches it, the graph) is read.
@@ -70,11 +71,12 @@ pub struct FoxgloveConfig {
 impl FoxgloveConfig {
     /// Defaults for an endpoint at `host:port` serving the master at `master`.
     pub fn new(host: impl Into<String>, port: u16, master: impl Into<String>) -> Self {
+        let master: String = master.into();
         FoxgloveConfig {
             host: host.into(),
             port,
-            master: master.into(),
-            node_name: "foxglove".into(),
+            master: master.clone(),
+            node: Node::builder("foxglove").master(master.clone()),
             allow_publish: false,
             poll: Duration::from_millis(500),
             backlog: 1024,
@@ -114,9 +116,7 @@ impl std::fmt::Debug for FoxgloveEndpoint {
 impl FoxgloveEndpoint {
     /// Joins the master as a node and starts the WebSocket server (with its own tokio runtime).
     pub fn start(config: FoxgloveConfig) -> Result<FoxgloveEndpoint, FoxgloveError> {
-        let node = Node::builder(&config.node_name)
-            .master(config.master.clone())
-            .connect()?;
+        let node = config.node.clone().connect()?;
         // A context of its own, so the endpoint's channels never mix with anything else that
         // logs to the SDK's default context in the same process.
         let ctx = Context::new();

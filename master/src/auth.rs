@@ -260,6 +260,32 @@ pub struct Security {
     /// know the master's public key (and, with `--curve-clients`, whose own key is listed).
     pub curve: Option<CurveSecurity>,
     pub acl: Option<Acl>,
+    /// Credentials of the nodes in the master's own process ([`crate::MasterConfig::internal_nodes`]).
+    pub internal: Vec<(String, InternalCredentials)>,
+}
+
+/// What a node in the master's own process (the Foxglove endpoint, the web page) presents so
+/// that the master's PLAIN or CURVE admits it under its own name, to which the ACL applies.
+#[derive(Clone)]
+pub enum InternalCredentials {
+    /// A PLAIN user of that name, with a password made at start and known only in the process.
+    Plain { user: String, password: String },
+    /// A CURVE key pair made at start, admitted under that name (also with `--curve-clients`).
+    Curve {
+        server_public: String,
+        keys: zerosmq_core::zmtp::curve::CurveKeyPair,
+    },
+}
+
+impl std::fmt::Debug for InternalCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            InternalCredentials::Plain { user, .. } => write!(f, "Plain {{ user: {user:?} }}"),
+            InternalCredentials::Curve { server_public, .. } => {
+                write!(f, "Curve {{ server_public: {server_public:?} }}")
+            }
+        }
+    }
 }
 
 impl Security {
@@ -282,8 +308,46 @@ pub struct CurveSecurity {
 }
 
 impl Security {
-    /// Loads the files of `config`.
+    /// Loads the files of `config` and makes the credentials of its internal nodes.
     pub fn start(config: &crate::MasterConfig) -> Result<Security, crate::MasterError> {
+        let mut security = Security::load(config)?;
+        for name in &config.internal_nodes {
+            let taken = || {
+                crate::MasterError::Config(format!(
+                    "the master's own node '{name}' needs that name, and it is already a user or client key name: rename that one"
+                ))
+            };
+            let credentials = if let Some(curve) = &mut security.curve {
+                let keys = zerosmq_core::zmtp::curve::CurveKeyPair::generate(&mut rand_core::OsRng);
+                if let Some(clients) = &mut curve.clients {
+                    if !clients.admit(*keys.public(), name) {
+                        return Err(taken());
+                    }
+                }
+                InternalCredentials::Curve {
+                    server_public: crate::keys::key_text(curve.keys.public()),
+                    keys,
+                }
+            } else if let Some(passwords) = &mut security.passwords {
+                let mut secret = [0u8; 24];
+                rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut secret);
+                let password: String = secret.iter().map(|b| format!("{b:02x}")).collect();
+                if passwords.0.insert(name.clone(), password.clone()).is_some() {
+                    return Err(taken());
+                }
+                InternalCredentials::Plain {
+                    user: name.clone(),
+                    password,
+                }
+            } else {
+                continue;
+            };
+            security.internal.push((name.clone(), credentials));
+        }
+        Ok(security)
+    }
+
+    fn load(config: &crate::MasterConfig) -> Result<Security, crate::MasterError> {
         let config_error = |e: crate::keys::KeyError| crate::MasterError::Config(e.to_string());
         let acl = config
             .acl
@@ -330,6 +394,7 @@ impl Security {
                 passwords: None,
                 curve,
                 acl,
+                internal: Vec::new(),
             });
         }
         let Some(path) = &config.passwords else {
@@ -340,6 +405,7 @@ impl Security {
                 passwords: None,
                 curve: None,
                 acl,
+                internal: Vec::new(),
             });
         };
         let passwords = Passwords::load(path).map_err(crate::MasterError::Config)?;
@@ -348,6 +414,7 @@ impl Security {
             passwords: Some(passwords),
             curve: None,
             acl,
+            internal: Vec::new(),
         })
     }
 

@@ -122,6 +122,16 @@ impl ClientKeys {
         self.names.get(key).map(String::as_str)
     }
 
+    /// Admits `key` under `name` (a node of the master's own process); false when the key or
+    /// the name is already there.
+    pub(crate) fn admit(&mut self, key: [u8; KEY_LEN], name: &str) -> bool {
+        if self.names.contains_key(&key) || self.names.values().any(|n| n == name) {
+            return false;
+        }
+        self.names.insert(key, name.to_owned());
+        true
+    }
+
     pub fn len(&self) -> usize {
         self.names.len()
     }

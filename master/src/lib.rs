@@ -88,6 +88,11 @@ pub struct MasterConfig {
     /// Directory of admitted CURVE client keys (`NAME.pub`, one Z85 public key each); `NAME` is
     /// the client's name in the ACL. `None`: any client that knows the master's key.
     pub curve_clients: Option<std::path::PathBuf>,
+    /// Nodes of the master's own process (the Foxglove endpoint, the web page), by name: with
+    /// PLAIN or CURVE each gets credentials made at start that admit it under that name (see
+    /// [`MasterHandle::internal_credentials`]), so a secured master serves them and the ACL
+    /// applies to them by name.
+    pub internal_nodes: Vec<String>,
     /// When events have been arriving less than this apart, the master polls
     /// for up to this long before it sleeps, which saves waking a sleeping thread (most of a
     /// round trip on a VM). Sparse traffic and an idle master never spin; zero turns spinning
@@ -124,6 +129,7 @@ impl Default for MasterConfig {
             acl: None,
             curve_keys: None,
             curve_clients: None,
+            internal_nodes: Vec::new(),
             zmtp_heartbeat: std::time::Duration::from_secs(10),
             spin: std::time::Duration::from_micros(50),
             max_connections: 10_000,
@@ -173,14 +179,19 @@ impl Master {
                         return Ok(());
                     }
                 };
-                let _ = ready_tx.send(Ok((broker.control_port(), broker.metrics.clone())));
+                let _ = ready_tx.send(Ok((
+                    broker.control_port(),
+                    broker.metrics.clone(),
+                    broker.security.internal.clone(),
+                )));
                 broker.run(&wake_rx)
             })?;
         match ready_rx.recv() {
-            Ok(Ok((control_port, metrics))) => Ok(MasterHandle {
+            Ok(Ok((control_port, metrics, internal))) => Ok(MasterHandle {
                 control_port,
                 bind,
                 metrics: MasterMetrics(metrics),
+                internal,
                 stop: wake_tx,
                 thread: Some(thread),
             }),
@@ -202,6 +213,7 @@ pub struct MasterHandle {
     stop: UnixStream,
     thread: Option<JoinHandle<Result<(), MasterError>>>,
     metrics: MasterMetrics,
+    internal: Vec<(String, auth::InternalCredentials)>,
 }
 
 /// Reads a master's counters from any thread, also after its [`MasterHandle`] is gone.
@@ -216,6 +228,15 @@ impl MasterMetrics {
 }
 
 impl MasterHandle {
+    /// The credentials the master made for its own node `name` (one of
+    /// [`MasterConfig::internal_nodes`]); `None` on a master without PLAIN or CURVE.
+    pub fn internal_credentials(&self, name: &str) -> Option<&auth::InternalCredentials> {
+        self.internal
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, c)| c)
+    }
+
     /// The master's counters outside the topics (connections, control requests, uptime).
     pub fn metrics(&self) -> MasterMetrics {
         self.metrics.clone()

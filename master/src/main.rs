@@ -177,6 +177,15 @@ fn main() -> std::process::ExitCode {
         acl: args.acl,
         curve_keys: args.curve_keys,
         curve_clients: args.curve_clients,
+        // The endpoints below join this master as nodes of these names.
+        internal_nodes: [
+            ("foxglove", args.foxglove.is_some()),
+            ("web", args.web.is_some()),
+        ]
+        .into_iter()
+        .filter(|(_, on)| *on)
+        .map(|(name, _)| name.to_owned())
+        .collect(),
         zmtp_heartbeat: args.zmtp_heartbeat,
         spin: std::time::Duration::from_micros(args.spin_us),
         max_connections: args.max_connections,
@@ -201,6 +210,7 @@ fn main() -> std::process::ExitCode {
             master.control_endpoint(),
         );
         config.allow_publish = args.foxglove_publish;
+        config.node = with_credentials(config.node, master.internal_credentials("foxglove"));
         zerosmq_foxglove::FoxgloveEndpoint::start(config)
     }) {
         Some(Err(e)) => {
@@ -232,10 +242,9 @@ fn main() -> std::process::ExitCode {
                     .collect(),
             }
         });
-        zerosmq_web::WebServer::start(
-            zerosmq_web::WebConfig::new(addr, master.control_endpoint()),
-            Some(counters),
-        )
+        let mut config = zerosmq_web::WebConfig::new(addr, master.control_endpoint());
+        config.node = with_credentials(config.node, master.internal_credentials("web"));
+        zerosmq_web::WebServer::start(config, Some(counters))
     }) {
         Some(Err(e)) => {
             tracing::error!("{e}");
@@ -270,5 +279,21 @@ fn main() -> std::process::ExitCode {
             tracing::error!("{e}");
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+/// `node` with the credentials the master made for it (none on a master without PLAIN or CURVE).
+fn with_credentials(
+    node: zerosmq::NodeBuilder,
+    credentials: Option<&zerosmq_master::auth::InternalCredentials>,
+) -> zerosmq::NodeBuilder {
+    use zerosmq_master::auth::InternalCredentials;
+    match credentials {
+        None => node,
+        Some(InternalCredentials::Plain { user, password }) => node.plain(user, password),
+        Some(InternalCredentials::Curve {
+            server_public,
+            keys,
+        }) => node.curve(server_public, Some(keys.clone())),
     }
 }

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use tiny_http::{Header, Method, Request, Response, Server};
-use zerosmq::Node;
+use zerosmq::{Node, NodeBuilder};
 
 const PAGE: &str = include_str!("page.html");
 const SCRIPT: &str = include_str!("page.js");
@@ -40,8 +40,9 @@ pub struct WebConfig {
     pub addr: SocketAddr,
     /// The master's control endpoint (`tcp://HOST:PORT`).
     pub master: String,
-    /// The server's node name at the master (the ACL applies to it).
-    pub node_name: String,
+    /// The node the server joins the master as (`web`, at `master`): its name is what the ACL
+    /// applies to; the master gives it credentials when it runs PLAIN or CURVE.
+    pub node: NodeBuilder,
     /// How often the master's nodes, topics and counters are read.
     pub poll: Duration,
     /// Numbers kept per plotted topic.
@@ -51,10 +52,11 @@ pub struct WebConfig {
 impl WebConfig {
     /// Defaults for a server at `addr` for the master at `master`.
     pub fn new(addr: SocketAddr, master: impl Into<String>) -> Self {
+        let master: String = master.into();
         WebConfig {
             addr,
-            master: master.into(),
-            node_name: "web".into(),
+            master: master.clone(),
+            node: Node::builder("web").master(master.clone()),
             poll: Duration::from_millis(500),
             plot_points: 600,
         }
@@ -147,9 +149,7 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl WebServer {
     /// Joins the master as a node and starts the HTTP server and its poller.
     pub fn start(config: WebConfig, counters: Option<MasterCounters>) -> Result<Self, WebError> {
-        let node = Node::builder(&config.node_name)
-            .master(config.master.clone())
-            .connect()?;
+        let node = config.node.clone().connect()?;
         let server = Server::http(config.addr).map_err(|e| WebError::Bind {
             addr: config.addr,
             reason: e.to_string(),
