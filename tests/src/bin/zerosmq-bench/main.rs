@@ -10,6 +10,7 @@
 //! the system sustains), subscriber threads that count, and a ping/echo pair for round trips.
 //! Each measurement gets a fresh broker. Loss is counted and printed.
 
+mod foxglove_row;
 mod harness;
 mod mqtt;
 mod node_resources;
@@ -318,6 +319,25 @@ fn main() -> std::process::ExitCode {
                 r.threads, r.rss_mib, r.delivered
             ),
             Err(e) => format!("node with {n} publishers and {n} subscribers: FAILED: {e}"),
+        };
+        eprintln!("figures: {line}");
+        report.notes.push(line);
+    }
+    if systems.contains(&System::MasterStd) && section("foxglove") {
+        let line = match foxglove_row::measure(duration) {
+            Ok(r) => format!(
+                "foxglove: 1 KiB, 1 topic, 1->1, our clients: {:.0} msgs/s to the std subscriber \
+                 with one Foxglove client subscribed at full rate ({:.2}x of {:.0} msgs/s without \
+                 it, same run, lost {} and {}); the Foxglove client received {:.0} msgs/s (the \
+                 endpoint drops the oldest for a client that falls behind)",
+                r.with.msgs_per_s,
+                r.with.msgs_per_s / r.without.msgs_per_s,
+                r.without.msgs_per_s,
+                r.with.lost,
+                r.without.lost,
+                r.client_msgs_per_s
+            ),
+            Err(e) => format!("foxglove: FAILED: {e}"),
         };
         eprintln!("figures: {line}");
         report.notes.push(line);
