@@ -104,6 +104,14 @@ impl Publisher {
         Ok(())
     }
 
+    /// How many messages this publisher has dropped: published while no master was connected
+    /// or subscribed (before [`wait_ready`](Self::wait_ready), or while the master restarts),
+    /// beyond the node's high-water mark of queued messages, or still queued when the
+    /// connection was lost. Publishing never blocks, so this is how a program counts its loss.
+    pub fn dropped(&self) -> u64 {
+        self.link.dropped()
+    }
+
     /// True once the master's socket has subscribed (see [`Publisher::wait_ready`]).
     pub fn is_ready(&mut self) -> Result<bool> {
         Ok(self.link.is_ready())

@@ -244,3 +244,43 @@ fn a_restored_node_regranted_late_that_never_heartbeats_expires() {
     assert!(!nodes.contains("late-node"), "still listed: {nodes}");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// What a publisher drops while its master is away is counted, exactly: publishing never
+/// blocks, so `Publisher::dropped` is how a program (the bridge, a recorder) knows its loss.
+#[test]
+fn a_publisher_counts_what_it_drops_while_the_master_is_away() {
+    let port = free_port();
+    let mut master = start(port, None);
+    let node = quick_node(port, "counting-pub");
+    let listener = quick_node(port, "counting-sub");
+    let mut publisher = node.advertise("counted").unwrap();
+    let mut sub = listener.subscribe("counted").unwrap();
+    publisher.wait_ready(WAIT).unwrap();
+    sub.wait_ready(WAIT).unwrap();
+    for i in 0..100u32 {
+        publisher.publish(&i.to_be_bytes()).unwrap();
+    }
+    for _ in 0..100 {
+        sub.recv_timeout(WAIT).unwrap().expect("delivered");
+    }
+    assert_eq!(publisher.dropped(), 0);
+
+    master.child.kill().unwrap();
+    let _ = master.child.wait();
+    assert!(
+        wait_until(WAIT, || !publisher.is_ready().unwrap()).is_some(),
+        "the publisher saw its master go"
+    );
+    for i in 0..50u32 {
+        publisher.publish(&i.to_be_bytes()).unwrap();
+    }
+    assert_eq!(
+        publisher.dropped(),
+        50,
+        "every message published while away"
+    );
+
+    let _master = start(port, None);
+    publisher.wait_ready(WAIT).unwrap();
+    assert_eq!(publisher.dropped(), 50);
+}

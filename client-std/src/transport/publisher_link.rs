@@ -84,6 +84,9 @@ struct State {
     auth_failed: bool,
     /// Frames what goes into `out` for the live connection (CURVE boxes, in nonce order).
     sealer: Sealer,
+    /// Messages dropped so far: published with no master connected or subscribed, beyond
+    /// `hwm` queued, or queued when the connection was lost.
+    dropped: u64,
 }
 
 impl State {
@@ -131,6 +134,7 @@ impl PublisherLink {
                 finished: false,
                 auth_failed: false,
                 sealer: Sealer::default(),
+                dropped: 0,
             }),
             changed: Condvar::new(),
             target,
@@ -150,9 +154,11 @@ impl PublisherLink {
         let mut guard = self.lock();
         let st = &mut *guard;
         let Some(stream) = st.stream.as_deref() else {
+            st.dropped += 1;
             return;
         };
         if !st.matches(head, body) || st.out_msgs + st.in_flight >= hwm.max(1) {
+            st.dropped += 1;
             return;
         }
         let gap = self.io.tick();
@@ -180,6 +186,11 @@ impl PublisherLink {
             drop(guard);
             self.io.mark_dirty(self.shared.clone());
         }
+    }
+
+    /// Messages dropped so far (see `State::dropped`).
+    pub(crate) fn dropped(&self) -> u64 {
+        self.lock().dropped
     }
 
     /// True once the master subscribed on the live connection.
@@ -507,6 +518,7 @@ impl PubConn {
         st.stream = None;
         st.subscriptions.clear();
         st.out.clear();
+        st.dropped += (st.out_msgs + st.in_flight) as u64;
         st.out_msgs = 0;
         st.in_flight = 0;
         st.writing = false;
