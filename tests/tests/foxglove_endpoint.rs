@@ -1,7 +1,8 @@
 //! The master's Foxglove endpoint (`--foxglove`) against the official protocol client
 //! (`@foxglove/ws-protocol` on Node.js): channels for a std publisher's and an original pyzmq
 //! node's topics, their payloads as JSON Foxglove decodes, the connection graph, unsubscribing,
-//! channels removed with their topic, and client publishing only with `--foxglove-publish`.
+//! channels removed with their topic, and client publishing only with `--foxglove-publish`; an
+//! embedded node's topic (blocking driver over std TCP) too, in both directions.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -268,4 +269,62 @@ fn foxglove_client_publishing_is_refused_without_the_flag() {
             .contains("clientPublish"),
         "{status}"
     );
+}
+
+/// An embedded node (the no_std client's blocking driver over std TCP) publishes readings that
+/// the Foxglove client receives as numbers, and receives what the Foxglove client publishes.
+#[test]
+fn foxglove_client_sees_an_embedded_node_and_publishes_to_it() {
+    let master = MasterProcess::start(&["--foxglove", "127.0.0.1:0", "--foxglove-publish"]);
+    let port = endpoint_port(&master);
+    let control: std::net::SocketAddr = format!("127.0.0.1:{}", master.port).parse().unwrap();
+    let stack = zerosmq_embedded::StdConnect {
+        read_timeout: Some(Duration::from_millis(100)),
+    };
+    let mcu = zerosmq_embedded::Node::new(&stack, control, "mcu").unwrap();
+    let mut pub_buf = [0u8; 128];
+    let mut reading = mcu.advertise("mcu_temperature", &mut pub_buf).unwrap();
+    reading.wait_ready().unwrap();
+    let mut sub_buf = [0u8; 256];
+    let mut command = mcu.subscribe("mcu_command", &mut sub_buf).unwrap();
+    command.wait_ready().unwrap();
+
+    let mut fox = FoxgloveClient::connect(port);
+    fox.send(json!({"cmd": "subscribe", "topic": "mcu_temperature"}));
+    fox.wait_for("the embedded node's channel", |e| {
+        e["ev"] == "advertise" && e["topic"] == "mcu_temperature"
+    });
+    // Readings at a sensor's pace until one arrives (the endpoint subscribes on its poll).
+    let deadline = Instant::now() + WAIT;
+    let message = loop {
+        assert!(Instant::now() < deadline, "no reading reached Foxglove");
+        reading.publish(b"23.5").unwrap();
+        if let Some(e) = fox.next_event(Duration::from_millis(50)) {
+            if e["ev"] == "message" {
+                break e;
+            }
+        }
+    };
+    assert_eq!(message["topic"], "mcu_temperature");
+    assert_eq!(message["data"]["value"], 23.5, "{message}");
+
+    // Foxglove -> the embedded node: resent until the endpoint's publisher is ready.
+    fox.send(json!({"cmd": "advertise", "topic": "mcu_command"}));
+    let deadline = Instant::now() + WAIT;
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "the command never reached the node"
+        );
+        fox.send(json!({"cmd": "send", "topic": "mcu_command", "json": {"text": "led on"}}));
+        match command.recv() {
+            Ok(payload) => {
+                assert_eq!(payload, b"led on");
+                break;
+            }
+            // The read timeout: nothing yet.
+            Err(zerosmq_embedded::Error::TimedOut) => {}
+            Err(e) => panic!("{e:?}"),
+        }
+    }
 }
