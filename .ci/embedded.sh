@@ -42,6 +42,8 @@ step "host: feature combinations, unit and mock-transport tests"
 export CARGO_TARGET_DIR="$HOST_TARGET_DIR"
 cargo test -q -p zerosmq-embedded --features std,async
 cargo test -q -p zerosmq-embedded --features std,async,curve --lib
+cargo test -q -p zerosmq-embedded --features std,async,typed --lib
+cargo check -q -p zerosmq-embedded --no-default-features --features typed
 cargo test -q -p zerosmq-embedded --features std,async,clock --test mock_transport
 cargo test -q -p zerosmq-embedded --features std,embassy-time --test mock_async --test mock_async_timers
 cargo check -q -p zerosmq-embedded --features async,log

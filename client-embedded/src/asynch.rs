@@ -279,6 +279,8 @@ impl<C: Connect> Node<C> {
             probe: None,
             request: Some(req),
             payload: &[],
+            #[cfg(feature = "typed")]
+            schema: None,
         };
         let mut io = None;
         // A request never waits for the heartbeat, so `drive` ends only when it is done.
@@ -314,6 +316,31 @@ impl<C: Connect> Node<C> {
             buf,
             io: None,
             role: Role::new(Kind::Publisher),
+            #[cfg(feature = "typed")]
+            schema: None,
+        };
+        publisher.run(Goal::Open, &[]).await?;
+        Ok(publisher)
+    }
+
+    /// As [`advertise`](Self::advertise), declaring the topic's type `T` (its
+    /// `postcard_schema::Schema`, derived without code generation) in the grant request, as the
+    /// std client's `advertise_typed` does: the master keeps it per topic and refuses another
+    /// type (`ErrorCode::SchemaMismatch`), and typed readers decode what
+    /// [`Publisher::publish`] sends as postcard of `T`.
+    #[cfg(feature = "typed")]
+    pub async fn advertise_typed<'n, 'b, T: postcard_schema::Schema + ?Sized>(
+        &'n self,
+        topic: &str,
+        buf: &'b mut [u8],
+    ) -> Result<Publisher<'n, 'b, C>, C> {
+        let mut publisher = Publisher {
+            node: self,
+            topic: Topic::new(topic)?,
+            buf,
+            io: None,
+            role: Role::new(Kind::Publisher),
+            schema: Some(T::SCHEMA),
         };
         publisher.run(Goal::Open, &[]).await?;
         Ok(publisher)
@@ -347,6 +374,9 @@ pub struct Publisher<'n, 'b, C: Connect + 'n> {
     buf: &'b mut [u8],
     io: Option<C::Connection<'n>>,
     role: Role,
+    /// The declared type (`advertise_typed`), sent again with every grant request.
+    #[cfg(feature = "typed")]
+    schema: Option<&'static postcard_schema::schema::NamedType>,
 }
 
 impl<C: Connect> core::fmt::Debug for Publisher<'_, '_, C> {
@@ -377,6 +407,8 @@ impl<'n, C: Connect> Publisher<'n, '_, C> {
             probe: None,
             request: None,
             payload,
+            #[cfg(feature = "typed")]
+            schema: self.schema,
         };
         self.node
             .run(&mut self.io, &mut self.role, &mut cx, self.buf)
@@ -459,6 +491,8 @@ impl<'n, C: Connect> Subscriber<'n, '_, C> {
             probe: Some(&mut self.probe),
             request: None,
             payload: &[],
+            #[cfg(feature = "typed")]
+            schema: None,
         };
         self.node
             .run(&mut self.io, &mut self.role, &mut cx, self.buf)

@@ -36,6 +36,9 @@ pub enum Error<E> {
     BadReply,
     /// A caller's buffer is too small for what had to be encoded or received.
     BufferTooSmall,
+    /// A typed publisher's schema encodes to more than the control protocol carries
+    /// (`zerosmq_core::limits::MAX_SCHEMA_LEN` bytes).
+    SchemaTooLarge,
     /// A topic or node name breaks the naming rules.
     InvalidName(NameError),
 }
@@ -72,6 +75,11 @@ impl<E: fmt::Debug> fmt::Display for Error<E> {
             ),
             Error::BadReply => f.write_str("master's reply does not answer the request"),
             Error::BufferTooSmall => f.write_str("buffer too small"),
+            Error::SchemaTooLarge => write!(
+                f,
+                "the type's schema is larger than {} bytes, the most a grant request carries",
+                zerosmq_core::limits::MAX_SCHEMA_LEN
+            ),
             Error::InvalidName(e) => write!(f, "invalid name: {e}"),
         }
     }
@@ -108,6 +116,7 @@ impl<E: defmt::Format> defmt::Format for Error<E> {
             ),
             Error::BadReply => defmt::write!(f, "master's reply does not answer the request"),
             Error::BufferTooSmall => defmt::write!(f, "buffer too small"),
+            Error::SchemaTooLarge => defmt::write!(f, "schema too large"),
             Error::InvalidName(_) => defmt::write!(f, "invalid name"),
         }
     }

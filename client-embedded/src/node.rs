@@ -328,6 +328,27 @@ impl<C> NodeConfig<C> {
         }
     }
 
+    /// The grant request of a typed publisher of `topic`: its type's schema, postcard-encoded
+    /// in place (no second buffer on the stack).
+    #[cfg(feature = "typed")]
+    pub(crate) fn typed_grant_request<E>(
+        &self,
+        topic: &Topic,
+        schema: &postcard_schema::schema::NamedType,
+    ) -> Result<ControlRequest, Error<E>> {
+        let mut bytes = zerosmq_core::control::SchemaBytes::new();
+        let _ = bytes.resize(bytes.capacity(), 0);
+        let n = postcard::to_slice(schema, &mut bytes)
+            .map_err(|_| Error::SchemaTooLarge)?
+            .len();
+        bytes.truncate(n);
+        Ok(ControlRequest::PublishTyped {
+            node: self.name.clone(),
+            topic: topic.clone(),
+            schema: bytes,
+        })
+    }
+
     /// A fresh ready probe for a subscriber of `topic`.
     pub(crate) fn next_probe(&self, topic: &Topic) -> [u8; PROBE_LEN] {
         let n = self.probes.get().wrapping_add(1);

@@ -107,6 +107,9 @@ pub(crate) struct Ctx<'a, C> {
     pub(crate) request: Option<&'a ControlRequest>,
     /// The payload of [`Goal::Publish`] (empty for the others).
     pub(crate) payload: &'a [u8],
+    /// A typed publisher's schema, declared in its grant request.
+    #[cfg(feature = "typed")]
+    pub(crate) schema: Option<&'static postcard_schema::schema::NamedType>,
 }
 
 /// One role's state above its connection (the buffer, the topic and the TCP connection are the
@@ -230,19 +233,41 @@ impl Role {
                 let req = match (cx.request, cx.topic) {
                     (Some(req), _) => req,
                     (None, Some(topic)) => {
-                        grant = cx.cfg.grant_request(self.kind == Kind::Publisher, topic);
+                        #[cfg(feature = "typed")]
+                        if let Some(schema) = cx.schema {
+                            grant = cx
+                                .cfg
+                                .typed_grant_request(topic, schema)
+                                .map_err(|e| self.fail(e))?;
+                        } else {
+                            grant = cx.cfg.grant_request(self.kind == Kind::Publisher, topic);
+                        }
+                        #[cfg(not(feature = "typed"))]
+                        {
+                            grant = cx.cfg.grant_request(self.kind == Kind::Publisher, topic);
+                        }
                         &grant
                     }
                     (None, None) => return Err(self.fail(Error::BadReply)),
                 };
+                // A declared type exists only in the binary encoding (the text one is the
+                // original's, unchanged).
+                #[cfg(feature = "typed")]
+                let encoding = if matches!(req, ControlRequest::PublishTyped { .. }) {
+                    zerosmq_core::control::Encoding::Binary
+                } else {
+                    cx.cfg.encoding
+                };
+                #[cfg(not(feature = "typed"))]
+                let encoding = cx.cfg.encoding;
                 #[cfg(feature = "curve")]
                 let encoded = if cx.cfg.is_curve() {
-                    node::encode_request_boxed(&mut self.conn, req, cx.cfg.encoding, buf)
+                    node::encode_request_boxed(&mut self.conn, req, encoding, buf)
                 } else {
-                    node::encode_request(req, cx.cfg.encoding, buf)
+                    node::encode_request(req, encoding, buf)
                 };
                 #[cfg(not(feature = "curve"))]
-                let encoded = node::encode_request(req, cx.cfg.encoding, buf);
+                let encoded = node::encode_request(req, encoding, buf);
                 let (start, end) = encoded.map_err(|_| self.fail(Error::BufferTooSmall))?;
                 Ok(Io::Write {
                     start,
@@ -630,6 +655,8 @@ mod tests {
             probe: None,
             request: None,
             payload: &[],
+            #[cfg(feature = "typed")]
+            schema: None,
         };
         let mut role = Role::new(Kind::Publisher);
         role.begin(Goal::Open);

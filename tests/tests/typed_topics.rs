@@ -428,3 +428,52 @@ fn foxglove_sees_a_typed_topic_with_its_json_schema_and_decoded_payloads() {
     stop.store(true, Ordering::Relaxed);
     streaming.join().unwrap();
 }
+
+/// The embedded node declares a type the same way (`advertise_typed`, feature `typed`): the
+/// master keeps the schema the std client would have sent, a std subscriber decodes the
+/// embedded node's postcard payloads, and another type on the topic is refused.
+#[test]
+fn an_embedded_typed_publisher_declares_the_same_schema() {
+    let master = MasterProcess::start(&[]);
+    let control: std::net::SocketAddr = format!("127.0.0.1:{}", master.port).parse().unwrap();
+    let stack = zerosmq_embedded::StdConnect {
+        read_timeout: Some(WAIT),
+    };
+    let mcu = zerosmq_embedded::Node::new(&stack, control, "imu_mcu").unwrap();
+    let mut buf = [0u8; 256];
+    let mut publisher = mcu.advertise_typed::<Imu>("mcu_imu", &mut buf).unwrap();
+    publisher.wait_ready().unwrap();
+
+    let host = node(&master, "host");
+    let reference = host.advertise_typed::<Imu>("std_imu").unwrap();
+    let declared = host.topic_schema("mcu_imu").unwrap().expect("typed");
+    assert_eq!(
+        Some(declared.clone()),
+        host.topic_schema("std_imu").unwrap()
+    );
+    assert_eq!(
+        declared.to_pseudocode(),
+        "struct Imu { stamp_us: u64, accel: Vec3, gyro: Vec3 }"
+    );
+    drop(reference);
+
+    let mut subscriber = host.subscribe("mcu_imu").unwrap();
+    subscriber.wait_ready(WAIT).unwrap();
+    let mut payload = [0u8; 64];
+    let encoded = postcard::to_slice(&imu(7), &mut payload).unwrap();
+    publisher.publish(encoded).unwrap();
+    let msg = subscriber.recv_timeout(WAIT).unwrap().expect("message");
+    assert_eq!(msg.decode::<Imu>().unwrap(), imu(7));
+
+    let other = zerosmq_embedded::Node::new(&stack, control, "other_mcu").unwrap();
+    let e = other
+        .advertise_typed::<Other>("mcu_imu", &mut [0u8; 256])
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            zerosmq_embedded::Error::Refused(zerosmq_core::ErrorCode::SchemaMismatch)
+        ),
+        "{e:?}"
+    );
+}
