@@ -528,6 +528,22 @@ impl Node {
         Publisher::open(self.inner.clone(), topic, Some(schema_bytes(T::SCHEMA)?))
     }
 
+    /// [`advertise_typed`](Self::advertise_typed) with a schema known only at run time: `schema`
+    /// is the encoded form the master keeps (postcard of an [`OwnedNamedType`], as another
+    /// master's `topic_schema` returns it re-encoded). For relays such as the bridge, which
+    /// carry typed topics without knowing their types; the master checks the bytes as it checks
+    /// a typed publisher's (`invalid-schema`, `schema-mismatch`).
+    pub fn advertise_with_schema(&self, topic: &str, schema: &[u8]) -> Result<Publisher> {
+        let topic = Topic::new(topic)?;
+        let schema = zerosmq_core::control::SchemaBytes::from_slice(schema).map_err(|_| {
+            Error::SchemaTooLarge {
+                len: schema.len(),
+                max: zerosmq_core::limits::MAX_SCHEMA_LEN,
+            }
+        })?;
+        Publisher::open(self.inner.clone(), topic, Some(schema))
+    }
+
     /// The schema of `topic`; `None` when it is untyped.
     pub fn topic_schema(&self, topic: &str) -> Result<Option<OwnedNamedType>> {
         let req = ControlRequest::TopicSchema {
