@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tracing::{debug, info, warn};
-use zerosmq::{Node, Publisher};
+use zerosmq::{ErrorCode, Node, Publisher, Subscriber};
 
 use crate::counters::Counters;
 use crate::echo::EchoFilter;
@@ -21,6 +21,82 @@ const READY_WAIT: Duration = Duration::from_secs(3);
 
 /// Messages waiting for the master writer thread; past this they are counted as lost.
 const TO_MASTER_QUEUE: usize = 10_000;
+
+/// How often an out thread asks the master for its topic's schema again (a typed publisher may
+/// come after the bridge subscribed, or the topic may close and come back with another type).
+const SCHEMA_RECHECK: Duration = Duration::from_secs(2);
+
+/// A refused schema is not offered to the master again for this long (its messages are
+/// refused meanwhile), so a peer sending another type does not cost a request per message.
+const SCHEMA_RETRY: Duration = Duration::from_secs(1);
+
+/// What a typed topic's messages say in the engine: MQTT 5 content type, and the Zenoh
+/// encoding's name (its schema part, after `;`, is [`Schema::text`]).
+pub const CONTENT_TYPE: &str = "application/postcard";
+
+/// A typed topic's schema as it crosses the bridge: the bytes a master keeps for the topic
+/// (postcard of postcard-schema's owned type) and their base64 text, which the engines carry
+/// (MQTT: user property [`crate::mqtt::SCHEMA_PROPERTY`]; Zenoh: the encoding's schema).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Schema {
+    pub bytes: Vec<u8>,
+    pub text: String,
+}
+
+impl Schema {
+    /// From the master's schema of a topic.
+    pub fn from_bytes(bytes: Vec<u8>) -> Schema {
+        use base64::Engine as _;
+        let text = base64::engine::general_purpose::STANDARD.encode(&bytes);
+        Schema { bytes, text }
+    }
+
+    /// From the engine's text: standard base64 of at most the master's schema length.
+    pub fn from_text(text: &str) -> Result<Schema, SchemaError> {
+        use base64::Engine as _;
+        // Checked before decoding: a peer's oversized property is refused without the work.
+        if text.len() > zerosmq_core::limits::MAX_SCHEMA_LEN.div_ceil(3) * 4 {
+            return Err(SchemaError::TooLong { len: text.len() });
+        }
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(text)
+            .map_err(SchemaError::NotBase64)?;
+        Ok(Schema {
+            bytes,
+            text: text.to_owned(),
+        })
+    }
+}
+
+/// Why a schema from the engine is not taken.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SchemaError {
+    /// More base64 than the master's schema length can take.
+    TooLong { len: usize },
+    /// Not standard base64 (with padding).
+    NotBase64(base64::DecodeError),
+}
+
+impl std::fmt::Display for SchemaError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SchemaError::TooLong { len } => write!(
+                f,
+                "{len} characters of base64, over the {} bytes a schema may have",
+                zerosmq_core::limits::MAX_SCHEMA_LEN
+            ),
+            SchemaError::NotBase64(e) => write!(f, "not base64: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for SchemaError {}
+
+/// A publisher the bridge holds on its master, and the schema it declared.
+struct InPublisher {
+    publisher: Publisher,
+    schema: Option<Vec<u8>>,
+}
 
 /// What the bridge carries and how much it takes from the engine.
 #[derive(Debug, Clone)]
@@ -45,8 +121,8 @@ pub trait Engine: Send + Sync + 'static {
     fn kind(&self) -> &'static str;
     /// The engine's name for master topic `topic`, or `None` when the engine cannot carry it.
     fn key_for(&self, topic: &str) -> Option<String>;
-    /// Sends one message, or says why it was dropped.
-    fn send(&self, key: &str, payload: &[u8]) -> Result<(), SendError>;
+    /// Sends one message (with the topic's schema when it is typed), or says why it was dropped.
+    fn send(&self, key: &str, payload: &[u8], schema: Option<&Schema>) -> Result<(), SendError>;
     /// Called once per key before its first message (an engine may declare a publisher).
     fn open(&self, _key: &str) {}
     /// Messages it took but has not finished (MQTT: queued, or QoS 1 not acknowledged), which
@@ -117,16 +193,20 @@ impl RateLimited {
     }
 }
 
+/// A message from the engine for the master: topic, payload, schema.
+type ToMaster = (String, Vec<u8>, Option<Schema>);
+
 /// One bridge: a master node and the counters; shared by its threads and the engine's.
 pub struct Bridge {
     pub opts: Options,
     pub counters: Counters,
     node: Node,
     echo: EchoFilter,
-    to_master: SyncSender<(String, Vec<u8>)>,
+    to_master: SyncSender<ToMaster>,
     /// Topics brought in so far (bounded by `max_topics`).
     in_topics: Mutex<HashSet<String>>,
     refused_log: RateLimited,
+    schema_log: RateLimited,
     lost_log: RateLimited,
     out_lost_log: RateLimited,
     stop: AtomicBool,
@@ -144,6 +224,7 @@ impl Bridge {
             to_master: tx,
             in_topics: Mutex::new(HashSet::new()),
             refused_log: RateLimited::default(),
+            schema_log: RateLimited::default(),
             lost_log: RateLimited::default(),
             out_lost_log: RateLimited::default(),
             stop: AtomicBool::new(false),
@@ -165,9 +246,10 @@ impl Bridge {
         self.stop.store(true, Ordering::Relaxed);
     }
 
-    /// A message from the engine: `name` is the key without `PREFIX/`. Checks the name, the
-    /// size, the topic budget and the `--in` patterns, then queues it for the master.
-    pub fn from_engine(&self, name: &[u8], payload: &[u8]) {
+    /// A message from the engine: `name` is the key without `PREFIX/`, `schema` the base64 text
+    /// of a typed message's schema. Checks the name, the size, the schema, the topic budget and
+    /// the `--in` patterns, then queues it for the master.
+    pub fn from_engine(&self, name: &[u8], payload: &[u8], schema: Option<&str>) {
         let c = &self.counters;
         let topic = match zerosmq_core::name::validate_name(
             name,
@@ -199,6 +281,13 @@ impl Bridge {
             Counters::bump(&c.in_not_matched);
             return;
         }
+        let schema = match schema.map(Schema::from_text).transpose() {
+            Ok(s) => s,
+            Err(e) => {
+                self.schema_refused(topic, &e.to_string());
+                return;
+            }
+        };
         {
             let mut topics = self.in_topics.lock().unwrap_or_else(|e| e.into_inner());
             if !topics.contains(topic) {
@@ -220,7 +309,7 @@ impl Bridge {
         }
         match self
             .to_master
-            .try_send((topic.to_owned(), payload.to_vec()))
+            .try_send((topic.to_owned(), payload.to_vec(), schema))
         {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => self.lost_in(
@@ -232,6 +321,17 @@ impl Bridge {
             Err(TrySendError::Disconnected(_)) => {
                 self.lost_in(topic, InLoss::Failed, "the master writer has stopped")
             }
+        }
+    }
+
+    fn schema_refused(&self, topic: &str, why: &str) {
+        Counters::bump(&self.counters.in_schema_refused);
+        if let Some(n) = self.schema_log.due() {
+            warn!(
+                topic,
+                count = n,
+                "refused a message from the engine: its schema: {why}"
+            );
         }
     }
 
@@ -253,24 +353,69 @@ impl Bridge {
         }
     }
 
-    /// Publishes what the engine brought in, one publisher per topic.
-    fn master_writer(&self, rx: Receiver<(String, Vec<u8>)>) {
-        let mut pubs: HashMap<String, Publisher> = HashMap::new();
+    /// Publishes what the engine brought in, one publisher per topic. A message with a schema
+    /// its topic's publisher has not declared gets a typed publisher with it (replacing the
+    /// topic's old one); a message without a schema goes through whichever publisher the topic
+    /// has (a master grants untyped publishing on a typed topic as well).
+    fn master_writer(&self, rx: Receiver<ToMaster>) {
+        let mut pubs: HashMap<String, InPublisher> = HashMap::new();
         let mut retry_at: HashMap<String, Instant> = HashMap::new();
-        for (topic, payload) in rx {
-            if !pubs.contains_key(&topic) {
+        // The last schema the master refused per topic, and until when it is not offered again.
+        let mut refused: HashMap<String, (Vec<u8>, Instant, String)> = HashMap::new();
+        for (topic, payload, schema) in rx {
+            let fits = pubs.get(&topic).is_some_and(|p| {
+                schema
+                    .as_ref()
+                    .is_none_or(|s| p.schema.as_ref() == Some(&s.bytes))
+            });
+            if !fits {
+                if let Some(s) = &schema {
+                    if let Some((bytes, until, why)) = refused.get(&topic) {
+                        if *bytes == s.bytes && Instant::now() < *until {
+                            self.schema_refused(&topic, why);
+                            continue;
+                        }
+                    }
+                }
                 if retry_at.get(&topic).is_some_and(|t| Instant::now() < *t) {
                     self.lost_in(&topic, InLoss::NotReady, "no publisher on the master yet");
                     continue;
                 }
-                match self.node.advertise(&topic) {
+                let advertised = match &schema {
+                    Some(s) => self.node.advertise_with_schema(&topic, &s.bytes),
+                    None => self.node.advertise(&topic),
+                };
+                match advertised {
                     Ok(mut p) => {
                         if let Err(e) = p.wait_ready(READY_WAIT) {
                             warn!(topic, "publisher not ready yet: {e}");
                         }
-                        info!(topic, "bridging in");
-                        pubs.insert(topic.clone(), p);
+                        info!(topic, typed = schema.is_some(), "bridging in");
+                        pubs.insert(
+                            topic.clone(),
+                            InPublisher {
+                                publisher: p,
+                                schema: schema.map(|s| s.bytes),
+                            },
+                        );
                         retry_at.remove(&topic);
+                        refused.remove(&topic);
+                    }
+                    // The topic has another type on this master (or the bytes are no schema):
+                    // this message is refused, the topic's publisher (if any) stays.
+                    Err(
+                        e @ (zerosmq::Error::Refused {
+                            code: ErrorCode::SchemaMismatch | ErrorCode::InvalidSchema,
+                            ..
+                        }
+                        | zerosmq::Error::SchemaTooLarge { .. }),
+                    ) => {
+                        let why = format!("the master refused it: {e}");
+                        self.schema_refused(&topic, &why);
+                        if let Some(s) = schema {
+                            refused.insert(topic, (s.bytes, Instant::now() + SCHEMA_RETRY, why));
+                        }
+                        continue;
                     }
                     Err(e) => {
                         warn!(topic, "cannot publish into the master: {e}");
@@ -280,7 +425,7 @@ impl Bridge {
                     }
                 }
             }
-            let Some(p) = pubs.get_mut(&topic) else {
+            let Some(p) = pubs.get_mut(&topic).map(|p| &mut p.publisher) else {
                 continue;
             };
             if !p.is_ready().unwrap_or(false) {
@@ -364,16 +509,23 @@ impl Bridge {
             warn!(topic, "subscriber not ready yet: {e}");
         }
         engine.open(key);
-        info!(topic, key, "bridging out");
+        let mut schema = None;
+        let mut schema_at = Instant::now();
+        self.refresh_schema(topic, &sub, &mut schema);
+        info!(topic, key, typed = schema.is_some(), "bridging out");
         let c = &self.counters;
         let recv_log = RateLimited::default();
         while !self.stop.load(Ordering::Relaxed) {
             match sub.recv_timeout(Duration::from_millis(500)) {
                 Ok(Some(m)) => {
+                    if schema_at.elapsed() >= SCHEMA_RECHECK {
+                        self.refresh_schema(topic, &sub, &mut schema);
+                        schema_at = Instant::now();
+                    }
                     if self.echo.is_echo(topic, m.payload()) {
                         Counters::bump(&c.echoes);
                     } else {
-                        match engine.send(key, m.payload()) {
+                        match engine.send(key, m.payload(), schema.as_ref()) {
                             Ok(()) => Counters::bump(&c.out_sent),
                             Err(e) => {
                                 let reason = match e {
@@ -404,5 +556,55 @@ impl Bridge {
                 }
             }
         }
+    }
+
+    /// Asks the master for `topic`'s schema; keeps the one known when the master does not
+    /// answer (away, restarting).
+    fn refresh_schema(&self, topic: &str, sub: &Subscriber, schema: &mut Option<Schema>) {
+        let now = match sub.schema() {
+            Ok(s) => s,
+            Err(e) => {
+                debug!(topic, "cannot ask the topic's schema: {e}");
+                return;
+            }
+        };
+        // Encoded as the master encodes it: postcard is canonical, so these are its bytes.
+        let now = match now.map(|s| postcard::to_stdvec(&s)).transpose() {
+            Ok(b) => b.map(Schema::from_bytes),
+            Err(e) => {
+                warn!(topic, "cannot encode the topic's schema: {e}");
+                return;
+            }
+        };
+        if now != *schema {
+            if let Some(s) = &now {
+                info!(
+                    topic,
+                    schema_bytes = s.bytes.len(),
+                    "typed: its schema goes out with each message"
+                );
+            }
+            *schema = now;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Schema, SchemaError};
+
+    #[test]
+    fn schema_text() {
+        let s = Schema::from_bytes(vec![0, 1, 2, 255]);
+        assert_eq!(Schema::from_text(&s.text), Ok(s));
+        assert!(matches!(
+            Schema::from_text("not*base64"),
+            Err(SchemaError::NotBase64(_))
+        ));
+        let long = "A".repeat(1000);
+        assert_eq!(
+            Schema::from_text(&long),
+            Err(SchemaError::TooLong { len: 1000 })
+        );
     }
 }

@@ -40,6 +40,10 @@ pub struct Counters {
     pub in_oversized: AtomicU64,
     /// Engine messages refused: a new topic past `--max-topics`.
     pub in_too_many_topics: AtomicU64,
+    /// Engine messages refused for their schema: not base64 of at most the master's schema
+    /// length, or refused by the master (`invalid-schema`, `schema-mismatch`: the topic there has
+    /// another type).
+    pub in_schema_refused: AtomicU64,
     /// Engine messages on keys that match no `--in` pattern.
     pub in_not_matched: AtomicU64,
     /// Our own messages handed back by the master (not sent out again).
@@ -68,7 +72,7 @@ impl Counters {
     pub fn line(&self) -> String {
         let g = |c: &AtomicU64| c.load(Relaxed);
         format!(
-            "out_sent={} out_lost={} out_link_down={} out_queue_full={} out_failed={} out_session_lost={} out_recv_errors={} in_sent={} in_lost={} in_queue_full={} in_not_ready={} in_failed={} in_bad_name={} in_oversized={} in_too_many_topics={} in_not_matched={} echoes={} engine_echoes={} out_bad_name={} engine_connects={}",
+            "out_sent={} out_lost={} out_link_down={} out_queue_full={} out_failed={} out_session_lost={} out_recv_errors={} in_sent={} in_lost={} in_queue_full={} in_not_ready={} in_failed={} in_bad_name={} in_oversized={} in_too_many_topics={} in_schema_refused={} in_not_matched={} echoes={} engine_echoes={} out_bad_name={} engine_connects={}",
             g(&self.out_sent),
             g(&self.out_lost),
             g(&self.out_link_down),
@@ -84,6 +88,7 @@ impl Counters {
             g(&self.in_bad_name),
             g(&self.in_oversized),
             g(&self.in_too_many_topics),
+            g(&self.in_schema_refused),
             g(&self.in_not_matched),
             g(&self.echoes),
             g(&self.engine_echoes),

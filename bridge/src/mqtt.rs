@@ -5,6 +5,9 @@
 //! - Origin mark: every message it publishes carries the user property
 //!   `zerosmq-bridge = BRIDGE_ID`; it subscribes with No Local (MQTT 5), and drops a message with
 //!   its own id should a broker deliver one anyway. Other bridges' messages are taken.
+//! - Typed topics: a message carries content type `application/postcard` and the user property
+//!   `zerosmq-schema` = base64 of the topic's schema (see [`Schema`]); a message arriving with
+//!   that property is published into the master as a typed topic.
 //! - Session: clean start off with a session expiry, so a broker that keeps sessions (mosquitto
 //!   with `persistence true`) queues QoS 1 messages for the bridge while it is away, and the
 //!   bridge resends its unacknowledged QoS 1 messages after a reconnect.
@@ -23,11 +26,14 @@ use rumqttc::v5::{Client, ClientError, Connection, Event, MqttOptions};
 use rumqttc::{Outgoing, Transport};
 use tracing::{info, warn};
 
-use crate::bridge::{Bridge, Engine, RateLimited, SendError};
+use crate::bridge::{Bridge, Engine, RateLimited, Schema, SendError, CONTENT_TYPE};
 use crate::counters::Counters;
 
 /// The user property that marks a message's origin bridge.
 pub const ORIGIN_PROPERTY: &str = "zerosmq-bridge";
+
+/// The user property with a typed topic's schema (base64, see [`Schema`]).
+pub const SCHEMA_PROPERTY: &str = "zerosmq-schema";
 
 /// Largest MQTT packet the bridge accepts from the broker (and tells it in CONNECT). Payloads
 /// over `--max-payload` but under this are refused by the bridge with a count and a log line.
@@ -200,16 +206,22 @@ impl Mqtt {
                 }
                 Ok(Event::Incoming(Packet::SubAck(_))) => info!("mqtt subscribed {head}#"),
                 Ok(Event::Incoming(Packet::Publish(p))) => {
-                    let own = p.properties.as_ref().is_some_and(|props| {
+                    let props = p
+                        .properties
+                        .as_ref()
+                        .map(|props| &props.user_properties[..]);
+                    let property = |name: &str| {
                         props
-                            .user_properties
+                            .unwrap_or_default()
                             .iter()
-                            .any(|(k, v)| k == ORIGIN_PROPERTY && *v == self.origin)
-                    });
+                            .find(|(k, _)| k == name)
+                            .map(|(_, v)| v.as_str())
+                    };
+                    let own = property(ORIGIN_PROPERTY) == Some(self.origin.as_str());
                     if own {
                         Counters::bump(&c.engine_echoes);
                     } else if let Some(name) = p.topic.strip_prefix(head.as_bytes()) {
-                        bridge.from_engine(name, &p.payload);
+                        bridge.from_engine(name, &p.payload, property(SCHEMA_PROPERTY));
                     } else {
                         Counters::bump(&c.in_bad_name);
                     }
@@ -267,14 +279,20 @@ impl Engine for Mqtt {
         self.handed.load(Ordering::Relaxed).saturating_sub(done)
     }
 
-    fn send(&self, key: &str, payload: &[u8]) -> Result<(), SendError> {
+    fn send(&self, key: &str, payload: &[u8], schema: Option<&Schema>) -> Result<(), SendError> {
         if !self.up.load(Ordering::Acquire) {
             return Err(SendError::LinkDown);
         }
-        let props = PublishProperties {
+        let mut props = PublishProperties {
             user_properties: vec![(ORIGIN_PROPERTY.to_owned(), self.origin.clone())],
             ..Default::default()
         };
+        if let Some(s) = schema {
+            props.content_type = Some(CONTENT_TYPE.to_owned());
+            props
+                .user_properties
+                .push((SCHEMA_PROPERTY.to_owned(), s.text.clone()));
+        }
         match self
             .client
             .try_publish_with_properties(key, self.qos, false, payload.to_vec(), props)

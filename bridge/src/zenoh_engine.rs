@@ -7,6 +7,9 @@
 //! - Loss: a message is counted lost when no subscriber matches its key at the moment it is
 //!   sent (the link to the other side is down), or when Zenoh refuses it. Samples are sent
 //!   reliable with congestion control `Block`, so nothing is dropped while the link is up.
+//! - Typed topics: a sample's encoding is `application/postcard;SCHEMA` (SCHEMA: base64 of the
+//!   topic's schema, see [`Schema`]); a sample arriving with such an encoding is published into
+//!   the master as a typed topic. Untyped topics keep Zenoh's default encoding.
 //! - Multicast scouting is off unless asked for: peers find each other through `--zenoh-connect`
 //!   / `--zenoh-listen` (or a router), as zenoh-bridge-ros2dds users configure them.
 
@@ -14,6 +17,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use tracing::{info, warn};
+use zenoh::bytes::Encoding;
 use zenoh::key_expr::KeyExpr;
 use zenoh::matching::MatchingListener;
 use zenoh::pubsub::{Publisher, Subscriber};
@@ -21,7 +25,7 @@ use zenoh::qos::CongestionControl;
 use zenoh::sample::Locality;
 use zenoh::{Config, Session, Wait};
 
-use crate::bridge::{Bridge, Engine, RateLimited, SendError};
+use crate::bridge::{Bridge, Engine, RateLimited, Schema, SendError, CONTENT_TYPE};
 use crate::counters::Counters;
 
 /// How to join Zenoh.
@@ -118,8 +122,12 @@ impl Zenoh {
                     Counters::bump(&c.engine_echoes);
                     return;
                 }
+                let encoding = std::borrow::Cow::<str>::from(sample.encoding());
+                let schema = schema_text(&encoding);
                 match sample.key_expr().as_str().strip_prefix(head.as_str()) {
-                    Some(name) => b.from_engine(name.as_bytes(), &sample.payload().to_bytes()),
+                    Some(name) => {
+                        b.from_engine(name.as_bytes(), &sample.payload().to_bytes(), schema)
+                    }
                     None => Counters::bump(&c.in_bad_name),
                 }
             })
@@ -136,6 +144,19 @@ impl Zenoh {
             put_log: RateLimited::default(),
         }))
     }
+}
+
+/// The encoding of a typed topic's samples.
+fn typed_encoding(schema: &Schema) -> Encoding {
+    Encoding::from(format!("{CONTENT_TYPE};{}", schema.text))
+}
+
+/// The schema text of an encoding `application/postcard;SCHEMA`; `None` for any other.
+fn schema_text(encoding: &str) -> Option<&str> {
+    encoding
+        .strip_prefix(CONTENT_TYPE)
+        .and_then(|rest| rest.strip_prefix(';'))
+        .filter(|s| !s.is_empty())
 }
 
 /// Whether `key` is a Zenoh key a sample can be put on: a valid key expression without
@@ -159,7 +180,7 @@ impl Engine for Zenoh {
         self.declare(&mut pubs, key);
     }
 
-    fn send(&self, key: &str, payload: &[u8]) -> Result<(), SendError> {
+    fn send(&self, key: &str, payload: &[u8], schema: Option<&Schema>) -> Result<(), SendError> {
         let mut pubs = self.publishers.lock().unwrap_or_else(|e| e.into_inner());
         let Some((p, _)) = self.declare(&mut pubs, key) else {
             return Err(SendError::Failed);
@@ -168,15 +189,19 @@ impl Engine for Zenoh {
         if !p.matching_status().wait().is_ok_and(|s| s.matching()) {
             return Err(SendError::LinkDown);
         }
-        p.put(payload.to_vec())
-            .attachment(self.origin.as_bytes().to_vec())
-            .wait()
-            .map_err(|e| {
-                if let Some(n) = self.put_log.due() {
-                    warn!(key, count = n, "zenoh put failed: {e}");
-                }
-                SendError::Failed
-            })
+        let put = p
+            .put(payload.to_vec())
+            .attachment(self.origin.as_bytes().to_vec());
+        match schema {
+            Some(s) => put.encoding(typed_encoding(s)).wait(),
+            None => put.wait(),
+        }
+        .map_err(|e| {
+            if let Some(n) = self.put_log.due() {
+                warn!(key, count = n, "zenoh put failed: {e}");
+            }
+            SendError::Failed
+        })
     }
 }
 
@@ -230,6 +255,17 @@ impl Zenoh {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn typed_encodings() {
+        let s = crate::bridge::Schema::from_bytes(vec![1, 2, 250]);
+        let e = super::typed_encoding(&s).to_string();
+        assert_eq!(e, format!("application/postcard;{}", s.text));
+        assert_eq!(super::schema_text(&e), Some(s.text.as_str()));
+        assert_eq!(super::schema_text("zenoh/bytes"), None);
+        assert_eq!(super::schema_text("application/postcard"), None);
+        assert_eq!(super::schema_text("application/postcardx;AA"), None);
+    }
+
     #[test]
     fn keys() {
         assert!(super::zenoh_key_ok("zerosmq/robot/imu"));

@@ -551,3 +551,126 @@ fn tls_both_ways_and_unknown_ca_refused() {
     println!("unknown CA: {line}");
     assert!(line.contains("certificate"), "{line}");
 }
+
+/// `mosquitto_pub` (MQTT 5) of one message with these `-D publish` properties.
+fn mosquitto_pub_props(broker: &Mosquitto, topic: &str, payload: &str, props: &[(&str, &str)]) {
+    let mut cmd = std::process::Command::new("mosquitto_pub");
+    cmd.args([
+        "-h",
+        "127.0.0.1",
+        "-p",
+        &broker.port.to_string(),
+        "-t",
+        topic,
+    ])
+    .args(["-q", "1", "-V", "mqttv5", "-m", payload]);
+    for (name, value) in props {
+        cmd.args(["-D", "publish", name]).args(value.split(' '));
+    }
+    let status = cmd.status().expect("mosquitto_pub starts");
+    assert!(status.success(), "mosquitto_pub failed");
+}
+
+/// A typed topic crosses with its schema through mosquitto: master A's typed publisher's values
+/// arrive on master B byte for byte and B's topic has the same schema; mosquitto_sub sees content
+/// type `application/postcard` and the schema in the user property `zerosmq-schema`. A message
+/// with another type's schema, and one whose schema is not base64, are refused and counted
+/// (`in_schema_refused`), and the stream goes on.
+#[test]
+fn typed_topic_keeps_its_schema() {
+    let (a, b) = (Master::start(0), Master::start(0));
+    let broker = Mosquitto::start();
+    let (ea, eb, url) = (a.endpoint(), b.endpoint(), broker.url());
+    let mut bridge_a = bridge(&[
+        "--master", &ea, "--mqtt", &url, "--qos", "1", "--out", "imu", "--id", "a",
+    ]);
+    bridge_a.wait_line(&["mqtt subscribed"]);
+    let mut bridge_b = bridge(&[
+        "--master", &eb, "--mqtt", &url, "--qos", "1", "--in", "imu", "--id", "b",
+    ]);
+    bridge_b.wait_line(&["mqtt subscribed"]);
+    // The independent peer: content type, user properties and the payload in hex, one line each.
+    let mut cmd = std::process::Command::new("stdbuf");
+    cmd.args(["-oL", "mosquitto_sub", "-h", "127.0.0.1", "-p"])
+        .arg(broker.port.to_string())
+        .args(["-t", "zerosmq/imu", "-q", "1", "-V", "mqttv5", "-d"])
+        .args(["-F", "typed %C %P %x"]);
+    let peer = Proc::spawn("mosquitto_sub", cmd);
+    peer.wait_line(&["received SUBACK"]);
+
+    let na = node(&a, "node-a");
+    let nb = node(&b, "node-b");
+    let mut sb = nb.subscribe("imu").expect("sub");
+    sb.wait_ready(WAIT).expect("ready");
+    let mut pa = na.advertise_typed::<Imu>("imu").expect("adv");
+    pa.wait_ready(WAIT).expect("ready");
+    bridge_a.wait_line(&["bridging out", "imu"]);
+    let n = 200;
+    let sent: Vec<Imu> = (0..n).map(imu).collect();
+    for v in &sent {
+        pa.publish_value(v).expect("publish");
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    assert!(pa.flush(WAIT));
+    let got = receive_values(&mut sb, sent.len());
+    assert_values(&got, &sent);
+    assert_same_schema(&na, &nb, "imu");
+    let text = schema_text::<Imu>();
+    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    for (i, v) in sent.iter().enumerate() {
+        let line = peer.wait_line(&["typed "]);
+        if i == 1 {
+            println!("figures: mosquitto_sub printed: {line}");
+        }
+        let bytes = postcard::to_stdvec(v).expect("encodes");
+        assert!(
+            line.starts_with("typed application/postcard ")
+                && line.contains(&format!("zerosmq-schema:{text}"))
+                && line.ends_with(&format!(" {}", hex(&bytes))),
+            "mosquitto_sub sees the content type, the schema and the payload: {line}"
+        );
+    }
+
+    // From an independent peer: another type's schema, a schema that is not base64, then an
+    // untyped message (delivered after them: one broker, one subscription).
+    let other = schema_text::<Other>();
+    mosquitto_pub_props(
+        &broker,
+        "zerosmq/imu",
+        "other",
+        &[
+            ("content-type", "application/postcard"),
+            ("user-property", &format!("zerosmq-schema {other}")),
+        ],
+    );
+    mosquitto_pub_props(
+        &broker,
+        "zerosmq/imu",
+        "garbage",
+        &[("user-property", "zerosmq-schema not*base64")],
+    );
+    mosquitto_pub_props(&broker, "zerosmq/imu", "after", &[]);
+    let m = sb
+        .recv_timeout(WAIT)
+        .expect("recv")
+        .expect("the untyped message after the refused ones");
+    assert_eq!(m.payload(), b"after");
+    let more: Vec<Imu> = (n..n + 50).map(imu).collect();
+    for v in &more {
+        pa.publish_value(v).expect("publish");
+    }
+    assert!(pa.flush(WAIT));
+    assert_values(&receive_values(&mut sb, more.len()), &more);
+
+    let ca = final_counters(&mut bridge_a);
+    let cb = final_counters(&mut bridge_b);
+    println!("figures: mqtt typed topic: {} values A -> B with their schema; bridge A {ca:?}; bridge B {cb:?}", n + 50);
+    assert!(
+        bridge_b.count("refused a message from the engine: its schema") >= 1,
+        "logged"
+    );
+    assert_eq!(ca["out_sent"], u64::from(n + 50));
+    assert_eq!(cb["in_sent"], u64::from(n + 50) + 1);
+    assert_eq!(cb["in_schema_refused"], 2, "{cb:?}");
+    assert_eq!(cb["in_lost"], 0);
+}

@@ -538,3 +538,78 @@ pub fn receive_seq(sub: &mut zerosmq::Subscriber, until_last: &str) -> Vec<Strin
         }
     }
 }
+
+/// The typed topics' message type in the schema tests.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, zerosmq::Schema)]
+#[postcard(crate = zerosmq::postcard_schema)]
+pub struct Imu {
+    pub seq: u32,
+    pub accel: [f32; 3],
+    pub frame: String,
+}
+
+/// Another type, which a typed topic of [`Imu`] refuses.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, zerosmq::Schema)]
+#[postcard(crate = zerosmq::postcard_schema)]
+pub struct Other {
+    pub celsius: f64,
+}
+
+/// The `i`th value of a typed stream (float bits and string lengths vary).
+pub fn imu(i: u32) -> Imu {
+    let f = i as f32;
+    Imu {
+        seq: i,
+        accel: [f * 0.1, -f * 1e-3, f.sqrt()],
+        frame: "imu_link".repeat(i as usize % 4),
+    }
+}
+
+/// The schema text the engines carry for `T` (base64 of what its typed publisher declares).
+pub fn schema_text<T: zerosmq::Schema + ?Sized>() -> String {
+    let bytes = postcard::to_stdvec(T::SCHEMA).expect("schema encodes");
+    zerosmq_bridge::bridge::Schema::from_bytes(bytes).text
+}
+
+/// Receives `n` messages on `sub`: each payload and its value decoded as `Imu`.
+pub fn receive_values(sub: &mut zerosmq::Subscriber, n: usize) -> Vec<(Vec<u8>, Imu)> {
+    let mut got = Vec::new();
+    while got.len() < n {
+        match sub.recv_timeout(WAIT).expect("recv") {
+            Some(m) => got.push((m.payload().to_vec(), m.decode::<Imu>().expect("an Imu"))),
+            None => panic!("only {} of {n} typed messages arrived", got.len()),
+        }
+    }
+    got
+}
+
+/// Every value arrived byte for byte as it was published, and decodes to what was sent.
+pub fn assert_values(got: &[(Vec<u8>, Imu)], sent: &[Imu]) {
+    assert_eq!(got.len(), sent.len());
+    for ((bytes, value), want) in got.iter().zip(sent) {
+        assert_eq!(
+            *bytes,
+            postcard::to_stdvec(want).expect("encodes"),
+            "byte for byte"
+        );
+        assert_eq!(value, want);
+    }
+}
+
+/// Master B's topic has master A's schema: the same type (`topic_schema`), and the same bytes
+/// (B's master, which compares schemas byte for byte, takes a local `Imu` publisher and
+/// refuses another type).
+pub fn assert_same_schema(a: &zerosmq::Node, b: &zerosmq::Node, topic: &str) {
+    let sa = a.topic_schema(topic).expect("schema on A");
+    assert!(sa.is_some(), "typed on A");
+    assert_eq!(b.topic_schema(topic).expect("schema on B"), sa);
+    b.advertise_typed::<Imu>(topic)
+        .expect("B takes the same type");
+    match b.advertise_typed::<Other>(topic) {
+        Err(zerosmq::Error::Refused {
+            code: zerosmq::ErrorCode::SchemaMismatch,
+            ..
+        }) => {}
+        other => panic!("B refuses another type: {other:?}"),
+    }
+}
