@@ -330,6 +330,44 @@ fn typed_topic_keeps_its_schema() {
     assert_eq!(cb["in_lost"], 0);
 }
 
+/// A topic that becomes typed while it is bridged (an untyped publisher first, then a typed
+/// one on master A): the bridge picks the schema up and master B's topic becomes typed with it.
+#[test]
+fn topic_typed_later_carries_its_schema_from_then_on() {
+    let mut pr = pair(&["--out", "late"], &["--in", "late"], None);
+    let na = node(&pr.a, "node-a");
+    let nb = node(&pr.b, "node-b");
+    let mut sb = nb.subscribe("late").expect("sub");
+    sb.wait_ready(WAIT).expect("ready");
+    let mut untyped = na.advertise("late").expect("adv");
+    untyped.wait_ready(WAIT).expect("ready");
+    pr.bridge_a.wait_line(&["zenoh matched", "zerosmq/late"]);
+    untyped.publish(b"untyped").expect("publish");
+    let m = sb.recv_timeout(WAIT).expect("recv").expect("a message");
+    assert_eq!(m.payload(), b"untyped");
+    assert_eq!(nb.topic_schema("late").expect("schema"), None);
+
+    let mut typed = na.advertise_typed::<Imu>("late").expect("adv");
+    typed.wait_ready(WAIT).expect("ready");
+    // Each value waited for on B: the loop runs until the bridge's next look at the schema.
+    let deadline = std::time::Instant::now() + WAIT;
+    let mut i = 0;
+    while nb.topic_schema("late").expect("schema").is_none() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "B's topic typed in time"
+        );
+        typed.publish_value(&imu(i)).expect("publish");
+        let got = receive_values(&mut sb, 1);
+        assert_values(&got, &[imu(i)]);
+        i += 1;
+    }
+    assert_same_schema(&na, &nb, "late");
+    let cb = final_counters(&mut pr.bridge_b);
+    println!("figures: zenoh topic typed later: {i} values crossed before master B's topic was typed; bridge B {cb:?}");
+    assert_eq!(cb["in_schema_refused"] + cb["in_lost"], 0, "{cb:?}");
+}
+
 /// The Zenoh link cut and restored mid-stream: bridge A counts what it could not send while
 /// the link was down, and that is exactly what master B's receiver missed; the stream resumes.
 #[test]
