@@ -8,7 +8,8 @@
 #     loggers at once must fail) and its unit + mock-transport tests;
 #  3. bare-metal builds with no std and no alloc (build-std=core only) for thumbv7em-none-eabihf
 #     and riscv32imc-unknown-none-elf, the async node included;
-#  4. the on-target self-tests under qemu-system-arm and qemu-system-riscv32, by exit code;
+#  4. the on-target self-tests under qemu-system-arm and qemu-system-riscv32, by exit code
+#     (also built with feature curve-recorded: CURVE against recorded libzmq servers);
 #  5. every fuzz target for a bounded time (FUZZ_SECONDS, default 8 s each);
 #  6. prints the footprint.
 # The libzmq / master / embassy-net TAP interop tests are in the zerosmq-tests package
@@ -77,6 +78,12 @@ run_qemu() {
 for target in thumbv7em-none-eabihf riscv32imc-unknown-none-elf; do
   run_qemu "$target" selftest
   run_qemu "$target" node && echo "node firmware: round trip passed"
+done
+# The self-test whose far ends replay libzmq's CURVE REP, SUB and XPUB, recorded with the
+# node's keys and seed (tests/tests/embedded_curve_record.rs). footprint.sh rebuilds the default.
+for target in thumbv7em-none-eabihf riscv32imc-unknown-none-elf; do
+  (cd examples/firmware && debian_cargo build -q --release -Z build-std=core --target "$target" --features curve-recorded)
+  run_qemu "$target" selftest && echo "selftest with CURVE against recorded libzmq: passed"
 done
 
 step "fuzz: every decoder, ${FUZZ_SECONDS:-8}s each"

@@ -4,6 +4,10 @@
 //! publisher sends is forwarded to the subscriber, as the master forwards a topic. The control
 //! reply is in the binary encoding (the firmware has no text protocol). With feature `plain`,
 //! every far end is a PLAIN server: its greeting says PLAIN and a WELCOME precedes its READY.
+//! With feature `curve-recorded`, every far end plays what libzmq's CURVE servers sent to this
+//! node (same keys, same seed) in tests/tests/embedded_curve_record.rs, and the node's writes
+//! are taken and dropped: the recorded boxes open only if the node's ephemeral keys on the
+//! target are the ones it had on the host.
 
 use core::cell::RefCell;
 use core::net::SocketAddr;
@@ -18,6 +22,24 @@ pub const PUB: &[u8] = include_bytes!("../../../core/src/zmtp/testdata/libzmq-pu
 pub const XPUB: &[u8] = include_bytes!("../../../core/src/zmtp/testdata/libzmq-xpub.bin");
 pub const SUB_V31: &[u8] = include_bytes!("../../../core/src/zmtp/testdata/libzmq-sub-v31.bin");
 pub const SUB_V30: &[u8] = include_bytes!("../../../core/src/zmtp/testdata/libzmq-sub-v30.bin");
+
+#[cfg(all(
+    feature = "curve-recorded",
+    any(feature = "curve-loopback", feature = "plain")
+))]
+compile_error!(
+    "feature curve-recorded replays libzmq's CURVE servers: not with curve-loopback or plain"
+);
+
+/// What libzmq's CURVE servers sent on each of the node's connections, in the order it opens
+/// them: the publish grant's REP, the SUB, the subscribe grant's REP, the XPUB.
+#[cfg(feature = "curve-recorded")]
+const CURVE_RECORDED: [&[u8]; LINKS] = [
+    include_bytes!("../../../core/src/zmtp/testdata/libzmq-curve-embedded-rep-pub.bin"),
+    include_bytes!("../../../core/src/zmtp/testdata/libzmq-curve-embedded-sub.bin"),
+    include_bytes!("../../../core/src/zmtp/testdata/libzmq-curve-embedded-rep-sub.bin"),
+    include_bytes!("../../../core/src/zmtp/testdata/libzmq-curve-embedded-xpub.bin"),
+];
 
 /// Greeting and READY that our PUB or SUB writes before anything else.
 #[cfg(not(feature = "plain"))]
@@ -123,6 +145,10 @@ struct State {
     /// With `curve-loopback`: each far end is a CURVE server.
     #[cfg(feature = "curve-loopback")]
     far: [Option<far::Far>; LINKS],
+    /// With `curve-recorded`: what each far end has still to send (read straight from the
+    /// recording: the XPUB's is longer than a queue).
+    #[cfg(feature = "curve-recorded")]
+    recorded: [&'static [u8]; LINKS],
 }
 
 /// The link; connections are handed out in the order control, publisher, control, subscriber.
@@ -147,6 +173,8 @@ impl Loopback {
                 chunk,
                 #[cfg(feature = "curve-loopback")]
                 far: [None, None, None, None],
+                #[cfg(feature = "curve-recorded")]
+                recorded: [&[]; LINKS],
             }),
         }
     }
@@ -182,19 +210,35 @@ impl Read for LinkConn<'_> {
     fn read(&mut self, buf: &mut [u8]) -> Result<usize, LinkError> {
         let mut s = self.link.state.borrow_mut();
         let n = buf.len().min(s.chunk);
+        #[cfg(feature = "curve-recorded")]
+        {
+            let rest = s.recorded[self.index];
+            let n = n.min(rest.len());
+            buf[..n].copy_from_slice(&rest[..n]);
+            s.recorded[self.index] = &rest[n..];
+            return Ok(n);
+        }
         // 0 when nothing is queued: the peer closed, as a real stack would report.
+        #[allow(unreachable_code)]
         Ok(s.input[self.index].pop(&mut buf[..n]))
     }
 }
 
 impl ReadReady for LinkConn<'_> {
     fn read_ready(&mut self) -> Result<bool, LinkError> {
+        #[cfg(feature = "curve-recorded")]
+        return Ok(!self.link.state.borrow().recorded[self.index].is_empty());
+        #[allow(unreachable_code)]
         Ok(self.link.state.borrow().input[self.index].len > 0)
     }
 }
 
 impl Write for LinkConn<'_> {
     fn write(&mut self, buf: &[u8]) -> Result<usize, LinkError> {
+        // The recorded far ends heard the node on the host; here its bytes have no reader.
+        #[cfg(feature = "curve-recorded")]
+        return Ok(buf.len());
+        #[allow(unreachable_code)]
         let mut s = self.link.state.borrow_mut();
         let i = self.index;
         #[cfg(feature = "curve-loopback")]
@@ -283,6 +327,11 @@ impl Connect for Loopback {
             let mut far = far::Far::new(socket_type, index as u64);
             far::transmit(&mut far, &mut s.input[index])?;
             s.far[index] = Some(far);
+            return Ok(LinkConn { link: self, index });
+        }
+        #[cfg(feature = "curve-recorded")]
+        {
+            s.recorded[index] = CURVE_RECORDED[index];
             return Ok(LinkConn { link: self, index });
         }
         #[allow(unreachable_code)]
