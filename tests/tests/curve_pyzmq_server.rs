@@ -22,7 +22,7 @@ use zerosmq_tests::{PythonPeer, WAIT};
 /// `SUBSCRIBED hex`); reads `REP hex` (the reply to the last request) and `SEND hex` (a message
 /// for the XPUB) on stdin.
 const STAND_IN: &str = r#"
-import sys, threading, queue, zmq
+import os, sys, threading, queue, zmq
 public, secret = sys.argv[1].encode(), sys.argv[2].encode()
 ctx = zmq.Context()
 def server(kind):
@@ -41,12 +41,17 @@ commands = queue.Queue()
 def read_stdin():
     for line in sys.stdin:
         commands.put(line.split())
+    commands.put(["QUIT"])
 threading.Thread(target=read_stdin, daemon=True).start()
 poller = zmq.Poller()
 for s in (rep, sub, xpub):
     poller.register(s, zmq.POLLIN)
 waiting = False
+parent = os.getppid()
 while True:
+    # The test is gone (a panic before QUIT): do not outlive it.
+    if os.getppid() != parent:
+        os._exit(0)
     for s, _ in poller.poll(20):
         if s is rep:
             print("REQ", b"".join(rep.recv_multipart()).hex(), flush=True)
@@ -63,7 +68,7 @@ while True:
         elif cmd[0] == "SEND":
             xpub.send(bytes.fromhex(cmd[1]))
         elif cmd[0] == "QUIT":
-            sys.exit(0)
+            os._exit(0)
 "#;
 
 /// What the stand-in told the test, and how to make it send.
