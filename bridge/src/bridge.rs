@@ -96,6 +96,8 @@ impl std::error::Error for SchemaError {}
 struct InPublisher {
     publisher: Publisher,
     schema: Option<Vec<u8>>,
+    /// `Publisher::dropped` when last looked at: what it dropped since was counted sent.
+    dropped: u64,
 }
 
 /// What the bridge carries and how much it takes from the engine.
@@ -159,6 +161,7 @@ enum InLoss {
     QueueFull,
     NotReady,
     Failed,
+    Dropped,
 }
 
 /// Logs at most once a second, with the number of events since the last line.
@@ -336,13 +339,18 @@ impl Bridge {
     }
 
     fn lost_in(&self, topic: &str, loss: InLoss, why: &str) {
+        self.lost_in_n(topic, loss, 1, why);
+    }
+
+    fn lost_in_n(&self, topic: &str, loss: InLoss, n: u64, why: &str) {
         let c = &self.counters;
         let reason = match loss {
             InLoss::QueueFull => &c.in_queue_full,
             InLoss::NotReady => &c.in_not_ready,
             InLoss::Failed => &c.in_failed,
+            InLoss::Dropped => &c.in_dropped,
         };
-        Counters::lose(&c.in_lost, reason, 1);
+        Counters::lose(&c.in_lost, reason, n);
         if let Some(n) = self.lost_log.due() {
             warn!(
                 topic,
@@ -394,6 +402,7 @@ impl Bridge {
                         pubs.insert(
                             topic.clone(),
                             InPublisher {
+                                dropped: p.dropped(),
                                 publisher: p,
                                 schema: schema.map(|s| s.bytes),
                             },
@@ -425,15 +434,38 @@ impl Bridge {
                     }
                 }
             }
-            let Some(p) = pubs.get_mut(&topic).map(|p| &mut p.publisher) else {
+            let Some(entry) = pubs.get_mut(&topic) else {
                 continue;
             };
+            let p = &mut entry.publisher;
+            // Messages handed over earlier that the publisher dropped since (still queued when
+            // its connection was lost): counted sent then, lost now.
+            let before = p.dropped();
+            let later = before - entry.dropped;
+            if later > 0 {
+                self.counters.in_sent.fetch_sub(later, Ordering::Relaxed);
+                self.lost_in_n(
+                    &topic,
+                    InLoss::Dropped,
+                    later,
+                    "queued when the master's connection was lost",
+                );
+            }
+            entry.dropped = before;
             if !p.is_ready().unwrap_or(false) {
                 self.lost_in(&topic, InLoss::NotReady, "the master is not connected");
                 continue;
             }
             self.echo.expect(&topic, &payload);
             match p.publish(&payload) {
+                Ok(()) if p.dropped() > before => {
+                    entry.dropped = p.dropped();
+                    self.lost_in(
+                        &topic,
+                        InLoss::Dropped,
+                        "the master does not read: past the publisher's high-water mark",
+                    );
+                }
                 Ok(()) => Counters::bump(&self.counters.in_sent),
                 Err(e) => {
                     debug!(topic, "publish failed: {e}");

@@ -25,7 +25,7 @@ pub struct Counters {
     pub out_recv_errors: AtomicU64,
     /// Messages from the engine published into the master.
     pub in_sent: AtomicU64,
-    /// Messages from the engine that were not published into the master: the sum of the three
+    /// Messages from the engine that were not published into the master: the sum of the four
     /// `in_*` reasons below.
     pub in_lost: AtomicU64,
     /// ... because the bridge's queue towards the master was full.
@@ -34,6 +34,10 @@ pub struct Counters {
     pub in_not_ready: AtomicU64,
     /// ... because the publish call failed.
     pub in_failed: AtomicU64,
+    /// ... because the bridge's publisher into the master dropped them (`Publisher::dropped`):
+    /// past its high-water mark while the master did not read, or still queued when the
+    /// connection was lost (those were counted in `in_sent` first, and moved here).
+    pub in_dropped: AtomicU64,
     /// Engine keys refused: not `PREFIX/TOPIC` with a valid topic name.
     pub in_bad_name: AtomicU64,
     /// Engine messages refused: payload over `--max-payload`.
@@ -72,7 +76,7 @@ impl Counters {
     pub fn line(&self) -> String {
         let g = |c: &AtomicU64| c.load(Relaxed);
         format!(
-            "out_sent={} out_lost={} out_link_down={} out_queue_full={} out_failed={} out_session_lost={} out_recv_errors={} in_sent={} in_lost={} in_queue_full={} in_not_ready={} in_failed={} in_bad_name={} in_oversized={} in_too_many_topics={} in_schema_refused={} in_not_matched={} echoes={} engine_echoes={} out_bad_name={} engine_connects={}",
+            "out_sent={} out_lost={} out_link_down={} out_queue_full={} out_failed={} out_session_lost={} out_recv_errors={} in_sent={} in_lost={} in_queue_full={} in_not_ready={} in_failed={} in_dropped={} in_bad_name={} in_oversized={} in_too_many_topics={} in_schema_refused={} in_not_matched={} echoes={} engine_echoes={} out_bad_name={} engine_connects={}",
             g(&self.out_sent),
             g(&self.out_lost),
             g(&self.out_link_down),
@@ -85,6 +89,7 @@ impl Counters {
             g(&self.in_queue_full),
             g(&self.in_not_ready),
             g(&self.in_failed),
+            g(&self.in_dropped),
             g(&self.in_bad_name),
             g(&self.in_oversized),
             g(&self.in_too_many_topics),
