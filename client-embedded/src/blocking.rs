@@ -263,17 +263,12 @@ impl<C: Connect> Node<C> {
         topic: &str,
         buf: &'b mut [u8],
     ) -> Result<Publisher<'n, 'b, C>, C> {
-        let mut publisher = Publisher {
-            node: self,
-            topic: Topic::new(topic)?,
+        self.open_publisher(
+            topic,
             buf,
-            io: None,
-            role: Role::new(Kind::Publisher),
             #[cfg(feature = "typed")]
-            schema: None,
-        };
-        publisher.run(Goal::Open, &[])?;
-        Ok(publisher)
+            None,
+        )
     }
 
     /// As [`advertise`](Self::advertise), declaring the topic's type `T` (its
@@ -287,13 +282,23 @@ impl<C: Connect> Node<C> {
         topic: &str,
         buf: &'b mut [u8],
     ) -> Result<Publisher<'n, 'b, C>, C> {
+        self.open_publisher(topic, buf, Some(T::SCHEMA))
+    }
+
+    fn open_publisher<'n, 'b>(
+        &'n self,
+        topic: &str,
+        buf: &'b mut [u8],
+        #[cfg(feature = "typed")] schema: Option<&'static postcard_schema::schema::NamedType>,
+    ) -> Result<Publisher<'n, 'b, C>, C> {
         let mut publisher = Publisher {
             node: self,
             topic: Topic::new(topic)?,
             buf,
             io: None,
             role: Role::new(Kind::Publisher),
-            schema: Some(T::SCHEMA),
+            #[cfg(feature = "typed")]
+            schema,
         };
         publisher.run(Goal::Open, &[])?;
         Ok(publisher)

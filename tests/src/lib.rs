@@ -328,3 +328,51 @@ impl CaptureProxy {
 pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
+
+/// The operating system's generator (`/dev/urandom`), as a board's hardware RNG: what CURVE
+/// tests hand to core and to the embedded node.
+pub struct Urandom(std::fs::File);
+
+impl Urandom {
+    pub fn new() -> Urandom {
+        Urandom(std::fs::File::open("/dev/urandom").expect("/dev/urandom"))
+    }
+}
+
+impl Default for Urandom {
+    fn default() -> Self {
+        Urandom::new()
+    }
+}
+
+impl rand_core::RngCore for Urandom {
+    fn next_u32(&mut self) -> u32 {
+        rand_core::impls::next_u32_via_fill(self)
+    }
+    fn next_u64(&mut self) -> u64 {
+        rand_core::impls::next_u64_via_fill(self)
+    }
+    fn fill_bytes(&mut self, dest: &mut [u8]) {
+        use std::io::Read as _;
+        self.0.read_exact(dest).expect("/dev/urandom");
+    }
+    fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), rand_core::Error> {
+        self.fill_bytes(dest);
+        Ok(())
+    }
+}
+
+impl rand_core::CryptoRng for Urandom {}
+
+/// Lower-case hex of `bytes` (how tests pass bytes to and from their Python peers).
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The bytes of lower-case or upper-case hex `s` (panics on anything else: test input).
+pub fn unhex(s: &str) -> Vec<u8> {
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex"))
+        .collect()
+}

@@ -8,14 +8,13 @@
 //! `ZEROSMQ_RECORD_CURVE=1` to rewrite them. Without it, the tests check that live libzmq still
 //! sends what was recorded (command names and sizes).
 
-use std::fs::File;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::time::Duration;
 
 use zerosmq_core::zmtp::curve::{CurveError, CurveKeyPair};
 use zerosmq_core::zmtp::{z85, Connection, Decoded, Event, FrameDecoder, SocketType, ZmtpError};
-use zerosmq_tests::{wait_until, PythonPeer, WAIT};
+use zerosmq_tests::{wait_until, PythonPeer, Urandom, WAIT};
 
 const SERVER_PUBLIC: &[u8] = b"rq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf7";
 const SERVER_SECRET: &[u8] = b"JTKVSB%%)wK0E.X)V>+}o?pNmC{O&4W4b!Ni{Lh6";
@@ -85,29 +84,8 @@ fn key(text: &[u8]) -> [u8; 32] {
     z85::decode_key(text).unwrap()
 }
 
-/// The operating system's generator.
-struct Urandom(File);
-
-impl rand_core::RngCore for Urandom {
-    fn next_u32(&mut self) -> u32 {
-        rand_core::impls::next_u32_via_fill(self)
-    }
-    fn next_u64(&mut self) -> u64 {
-        rand_core::impls::next_u64_via_fill(self)
-    }
-    fn fill_bytes(&mut self, dest: &mut [u8]) {
-        self.0.read_exact(dest).expect("/dev/urandom");
-    }
-    fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), rand_core::Error> {
-        self.fill_bytes(dest);
-        Ok(())
-    }
-}
-
-impl rand_core::CryptoRng for Urandom {}
-
 fn urandom() -> Urandom {
-    Urandom(File::open("/dev/urandom").unwrap())
+    Urandom::new()
 }
 
 // The fixed generator of the recorded runs (core's replay tests use the same one).

@@ -6,8 +6,7 @@
 //! connection against an independent implementation, not our master. The std node and the
 //! embedded node (blocking driver over std TCP) each publish and receive.
 
-use std::fs::File;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::process::ChildStdin;
 use std::sync::{mpsc, Arc, Mutex};
@@ -16,7 +15,7 @@ use std::time::Duration;
 
 use zerosmq::curve::{generate_keys, key_text};
 use zerosmq_core::control::{decode_request, ControlReply, ControlRequest, Encoding};
-use zerosmq_tests::{PythonPeer, WAIT};
+use zerosmq_tests::{hex, unhex, PythonPeer, Urandom, WAIT};
 
 /// The stand-in: prints `PORTS control sub xpub`, then a line per event (`REQ hex`, `GOT hex`,
 /// `SUBSCRIBED hex`); reads `REP hex` (the reply to the last request) and `SEND hex` (a message
@@ -78,17 +77,6 @@ struct StandIn {
     subscribed: mpsc::Receiver<Vec<u8>>,
     input: Arc<Mutex<ChildStdin>>,
     requests: mpsc::Receiver<String>,
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn unhex(s: &str) -> Vec<u8> {
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-        .collect()
 }
 
 /// Starts the stand-in and a thread that answers its control requests as a master would:
@@ -237,27 +225,6 @@ fn a_std_node_with_the_wrong_server_key_is_refused_by_pyzmq_clearly() {
     tell(&stand_in.input, "QUIT");
 }
 
-/// The operating system's generator, as a board's hardware RNG.
-struct Urandom(File);
-
-impl rand_core::RngCore for Urandom {
-    fn next_u32(&mut self) -> u32 {
-        rand_core::impls::next_u32_via_fill(self)
-    }
-    fn next_u64(&mut self) -> u64 {
-        rand_core::impls::next_u64_via_fill(self)
-    }
-    fn fill_bytes(&mut self, dest: &mut [u8]) {
-        self.0.read_exact(dest).expect("/dev/urandom");
-    }
-    fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), rand_core::Error> {
-        self.fill_bytes(dest);
-        Ok(())
-    }
-}
-
-impl rand_core::CryptoRng for Urandom {}
-
 #[test]
 fn an_embedded_node_publishes_and_receives_through_pyzmq_curve_servers() {
     let server = generate_keys();
@@ -273,7 +240,7 @@ fn an_embedded_node_publishes_and_receives_through_pyzmq_curve_servers() {
             *server.public(),
             *keys.public(),
             *keys.secret(),
-            &mut Urandom(File::open("/dev/urandom").unwrap()),
+            &mut Urandom::new(),
         )
         .unwrap();
 

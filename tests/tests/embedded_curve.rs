@@ -8,39 +8,16 @@
 //!   a node without CURVE gets nothing, and the listed nodes are still served.
 //! - Without `--curve-clients`: any node key is served.
 
-use std::fs::File;
-use std::io::Read;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use zerosmq::curve::{generate_keys, key_text, CurveKeyPair};
 use zerosmq_embedded::{CurveKeyMismatch, Error, Node, StdConnect};
-use zerosmq_tests::{contains, CaptureProxy, MasterProcess, WAIT};
-
-/// The operating system's generator, as a board's hardware RNG.
-struct Urandom(File);
-
-impl rand_core::RngCore for Urandom {
-    fn next_u32(&mut self) -> u32 {
-        rand_core::impls::next_u32_via_fill(self)
-    }
-    fn next_u64(&mut self) -> u64 {
-        rand_core::impls::next_u64_via_fill(self)
-    }
-    fn fill_bytes(&mut self, dest: &mut [u8]) {
-        self.0.read_exact(dest).expect("/dev/urandom");
-    }
-    fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), rand_core::Error> {
-        self.fill_bytes(dest);
-        Ok(())
-    }
-}
-
-impl rand_core::CryptoRng for Urandom {}
+use zerosmq_tests::{contains, CaptureProxy, MasterProcess, Urandom, WAIT};
 
 fn urandom() -> Urandom {
-    Urandom(File::open("/dev/urandom").unwrap())
+    Urandom::new()
 }
 
 /// The publisher's buffer in the first test: it boxes every message.

@@ -23,7 +23,7 @@ use zerosmq_core::control::{decode_request, ControlReply, ControlRequest, Encodi
 use zerosmq_core::zmtp::curve::{CurveKeyPair, ReplayRng};
 use zerosmq_core::zmtp::{z85, Decoded, FrameDecoder, FrameKind};
 use zerosmq_embedded::{Connect, Node, StdConnect, StdError, StdStream, CURVE_MIN_BUF_LEN};
-use zerosmq_tests::{PythonPeer, WAIT};
+use zerosmq_tests::{hex, unhex, PythonPeer, WAIT};
 
 // What examples/firmware/src/loopback.rs uses: change both together, then re-record.
 const CLIENT_SECRET: [u8; 32] = [0x42; 32];
@@ -84,17 +84,6 @@ while True:
             if m[:1] == b"\x01" and m[1:].startswith(probe):
                 xpub.send(m[1:])
 "#;
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn unhex(s: &str) -> Vec<u8> {
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-        .collect()
-}
 
 /// `StdConnect`, keeping what the far end sent on every connection (what the node read).
 struct Recorder {
