@@ -90,7 +90,7 @@ impl Drop for Mosquitto {
 fn options(id: &str, port: u16) -> MqttOptions {
     let mut o = MqttOptions::new(id, "127.0.0.1", port);
     o.set_keep_alive(Duration::from_secs(30));
-    o.set_max_packet_size(1 << 20, 1 << 20);
+    o.set_max_packet_size(2 << 20, 2 << 20);
     o.set_request_channel_capacity(10_000);
     o
 }
