@@ -376,3 +376,59 @@ pub fn unhex(s: &str) -> Vec<u8> {
         .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex"))
         .collect()
 }
+
+/// What a byte stream holds: the greeting's mechanism, then each frame as its command name
+/// (`"message"` for message frames) and body size.
+pub fn zmtp_structure(bytes: &[u8]) -> Vec<(String, usize)> {
+    let mut dec = zerosmq_core::zmtp::FrameDecoder::new();
+    let mut rx = vec![0u8; 4096];
+    let mut out = Vec::new();
+    let mut input = bytes;
+    while !input.is_empty() {
+        let dst = dec.read_buffer(&mut rx);
+        let n = dst.len().min(input.len());
+        dst[..n].copy_from_slice(&input[..n]);
+        input = &input[n..];
+        match dec.commit(n, &rx).unwrap() {
+            Some(zerosmq_core::zmtp::Decoded::Greeting(g)) => out.push((
+                format!("greeting {}", String::from_utf8_lossy(g.mechanism_name())),
+                64,
+            )),
+            Some(zerosmq_core::zmtp::Decoded::Frame(h)) => {
+                let len = h.len as usize;
+                let name = match h.kind {
+                    zerosmq_core::zmtp::FrameKind::Command => {
+                        let l = usize::from(rx[0]);
+                        String::from_utf8_lossy(&rx[1..1 + l.min(len.saturating_sub(1))])
+                            .into_owned()
+                    }
+                    _ => "message".into(),
+                };
+                out.push((name, len));
+            }
+            None => {}
+        }
+    }
+    out
+}
+
+/// Writes the recording `file` of `core/src/zmtp/testdata` (with `ZEROSMQ_RECORD_CURVE`) or
+/// checks that live libzmq still sends what it holds (command names and sizes).
+pub fn record_or_compare(file: &str, live: &[u8]) {
+    let path = format!(
+        "{}/../core/src/zmtp/testdata/{file}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    if std::env::var_os("ZEROSMQ_RECORD_CURVE").is_some() {
+        std::fs::write(&path, live).unwrap();
+        println!("recorded {file}: {} bytes", live.len());
+        return;
+    }
+    let recorded = std::fs::read(&path).unwrap();
+    let (live, recorded) = (zmtp_structure(live), zmtp_structure(&recorded));
+    println!("figures: {file}: {live:?}");
+    assert_eq!(
+        live, recorded,
+        "live libzmq no longer sends what {file} holds"
+    );
+}

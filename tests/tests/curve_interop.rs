@@ -13,8 +13,10 @@ use std::net::{TcpListener, TcpStream};
 use std::time::Duration;
 
 use zerosmq_core::zmtp::curve::{CurveError, CurveKeyPair};
-use zerosmq_core::zmtp::{z85, Connection, Decoded, Event, FrameDecoder, SocketType, ZmtpError};
-use zerosmq_tests::{wait_until, PythonPeer, Urandom, WAIT};
+use zerosmq_core::zmtp::{z85, Connection, Event, SocketType, ZmtpError};
+use zerosmq_tests::{
+    record_or_compare, wait_until, zmtp_structure as structure, PythonPeer, Urandom, WAIT,
+};
 
 const SERVER_PUBLIC: &[u8] = b"rq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf7";
 const SERVER_SECRET: &[u8] = b"JTKVSB%%)wK0E.X)V>+}o?pNmC{O&4W4b!Ni{Lh6";
@@ -202,61 +204,6 @@ fn client_keys() -> CurveKeyPair {
 
 fn server_keys() -> CurveKeyPair {
     CurveKeyPair::from_secret(key(SERVER_SECRET))
-}
-
-/// What a byte stream holds: the greeting's mechanism, then each frame as its command name
-/// (`"message"` for message frames) and body size.
-fn structure(bytes: &[u8]) -> Vec<(String, usize)> {
-    let mut dec = FrameDecoder::new();
-    let mut rx = vec![0u8; 4096];
-    let mut out = Vec::new();
-    let mut input = bytes;
-    while !input.is_empty() {
-        let dst = dec.read_buffer(&mut rx);
-        let n = dst.len().min(input.len());
-        dst[..n].copy_from_slice(&input[..n]);
-        input = &input[n..];
-        match dec.commit(n, &rx).unwrap() {
-            Some(Decoded::Greeting(g)) => out.push((
-                format!("greeting {}", String::from_utf8_lossy(g.mechanism_name())),
-                64,
-            )),
-            Some(Decoded::Frame(h)) => {
-                let len = h.len as usize;
-                let name = match h.kind {
-                    zerosmq_core::zmtp::FrameKind::Command => {
-                        let l = usize::from(rx[0]);
-                        String::from_utf8_lossy(&rx[1..1 + l.min(len.saturating_sub(1))])
-                            .into_owned()
-                    }
-                    _ => "message".into(),
-                };
-                out.push((name, len));
-            }
-            None => {}
-        }
-    }
-    out
-}
-
-/// Writes the recording (with `ZEROSMQ_RECORD_CURVE`) or checks that live libzmq still sends
-/// what it holds.
-fn record_or_compare(file: &str, live: &[u8]) {
-    let path = format!(
-        "{}/../core/src/zmtp/testdata/{file}",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    if std::env::var_os("ZEROSMQ_RECORD_CURVE").is_some() {
-        std::fs::write(&path, live).unwrap();
-        return;
-    }
-    let recorded = std::fs::read(&path).unwrap();
-    let (live, recorded) = (structure(live), structure(&recorded));
-    println!("figures: {file}: {live:?}");
-    assert_eq!(
-        live, recorded,
-        "live libzmq no longer sends what {file} holds"
-    );
 }
 
 #[test]

@@ -21,9 +21,9 @@ use std::thread;
 
 use zerosmq_core::control::{decode_request, ControlReply, ControlRequest, Encoding};
 use zerosmq_core::zmtp::curve::{CurveKeyPair, ReplayRng};
-use zerosmq_core::zmtp::{z85, Decoded, FrameDecoder, FrameKind};
+use zerosmq_core::zmtp::z85;
 use zerosmq_embedded::{Connect, Node, StdConnect, StdError, StdStream, CURVE_MIN_BUF_LEN};
-use zerosmq_tests::{hex, unhex, PythonPeer, WAIT};
+use zerosmq_tests::{hex, record_or_compare, unhex, PythonPeer, WAIT};
 
 // What examples/firmware/src/loopback.rs uses: change both together, then re-record.
 const CLIENT_SECRET: [u8; 32] = [0x42; 32];
@@ -141,41 +141,6 @@ impl Connect for Recorder {
     }
 }
 
-/// What a byte stream holds: the greeting's mechanism, then each frame as its command name
-/// (`"message"` for message frames) and body size (as tests/curve_interop.rs compares).
-fn structure(bytes: &[u8]) -> Vec<(String, usize)> {
-    let mut dec = FrameDecoder::new();
-    let mut rx = vec![0u8; 4096];
-    let mut out = Vec::new();
-    let mut input = bytes;
-    while !input.is_empty() {
-        let dst = dec.read_buffer(&mut rx);
-        let n = dst.len().min(input.len());
-        dst[..n].copy_from_slice(&input[..n]);
-        input = &input[n..];
-        match dec.commit(n, &rx).unwrap() {
-            Some(Decoded::Greeting(g)) => out.push((
-                format!("greeting {}", String::from_utf8_lossy(g.mechanism_name())),
-                64,
-            )),
-            Some(Decoded::Frame(h)) => {
-                let len = h.len as usize;
-                let name = match h.kind {
-                    FrameKind::Command => {
-                        let l = usize::from(rx[0]);
-                        String::from_utf8_lossy(&rx[1..1 + l.min(len.saturating_sub(1))])
-                            .into_owned()
-                    }
-                    _ => "message".into(),
-                };
-                out.push((name, len));
-            }
-            None => {}
-        }
-    }
-    out
-}
-
 #[test]
 fn the_embedded_nodes_curve_conversation_with_pyzmq_is_recorded_for_the_firmware() {
     let server = CurveKeyPair::from_secret(SERVER_SECRET);
@@ -284,21 +249,6 @@ fn the_embedded_nodes_curve_conversation_with_pyzmq_is_recorded_for_the_firmware
     for (file, live) in FILES.iter().zip(&received) {
         // Boxed end to end: the topic never crosses in clear.
         assert!(!live.windows(3).any(|w| w == TOPIC.as_bytes()), "{file}");
-        let path = format!(
-            "{}/../core/src/zmtp/testdata/{file}",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        if std::env::var_os("ZEROSMQ_RECORD_CURVE").is_some() {
-            std::fs::write(&path, live).unwrap();
-            println!("recorded {file}: {} bytes", live.len());
-            continue;
-        }
-        let recorded = std::fs::read(&path).unwrap();
-        let (live, recorded) = (structure(live), structure(&recorded));
-        println!("figures: {file}: {live:?}");
-        assert_eq!(
-            live, recorded,
-            "live libzmq no longer sends what {file} holds"
-        );
+        record_or_compare(file, live);
     }
 }
