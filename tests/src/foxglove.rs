@@ -34,21 +34,7 @@ fn install_client() {
 
 /// The Foxglove port a `zerosmq-master --foxglove HOST:0` child logged.
 pub fn endpoint_port(master: &MasterProcess) -> u16 {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let line = master
-            .log
-            .recv_timeout(left)
-            .expect("the master logs its Foxglove port");
-        if line.contains("Foxglove endpoint listening") {
-            return line
-                .rsplit("port=")
-                .next()
-                .and_then(|p| p.trim().parse().ok())
-                .expect("port");
-        }
-    }
+    master.logged_port("Foxglove endpoint listening")
 }
 
 /// One Node.js client process: commands in, events out (JSON, a line each); killed on drop.

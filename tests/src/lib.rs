@@ -134,17 +134,26 @@ impl MasterProcess {
                 let _ = tx.send(line);
             }
         });
+        master.port = master.logged_port("control service listening");
+        master
+    }
+
+    /// The `port=` of the next log line that contains `needle` (lines before it are read and
+    /// passed over), within [`WAIT`].
+    pub fn logged_port(&self, needle: &str) -> u16 {
         let deadline = std::time::Instant::now() + WAIT;
         loop {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
-            let line = master.log.recv_timeout(left).expect("master logs its port");
-            if line.contains("control service listening") {
-                master.port = line
+            let line = self
+                .log
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("the master logs '{needle}' with its port"));
+            if line.contains(needle) {
+                return line
                     .rsplit("port=")
                     .next()
                     .and_then(|p| p.trim().parse().ok())
                     .expect("port");
-                return master;
             }
         }
     }

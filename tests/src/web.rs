@@ -4,7 +4,6 @@
 use std::collections::BTreeMap;
 use std::io::{Read as _, Write as _};
 use std::net::TcpStream;
-use std::time::Instant;
 
 use serde_json::Value;
 
@@ -12,21 +11,7 @@ use crate::{MasterProcess, PythonPeer, WAIT};
 
 /// The web port a `zerosmq-master --web HOST:0` child logged.
 pub fn web_port(master: &MasterProcess) -> u16 {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let line = master
-            .log
-            .recv_timeout(left)
-            .expect("the master logs its web port");
-        if line.contains("web page and /metrics listening") {
-            return line
-                .rsplit("port=")
-                .next()
-                .and_then(|p| p.trim().parse().ok())
-                .expect("port");
-        }
-    }
+    master.logged_port("web page and /metrics listening")
 }
 
 /// `GET path` over a fresh connection: (status, body).
